@@ -1,0 +1,53 @@
+# Two commands on a fresh Debian machine: `make run` serves, `make test` tests.
+# Both install what is missing first: system packages (PostgreSQL 15 + PostGIS 3, Redis), uv,
+# the virtualenv and the locked Python dependencies.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: run demo test lint fmt deps system-deps python-deps bench
+
+run: deps
+	$(UV) run --locked dispatch migrate
+	exec $(UV) run --locked dispatch serve --host $(HOST) --port $(PORT) $(ARGS)
+
+demo: ARGS += --demo
+demo: run
+
+test: deps
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+lint:
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+
+fmt:
+	$(UV) run --locked ruff check --fix .
+	$(UV) run --locked ruff format .
+
+deps: system-deps python-deps
+
+system-deps:
+	@missing=""; \
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || missing="$$missing postgresql-15"; \
+	[ -f /usr/share/postgresql/15/extension/postgis.control ] || missing="$$missing postgresql-15-postgis-3"; \
+	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+python-deps:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv \
+	  || $(PYTHON) -m pip install -q --break-system-packages uv
+	$(UV) sync --locked --quiet

@@ -1,0 +1,97 @@
+"""The ASGI application: `create_app(settings)` assembles it; `app` serves the environment's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.security.jwt import JWTAuth, Token
+
+from dispatch.api import admin, communities, health, identity, jobs
+from dispatch.api.errors import EXCEPTION_HANDLERS
+from dispatch.api.middleware import request_log_middleware
+from dispatch.auth import ALGORITHM, ISSUER, Principal, principal_from_token
+from dispatch.logs import configure_logging
+from dispatch.runtime import Runtime
+from dispatch.settings import Settings
+
+PUBLIC_PATHS = ["/healthz", "/readyz", "/metrics", "/schema", "/v1/auth/", "/v1/telephony/"]
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = (settings or Settings.from_env()).with_secret()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        runtime = await Runtime.open(settings)
+        app.state.runtime = runtime
+        if settings.demo:
+            from dispatch.demo import seed_demo
+
+            await seed_demo(runtime)
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    jwt = JWTAuth[Principal, Token](
+        token_secret=settings.auth.secret_key,
+        retrieve_user_handler=principal_from_token,
+        algorithm=ALGORITHM,
+        accepted_issuers=[ISSUER],
+        exclude=PUBLIC_PATHS,
+        exclude_opt_key="exclude_from_auth",
+    )
+    return Litestar(
+        route_handlers=[
+            health.healthz,
+            health.readyz,
+            MetricsController,
+            identity.request_otp,
+            identity.exchange_code,
+            communities.CommunityController,
+            jobs.JobController,
+            admin.list_outbox,
+        ],
+        lifespan=[lifespan],
+        on_app_init=[jwt.on_app_init],
+        middleware=[
+            request_log_middleware,
+            PrometheusConfig(
+                app_name="dispatch", prefix="dispatch", group_path=True, exclude=["/metrics"]
+            ).middleware,
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="Dispatch",
+            version="1",
+            description="Geo-aware local odd-jobs dispatch",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        debug=settings.debug,
+        logging_config=None,
+    )
+
+
+def __getattr__(name: str) -> Litestar:
+    # `app` is built on first access (`uvicorn app:app`), not at import, so importing
+    # `create_app` reads no environment and writes no secret.
+    if name == "app":
+        globals()["app"] = built = create_app()
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""HTTP controllers: thin translations between the wire and the services."""

@@ -1,0 +1,132 @@
+"""Wire types shared by controllers: msgspec Structs, validated on the way in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+Lat = Annotated[float, Meta(ge=-90, le=90, description="WGS84 latitude")]
+Lng = Annotated[float, Meta(ge=-180, le=180, description="WGS84 longitude")]
+Phone = Annotated[
+    str, Meta(pattern=r"^\+[1-9]\d{6,14}$", description="E.164 phone number", max_length=16)
+]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Skill = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[\w\-]+$")]
+Cents = Annotated[int, Meta(ge=0, le=100_000_000)]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+
+
+class Point(Struct, forbid_unknown_fields=True):
+    lat: Lat
+    lng: Lng
+
+
+class Problem(Struct, omit_defaults=True):
+    status: int
+    title: str
+    detail: str
+    code: str
+    type: str = "about:blank"
+    errors: list[dict[str, Any]] | None = None
+
+
+class OtpRequest(Struct, forbid_unknown_fields=True):
+    phone: Phone
+
+
+class TokenRequest(Struct, forbid_unknown_fields=True):
+    phone: Phone
+    code: Annotated[str, Meta(pattern=r"^\d{4,8}$")]
+    role: Literal["resident", "worker"]
+
+
+class TokenResponse(Struct):
+    access_token: str
+    user_id: int
+    role: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+
+
+class CommunityCreate(Struct, forbid_unknown_fields=True):
+    name: Name
+    center: Point
+    radius_m: Annotated[int, Meta(ge=50, le=50_000)] | None = None
+    boundary: dict[str, Any] | None = None
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    dispatch: dict[str, Any] | None = None
+
+
+class CommunityOut(Struct):
+    id: int
+    name: str
+    center: Point
+    radius_m: int | None
+    boundary: dict[str, Any] | None
+    timezone: str
+    dispatch: dict[str, Any]
+    cell_count: int
+
+
+class Material(Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    cost_cents: Cents
+    quantity: Annotated[int, Meta(ge=1, le=10_000)] = 1
+
+
+class Window(Struct, forbid_unknown_fields=True):
+    start: datetime
+    end: datetime
+
+
+class JobCreate(Struct, forbid_unknown_fields=True):
+    title: Name
+    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    location: Point
+    mode: Literal["grab", "booking"]
+    price_cents: Cents
+    description: Annotated[str, Meta(max_length=5000)] = ""
+    skills: Annotated[list[Skill], Meta(max_length=20)] = []
+    address: Annotated[str, Meta(max_length=500)] | None = None
+    window: Window | None = None
+    currency: Currency = "CNY"
+    materials: Annotated[list[Material], Meta(max_length=50)] = []
+    insured: bool = False
+    community_id: Annotated[int, Meta(ge=1)] | None = None
+
+
+class JobOut(Struct):
+    id: int
+    status: str
+    mode: str
+    community_id: int
+    resident_id: int
+    worker_id: int | None
+    title: str
+    description: str
+    category: str
+    skills: list[str]
+    location: Point
+    address: str | None
+    window: Window | None
+    price_cents: int
+    currency: str
+    materials: list[Material]
+    insured: bool
+    created_at: datetime
+    proxy_number: str | None = None
+    review_reason: str | None = None
+
+
+class OutboxOut(Struct):
+    id: int
+    channel: str
+    kind: str
+    to_user_id: int | None
+    to_hint: str | None
+    status: str
+    body: str | None
+    created_at: datetime
+    attempts: int
+    provider: str | None

@@ -1,0 +1,156 @@
+"""The `dispatch` command: serve, migrate, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dispatch.settings import Settings
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """`DATABASE_URL`, or the private server's (started for the duration if not running)."""
+    if settings.storage.database_url:
+        yield settings.storage.database_url
+        return
+    from dispatch.db import migrate
+    from dispatch.local_servers import LocalPostgres
+
+    pg = LocalPostgres(settings.data_dir.resolve() / "servers" / "pg")
+    url = pg.start()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        pg.stop()
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    import uvicorn
+
+    from app import create_app
+
+    app = create_app(replace(settings, demo=args.demo))
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from dispatch.db import migrate
+
+    with database_url(settings) as url:
+        if settings.storage.database_url:
+            migrate(url)
+    print("migrated", file=sys.stderr)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from dispatch.auth import issue_token
+    from dispatch.db import make_engine, make_sessionmaker
+    from dispatch.phones import PhoneVault, is_e164
+    from dispatch.principals import handle_user, upsert_phone_user
+
+    settings = settings.with_secret()
+    role: str = args.role
+    phones: list[str] = args.phone or []
+    communities: list[int] = args.community or []
+    if role in ("resident", "worker") and not phones:
+        print(f"--role {role} needs at least one --phone", file=sys.stderr)
+        return 2
+    if role in ("admin", "operator") and phones:
+        print(f"--phone is for residents and workers, not {role}s", file=sys.stderr)
+        return 2
+    if role == "operator" and not communities:
+        print("--role operator needs at least one --community", file=sys.stderr)
+        return 2
+    bad = [p for p in phones if not is_e164(p)]
+    if bad:
+        print(f"not E.164 phone numbers: {len(bad)} given", file=sys.stderr)
+        return 2
+    vault = PhoneVault(settings.auth.secret_key)
+    ttl = args.ttl or settings.auth.token_ttl_s
+
+    async def make(url: str) -> list[str]:
+        engine = make_engine(url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine).begin() as session:
+                if role in ("admin", "operator"):
+                    handle = (
+                        "cli-admin"
+                        if role == "admin"
+                        else "cli-operator-" + "-".join(str(c) for c in sorted(set(communities)))
+                    )
+                    uid = await handle_user(session, handle, role, sorted(set(communities)))
+                    scope = sorted(set(communities)) if role == "operator" else None
+                    return [issue_token(settings.auth.secret_key, uid, role, scope, ttl)]
+                tokens = []
+                for phone in phones:
+                    uid = await upsert_phone_user(session, vault, phone, vault.hash(phone), role)
+                    tokens.append(issue_token(settings.auth.secret_key, uid, role, None, ttl))
+                return tokens
+        finally:
+            await engine.dispose()
+
+    from dispatch.errors import DomainError
+
+    with database_url(settings) as url:
+        try:
+            tokens = asyncio.run(make(url))
+        except DomainError as exc:
+            print(f"{exc.code}: {exc.detail}", file=sys.stderr)
+            return 1
+    for token in tokens:
+        print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dispatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--demo", action="store_true", help="also seed a demo community with workers"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    token = sub.add_parser("token", help="print bearer tokens, one per line")
+    token.add_argument("--role", required=True, choices=["admin", "operator", "resident", "worker"])
+    token.add_argument("--community", type=int, action="append", help="operator scope (repeatable)")
+    token.add_argument(
+        "--phone", action="append", help="E.164 phone of a resident or worker (repeatable)"
+    )
+    token.add_argument("--ttl", type=int, help="token lifetime in seconds")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, Settings.from_env()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""Storage models. Import from here so Alembic and the app see every table."""
+
+from dispatch.models.base import Base
+from dispatch.models.community import Community, CommunityCell
+from dispatch.models.idempotency import IdempotencyKey
+from dispatch.models.identity import OtpCode, User
+from dispatch.models.job import Job
+from dispatch.models.outbox import OutboxMessage
+from dispatch.models.worker import Worker, WorkerCommunity
+
+__all__ = [
+    "Base",
+    "Community",
+    "CommunityCell",
+    "IdempotencyKey",
+    "Job",
+    "OtpCode",
+    "OutboxMessage",
+    "User",
+    "Worker",
+    "WorkerCommunity",
+]

@@ -1,0 +1,36 @@
+"""People and their sign-in codes. Phones are stored as a keyed hash (to look up) and ciphertext
+(to deliver SMS and relay calls); the plain number is never stored or returned."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ARRAY, BigInteger, Index, LargeBinary, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.models.base import Base, IdMixin, TimestampMixin
+
+
+class User(IdMixin, TimestampMixin, Base):
+    __tablename__ = "users"
+
+    phone_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_hint: Mapped[str | None] = mapped_column(String(8))
+    handle: Mapped[str | None] = mapped_column(String(120), unique=True)
+    """Stable name of a principal without a phone (CLI-issued admins and operators)."""
+    roles: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    operator_community_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
+    name: Mapped[str | None] = mapped_column(String(120))
+
+
+class OtpCode(IdMixin, Base):
+    __tablename__ = "otp_codes"
+    __table_args__ = (Index(None, "phone_hash", "created_at"),)
+
+    phone_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    consumed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]

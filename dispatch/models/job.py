@@ -1,0 +1,65 @@
+"""Jobs: what a resident asked for, where, and where it stands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geography, WKBElement
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.models.base import Base, IdMixin, TimestampMixin
+
+JOB_STATUSES = (
+    "under_review", "open", "assigned", "in_progress", "completed",
+    "confirmed", "cancelled", "unfilled", "disputed",
+)  # fmt: skip
+
+
+class Job(IdMixin, TimestampMixin, Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in JOB_STATUSES) + ")", name="status"
+        ),
+        CheckConstraint("mode IN ('grab', 'booking')", name="mode"),
+        CheckConstraint("price_cents >= 0", name="price"),
+        Index(None, "community_id", "status"),
+        Index(None, "resident_id", "created_at"),
+        Index(None, "worker_id", "created_at"),
+        Index("ix_jobs_location", "location", postgresql_using="gist"),
+    )
+
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    resident_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    worker_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(5000), default="")
+    category: Mapped[str] = mapped_column(String(64))
+    skills: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    location: Mapped[WKBElement] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    cell: Mapped[int] = mapped_column(BigInteger)
+    """H3 cell (resolution 9) of the location, for per-cell supply and demand."""
+    address: Mapped[str | None] = mapped_column(String(500))
+    mode: Mapped[str] = mapped_column(String(16))
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    price_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    materials: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    insured: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    review_reason: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,42 @@
+"""The outbox: every message the service means to send, written in the same transaction as the
+state change that caused it. Channels deliver from here; without a provider a message is `held`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.models.base import Base, IdMixin, TimestampMixin
+
+
+class OutboxMessage(IdMixin, TimestampMixin, Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "to_hash", "created_at"),
+        Index(None, "to_user_id", "created_at"),
+    )
+
+    channel: Mapped[str] = mapped_column(String(16))
+    """sms, push or ws."""
+    kind: Mapped[str] = mapped_column(String(32))
+    """otp, offer, offer_taken, reminder, checkin, alert, relay…"""
+    to_user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    to_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    to_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    to_hint: Mapped[str | None] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    """held (no provider: stays here, shown to admins), pending, sent, delivered, failed, dead."""
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)

@@ -1,0 +1,38 @@
+"""Workers: profile, skills, communities served, verification and rating."""
+
+from __future__ import annotations
+
+from sqlalchemy import ARRAY, BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.models.base import Base, TimestampMixin
+
+
+class Worker(TimestampMixin, Base):
+    __tablename__ = "workers"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(120))
+    bio: Mapped[str | None] = mapped_column(String(2000))
+    skills: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    hourly_rate_cents: Mapped[int | None] = mapped_column(Integer)
+    verification: Mapped[str] = mapped_column(String(16), default="unverified")
+    """unverified → pending (documents submitted) → verified, or rejected."""
+    legal_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    id_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class WorkerCommunity(Base):
+    __tablename__ = "worker_communities"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    community_id: Mapped[int] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

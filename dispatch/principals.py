@@ -1,0 +1,64 @@
+"""Creating principals outside the OTP flow: the CLI's admins, operators and seeded users."""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.errors import NotFound
+from dispatch.models import Community, User
+from dispatch.phones import PhoneVault, phone_hint
+
+
+async def handle_user(session: AsyncSession, handle: str, role: str, communities: list[int]) -> int:
+    """The user named `handle` (created if missing) holding `role` over `communities`."""
+    if communities:
+        found = set(
+            (await session.scalars(select(Community.id).where(Community.id.in_(communities)))).all()
+        )
+        missing = sorted(set(communities) - found)
+        if missing:
+            raise NotFound(f"no community {missing}", code="community_not_found")
+    stmt = insert(User).values(
+        handle=handle, roles=[role], operator_community_ids=sorted(communities), name=handle
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[User.handle],
+        set_={
+            "roles": stmt.excluded.roles,
+            "operator_community_ids": stmt.excluded.operator_community_ids,
+        },
+    ).returning(User.id)
+    return int(await session.scalar(stmt))  # type: ignore[arg-type]
+
+
+async def upsert_phone_user(
+    session: AsyncSession, vault: PhoneVault, phone: str, phone_hash: bytes, role: str
+) -> int:
+    """The user with this phone (created if new), with `role` added to their roles."""
+    user_id = await session.scalar(
+        insert(User)
+        .values(
+            phone_hash=phone_hash,
+            phone_enc=vault.encrypt(phone),
+            phone_hint=phone_hint(phone),
+            roles=[role],
+            operator_community_ids=[],
+        )
+        .on_conflict_do_nothing(index_elements=[User.phone_hash])
+        .returning(User.id)
+    )
+    if user_id is None:
+        user_id = await session.scalar(
+            update(User)
+            .where(User.phone_hash == phone_hash)
+            .values(
+                roles=case(
+                    (User.roles.any(role), User.roles),
+                    else_=func.array_append(User.roles, role),
+                )
+            )
+            .returning(User.id)
+        )
+    return int(user_id)

@@ -1,0 +1,72 @@
+"""The process-wide resources a running service holds, opened and closed by the app lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dispatch.communities import CommunityService
+from dispatch.db import make_engine, make_sessionmaker, migrate_async
+from dispatch.local_servers import LocalServers
+from dispatch.otp import OtpService
+from dispatch.phones import PhoneVault
+from dispatch.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    vault: PhoneVault
+    otp: OtpService
+    communities: CommunityService
+    local: LocalServers | None = field(default=None)
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        settings = settings.with_secret()
+        local = None
+        db_url, redis_url = settings.storage.database_url, settings.storage.redis_url
+        if db_url is None or redis_url is None:
+            local = LocalServers(settings.data_dir.resolve() / "servers")
+            local_db, local_redis = local.start()
+            if db_url is None:
+                # Our own private database: keep its schema current without a separate step.
+                await migrate_async(local_db)
+            db_url, redis_url = db_url or local_db, redis_url or local_redis
+        engine = make_engine(db_url, settings.storage.pool_size)
+        redis = open_redis(redis_url, cluster=settings.storage.redis_cluster)
+        vault = PhoneVault(settings.auth.secret_key)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            redis=redis,
+            vault=vault,
+            otp=OtpService(
+                vault,
+                redis,
+                settings.auth,
+                sms_status="pending" if settings.sms_provider_configured else "held",
+            ),
+            communities=CommunityService(),
+            local=local,
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+        if self.local is not None:
+            self.local.stop()
+
+
+def open_redis(url: str, *, cluster: bool = False) -> Redis:
+    if cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(url)  # type: ignore[return-value]
+    return Redis.from_url(url, max_connections=256)

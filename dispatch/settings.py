@@ -1,0 +1,122 @@
+"""Service settings, grouped, read from the environment once and passed around explicitly.
+
+Nothing reads the environment at import time: `Settings.from_env()` is called by the CLI and by
+`app.create_app()` when no settings are given, and tests build `Settings` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    return int(raw) if raw is not None else default
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    database_url: str | None = None
+    """`postgresql+asyncpg://` URL with PostGIS; None → a private server under the data dir."""
+    redis_url: str | None = None
+    """`redis://` or `unix://` URL; None → a private server under the data dir."""
+    redis_cluster: bool = False
+    """Treat `redis_url` as a Redis Cluster seed node (`REDIS_CLUSTER=1`)."""
+    pool_size: int = 10
+    """SQLAlchemy connection pool size per process."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    secret_key: str = ""
+    """JWT signing key and the root of the phone-encryption keys."""
+    token_ttl_s: int = 7 * 24 * 3600
+    """Lifetime of a bearer token issued by OTP login or the CLI."""
+    otp_ttl_s: int = 300
+    """How long an OTP code stays valid."""
+    otp_max_attempts: int = 5
+    """Wrong guesses allowed before a code is burnt."""
+    otp_per_phone_window_s: int = 3600
+    """Window for the per-phone OTP request limit."""
+    otp_per_phone_limit: int = 5
+    """OTP requests per phone per window."""
+    otp_min_interval_s: int = 30
+    """Minimum gap between two OTP requests for one phone."""
+    otp_per_client_window_s: int = 3600
+    """Window for the per-client (IP) OTP request limit."""
+    otp_per_client_limit: int = 30
+    """OTP requests per client address per window."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path("var"))
+    """Where private servers, the generated secret key and local state live."""
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    public_base_url: str = "http://127.0.0.1:8000"
+    """The URL Twilio calls; used for webhook signatures and callback URLs."""
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    vapid_private_key: str | None = None
+    vapid_subject: str | None = None
+    max_body_bytes: int = 256 * 1024
+    """Largest request body accepted; bigger → 413."""
+    log_level: str = "INFO"
+    debug: bool = False
+    demo: bool = False
+    """Seed a demo community with workers at start-up (`dispatch serve --demo`)."""
+
+    @property
+    def sms_provider_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("DISPATCH_DATA_DIR", "var") or "var")
+        return cls(
+            data_dir=data_dir,
+            storage=StorageSettings(
+                database_url=_env("DATABASE_URL"),
+                redis_url=_env("REDIS_URL"),
+                redis_cluster=_env("REDIS_CLUSTER", "0") in ("1", "true", "yes"),
+                pool_size=_env_int("DISPATCH_DB_POOL_SIZE", 10),
+            ),
+            auth=AuthSettings(secret_key=_env("DISPATCH_SECRET_KEY", "") or ""),
+            public_base_url=_env("PUBLIC_BASE_URL", "http://127.0.0.1:8000") or "",
+            twilio_account_sid=_env("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=_env("TWILIO_AUTH_TOKEN"),
+            twilio_from_number=_env("TWILIO_FROM_NUMBER"),
+            vapid_private_key=_env("VAPID_PRIVATE_KEY"),
+            vapid_subject=_env("VAPID_SUBJECT"),
+            log_level=_env("DISPATCH_LOG_LEVEL", "INFO") or "INFO",
+        )
+
+    def with_secret(self) -> Settings:
+        """Return settings whose secret key is set, generating one into the data dir if needed."""
+        if self.auth.secret_key:
+            return self
+        return replace(
+            self, auth=replace(self.auth, secret_key=load_or_create_secret(self.data_dir))
+        )
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

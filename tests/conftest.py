@@ -1,0 +1,190 @@
+"""Test session: private PostgreSQL+PostGIS and Redis started through the service's own launcher,
+migrated once; each test gets clean tables, a fresh app, and an HTTP client that fails the test if
+any response carries a phone number."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar import Litestar
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import create_app
+from dispatch.auth import issue_token
+from dispatch.db import make_engine, make_sessionmaker, migrate
+from dispatch.local_servers import LocalServers
+from dispatch.models import Base
+from dispatch.phones import PhoneVault
+from dispatch.principals import handle_user, upsert_phone_user
+from dispatch.settings import AuthSettings, Settings, StorageSettings
+
+TEST_SECRET = "test-secret-key-not-for-production"
+E164_ANYWHERE = re.compile(rb"\+[1-9]\d{6,14}")
+
+
+@pytest.fixture(scope="session")
+def server_urls() -> Iterator[tuple[str, str]]:
+    """(database_url, redis_url): given by TEST_DATABASE_URL/TEST_REDIS_URL, or private servers."""
+    db, redis = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    if db and redis:
+        migrate(db)
+        yield db, redis
+        return
+    root = Path(tempfile.mkdtemp(prefix="dispatch-test-"))
+    root.chmod(0o755)  # the unprivileged server user must reach its directory
+    servers = LocalServers(root, durable=False)
+    try:
+        db, redis = servers.start()
+        migrate(db)
+        yield db, redis
+    finally:
+        servers.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def base_settings(
+    server_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    db, redis = server_urls
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("data"),
+        storage=StorageSettings(database_url=db, redis_url=redis, pool_size=5),
+        auth=AuthSettings(secret_key=TEST_SECRET),
+        public_base_url="http://testserver",
+        log_level="INFO",
+    )
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    return base_settings
+
+
+@pytest.fixture(scope="session")
+async def engine(server_urls: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(server_urls[0], pool_size=2)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+async def redis(server_urls: tuple[str, str]) -> AsyncIterator[Redis]:
+    client = Redis.from_url(server_urls[1])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(request: pytest.FixtureRequest) -> None:
+    """Empty every table and Redis before each test that touches the servers."""
+    if "server_urls" not in request.fixturenames:
+        return
+    engine: AsyncEngine = request.getfixturevalue("engine")
+    redis: Redis = request.getfixturevalue("redis")
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await redis.flushdb()
+
+
+def _no_phone_in(response: httpx.Response) -> None:
+    # The service never returns a phone number: not the caller's own, not anyone else's.
+    body = response.read()
+    found = E164_ANYWHERE.search(body)
+    assert found is None, f"{response.request.url.path} leaked a phone number: {found.group(0)!r}"
+
+
+async def _scan(response: httpx.Response) -> None:
+    await response.aread()
+    _no_phone_in(response)
+
+
+@pytest.fixture
+async def app(settings: Settings, engine: AsyncEngine, redis: Redis) -> AsyncIterator[Litestar]:
+    application = create_app(settings)
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def serve() -> None:
+        # The lifespan's cancel scope must be entered and left by one task.
+        async with application.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(serve())
+    ready = asyncio.create_task(started.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()
+    yield application
+    stop.set()
+    await task
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 40000))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks={"response": [_scan]}
+    ) as c:
+        yield c
+
+
+class Principals:
+    """Creates users and hands out bearer headers for them."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.settings = settings
+        self.sessions = make_sessionmaker(engine)
+        self.vault = PhoneVault(settings.auth.secret_key)
+        self._phones = 0
+
+    def next_phone(self) -> str:
+        self._phones += 1
+        return f"+86139{self._phones:08d}"
+
+    async def user(self, role: str, phone: str | None = None) -> tuple[int, dict[str, str]]:
+        async with self.sessions.begin() as session:
+            if role in ("resident", "worker"):
+                phone = phone or self.next_phone()
+                uid = await upsert_phone_user(
+                    session, self.vault, phone, self.vault.hash(phone), role
+                )
+                token = issue_token(TEST_SECRET, uid, role)
+            else:
+                raise ValueError("use admin() or operator()")
+        return uid, {"Authorization": f"Bearer {token}"}
+
+    async def admin(self) -> dict[str, str]:
+        async with self.sessions.begin() as session:
+            uid = await handle_user(session, "test-admin", "admin", [])
+        return {"Authorization": f"Bearer {issue_token(TEST_SECRET, uid, 'admin')}"}
+
+    async def operator(self, *community_ids: int) -> dict[str, str]:
+        async with self.sessions.begin() as session:
+            handle = "test-operator-" + "-".join(map(str, community_ids))
+            uid = await handle_user(session, handle, "operator", list(community_ids))
+        token = issue_token(TEST_SECRET, uid, "operator", list(community_ids))
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def principals(settings: Settings, engine: AsyncEngine) -> Principals:
+    return Principals(settings, engine)
+
+
+def with_auth(settings: Settings, **changes: object) -> Settings:
+    """Settings with some AuthSettings fields changed (for OTP limits in tests)."""
+    return replace(settings, auth=replace(settings.auth, **changes))
