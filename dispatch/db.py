@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import (
@@ -39,11 +40,27 @@ def alembic_config(url: str):  # -> alembic.config.Config
     return cfg
 
 
+def include_in_migrations(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's filter: PostGIS's own tables (spatial_ref_sys, topology…) are not ours."""
+    from geoalchemy2 import alembic_helpers
+
+    if type_ == "table" and reflected and compare_to is None:
+        return False
+    return bool(alembic_helpers.include_object(obj, name, type_, reflected, compare_to))
+
+
 def migrate(url: str, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (blocking; call outside a running event loop)."""
+    """Apply migrations up to `revision`; blocks, and works whether or not a loop is running."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(url), revision)
+        return
+    # Alembic's env.py runs its own event loop, which cannot nest in a running one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(command.upgrade, alembic_config(url), revision).result()
 
 
 async def migrate_async(url: str, revision: str = "head") -> None:

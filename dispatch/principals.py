@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import any_, case, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,7 +55,7 @@ async def upsert_phone_user(
             .where(User.phone_hash == phone_hash)
             .values(
                 roles=case(
-                    (User.roles.any(role), User.roles),
+                    (literal(role) == any_(User.roles), User.roles),
                     else_=func.array_append(User.roles, role),
                 )
             )

@@ -86,13 +86,9 @@ async def redis(server_urls: tuple[str, str]) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture(autouse=True)
-async def clean_state(request: pytest.FixtureRequest) -> None:
-    """Empty every table and Redis before each test that touches the servers."""
-    if "server_urls" not in request.fixturenames:
-        return
-    engine: AsyncEngine = request.getfixturevalue("engine")
-    redis: Redis = request.getfixturevalue("redis")
+@pytest.fixture
+async def clean_state(engine: AsyncEngine, redis: Redis) -> None:
+    """Empty every table and Redis; every fixture that hands out the app or users requests it."""
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -112,7 +108,7 @@ async def _scan(response: httpx.Response) -> None:
 
 
 @pytest.fixture
-async def app(settings: Settings, engine: AsyncEngine, redis: Redis) -> AsyncIterator[Litestar]:
+async def app(settings: Settings, clean_state: None) -> AsyncIterator[Litestar]:
     application = create_app(settings)
     started, stop = asyncio.Event(), asyncio.Event()
 
@@ -181,7 +177,7 @@ class Principals:
 
 
 @pytest.fixture
-def principals(settings: Settings, engine: AsyncEngine) -> Principals:
+def principals(settings: Settings, engine: AsyncEngine, clean_state: None) -> Principals:
     return Principals(settings, engine)
 
 

@@ -1,0 +1,160 @@
+"""The `dispatch` command and the local default, run as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from tests.conftest import TEST_SECRET
+
+DISPATCH = [sys.executable, "-m", "dispatch.cli"]
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*DISPATCH, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def cli_env(server_urls, tmp_path) -> dict[str, str]:
+    db, _ = server_urls
+    return {
+        "DATABASE_URL": db,
+        "DISPATCH_SECRET_KEY": TEST_SECRET,
+        "DISPATCH_DATA_DIR": str(tmp_path),
+    }
+
+
+def claims(token: str) -> dict:
+    return jwt.decode(token, TEST_SECRET, algorithms=["HS256"], issuer="dispatch")
+
+
+def test_token_admin_prints_one_token(cli_env, clean_state) -> None:
+    out = run_cli(["token", "--role", "admin"], cli_env)
+    assert out.returncode == 0, out.stderr
+    (token,) = out.stdout.split()
+    assert claims(token)["extras"]["role"] == "admin"
+
+
+def test_token_workers_by_phone_one_per_line_and_no_phone_printed(cli_env, clean_state) -> None:
+    phones = ["+8613900000001", "+8613900000002", "+8613900000003"]
+    args = ["token", "--role", "worker"] + [a for p in phones for a in ("--phone", p)]
+    out = run_cli(args, cli_env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3
+    ids = {claims(t)["sub"] for t in lines}
+    assert len(ids) == 3 and all(claims(t)["extras"]["role"] == "worker" for t in lines)
+    assert not any(p in out.stdout + out.stderr for p in phones)
+    # Same phones again: the same users, not new ones.
+    again = run_cli(args, cli_env)
+    assert {claims(t)["sub"] for t in again.stdout.splitlines()} == ids
+
+
+def test_token_operator_is_scoped_and_needs_real_communities(cli_env, clean_state) -> None:
+    out = run_cli(["token", "--role", "operator"], cli_env)
+    assert out.returncode == 2 and "--community" in out.stderr
+    out = run_cli(["token", "--role", "operator", "--community", "999"], cli_env)
+    assert out.returncode == 1 and "community_not_found" in out.stderr
+
+
+def test_token_refuses_bad_phone_and_wrong_role_shapes(cli_env, clean_state) -> None:
+    assert run_cli(["token", "--role", "worker"], cli_env).returncode == 2
+    assert run_cli(["token", "--role", "worker", "--phone", "12345"], cli_env).returncode == 2
+    assert (
+        run_cli(["token", "--role", "admin", "--phone", "+8613900000001"], cli_env).returncode == 2
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
+    """No URLs: `dispatch serve` starts private PostgreSQL and Redis, and stops them on exit."""
+    root = Path(tempfile.mkdtemp(prefix="dispatch-local-"))
+    root.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["DISPATCH_DATA_DIR"] = str(root / "var")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*DISPATCH, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("service did not become ready")
+        assert (root / "var" / "servers" / "pg" / "data" / "PG_VERSION").exists()
+        assert (root / "var" / "servers" / "redis" / "redis.sock").exists()
+        assert (root / "var" / "secret_key").stat().st_mode & 0o077 == 0
+        # Sign in as a newcomer would: OTP, read the code from the outbox as admin, trade it.
+        phone = "+8613712345678"
+        assert httpx.post(f"{base}/v1/auth/otp", json={"phone": phone}).status_code == 202
+        admin = subprocess.run(
+            [*DISPATCH, "token", "--role", "admin"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        outbox = httpx.get(
+            f"{base}/v1/admin/outbox",
+            params={"to": phone},
+            headers={"Authorization": f"Bearer {admin}"},
+        ).json()
+        code = outbox[0]["body"].split("code is ")[1][:6]
+        r = httpx.post(
+            f"{base}/v1/auth/token", json={"phone": phone, "code": code, "role": "resident"}
+        )
+        assert r.status_code == 200 and r.json()["role"] == "resident"
+        assert httpx.get(f"{base}/schema/openapi.json").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    pid_file = root / "var" / "servers" / "pg" / "data" / "postmaster.pid"
+    deadline = time.monotonic() + 30
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_file.exists(), "private PostgreSQL still running after the service stopped"
+    assert not (root / "var" / "servers" / "redis" / "redis.sock").exists() or not _redis_alive(
+        root / "var" / "servers" / "redis" / "redis.sock"
+    )
+
+
+def _redis_alive(sock: Path) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(sock))
+            return True
+    except OSError:
+        return False
