@@ -1,0 +1,106 @@
+"""The live index contract. Consumers depend on `LiveIndex` only; each backend is one module.
+
+A worker has, per community, a status (available or not, skills, inside the area or not) and a
+last good position. Only workers that are available, inside the area and fresh are found by
+`search`, which returns them in exact haversine order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+MAX_SPEED_MPS = 200 / 3.6
+"""Faster than this since the last accepted fix is taken for a GPS glitch (200 km/h)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One position report."""
+
+    lat: float
+    lng: float
+    recorded_at: float
+    """Unix seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    available: bool
+    """Online, verified and not busy."""
+    skills: frozenset[str] = field(default_factory=frozenset)
+
+
+class MoveResult(Enum):
+    ACCEPTED = "accepted"
+    STALE = "stale"
+    """Not newer than the last accepted fix (out of order or repeated): ignored."""
+    TOO_FAST = "too_fast"
+    """Implies an impossible speed from the last accepted fix: rejected, last position kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class Nearby:
+    worker_id: int
+    distance_m: float
+    lat: float
+    lng: float
+    recorded_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    lat: float
+    lng: float
+    recorded_at: float
+    available: bool
+    in_area: bool
+
+
+class LiveIndex(ABC):
+    """Live positions and availability of workers, per community."""
+
+    @abstractmethod
+    async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
+        """Record availability and skills; the last position (if any) is kept."""
+
+    @abstractmethod
+    async def move(
+        self,
+        community_id: int,
+        worker_id: int,
+        fixes: Sequence[Fix],
+        *,
+        in_area: Sequence[bool],
+        max_speed_mps: float = MAX_SPEED_MPS,
+    ) -> list[MoveResult]:
+        """Apply fixes in order (one round trip); `in_area[i]` says if fix i is in the area."""
+
+    @abstractmethod
+    async def search(
+        self,
+        community_id: int,
+        lat: float,
+        lng: float,
+        radius_m: float,
+        *,
+        skills: Sequence[str] = (),
+        limit: int = 50,
+        min_recorded_at: float = 0.0,
+    ) -> list[Nearby]:
+        """Available, in-area workers with every skill, fixed at or after `min_recorded_at`,
+        within `radius_m` of the point: the nearest `limit`, nearest first (ties by id)."""
+
+    @abstractmethod
+    async def position(self, community_id: int, worker_id: int) -> Position | None:
+        """The last accepted position and flags, or None."""
+
+    @abstractmethod
+    async def remove(self, community_id: int, worker_id: int) -> None:
+        """Forget the worker in this community."""
+
+    @abstractmethod
+    async def clear(self, community_id: int) -> None:
+        """Forget the whole community (before a rebuild)."""

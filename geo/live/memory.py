@@ -1,0 +1,99 @@
+"""An in-process live index that checks every worker: the ground truth the Redis index is tested
+and benchmarked against, and a backend for single-process tools."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from geo.distance import haversine_m
+from geo.live.base import (
+    MAX_SPEED_MPS,
+    Fix,
+    LiveIndex,
+    MoveResult,
+    Nearby,
+    Position,
+    WorkerStatus,
+)
+
+
+class MemoryLiveIndex(LiveIndex):
+    def __init__(self) -> None:
+        self._status: dict[tuple[int, int], WorkerStatus] = {}
+        self._pos: dict[tuple[int, int], tuple[Fix, bool]] = {}
+
+    async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
+        self._status[community_id, worker_id] = status
+
+    async def move(
+        self,
+        community_id: int,
+        worker_id: int,
+        fixes: Sequence[Fix],
+        *,
+        in_area: Sequence[bool],
+        max_speed_mps: float = MAX_SPEED_MPS,
+    ) -> list[MoveResult]:
+        out = []
+        key = (community_id, worker_id)
+        for fix, inside in zip(fixes, in_area, strict=True):
+            last = self._pos.get(key)
+            if last is not None:
+                prev = last[0]
+                if fix.recorded_at <= prev.recorded_at:
+                    out.append(MoveResult.STALE)
+                    continue
+                speed = haversine_m(prev.lat, prev.lng, fix.lat, fix.lng) / (
+                    fix.recorded_at - prev.recorded_at
+                )
+                if speed > max_speed_mps:
+                    out.append(MoveResult.TOO_FAST)
+                    continue
+            self._pos[key] = (fix, inside)
+            out.append(MoveResult.ACCEPTED)
+        return out
+
+    async def search(
+        self,
+        community_id: int,
+        lat: float,
+        lng: float,
+        radius_m: float,
+        *,
+        skills: Sequence[str] = (),
+        limit: int = 50,
+        min_recorded_at: float = 0.0,
+    ) -> list[Nearby]:
+        need = set(skills)
+        found = []
+        for (cid, wid), (fix, inside) in self._pos.items():
+            status = self._status.get((cid, wid))
+            if cid != community_id or status is None or not status.available or not inside:
+                continue
+            if fix.recorded_at < min_recorded_at or not need <= status.skills:
+                continue
+            d = haversine_m(lat, lng, fix.lat, fix.lng)
+            if d <= radius_m:
+                found.append(Nearby(wid, d, fix.lat, fix.lng, fix.recorded_at))
+        found.sort(key=lambda n: (n.distance_m, n.worker_id))
+        return found[:limit]
+
+    async def position(self, community_id: int, worker_id: int) -> Position | None:
+        last = self._pos.get((community_id, worker_id))
+        if last is None:
+            return None
+        status = self._status.get((community_id, worker_id))
+        fix, inside = last
+        return Position(
+            fix.lat, fix.lng, fix.recorded_at, bool(status and status.available), inside
+        )
+
+    async def remove(self, community_id: int, worker_id: int) -> None:
+        self._status.pop((community_id, worker_id), None)
+        self._pos.pop((community_id, worker_id), None)
+
+    async def clear(self, community_id: int) -> None:
+        for key in [k for k in self._pos if k[0] == community_id]:
+            del self._pos[key]
+        for key in [k for k in self._status if k[0] == community_id]:
+            del self._status[key]

@@ -1,0 +1,220 @@
+"""The live index contract, run against every backend, and the exactness law: Redis search equals
+brute force over random worlds, near H3 cell edges, the antimeridian and the poles included."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import h3.api.basic_int as h3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from geo.areas import destination
+from geo.distance import haversine_m
+from geo.live import Fix, LiveIndex, MoveResult, WorkerStatus
+from geo.live.memory import MemoryLiveIndex
+from geo.live.redis import RedisLiveIndex
+
+C = 7  # community id
+HOME = (31.2304, 121.4737)
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def index(request: pytest.FixtureRequest, redis: Redis) -> AsyncIterator[LiveIndex]:
+    if request.param == "memory":
+        yield MemoryLiveIndex()
+    else:
+        yield RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+
+
+async def place(
+    index: LiveIndex,
+    wid: int,
+    lat: float,
+    lng: float,
+    *,
+    ts: float = 1000.0,
+    skills: tuple[str, ...] = (),
+    available: bool = True,
+    in_area: bool = True,
+) -> None:
+    await index.set_status(C, wid, WorkerStatus(available, frozenset(skills)))
+    assert await index.move(C, wid, [Fix(lat, lng, ts)], in_area=[in_area]) == [MoveResult.ACCEPTED]
+
+
+async def test_nearest_first_within_radius(index: LiveIndex) -> None:
+    for i, d in enumerate([300, 100, 200, 1500]):
+        lat, lng = destination(*HOME, 90.0 * i, d)
+        await place(index, i + 1, lat, lng)
+    found = await index.search(C, *HOME, 1000)
+    assert [n.worker_id for n in found] == [2, 3, 1]
+    assert [round(n.distance_m) for n in found] == [100, 200, 300]
+    assert [n.worker_id for n in await index.search(C, *HOME, 1000, limit=2)] == [2, 3]
+
+
+async def test_only_available_in_area_fresh_and_skilled(index: LiveIndex) -> None:
+    spot = destination(*HOME, 10.0, 100)
+    await place(index, 1, *spot, skills=("plumbing", "moving"))
+    await place(index, 2, *spot, available=False, skills=("plumbing",))
+    await place(index, 3, *spot, in_area=False, skills=("plumbing",))
+    await place(index, 4, *spot, ts=10.0, skills=("plumbing",))
+    await place(index, 5, *spot, skills=("moving",))
+    found = await index.search(C, *HOME, 500, skills=["plumbing"], min_recorded_at=500.0)
+    assert [n.worker_id for n in found] == [1]
+    both = await index.search(C, *HOME, 500, skills=["moving", "plumbing"], min_recorded_at=500.0)
+    assert [n.worker_id for n in both] == [1]
+    anyone = await index.search(C, *HOME, 500, min_recorded_at=500.0)
+    assert sorted(n.worker_id for n in anyone) == [1, 5]
+
+
+async def test_status_changes_take_effect_and_keep_position(index: LiveIndex) -> None:
+    await place(index, 1, *destination(*HOME, 0.0, 50))
+    await index.set_status(C, 1, WorkerStatus(False))
+    assert await index.search(C, *HOME, 500) == []
+    await index.set_status(C, 1, WorkerStatus(True, frozenset({"pet_care"})))
+    assert [n.worker_id for n in await index.search(C, *HOME, 500, skills=["pet_care"])] == [1]
+    pos = await index.position(C, 1)
+    assert pos is not None and pos.available and pos.in_area
+
+
+async def test_out_of_order_fix_is_ignored(index: LiveIndex) -> None:
+    await place(index, 1, *HOME, ts=1000.0)
+    later = destination(*HOME, 0.0, 10)
+    results = await index.move(C, 1, [Fix(*later, 999.0), Fix(*later, 1000.0)], in_area=[True] * 2)
+    assert results == [MoveResult.STALE, MoveResult.STALE]
+    pos = await index.position(C, 1)
+    assert pos is not None and (pos.lat, pos.lng, pos.recorded_at) == (*HOME, 1000.0)
+
+
+async def test_impossible_speed_is_rejected_and_last_good_kept(index: LiveIndex) -> None:
+    await place(index, 1, *HOME, ts=1000.0)
+    far = destination(*HOME, 0.0, 10_000)  # 10 km in 10 s
+    near = destination(*HOME, 0.0, 100)  # 100 m in 20 s
+    results = await index.move(C, 1, [Fix(*far, 1010.0), Fix(*near, 1020.0)], in_area=[True] * 2)
+    assert results == [MoveResult.TOO_FAST, MoveResult.ACCEPTED]
+    pos = await index.position(C, 1)
+    assert pos is not None and pos.recorded_at == 1020.0
+    assert [n.worker_id for n in await index.search(C, *near, 10)] == [1]
+
+
+async def test_moving_across_cells_leaves_no_trace(index: LiveIndex) -> None:
+    await place(index, 1, *HOME, ts=0.0)
+    away = destination(*HOME, 45.0, 3000)
+    assert await index.move(C, 1, [Fix(*away, 1000.0)], in_area=[True]) == [MoveResult.ACCEPTED]
+    assert await index.search(C, *HOME, 1000) == []
+    assert [n.worker_id for n in await index.search(C, *away, 1000)] == [1]
+
+
+async def test_ties_are_broken_by_worker_id(index: LiveIndex) -> None:
+    for wid in (9, 3, 5):
+        await place(index, wid, *HOME)
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == [3, 5, 9]
+
+
+async def test_remove_and_clear(index: LiveIndex) -> None:
+    await place(index, 1, *HOME)
+    await place(index, 2, *HOME)
+    await index.remove(C, 1)
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == [2]
+    assert await index.position(C, 1) is None
+    await index.clear(C)
+    assert await index.search(C, *HOME, 10) == []
+
+
+async def test_communities_are_separate(index: LiveIndex) -> None:
+    await place(index, 1, *HOME)
+    assert await index.search(C + 1, *HOME, 1000) == []
+
+
+# --- exactness: Redis search == brute force --------------------------------------------------
+
+SKILLS = ("a", "b", "c")
+
+
+@st.composite
+def worlds(draw):
+    kind = draw(st.sampled_from(["city", "antimeridian", "north_pole", "south_pole", "anywhere"]))
+    if kind == "city":
+        center = (draw(st.floats(-60, 60)), draw(st.floats(-179, 179)))
+    elif kind == "antimeridian":
+        center = (draw(st.floats(-60, 60)), draw(st.sampled_from([179.99, -179.99, 180.0])))
+    elif kind == "north_pole":
+        center = (draw(st.floats(89.9, 90.0)), draw(st.floats(-180, 180)))
+    elif kind == "south_pole":
+        center = (draw(st.floats(-90.0, -89.9)), draw(st.floats(-180, 180)))
+    else:
+        center = (draw(st.floats(-90, 90)), draw(st.floats(-180, 180)))
+    radius = draw(st.sampled_from([0.0, 50.0, 300.0, 1000.0, 2500.0, 5000.0]))
+    n = draw(st.integers(0, 60))
+    workers = []
+    edge_points = [
+        v
+        for res in (7, 8, 9)
+        for v in h3.cell_to_boundary(h3.latlng_to_cell(center[0], center[1], res))
+    ]
+    for wid in range(1, n + 1):
+        if draw(st.booleans()):
+            base = draw(st.sampled_from(edge_points))  # on an H3 cell vertex, give or take
+            lat, lng = destination(*base, draw(st.floats(0, 360)), draw(st.floats(0, 3)))
+        else:
+            lat, lng = destination(
+                *center, draw(st.floats(0, 360)), draw(st.floats(0, max(radius, 100) * 1.3))
+            )
+        workers.append(
+            (
+                wid,
+                lat,
+                lng,
+                draw(st.floats(0, 1000)),  # recorded_at
+                frozenset(draw(st.sets(st.sampled_from(SKILLS)))),
+                draw(st.booleans()) or draw(st.booleans()),  # available (mostly)
+                draw(st.booleans()) or draw(st.booleans()),  # in area (mostly)
+            )
+        )
+    query = destination(*center, draw(st.floats(0, 360)), draw(st.floats(0, radius / 2 + 1)))
+    need = sorted(draw(st.sets(st.sampled_from(SKILLS), max_size=2)))
+    limit = draw(st.integers(1, 70))
+    min_ts = draw(st.sampled_from([0.0, 300.0, 800.0]))
+    return workers, query, radius, need, limit, min_ts
+
+
+def brute_force(workers, query, radius, need, limit, min_ts):
+    hits = [
+        (haversine_m(query[0], query[1], lat, lng), wid)
+        for wid, lat, lng, ts, skills, available, inside in workers
+        if available and inside and ts >= min_ts and set(need) <= skills
+        and haversine_m(query[0], query[1], lat, lng) <= radius
+    ]  # fmt: skip
+    return sorted(hits)[:limit]
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds())
+def test_redis_search_equals_brute_force(server_urls, world) -> None:
+    workers, query, radius, need, limit, min_ts = world
+
+    async def run() -> list[tuple[float, int]]:
+        client = Redis.from_url(server_urls[1])
+        index = RedisLiveIndex(client, prefix=f"p{next(_prefixes)}")
+        try:
+            for wid, lat, lng, ts, skills, available, inside in workers:
+                await index.set_status(C, wid, WorkerStatus(available, skills))
+                await index.move(C, wid, [Fix(lat, lng, ts)], in_area=[inside])
+            found = await index.search(
+                C, *query, radius, skills=need, limit=limit, min_recorded_at=min_ts
+            )
+            await index.clear(C)
+            return [(n.distance_m, n.worker_id) for n in found]
+        finally:
+            await client.aclose()
+
+    got = asyncio.run(run())
+    expected = brute_force(workers, query, radius, need, limit, min_ts)
+    assert [w for _, w in got] == [w for _, w in expected]
+    for (gd, _), (ed, _) in zip(got, expected, strict=True):
+        assert gd == pytest.approx(ed, abs=1e-6)
