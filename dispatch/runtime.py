@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -13,6 +14,8 @@ from dispatch.local_servers import LocalServers
 from dispatch.otp import OtpService
 from dispatch.phones import PhoneVault
 from dispatch.settings import Settings
+from dispatch.workers import PositionSink, WorkerService
+from geo.live.redis import RedisLiveIndex
 
 
 @dataclass
@@ -24,7 +27,10 @@ class Runtime:
     vault: PhoneVault
     otp: OtpService
     communities: CommunityService
+    live: RedisLiveIndex
+    workers: WorkerService
     local: LocalServers | None = field(default=None)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -41,10 +47,14 @@ class Runtime:
         engine = make_engine(db_url, settings.storage.pool_size)
         redis = open_redis(redis_url, cluster=settings.storage.redis_cluster)
         vault = PhoneVault(settings.auth.secret_key)
+        sessions = make_sessionmaker(engine)
+        communities = CommunityService()
+        live = RedisLiveIndex(redis)
+        workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             redis=redis,
             vault=vault,
             otp=OtpService(
@@ -53,11 +63,21 @@ class Runtime:
                 settings.auth,
                 sms_status="pending" if settings.sms_provider_configured else "held",
             ),
-            communities=CommunityService(),
+            communities=communities,
+            live=live,
+            workers=workers,
             local=local,
         )
 
+    def start_background(self) -> None:
+        """Work that runs beside requests for the life of the process."""
+        self._tasks.append(asyncio.create_task(self.workers.positions.run()))
+
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.workers.positions.flush()
         await self.redis.aclose()
         await self.engine.dispose()
         if self.local is not None:

@@ -130,3 +130,62 @@ class OutboxOut(Struct):
     created_at: datetime
     attempts: int
     provider: str | None
+
+
+class WorkerProfileIn(Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=120)]
+    skills: Annotated[list[Skill], Meta(max_length=20)]
+    community_ids: Annotated[list[Annotated[int, Meta(ge=1)]], Meta(max_length=20)]
+    bio: Annotated[str, Meta(max_length=2000)] | None = None
+    hourly_rate_cents: Annotated[int, Meta(ge=0, le=10_000_000)] | None = None
+
+
+class WorkerOut(Struct):
+    id: int
+    name: str
+    skills: list[str]
+    community_ids: list[int]
+    verified: bool
+    verification: str
+    rating: float | None
+    online: bool
+    bio: str | None = None
+    hourly_rate_cents: int | None = None
+
+
+class VerificationIn(Struct, forbid_unknown_fields=True):
+    legal_name: Annotated[str, Meta(min_length=1, max_length=120)]
+    id_number: Annotated[str, Meta(min_length=4, max_length=40, pattern=r"^[0-9A-Za-z\-]+$")]
+
+
+class PresenceIn(Struct, forbid_unknown_fields=True):
+    status: Literal["online", "offline"]
+
+
+class LocationIn(Struct, forbid_unknown_fields=True):
+    lat: Lat
+    lng: Lng
+    accuracy_m: Annotated[float, Meta(ge=0, le=100_000)] | None = None
+    recorded_at: datetime | None = None
+
+
+class LocationsIn(Struct, forbid_unknown_fields=True):
+    points: Annotated[list[LocationIn], Meta(min_length=1, max_length=500)]
+
+
+class LocationsOut(Struct):
+    accepted: int
+    ignored: int
+    """Not newer than the last accepted fix (out of order or repeated)."""
+    rejected: list[dict[str, Any]]
+    """`{index, code}` for each point that cannot be true."""
+
+
+class NearbyOut(Struct):
+    worker_id: int
+    distance_m: float
+    location: Point
+    recorded_at: datetime
+    name: str
+    skills: list[str]
+    rating: float | None

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ARRAY, BigInteger, ForeignKey, Integer, LargeBinary, String, Text
+from datetime import datetime
+
+from geoalchemy2 import Geography, WKBElement
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, TimestampMixin
@@ -25,6 +38,13 @@ class Worker(TimestampMixin, Base):
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    presence_at: Mapped[datetime | None]
+    location: Mapped[WKBElement | None] = mapped_column(
+        Geography("POINT", srid=4326, spatial_index=False)
+    )
+    """Last accepted position, written behind the live index every few seconds (for rebuilds)."""
+    location_at: Mapped[datetime | None]
 
 
 class WorkerCommunity(Base):

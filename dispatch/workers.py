@@ -1,0 +1,432 @@
+"""Workers: profiles, verification, presence, location pings, nearby search, index rebuilds.
+
+The live index holds, per community, who is available (online, verified, not busy) and where; the
+database holds the same facts durably (positions written behind every few seconds), so the index
+can be rebuilt after Redis loses everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import h3.api.basic_int as h3
+from sqlalchemy import delete, exists, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatch.auth import Principal
+from dispatch.communities import CommunityService, CommunityView
+from dispatch.errors import Conflict, Forbidden, NotFound, Unprocessable
+from dispatch.models import Community, Job, Worker, WorkerCommunity
+from dispatch.phones import PhoneVault
+from geo.distance import haversine_m
+from geo.live import Fix, LiveIndex, MoveResult, WorkerStatus
+from geo.shapes import wkb_to_latlng
+
+FUTURE_SLACK_S = 30
+"""A fix may claim a time this far ahead of our clock (phones drift)."""
+MAX_FIX_AGE_S = 24 * 3600
+MAX_ACCURACY_M = 500.0
+RESIDENT_SNAP_RES = 7
+BUSY_STATUSES = ("assigned", "in_progress")
+DIRECTORY_TTL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    lat: float
+    lng: float
+    recorded_at: datetime | None = None
+    accuracy_m: float | None = None
+
+
+def check_ping(ping: Ping, now: datetime) -> Fix:
+    """The fix a ping stands for, or a 422 saying why it cannot be true."""
+    at = ping.recorded_at or now
+    if at.tzinfo is None:
+        raise Unprocessable("recorded_at needs a UTC offset", code="invalid_timestamp")
+    if at > now + timedelta(seconds=FUTURE_SLACK_S):
+        raise Unprocessable("recorded_at is in the future", code="timestamp_in_future")
+    if at < now - timedelta(seconds=MAX_FIX_AGE_S):
+        raise Unprocessable("recorded_at is more than a day old", code="timestamp_too_old")
+    if ping.accuracy_m is not None and ping.accuracy_m > MAX_ACCURACY_M:
+        raise Unprocessable(
+            f"a fix less accurate than {MAX_ACCURACY_M:.0f} m cannot place a worker",
+            code="low_accuracy",
+        )
+    return Fix(ping.lat, ping.lng, at.timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What the live path needs to know about a worker, cached briefly per process."""
+
+    communities: tuple[CommunityView, ...]
+    has_profile: bool
+    expires: float
+
+
+class PositionSink:
+    """Last accepted positions, written to the database in one statement every few seconds."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], interval_s: float = 2.0) -> None:
+        self.sessions = sessions
+        self.interval_s = interval_s
+        self._pending: dict[int, Fix] = {}
+
+    def record(self, worker_id: int, fix: Fix) -> None:
+        current = self._pending.get(worker_id)
+        if current is None or fix.recorded_at > current.recorded_at:
+            self._pending[worker_id] = fix
+
+    async def flush(self) -> int:
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, {}
+        ids = list(batch)
+        async with self.sessions.begin() as session:
+            await session.execute(
+                text(
+                    "UPDATE workers SET location = ST_SetSRID(ST_MakePoint(u.lng, u.lat), 4326)"
+                    "::geography, location_at = to_timestamp(u.ts) "
+                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:lats AS float8[]), "
+                    "CAST(:lngs AS float8[]), CAST(:tss AS float8[])) AS u(id, lat, lng, ts) "
+                    "WHERE workers.user_id = u.id "
+                    "AND (workers.location_at IS NULL OR workers.location_at < to_timestamp(u.ts))"
+                ),
+                {
+                    "ids": ids,
+                    "lats": [batch[i].lat for i in ids],
+                    "lngs": [batch[i].lng for i in ids],
+                    "tss": [batch[i].recorded_at for i in ids],
+                },
+            )
+        return len(ids)
+
+    async def run(self) -> None:
+        from dispatch.logs import log
+
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("position_flush_failed", error=repr(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class NearbyWorker:
+    worker_id: int
+    distance_m: float
+    lat: float
+    lng: float
+    recorded_at: float
+    name: str
+    skills: tuple[str, ...]
+    rating: float | None
+
+
+class WorkerService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        live: LiveIndex,
+        communities: CommunityService,
+        vault: PhoneVault,
+        positions: PositionSink,
+    ) -> None:
+        self.sessions = sessions
+        self.live = live
+        self.communities = communities
+        self.vault = vault
+        self.positions = positions
+        self._listings: dict[int, Listing] = {}
+
+    # --- profile and verification ------------------------------------------------------------
+
+    async def save_profile(
+        self,
+        session: AsyncSession,
+        who: Principal,
+        *,
+        name: str,
+        skills: Sequence[str],
+        community_ids: Sequence[int],
+        bio: str | None,
+        hourly_rate_cents: int | None,
+    ) -> Worker:
+        wanted = sorted(set(community_ids))
+        found = set(
+            (await session.scalars(select(Community.id).where(Community.id.in_(wanted)))).all()
+        )
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            raise Unprocessable(f"no community {missing}", code="community_not_found")
+        await session.execute(
+            insert(Worker)
+            .values(
+                user_id=who.user_id,
+                name=name,
+                skills=sorted(set(skills)),
+                bio=bio,
+                hourly_rate_cents=hourly_rate_cents,
+                verification="unverified",
+                rating_sum=0,
+                rating_count=0,
+                version=1,
+                online=False,
+            )
+            .on_conflict_do_update(
+                index_elements=[Worker.user_id],
+                set_={
+                    "name": name,
+                    "skills": sorted(set(skills)),
+                    "bio": bio,
+                    "hourly_rate_cents": hourly_rate_cents,
+                    "version": Worker.version + 1,
+                },
+            )
+        )
+        left = (
+            await session.scalars(
+                delete(WorkerCommunity)
+                .where(
+                    WorkerCommunity.worker_id == who.user_id,
+                    WorkerCommunity.community_id.not_in(wanted),
+                )
+                .returning(WorkerCommunity.community_id)
+            )
+        ).all()
+        if wanted:
+            await session.execute(
+                insert(WorkerCommunity)
+                .values([{"worker_id": who.user_id, "community_id": c} for c in wanted])
+                .on_conflict_do_nothing()
+            )
+        worker = await session.get(Worker, who.user_id, populate_existing=True)
+        assert worker is not None
+        await session.flush()
+        await self.publish(session, who.user_id, left=list(left))
+        return worker
+
+    async def communities_of(self, session: AsyncSession, worker_id: int) -> list[int]:
+        return list(
+            (
+                await session.scalars(
+                    select(WorkerCommunity.community_id)
+                    .where(WorkerCommunity.worker_id == worker_id)
+                    .order_by(WorkerCommunity.community_id)
+                )
+            ).all()
+        )
+
+    async def profile(self, session: AsyncSession, worker_id: int) -> Worker:
+        worker = await session.get(Worker, worker_id)
+        if worker is None:
+            raise NotFound("no worker profile yet; PUT /v1/workers/me first", code="no_profile")
+        return worker
+
+    async def request_verification(
+        self, session: AsyncSession, who: Principal, legal_name: str, id_number: str
+    ) -> Worker:
+        worker = await self.profile(session, who.user_id)
+        if worker.verification == "verified":
+            raise Conflict("already verified", code="already_verified")
+        worker.legal_name_enc = self.vault.encrypt(legal_name)
+        worker.id_number_enc = self.vault.encrypt(id_number)
+        worker.verification = "pending"
+        return worker
+
+    async def verify(self, session: AsyncSession, who: Principal, worker_id: int) -> Worker:
+        worker = await session.get(Worker, worker_id, with_for_update=True)
+        if worker is None:
+            raise NotFound(f"worker {worker_id} does not exist", code="worker_not_found")
+        served = await self.communities_of(session, worker_id)
+        if who.role != "admin" and not any(who.can_operate(c) for c in served):
+            raise Forbidden("this worker serves none of your communities", code="not_yours")
+        worker.verification = "verified"
+        worker.version += 1
+        await session.flush()
+        await self.publish(session, worker_id)
+        return worker
+
+    # --- presence and the live index ---------------------------------------------------------
+
+    async def set_presence(self, session: AsyncSession, who: Principal, online: bool) -> Worker:
+        worker = await self.profile(session, who.user_id)
+        worker.online = online
+        worker.presence_at = datetime.now(UTC)
+        await session.flush()
+        await self.publish(session, who.user_id)
+        return worker
+
+    async def is_busy(self, session: AsyncSession, worker_id: int) -> bool:
+        return bool(
+            await session.scalar(
+                select(exists().where(Job.worker_id == worker_id, Job.status.in_(BUSY_STATUSES)))
+            )
+        )
+
+    async def publish(
+        self, session: AsyncSession, worker_id: int, left: Sequence[int] = ()
+    ) -> None:
+        """Push the worker's availability and skills to the index of every community served."""
+        worker = await session.get(Worker, worker_id)
+        served = await self.communities_of(session, worker_id)
+        self._listings.pop(worker_id, None)
+        for community_id in left:
+            await self.live.remove(community_id, worker_id)
+        if worker is None:
+            return
+        available = (
+            worker.online
+            and worker.verification == "verified"
+            and not await self.is_busy(session, worker_id)
+        )
+        status = WorkerStatus(available, frozenset(worker.skills))
+        for community_id in served:
+            await self.live.set_status(community_id, worker_id, status)
+
+    async def listing(self, worker_id: int) -> Listing:
+        now = time.monotonic()
+        cached = self._listings.get(worker_id)
+        if cached is not None and cached.expires > now:
+            return cached
+        async with self.sessions() as session:
+            has_profile = await session.get(Worker, worker_id) is not None
+            rows = (
+                await session.scalars(
+                    select(Community)
+                    .join(WorkerCommunity, WorkerCommunity.community_id == Community.id)
+                    .where(WorkerCommunity.worker_id == worker_id)
+                    .order_by(Community.id)
+                )
+            ).all()
+        listing = Listing(
+            tuple(self.communities.cache.view(r) for r in rows), has_profile, now + DIRECTORY_TTL_S
+        )
+        self._listings[worker_id] = listing
+        return listing
+
+    async def report(self, who: Principal, fixes: Sequence[Fix]) -> list[MoveResult]:
+        """Apply a worker's checked fixes (in time order, whatever order given); one result each."""
+        listing = await self.listing(who.user_id)
+        if not listing.has_profile:
+            raise Conflict("create a worker profile first (PUT /v1/workers/me)", code="no_profile")
+        if not listing.communities:
+            raise Conflict("the profile serves no community yet", code="no_community")
+        if not fixes:
+            return []
+        order = sorted(range(len(fixes)), key=lambda i: fixes[i].recorded_at)
+        ordered = [fixes[i] for i in order]
+        results: list[MoveResult] = []
+        for view in listing.communities:
+            inside = [view.area.contains(f.lat, f.lng) for f in ordered]
+            results = await self.live.move(view.id, who.user_id, ordered, in_area=inside)
+        accepted = [f for f, r in zip(ordered, results, strict=True) if r is MoveResult.ACCEPTED]
+        if accepted:
+            self.positions.record(who.user_id, accepted[-1])
+        by_input = [MoveResult.ACCEPTED] * len(fixes)
+        for position, i in enumerate(order):
+            by_input[i] = results[position]
+        return by_input
+
+    async def nearby(
+        self,
+        session: AsyncSession,
+        who: Principal,
+        *,
+        lat: float,
+        lng: float,
+        radius_m: float,
+        skills: Sequence[str],
+        community_id: int | None,
+        limit: int,
+    ) -> list[NearbyWorker]:
+        community = await self.communities.serving(session, lat, lng, community_id)
+        if who.role in ("operator", "admin") and not who.can_operate(community.id):
+            raise Forbidden("not an operator of this community", code="not_yours")
+        fresh_after = time.time() - community.dispatch.location_max_age_s
+        found = await self.live.search(
+            community.id,
+            lat,
+            lng,
+            radius_m,
+            skills=skills,
+            limit=limit,
+            min_recorded_at=fresh_after,
+        )
+        if not found:
+            return []
+        rows = {
+            w.user_id: w
+            for w in (
+                await session.scalars(
+                    select(Worker).where(Worker.user_id.in_([n.worker_id for n in found]))
+                )
+            ).all()
+        }
+        out = []
+        for n in found:
+            w = rows.get(n.worker_id)
+            if w is None:
+                continue
+            rating = round(w.rating_sum / w.rating_count, 2) if w.rating_count else None
+            item = NearbyWorker(
+                n.worker_id,
+                n.distance_m,
+                n.lat,
+                n.lng,
+                n.recorded_at,
+                w.name,
+                tuple(w.skills),
+                rating,
+            )
+            out.append(item if who.role in ("operator", "admin") else snapped(item, lat, lng))
+        if who.role not in ("operator", "admin"):
+            out.sort(key=lambda w: (w.distance_m, w.worker_id))
+        return out
+
+    async def rebuild(self, session: AsyncSession, community_id: int) -> int:
+        """Refill a community's live index from the database; returns workers indexed."""
+        view = await self.communities.get(session, community_id)
+        await self.live.clear(community_id)
+        busy = select(Job.worker_id).where(
+            Job.status.in_(BUSY_STATUSES), Job.worker_id.is_not(None)
+        )
+        rows = (
+            await session.execute(
+                select(Worker, Worker.user_id.in_(busy))
+                .join(WorkerCommunity, WorkerCommunity.worker_id == Worker.user_id)
+                .where(WorkerCommunity.community_id == community_id)
+            )
+        ).all()
+        for worker, is_busy in rows:
+            available = worker.online and worker.verification == "verified" and not is_busy
+            await self.live.set_status(
+                community_id, worker.user_id, WorkerStatus(available, frozenset(worker.skills))
+            )
+            if worker.location is not None and worker.location_at is not None:
+                lat, lng = wkb_to_latlng(worker.location)
+                await self.live.move(
+                    community_id,
+                    worker.user_id,
+                    [Fix(lat, lng, worker.location_at.timestamp())],
+                    in_area=[view.area.contains(lat, lng)],
+                )
+        return len(rows)
+
+
+def snapped(item: NearbyWorker, lat: float, lng: float) -> NearbyWorker:
+    """The worker as a resident may see them before assignment: at their res-7 cell's centre,
+    with the distance to that centre rounded to 100 m (so no exact position can be recovered)."""
+    clat, clng = h3.cell_to_latlng(h3.latlng_to_cell(item.lat, item.lng, RESIDENT_SNAP_RES))
+    distance = round(haversine_m(lat, lng, clat, clng), -2)
+    return NearbyWorker(
+        item.worker_id, distance, clat, clng, round(item.recorded_at, -1), item.name, item.skills,
+        item.rating,
+    )  # fmt: skip
