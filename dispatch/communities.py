@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch import params
 from dispatch.errors import NotFound, Unprocessable, ValidationFailed
 from dispatch.models import Community, CommunityCell
+from dispatch.models.base import is_db_id
 from geo.areas import ServiceArea, point_cells
 from geo.distance import haversine_m
 from geo.errors import GeoError
@@ -95,7 +97,8 @@ class CommunityService:
             radius_m = DEFAULT_RADIUS_M
         try:
             area = ServiceArea(center[0], center[1], radius_m=radius_m, polygon=boundary)
-            res, cells = area.cover()
+            # Covering a large shape takes a while: keep the event loop serving others.
+            res, cells = await asyncio.to_thread(area.cover)
         except GeoError as exc:
             raise ValidationFailed(str(exc), code=exc.code) from exc
         row = Community(
@@ -117,7 +120,7 @@ class CommunityService:
         return self.cache.view(row)
 
     async def get(self, session: AsyncSession, community_id: int) -> CommunityView:
-        row = await session.get(Community, community_id)
+        row = await session.get(Community, community_id) if is_db_id(community_id) else None
         if row is None:
             raise NotFound(f"community {community_id} does not exist", code="community_not_found")
         return self.cache.view(row)

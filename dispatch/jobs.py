@@ -15,6 +15,7 @@ from dispatch.auth import Principal
 from dispatch.communities import CommunityService
 from dispatch.errors import Forbidden, NotFound, Unprocessable
 from dispatch.models import Job
+from dispatch.models.base import is_db_id
 from geo.shapes import point_to_wkb
 
 JOB_CELL_RES = 9
@@ -110,7 +111,7 @@ class JobService:
         return job
 
     async def get_visible(self, session: AsyncSession, who: Principal, job_id: int) -> Job:
-        job = await session.get(Job, job_id)
+        job = await session.get(Job, job_id) if is_db_id(job_id) else None
         if job is None:
             raise NotFound(f"job {job_id} does not exist", code="job_not_found")
         if not (

@@ -72,6 +72,18 @@ class Runtime:
     def start_background(self) -> None:
         """Work that runs beside requests for the life of the process."""
         self._tasks.append(asyncio.create_task(self.workers.positions.run()))
+        self._tasks.append(asyncio.create_task(self._rebuild_lost_indexes()))
+
+    async def _rebuild_lost_indexes(self) -> None:
+        from dispatch.logs import log
+
+        try:
+            rebuilt = await self.workers.rebuild_lost()
+        except Exception as exc:
+            log.error("index_rebuild_failed", error=repr(exc))
+            return
+        if rebuilt:
+            log.info("index_rebuilt", communities=rebuilt)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -22,6 +22,7 @@ from dispatch.auth import Principal
 from dispatch.communities import CommunityService, CommunityView
 from dispatch.errors import Conflict, Forbidden, NotFound, Unprocessable
 from dispatch.models import Community, Job, Worker, WorkerCommunity
+from dispatch.models.base import is_db_id
 from dispatch.phones import PhoneVault
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, WorkerStatus
@@ -242,7 +243,11 @@ class WorkerService:
         return worker
 
     async def verify(self, session: AsyncSession, who: Principal, worker_id: int) -> Worker:
-        worker = await session.get(Worker, worker_id, with_for_update=True)
+        worker = (
+            await session.get(Worker, worker_id, with_for_update=True)
+            if is_db_id(worker_id)
+            else None
+        )
         if worker is None:
             raise NotFound(f"worker {worker_id} does not exist", code="worker_not_found")
         served = await self.communities_of(session, worker_id)
@@ -391,10 +396,26 @@ class WorkerService:
             out.sort(key=lambda w: (w.distance_m, w.worker_id))
         return out
 
+    async def rebuild_lost(self) -> list[int]:
+        """Rebuild every community whose live index is gone (Redis restarted empty).
+
+        A marker key per community says its index exists; whichever process claims a missing
+        marker first (SET NX) does the rebuild, so concurrent start-ups rebuild once.
+        """
+        async with self.sessions() as session:
+            ids = (await session.scalars(select(Community.id).order_by(Community.id))).all()
+            rebuilt = []
+            for community_id in ids:
+                if await self.live.claim_rebuild(community_id):
+                    await self.rebuild(session, community_id)
+                    rebuilt.append(community_id)
+        return rebuilt
+
     async def rebuild(self, session: AsyncSession, community_id: int) -> int:
         """Refill a community's live index from the database; returns workers indexed."""
         view = await self.communities.get(session, community_id)
         await self.live.clear(community_id)
+        await self.live.claim_rebuild(community_id)
         busy = select(Job.worker_id).where(
             Job.status.in_(BUSY_STATUSES), Job.worker_id.is_not(None)
         )

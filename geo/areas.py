@@ -21,8 +21,11 @@ from geo.errors import AreaTooLargeError, InvalidShapeError
 FINEST_COVER_RES = 9
 COARSEST_COVER_RES = 5
 MAX_COVER_CELLS = 60_000
+MAX_AREA_KM2 = 10_000.0
+"""A community is a neighbourhood or a district, not a province: larger areas are refused."""
 MAX_RADIUS_M = 50_000
 MIN_RADIUS_M = 50
+MAX_ABS_LAT = 85.0
 _CIRCLE_SIDES = 96
 # Grow the shape a little before covering it, so cells that merely touch the boundary are kept.
 _COVER_MARGIN_DEG = 1e-4
@@ -40,6 +43,8 @@ class ServiceArea:
     def __post_init__(self) -> None:
         if (self.radius_m is None) == (self.polygon is None):
             raise InvalidShapeError("an area is either a radius or a polygon")
+        if not -MAX_ABS_LAT <= self.center_lat <= MAX_ABS_LAT:
+            raise InvalidShapeError(f"communities must lie between {MAX_ABS_LAT}° S and N")
         if self.radius_m is not None and not MIN_RADIUS_M <= self.radius_m <= MAX_RADIUS_M:
             raise InvalidShapeError(f"radius_m must be within [{MIN_RADIUS_M}, {MAX_RADIUS_M}]")
         if self.polygon is not None:
@@ -67,11 +72,29 @@ class ServiceArea:
             raise InvalidShapeError("areas crossing the antimeridian are not supported")
         return Polygon([(lng, lat) for lat, lng in ring])
 
+    def area_km2(self) -> float:
+        """Approximate area (equal-area scaling of the lng/lat outline at its mean latitude)."""
+        outline = self.outline()
+        _, miny, _, maxy = outline.bounds
+        metres_per_deg = math.pi / 180 * EARTH_RADIUS_M
+        scale = metres_per_deg**2 * math.cos(math.radians((miny + maxy) / 2))
+        return outline.area * scale / 1e6
+
     def cover(self) -> tuple[int, list[int]]:
         """(resolution, compacted cells) whose union holds the whole area."""
+        area = self.area_km2()
+        if area > MAX_AREA_KM2:
+            raise AreaTooLargeError(
+                f"the area is about {area:,.0f} km²; one community may cover at most "
+                f"{MAX_AREA_KM2:,.0f} km², so split it"
+            )
         grown = self.outline().buffer(_COVER_MARGIN_DEG, quad_segs=2)
         shape = h3.geo_to_h3shape(grown.__geo_interface__)
         for res in range(FINEST_COVER_RES, COARSEST_COVER_RES - 1, -1):
+            # Estimate first: filling a big shape with fine cells costs memory before any count.
+            expected = area / h3.average_hexagon_area(res, "km^2")
+            if expected > MAX_COVER_CELLS * 0.8:
+                continue
             cells = h3.h3shape_to_cells_experimental(shape, res, "overlap")
             if len(cells) <= MAX_COVER_CELLS:
                 return res, sorted(h3.compact_cells(cells))

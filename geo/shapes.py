@@ -58,7 +58,10 @@ def geojson_to_polygon(data: dict[str, Any]) -> Polygon:
                 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pos[:2])
             ):
                 raise InvalidShapeError("every position must be [lng, lat]")
-            lng, lat = pos[0], pos[1]
+            try:
+                lng, lat = float(pos[0]), float(pos[1])
+            except OverflowError as exc:
+                raise InvalidShapeError("coordinates must be finite numbers") from exc
             if not (math.isfinite(lng) and math.isfinite(lat)):
                 raise InvalidShapeError("coordinates must be finite numbers")
             if not (-180 <= lng <= 180 and -90 <= lat <= 90):
@@ -66,7 +69,8 @@ def geojson_to_polygon(data: dict[str, Any]) -> Polygon:
         if list(ring[0][:2]) != list(ring[-1][:2]):
             raise InvalidShapeError("every ring must be closed (first position == last)")
     try:
-        polygon = shape({"type": "Polygon", "coordinates": [[p[:2] for p in r] for r in rings]})
+        coords = [[(float(p[0]), float(p[1])) for p in r] for r in rings]
+        polygon = shape({"type": "Polygon", "coordinates": coords})
     except (ValueError, TypeError, shapely.errors.ShapelyError) as exc:
         raise InvalidShapeError(f"boundary is not a polygon: {exc}") from exc
     if not polygon.is_valid:

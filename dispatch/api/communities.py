@@ -54,6 +54,7 @@ class CommunityController(Controller):
                 timezone=data.timezone,
                 dispatch=data.dispatch,
             )
+        await rt.live.claim_rebuild(view.id)  # a new community's (empty) index exists
         return community_out(view)
 
     @get("/{community_id:int}")

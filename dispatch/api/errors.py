@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy.exc import DataError, DBAPIError
 
 from dispatch.api.schemas import Problem
 from dispatch.errors import DomainError, RateLimited
@@ -65,7 +67,33 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     code = _HTTP_CODES.get(status, "http_error" if status < 500 else "internal_error")
     headers = dict(exc.headers) if exc.headers else None
-    return problem(status, code, exc.__class__.__name__, str(exc.detail), headers=headers)
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    return problem(status, code, title, str(exc.detail), headers=headers)
+
+
+def undecodable_body(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # msgspec raises these (not DecodeError) for invalid UTF-8 and absurdly deep nesting; only a
+    # request body can carry either to us, so they are the client's error.
+    log.info("undecodable_body", path=request.url.path, error=type(exc).__name__)
+    return problem(400, "bad_request", "Bad request", "the request body could not be decoded")
+
+
+def database_data_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    if _is_data_error(exc):
+        # A value the database cannot hold (out of range, untranslatable): the transaction is
+        # rolled back, nothing is stored, and the caller learns it was the input.
+        return problem(
+            400, "invalid_value", "Invalid value", "a value in the request is out of range"
+        )
+    return unexpected_error(request, exc)
+
+
+def _is_data_error(exc: DBAPIError) -> bool:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return isinstance(exc, DataError) or (isinstance(sqlstate, str) and sqlstate.startswith("22"))
 
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -77,5 +105,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    UnicodeDecodeError: undecodable_body,
+    RecursionError: undecodable_body,
+    DBAPIError: database_data_error,
     Exception: unexpected_error,
 }

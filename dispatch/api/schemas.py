@@ -7,12 +7,25 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
+# PostgreSQL text cannot hold NUL, and no person's text needs it: refuse it at the door.
+_TEXT = r"^[^\x00]*$"
 Lat = Annotated[float, Meta(ge=-90, le=90, description="WGS84 latitude")]
 Lng = Annotated[float, Meta(ge=-180, le=180, description="WGS84 longitude")]
 Phone = Annotated[
     str, Meta(pattern=r"^\+[1-9]\d{6,14}$", description="E.164 phone number", max_length=16)
 ]
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
+
+
+Timezone = Annotated[str, Meta(min_length=1, max_length=64, pattern=_TEXT)]
+Category = Annotated[str, Meta(min_length=1, max_length=64, pattern=_TEXT)]
+PersonName = Annotated[str, Meta(min_length=1, max_length=120, pattern=_TEXT)]
+Description = Annotated[str, Meta(max_length=5000, pattern=_TEXT)]
+Address = Annotated[str, Meta(max_length=500, pattern=_TEXT)]
+Bio = Annotated[str, Meta(max_length=2000, pattern=_TEXT)]
+
 Skill = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[\w\-]+$")]
 Cents = Annotated[int, Meta(ge=0, le=100_000_000)]
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
@@ -54,7 +67,7 @@ class CommunityCreate(Struct, forbid_unknown_fields=True):
     center: Point
     radius_m: Annotated[int, Meta(ge=50, le=50_000)] | None = None
     boundary: dict[str, Any] | None = None
-    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    timezone: Timezone | None = None
     dispatch: dict[str, Any] | None = None
 
 
@@ -70,7 +83,7 @@ class CommunityOut(Struct):
 
 
 class Material(Struct, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    name: Name
     cost_cents: Cents
     quantity: Annotated[int, Meta(ge=1, le=10_000)] = 1
 
@@ -82,18 +95,18 @@ class Window(Struct, forbid_unknown_fields=True):
 
 class JobCreate(Struct, forbid_unknown_fields=True):
     title: Name
-    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    category: Category
     location: Point
     mode: Literal["grab", "booking"]
     price_cents: Cents
-    description: Annotated[str, Meta(max_length=5000)] = ""
+    description: Description = ""
     skills: Annotated[list[Skill], Meta(max_length=20)] = []
-    address: Annotated[str, Meta(max_length=500)] | None = None
+    address: Address | None = None
     window: Window | None = None
     currency: Currency = "CNY"
     materials: Annotated[list[Material], Meta(max_length=50)] = []
     insured: bool = False
-    community_id: Annotated[int, Meta(ge=1)] | None = None
+    community_id: Id | None = None
 
 
 class JobOut(Struct):
@@ -133,10 +146,10 @@ class OutboxOut(Struct):
 
 
 class WorkerProfileIn(Struct, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=120)]
+    name: PersonName
     skills: Annotated[list[Skill], Meta(max_length=20)]
-    community_ids: Annotated[list[Annotated[int, Meta(ge=1)]], Meta(max_length=20)]
-    bio: Annotated[str, Meta(max_length=2000)] | None = None
+    community_ids: Annotated[list[Id], Meta(max_length=20)]
+    bio: Bio | None = None
     hourly_rate_cents: Annotated[int, Meta(ge=0, le=10_000_000)] | None = None
 
 
@@ -154,7 +167,7 @@ class WorkerOut(Struct):
 
 
 class VerificationIn(Struct, forbid_unknown_fields=True):
-    legal_name: Annotated[str, Meta(min_length=1, max_length=120)]
+    legal_name: PersonName
     id_number: Annotated[str, Meta(min_length=4, max_length=40, pattern=r"^[0-9A-Za-z\-]+$")]
 
 

@@ -16,6 +16,14 @@ NAMING = {
 }
 
 
+MAX_DB_ID = 2**63 - 1
+
+
+def is_db_id(value: int) -> bool:
+    """Could this be a row id at all (a positive BIGINT)? Larger numbers name nothing."""
+    return 0 < value <= MAX_DB_ID
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

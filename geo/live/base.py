@@ -104,3 +104,7 @@ class LiveIndex(ABC):
     @abstractmethod
     async def clear(self, community_id: int) -> None:
         """Forget the whole community (before a rebuild)."""
+
+    @abstractmethod
+    async def claim_rebuild(self, community_id: int) -> bool:
+        """Mark the community's index as present; True if it was missing (so rebuild it)."""

@@ -21,6 +21,7 @@ class MemoryLiveIndex(LiveIndex):
     def __init__(self) -> None:
         self._status: dict[tuple[int, int], WorkerStatus] = {}
         self._pos: dict[tuple[int, int], tuple[Fix, bool]] = {}
+        self._built: set[int] = set()
 
     async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
         self._status[community_id, worker_id] = status
@@ -97,3 +98,9 @@ class MemoryLiveIndex(LiveIndex):
             del self._pos[key]
         for key in [k for k in self._status if k[0] == community_id]:
             del self._status[key]
+        self._built.discard(community_id)
+
+    async def claim_rebuild(self, community_id: int) -> bool:
+        missing = community_id not in self._built
+        self._built.add(community_id)
+        return missing

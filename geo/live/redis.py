@@ -6,6 +6,7 @@ on one shard and every script touches a single slot:
     {prefix}:{c:ID}:w                  hash  worker id -> msgpack state
     {prefix}:{c:ID}:<cell>             set   searchable workers filed under the cell
     {prefix}:{c:ID}:<cell>:<skill>     set   … who also have the skill
+    {prefix}:{c:ID}:built              marker: the index exists (absent after Redis lost it)
 
 Sets hold only searchable workers (available, in the area, with a position); freshness is checked
 per worker at search time.
@@ -142,3 +143,6 @@ class RedisLiveIndex(LiveIndex):
                 batch.clear()
         if batch:
             await self.client.unlink(*batch)
+
+    async def claim_rebuild(self, community_id: int) -> bool:
+        return bool(await self.client.set(self._ns(community_id) + "built", 1, nx=True))

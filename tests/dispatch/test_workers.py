@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ import h3.api.basic_int as h3
 import httpx
 import pytest
 
+from app import create_app
 from geo.areas import destination
 
 CENTER = (31.2304, 121.4737)
@@ -299,3 +301,22 @@ async def test_index_is_rebuilt_from_the_database_after_redis_loses_everything(
     r = await client.post(f"/v1/ops/communities/{cid}/rebuild-index", headers=ops)
     assert r.status_code == 200 and r.json() == {"workers": 3}
     assert await nearby_ids(client, ops) == [a, b]
+
+
+async def test_a_starting_process_rebuilds_indexes_redis_lost(
+    app, client, principals, setup, redis, settings
+) -> None:
+    cid, ops = setup
+    wid, _ = await ready_worker(client, principals, cid, CENTER)
+    await app.state.runtime.workers.positions.flush()  # as the 2 s write-behind would have
+    await redis.flushall()
+    fresh = create_app(settings)
+    async with fresh.lifespan():
+        rt = fresh.state.runtime
+        for _ in range(100):
+            if await rt.live.search(cid, *CENTER, 100):
+                break
+            await asyncio.sleep(0.05)
+        found = await rt.live.search(cid, *CENTER, 100)
+    assert [n.worker_id for n in found] == [wid]
+    assert await nearby_ids(client, ops) == [wid]

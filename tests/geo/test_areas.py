@@ -63,9 +63,10 @@ def test_circle_cover_holds_every_point_of_the_circle(lat, lng, radius, bearing,
     except InvalidShapeError:
         return  # crosses the antimeridian: refused, not silently wrong
     plat, plng = destination(lat, lng, bearing, radius * frac)
-    assert haversine_m(lat, lng, plat, plng) <= radius + 1e-6
-    assert area.contains(plat, plng)
-    assert covered(area, plat, plng)
+    # At frac = 1 rounding may put the point a hair outside; contains() must agree with haversine.
+    assert area.contains(plat, plng) == (haversine_m(lat, lng, plat, plng) <= radius)
+    if area.contains(plat, plng):
+        assert covered(area, plat, plng)
 
 
 @st.composite
