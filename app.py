@@ -11,7 +11,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.security.jwt import JWTAuth, Token
 
-from dispatch.api import admin, communities, health, identity, jobs, workers
+from dispatch.api import admin, communities, health, identity, jobs, offers, ops, stream, workers
 from dispatch.api.errors import EXCEPTION_HANDLERS
 from dispatch.api.middleware import request_log_middleware
 from dispatch.auth import ALGORITHM, ISSUER, Principal, principal_from_token
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         runtime = await Runtime.open(settings)
         app.state.runtime = runtime
-        runtime.start_background()
+        await runtime.start_background()
         if settings.demo:
             from dispatch.demo import seed_demo
 
@@ -66,6 +66,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             workers.verify_worker,
             workers.nearby,
             workers.rebuild_index,
+            offers.my_offers,
+            offers.accept_offer,
+            offers.decline_offer,
+            ops.OpsController,
+            stream.worker_stream,
         ],
         lifespan=[lifespan],
         on_app_init=[jwt.on_app_init],

@@ -18,10 +18,11 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from dispatch.local_servers import LocalServers
 from geo.distance import EARTH_RADIUS_M
 from geo.live.base import Fix, MoveResult, Nearby, WorkerStatus
 from geo.live.cover import COARSE_RES, cell_reach, cover_of, file_cells
-from geo.live.redis import RedisLiveIndex
+from geo.live.redis import _LUA_DIR, RedisLiveIndex
 
 # --- the synthetic city -------------------------------------------------------------------------
 
@@ -453,10 +454,16 @@ def verify(
         why = "duplicate ids"
     elif not ok.all():
         bad = np.flatnonzero(~ok)[0]
-        why = f"id {g[bad]} at {gd[bad]!r} m is not eligible/fresh/skilled or beyond the radius"
+        why = (
+            f"id {g[bad]} at {float(gd[bad])!r} m is not eligible/fresh/skilled "
+            "or beyond the radius"
+        )
     elif wrong.size:
         i = wrong[0]
-        why = f"position {i}: got id {g[i]} at {gd[i]!r} m, expected id {t_ids[i]} at {t_d[i]!r} m"
+        why = (
+            f"position {i}: got id {g[i]} at {float(gd[i])!r} m, "
+            f"expected id {t_ids[i]} at {float(t_d[i])!r} m"
+        )
     elif g.size < t_ids.size and (t_d[g.size :] < radius_m - TOL_M).any():
         why = f"{t_ids.size - g.size} result(s) missing (got {g.size}, expected {t_ids.size})"
     elif g.size > t_ids.size and (gd[t_ids.size :] < radius_m - TOL_M).any():
@@ -494,7 +501,7 @@ async def diagnose(
     origin = h3.latlng_to_cell(lat, lng, 9)
     lines.append(f"origin cell {origin:x}; cover: {len(keys) - 1} cell keys")
     lines.append("expected (id, distance m):")
-    lines += [f"  {int(ids[p])} {d[p]!r}" for p in top]
+    lines += [f"  {int(ids[p])} {float(d[p])!r}" for p in top]
     lines.append("got (id, distance m reported):")
     lines += [f"  {i} {x!r}" for i, x in zip(got, got_d, strict=True)]
     missing = [int(ids[p]) for p in top if int(ids[p]) not in set(got)]
@@ -511,7 +518,7 @@ async def diagnose(
             member = await ours.client.sismember(key, str(wid))
             info.append(f"{c:x}: in cover={key in key_bound} bound={key_bound.get(key)!r} "
                         f"member={bool(member)}")  # fmt: skip
-        lines.append(f"  missing {wid}: distance {d[p]!r} m, stored position {pos}")
+        lines.append(f"  missing {wid}: distance {float(d[p])!r} m, stored position {pos}")
         lines += [f"    {x}" for x in info]
     return "\n".join(lines)
 
@@ -532,10 +539,8 @@ class Stats:
         return float(np.percentile(self.lat_us, q))
 
 
-async def run_queries(
-    engine: Engine, q: Queries, radius_m: float, n: int | None = None
-) -> tuple[np.ndarray, list[Any]]:
-    n = len(q) if n is None else min(n, len(q))
+async def run_queries(engine: Engine, q: Queries, radius_m: float) -> tuple[np.ndarray, list[Any]]:
+    n = len(q)
     lat_us = np.empty(n)
     out: list[Any] = []
     clock = time.perf_counter
@@ -548,6 +553,23 @@ async def run_queries(
     return lat_us, out
 
 
+async def run_interleaved(
+    engines: Sequence[Engine], q: Queries, radius_m: float
+) -> list[tuple[np.ndarray, list[Any]]]:
+    """One query at a time, query i going to every engine before query i + 1."""
+    lat = [np.empty(len(q)) for _ in engines]
+    out: list[list[Any]] = [[] for _ in engines]
+    clock = time.perf_counter
+    for i in range(len(q)):
+        la, ln, sk = q.lat[i], q.lng[i], q.skill[i]
+        for k, e in enumerate(engines):
+            t0 = clock()
+            res = await e.search(la, ln, radius_m, sk)
+            lat[k][i] = (clock() - t0) * 1e6
+            out[k].append(res)
+    return list(zip(lat, out, strict=True))
+
+
 async def used_memory(client: Redis) -> int:
     return int((await client.info("memory"))["used_memory"])
 
@@ -557,27 +579,57 @@ def _command(entry: dict[str, Any]) -> str:
     return cmd.decode("utf-8", "replace") if isinstance(cmd, bytes) else str(cmd)
 
 
-SMEMBERS_ONLY = "for i = 2, #KEYS do redis.call('SMEMBERS', KEYS[i]) end return 0"
+# The search's inner loop cut down to its first ARGV[1] steps: 1 SMEMBERS the cells, 2 HMGET the
+# states, 3 msgpack-unpack them, 4 filter and haversine (no top-50 keeping, no early stop).
+LUA_STAGES = """
+local stage = tonumber(ARGV[1])
+local lat, lng = tonumber(ARGV[2]), tonumber(ARGV[3])
+local radius, min_ts = tonumber(ARGV[4]), tonumber(ARGV[5])
+local c = 0
+for i = 2, #KEYS do
+  local members = redis.call("SMEMBERS", KEYS[i])
+  if stage >= 2 then
+    for j = 1, #members, 1000 do
+      local states = redis.call("HMGET", KEYS[1], unpack(members, j, math.min(j + 999, #members)))
+      if stage >= 3 then
+        for k = 1, #states do
+          local s = cmsgpack.unpack(states[k])
+          if stage >= 4 and s[3] >= min_ts and searchable(s) then
+            if haversine_m(lat, lng, s[1], s[2]) <= radius then c = c + 1 end
+          end
+        end
+      end
+    end
+  end
+end
+return c
+"""
+
+
+async def _evalsha_usec(client: Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
 
 
 async def _server_times(
-    client: Redis, calls: list[Any]
+    client: Redis, make_calls: Callable[[], Iterable[Awaitable[Any]]]
 ) -> tuple[list[float], list[float], list[int]]:
-    """Run the (not yet awaited) script calls one by one. Per call, from SLOWLOG: its execution
-    time inside Redis, the time spent in the commands it ran (Redis 7 logs those too), and how
-    many commands it ran (us, us, count)."""
+    """Per script call: its execution time inside Redis (INFO commandstats), the time spent in
+    the commands it ran and how many it ran (SLOWLOG, which in Redis 7 logs those too; a second
+    pass, since logging every command slows the script down) -- (us, us, count)."""
+    total, inner, count = [], [], []
+    for call in make_calls():
+        before = await _evalsha_usec(client)
+        await call
+        total.append(await _evalsha_usec(client) - before)
     await client.config_set("slowlog-max-len", "100000")
     await client.config_set("slowlog-log-slower-than", "0")
-    total, inner, count = [], [], []
-    for call in calls:
+    for call in make_calls():
         await client.slowlog_reset()
         await call
         entries = await client.slowlog_get(100000)
-        names = [_command(e).split(" ", 1)[0].upper() for e in entries]
-        script = [e["duration"] for e, n in zip(entries, names, strict=True) if n == "EVALSHA"]
-        ran = [e["duration"] for e, n in zip(entries, names, strict=True)
-               if n not in ("EVALSHA", "SLOWLOG")]  # fmt: skip
-        total.extend(script)
+        ran = [e["duration"] for e in entries
+               if _command(e).split(" ", 1)[0].upper() not in ("EVALSHA", "SLOWLOG")]  # fmt: skip
         inner.append(sum(ran))
         count.append(len(ran))
     await client.config_set("slowlog-log-slower-than", "10000")
@@ -589,7 +641,7 @@ def pct(values: Sequence[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else math.nan
 
 
-async def profile_ours(ours: Ours, q: Queries, radius_m: float) -> dict[str, float]:
+async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) -> dict[str, float]:
     """Where our search spends its time: cover/key building in Python, the script in Redis."""
     index, client = ours.index, ours.client
     clock = time.perf_counter
@@ -610,7 +662,8 @@ async def profile_ours(ours: Ours, q: Queries, radius_m: float) -> dict[str, flo
         prepared.append((keys, bounds, head))
     flats = []
     server, inner, n_cmds = await _server_times(
-        client, [index._search(keys=keys, args=[*head, *bounds]) for keys, bounds, head in prepared]
+        client,
+        lambda: (index._search(keys=k, args=[*h, *b]) for k, b, h in prepared),
     )
     for keys, bounds, head in prepared:
         t0 = clock()
@@ -620,31 +673,47 @@ async def profile_ours(ours: Ours, q: Queries, radius_m: float) -> dict[str, flo
         t0 = clock()
         await index._search(keys=keys[:1], args=head)
         empties.append((clock() - t0) * 1e6)
-    # Cells the script must have read (those with a bound at most the final 50th distance) and
-    # the workers filed under them: a lower bound on the work done.
+    # Which cells the script read and how many workers it looked at: its early stop replayed in
+    # Python on the same sets (a cell is read unless 50 are found and its bound exceeds the 50th).
     read_keys = []
-    for (keys, bounds, _), flat in zip(prepared, flats, strict=True):
+    for i, (keys, bounds, _) in enumerate(prepared):
         n_keys.append(len(keys) - 1)
-        if len(flat) >= LIMIT * 5:
-            last = float(flat[-4])
-            read_keys.append([k for k, b in zip(keys[1:], bounds, strict=True) if b <= last])
-        else:
-            read_keys.append(keys[1:])
-    pipe = client.pipeline(transaction=False)
-    for keys in read_keys:
-        n_read.append(len(keys))
-        for k in keys:
-            pipe.scard(k)
-    sizes = await pipe.execute()
-    at = 0
-    for keys in read_keys:
-        scanned.append(sum(sizes[at : at + len(keys)]))
-        at += len(keys)
-    # The same cells read with SMEMBERS only: the cost of the reads themselves, without HMGET,
-    # msgpack and distances.
-    smembers = client.register_script(SMEMBERS_ONLY)
+        pipe = client.pipeline(transaction=False)
+        for k in keys[1:]:
+            pipe.smembers(k)
+        sets = await pipe.execute()
+        d = brute.distances(q.lat[i], q.lng[i])
+        ok = brute.valid[q.skill[i]] & (d <= radius_m)
+        best: list[float] = []
+        read, seen = 0, 0
+        for bound, members in zip(bounds, sets, strict=True):
+            if len(best) >= LIMIT and bound > best[LIMIT - 1]:
+                break
+            read += 1
+            seen += len(members)
+            if members:
+                pos = np.searchsorted(brute.ids, np.fromiter(map(int, members), np.int64))
+                best = sorted([*best, *d[pos[ok[pos]]].tolist()])[:LIMIT]
+        read_keys.append(keys[1 : 1 + read])
+        n_read.append(read)
+        scanned.append(seen)
+    # The same cells through cut-down scripts, each stage adding one step of the search's inner
+    # loop: what each step costs inside Redis.
+    stage_script = client.register_script((_LUA_DIR / "common.lua").read_text() + "\n" + LUA_STAGES)
     state_hash = index._hash(COMMUNITY)
-    bare, _, _ = await _server_times(client, [smembers(keys=[state_hash, *rk]) for rk in read_keys])
+    stages = []
+    for stage in range(1, 5):
+        times, _, _ = await _server_times(
+            client,
+            lambda stage=stage: (
+                stage_script(
+                    keys=[state_hash, *rk],
+                    args=[stage, repr(q.lat[i]), repr(q.lng[i]), radius_m, MIN_RECORDED_AT],
+                )
+                for i, rk in enumerate(read_keys)
+            ),
+        )
+        stages.append(pct(times, 50))
     return {
         "keys": float(np.mean(n_keys)),
         "read": float(np.mean(n_read)),
@@ -660,9 +729,65 @@ async def profile_ours(ours: Ours, q: Queries, radius_m: float) -> dict[str, flo
         "inner50": pct(inner, 50),
         "cmds50": pct(n_cmds, 50),
         "empty50": pct(empties, 50),
-        "bare50": pct(bare, 50),
+        "stage1": stages[0],
+        "stage2": stages[1],
+        "stage3": stages[2],
+        "stage4": stages[3],
         "empty99": pct(empties, 99),
     }
+
+
+# --- other jobs on the machine ------------------------------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, CPU s the whole machine has used, CPU s this process and its children (the
+    servers and their backends) have used)."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    ticks = [int(x) for x in first]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK  # all but idle and iowait
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            stats[int(entry)] = raw[raw.rindex(")") + 2 :].split()
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    own, todo = 0.0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            own += (int(stats[pid][11]) + int(stats[pid][12])) / _CLK_TCK
+        todo.extend(children.get(pid, []))
+    return time.monotonic(), busy, own
+
+
+def other_cpu_pct(since: tuple[float, float, float]) -> float:
+    """CPU used by other jobs on the machine since the snapshot, in % of one core."""
+    now = _cpu_snapshot()
+    wall = max(1e-3, now[0] - since[0])
+    return max(0.0, 100 * ((now[1] - since[1]) - (now[2] - since[2])) / wall)
+
+
+async def wait_for_quiet(max_wait_s: float, limit_pct: float = 20.0) -> None:
+    """Wait (up to max_wait_s) until other jobs use under limit_pct of a core."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        snap = _cpu_snapshot()
+        await asyncio.sleep(3)
+        other = other_cpu_pct(snap)
+        if other <= limit_pct:
+            return
+        if time.monotonic() > deadline:
+            log(f"WARNING: other jobs still use {other:.0f}% of a core; measuring anyway")
+            return
+        log(f"other jobs use {other:.0f}% of a core; waiting for the machine to quieten")
 
 
 def warm_geometry() -> None:
@@ -680,6 +805,8 @@ class Config:
     warmup: int
     profile: int
     quick: bool
+    interleave: bool = False
+    wait_quiet: int = 0
 
 
 @dataclass
@@ -694,6 +821,7 @@ class CaseResult:
     geo_trips: dict[int, float]
     explain: str
     explain_line: str
+    other_cpu: float = 0.0
 
 
 async def run_case(
@@ -739,31 +867,45 @@ async def run_case(
     raw: dict[tuple[int, str], list[Any]] = {}
     stats: dict[tuple[int, str], Stats] = {}
     geo_trips: dict[int, float] = {}
+    if cfg.wait_quiet:
+        await wait_for_quiet(cfg.wait_quiet)
+    snap = _cpu_snapshot()
     gc.collect()
     gc.freeze()
     for r in RADII:
-        for e in engines:
-            await run_queries(e, warm, r)
-            if e is geo:
-                geo.round_trips = geo.searches = 0
+        if cfg.interleave:
+            for e in engines:
+                await run_queries(e, warm, r)
+            geo.round_trips = geo.searches = 0
             gc.collect()
-            lat_us, out = await run_queries(e, measured, r)
-            raw[r, e.name] = out
-            stats[r, e.name] = Stats(lat_us)
-            if e is ours:  # the same points again: covers now cached
+            runs = await run_interleaved(engines, measured, r)
+            for e, (lat_us, out) in zip(engines, runs, strict=True):
+                raw[r, e.name] = out
+                stats[r, e.name] = Stats(lat_us)
+            geo_trips[r] = geo.round_trips / max(1, geo.searches)
+        else:  # engine after engine, each warmed up right before its measured queries
+            for e in engines:
+                await run_queries(e, warm, r)
+                geo.round_trips = geo.searches = 0
                 gc.collect()
-                stats[r, "ours-repeat"] = Stats((await run_queries(ours, measured, r))[0])
-            if e is geo:
-                geo_trips[r] = geo.round_trips / max(1, geo.searches)
+                lat_us, out = await run_queries(e, measured, r)
+                raw[r, e.name] = out
+                stats[r, e.name] = Stats(lat_us)
+                if e is geo:
+                    geo_trips[r] = geo.round_trips / max(1, geo.searches)
+        gc.collect()  # the same points again for ours alone: covers now cached
+        stats[r, "ours-repeat"] = Stats((await run_queries(ours, measured, r))[0])
         log(f"r={r}: " + ", ".join(
             f"{e.name} p50 {stats[r, e.name].p(50):.0f} p99 {stats[r, e.name].p(99):.0f} us"
             for e in engines))  # fmt: skip
     gc.unfreeze()
+    other_cpu = other_cpu_pct(snap)
+    log(f"other jobs used {other_cpu:.0f}% of a core while measuring")
 
     profile: dict[int, dict[str, float]] = {}
     prof_q = make_queries(cfg.profile, 4)
     for r in RADII:
-        profile[r] = await profile_ours(ours, prof_q, r)
+        profile[r] = await profile_ours(ours, brute, prof_q, r)
 
     log("checking every answer against brute force")
     for r in RADII:
@@ -796,8 +938,9 @@ async def run_case(
                     s.failures.append(f"({la!r}, {ln!r}) r={r} skill={sk}: {v.why}")
     await client.aclose()
     return CaseResult(
-        size, dist, world.online, stats, profile, memory, load_s, geo_trips, explain, explain_line
-    )
+        size, dist, world.online, stats, profile, memory, load_s, geo_trips, explain, explain_line,
+        other_cpu=other_cpu,
+    )  # fmt: skip
 
 
 # --- reporting ----------------------------------------------------------------------------------
@@ -809,6 +952,23 @@ def fmt_size(n: int) -> str:
     if n >= 1000 and n % 1000 == 0:
         return f"{n // 1000}k"
     return str(n)
+
+
+def code_version() -> str:
+    """The commit measured, and whether geo/live differs from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "geo/live"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "- code: unknown (no git)"
+    return f"- code: commit {head or '?'}" + (
+        ", geo/live modified" if dirty else ", geo/live clean"
+    )
 
 
 def machine() -> list[str]:
@@ -833,13 +993,18 @@ def machine() -> list[str]:
 
 
 def report(
-    cfg: Config, cases: list[CaseResult], versions: list[str], started: str, elapsed: float
+    cfg: Config,
+    cases: list[CaseResult],
+    versions: list[str],
+    started: str,
+    elapsed: float,
 ) -> str:
     L: list[str] = []
     L.append(f"# Search benchmark, {started}")
     L.append("")
     L += machine()
     L += versions
+    L.append(code_version())
     L.append(
         f"- city: 30 x 30 km around ({CENTER_LAT}, {CENTER_LNG}); {ONLINE_SHARE:.0%} of workers "
         f"online (only those are indexed); skills: each of {len(SKILLS)} with p={SKILL_P} (at "
@@ -853,7 +1018,9 @@ def report(
         f"- queries: top {LIMIT} eligible within r, {cfg.queries} measured per (size, "
         f"distribution, radius, engine) after {cfg.warmup} warm-up queries on other points; "
         "half near hotspots, half uniform; half with one required skill; sequential, "
-        "one at a time, latency = perf_counter around the awaited call (client included)"
+        "one at a time, "
+        + ("engines interleaved per query" if cfg.interleave else "engine after engine")
+        + "; latency = perf_counter around the awaited call (client included)"
     )
     L.append(f"- run time: {elapsed / 60:.1f} min{' (--quick)' if cfg.quick else ''}")
     L.append("")
@@ -958,15 +1125,17 @@ def report(
     L.append("")
     L.append(
         "| workers (online) | distribution | ours bytes/online worker | ours keys | "
-        "GEO bytes/online worker | ours/GEO | load s ours, GEO, PostGIS |"
+        "GEO bytes/online worker | ours/GEO | load s ours, GEO, PostGIS | other jobs' CPU while "
+        "measuring (% of a core) |"
     )
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|")
     for c in cases:
         m = c.memory
         L.append(
             f"| {fmt_size(c.size)} ({c.online}) | {c.dist} | {m['ours']:.0f} | "
             f"{m['ours_keys']:.0f} | {m['GEOSEARCH']:.0f} | {m['ours'] / m['GEOSEARCH']:.1f} | "
-            f"{c.load_s['ours']:.1f}, {c.load_s['GEOSEARCH']:.1f}, {c.load_s['PostGIS']:.1f} |"
+            f"{c.load_s['ours']:.1f}, {c.load_s['GEOSEARCH']:.1f}, {c.load_s['PostGIS']:.1f} | "
+            f"{c.other_cpu:.0f} |"
         )
     L.append("")
 
@@ -976,23 +1145,25 @@ def report(
         f"{cfg.profile} further points per row (not measured above). cover cold = "
         "`_cover_keys` the first time for the point (H3 cover + key strings, Python); "
         "cached = the same call again; script call = the EVALSHA alone with prepared keys and "
-        "arguments, as seen by the client; server = its execution time inside Redis (SLOWLOG); "
-        "empty = the same call with no cell keys (round trip + fixed cost); SMEMBERS only = "
-        "server time of a script doing nothing but SMEMBERS on the cells the search read; "
+        "arguments, as seen by the client; server = its execution time inside Redis (INFO "
+        "commandstats); "
+        "empty = the same call with no cell keys (round trip + fixed cost); stages = server "
+        "time (p50) of cut-down scripts over exactly the cells the search read: SMEMBERS only, "
+        "+ HMGET of the states, + msgpack unpack, + filter and haversine (the search adds the "
+        "top-50 insertion and the reply); "
         "in commands = the part of the server time spent inside the SMEMBERS/HMGET calls the "
         "script made (SLOWLOG logs them too), the rest being Lua (msgpack, distances, call "
         "overhead); commands = how many it made; "
         "repeat = the measured queries run a second time (covers cached), client-observed. "
-        "keys = cell sets "
-        "passed; read >= cells whose bound is below the final 50th distance (must be read); "
-        "scanned >= workers filed under those cells (each one HMGET + msgpack unpack in Lua)."
+        "keys = cell sets passed; read = cells the search read before its early stop; scanned = "
+        "workers filed under those (mean, p99), each one HMGET field + msgpack unpack in Lua."
     )
     L.append("")
     L.append(
-        "| workers | distribution | r (m) | keys | read >= | scanned >= (p99) | "
+        "| workers | distribution | r (m) | keys | read | scanned (p99) | "
         "cover cold p50, p99 | cover cached p50 | script call p50, p99 | server p50, p99 | "
-        "in commands p50 | commands p50 | SMEMBERS only p50 | empty p50, p99 | "
-        "repeat p50, p99 |"
+        "stages: SMEMBERS, +HMGET, +unpack, +filter | in commands p50 | commands p50 | "
+        "empty p50, p99 | repeat p50, p99 |"
     )
     L.append("|" + "---|" * 15)
     for c in cases:
@@ -1002,8 +1173,9 @@ def report(
                 f"| {fmt_size(c.size)} | {c.dist} | {r} | {f['keys']:.0f} | {f['read']:.1f} | "
                 f"{f['scanned']:.0f} ({f['scanned_p99']:.0f}) | {f['cold50']:.0f}, "
                 f"{f['cold99']:.0f} | {f['cached50']:.1f} | {f['call50']:.0f}, {f['call99']:.0f}"
-                f" | {f['server50']:.0f}, {f['server99']:.0f} | {f['inner50']:.0f} | "
-                f"{f['cmds50']:.0f} | {f['bare50']:.0f} | "
+                f" | {f['server50']:.0f}, {f['server99']:.0f} | {f['stage1']:.0f}, "
+                f"{f['stage2']:.0f}, {f['stage3']:.0f}, {f['stage4']:.0f} | {f['inner50']:.0f} | "
+                f"{f['cmds50']:.0f} | "
                 f"{f['empty50']:.0f}, {f['empty99']:.0f} | {rep.p(50):.0f}, {rep.p(99):.0f} |"
             )
     L.append("")
@@ -1077,6 +1249,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, help="warm-up queries per row (200)")
     ap.add_argument("--profile", type=int, help="profiled queries per row (300)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: small sizes, few queries")
+    ap.add_argument(
+        "--interleave",
+        action="store_true",
+        help="send each query to every engine in turn (default: all queries to one engine, "
+        "then the next)",
+    )
+    ap.add_argument(
+        "--wait-quiet",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="before measuring each case, wait up to this long for other jobs on the machine "
+        "to drop under 20%% of a core",
+    )
     a = ap.parse_args(argv)
     cfg = Config(
         sizes=[int(s) for s in a.sizes.split(",")] if a.sizes
@@ -1085,6 +1271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=a.warmup or (30 if a.quick else 200),
         profile=a.profile or (30 if a.quick else 300),
         quick=a.quick,
+        interleave=a.interleave,
+        wait_quiet=a.wait_quiet,
     )  # fmt: skip
     started = datetime.now()
     t0 = time.perf_counter()

@@ -10,10 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatch.communities import CommunityService
 from dispatch.db import make_engine, make_sessionmaker, migrate_async
+from dispatch.dispatcher import Dispatcher
+from dispatch.events import EventBus
 from dispatch.local_servers import LocalServers
 from dispatch.otp import OtpService
 from dispatch.phones import PhoneVault
 from dispatch.settings import Settings
+from dispatch.timers import Timers
 from dispatch.workers import PositionSink, WorkerService
 from geo.live.redis import RedisLiveIndex
 
@@ -29,6 +32,9 @@ class Runtime:
     communities: CommunityService
     live: RedisLiveIndex
     workers: WorkerService
+    bus: EventBus
+    dispatcher: Dispatcher
+    timers: Timers
     local: LocalServers | None = field(default=None)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -51,6 +57,8 @@ class Runtime:
         communities = CommunityService()
         live = RedisLiveIndex(redis)
         workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
+        bus = EventBus(redis)
+        dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
         return cls(
             settings=settings,
             engine=engine,
@@ -66,11 +74,15 @@ class Runtime:
             communities=communities,
             live=live,
             workers=workers,
+            bus=bus,
+            dispatcher=dispatcher,
+            timers=Timers(redis, dispatcher),
             local=local,
         )
 
-    def start_background(self) -> None:
+    async def start_background(self) -> None:
         """Work that runs beside requests for the life of the process."""
+        await self.timers.start()
         self._tasks.append(asyncio.create_task(self.workers.positions.run()))
         self._tasks.append(asyncio.create_task(self._rebuild_lost_indexes()))
 
@@ -86,6 +98,7 @@ class Runtime:
             log.info("index_rebuilt", communities=rebuilt)
 
     async def close(self) -> None:
+        await self.timers.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

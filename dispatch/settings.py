@@ -73,6 +73,9 @@ class Settings:
     """Largest request body accepted; bigger → 413."""
     log_level: str = "INFO"
     debug: bool = False
+    auto_dispatch: bool = True
+    """Send offer waves when a grab job is posted (`DISPATCH_AUTO=0` turns it off, for
+    benchmarks that measure posting alone)."""
     demo: bool = False
     """Seed a demo community with workers at start-up (`dispatch serve --demo`)."""
 
@@ -99,6 +102,7 @@ class Settings:
             vapid_private_key=_env("VAPID_PRIVATE_KEY"),
             vapid_subject=_env("VAPID_SUBJECT"),
             log_level=_env("DISPATCH_LOG_LEVEL", "INFO") or "INFO",
+            auto_dispatch=_env("DISPATCH_AUTO", "1") not in ("0", "false", "no"),
         )
 
     def with_secret(self) -> Settings:

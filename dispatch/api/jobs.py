@@ -8,17 +8,54 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch import idempotency
 from dispatch.api.deps import principal_of, runtime_of
-from dispatch.api.schemas import JobCreate, JobOut, Material, Point, Window
-from dispatch.auth import residents_only
+from dispatch.api.schemas import (
+    CancelIn,
+    Cancellation,
+    CompleteIn,
+    JobCreate,
+    JobOut,
+    Material,
+    OffersSummary,
+    Point,
+    Window,
+)
+from dispatch.auth import residents_only, workers_only
+from dispatch.dispatcher import AfterCommit
 from dispatch.jobs import JobService, NewJob
-from dispatch.models import Job
+from dispatch.models import Job, Offer
 from geo.shapes import wkb_to_latlng
 
 
-def job_out(job: Job) -> JobOut:
+async def offers_summaries(session: AsyncSession, jobs: list[Job]) -> dict[int, OffersSummary]:
+    """Offer counts by status for each job, in one query."""
+    counts: dict[int, dict[str, int]] = {j.id: {} for j in jobs}
+    if jobs:
+        rows = await session.execute(
+            select(Offer.job_id, Offer.status, func.count())
+            .where(Offer.job_id.in_(list(counts)))
+            .group_by(Offer.job_id, Offer.status)
+        )
+        for job_id, status, n in rows.all():
+            counts[job_id][status] = n
+    return {j.id: OffersSummary(wave=j.wave, **counts[j.id]) for j in jobs}
+
+
+async def offers_summary(session: AsyncSession, job: Job) -> OffersSummary:
+    return (await offers_summaries(session, [job]))[job.id]
+
+
+async def job_response(sessions: async_sessionmaker[AsyncSession], job: Job) -> JobOut:
+    """The job as clients see it, with its offers summary."""
+    async with sessions() as session:
+        return job_out(job, await offers_summary(session, job))
+
+
+def job_out(job: Job, offers: OffersSummary | None = None) -> JobOut:
     lat, lng = wkb_to_latlng(job.location)
     window = None
     if job.window_start is not None and job.window_end is not None:
@@ -43,6 +80,16 @@ def job_out(job: Job) -> JobOut:
         insured=job.insured,
         created_at=job.created_at,
         review_reason=job.review_reason,
+        offers=offers,
+        assignment_version=job.assignment_version if job.worker_id is not None else None,
+        cancellation=Cancellation(
+            by=job.cancelled_by or "",
+            reason=job.cancel_reason,
+            fee_cents=job.cancellation_fee_cents or 0,
+            at=job.cancelled_at,
+        )
+        if job.cancelled_at is not None
+        else None,
     )
 
 
@@ -82,13 +129,18 @@ class JobController(Controller):
             insured=data.insured,
             community_id=data.community_id,
         )
+        after = AfterCommit()
         async with rt.sessions.begin() as session:
 
             async def produce() -> tuple[int, bytes]:
                 job = await service.create(session, who, new)
-                return 201, msgspec.json.encode(job_out(job))
+                if rt.settings.auto_dispatch:
+                    await rt.dispatcher.open_job(session, job, after)
+                out = job_out(job, await offers_summary(session, job))
+                return 201, msgspec.json.encode(out)
 
             status, body = await idempotency.run_once(session, who.user_id, key, print_, produce)
+        await rt.dispatcher.run_after(after)
         return Response(content=body, status_code=status, media_type="application/json")
 
     @get("/{job_id:int}")
@@ -100,7 +152,7 @@ class JobController(Controller):
             job = await JobService(rt.communities).get_visible(
                 session, principal_of(request), job_id
             )
-            return job_out(job)
+            return job_out(job, await offers_summary(session, job))
 
     @get("/")
     async def mine(
@@ -113,4 +165,34 @@ class JobController(Controller):
         rt = runtime_of(state)
         async with rt.sessions() as session:
             jobs = await JobService(rt.communities).list_mine(session, principal_of(request), limit)
-            return [job_out(j) for j in jobs]
+            summaries = await offers_summaries(session, jobs)
+            return [job_out(j, summaries[j.id]) for j in jobs]
+
+    @post("/{job_id:int}/cancel", status_code=200)
+    async def cancel(
+        self,
+        job_id: FromPath[int],
+        data: JSONBody[CancelIn],
+        request: Request[Any, Any, Any],
+        state: State,
+    ) -> JobOut:
+        """Cancel: the resident (a fee applies once a worker has been on it a while) or the
+        assigned worker with its `assignment_version` (the job goes back out to others)."""
+        rt = runtime_of(state)
+        job = await rt.dispatcher.cancel(
+            principal_of(request), job_id, data.reason, data.assignment_version
+        )
+        return await job_response(rt.sessions, job)
+
+    @post("/{job_id:int}/complete", guards=[workers_only], status_code=200)
+    async def complete(
+        self,
+        job_id: FromPath[int],
+        data: JSONBody[CompleteIn],
+        request: Request[Any, Any, Any],
+        state: State,
+    ) -> JobOut:
+        """The assigned worker marks the job done (fenced by `assignment_version`)."""
+        rt = runtime_of(state)
+        job = await rt.dispatcher.complete(principal_of(request), job_id, data.assignment_version)
+        return await job_response(rt.sessions, job)

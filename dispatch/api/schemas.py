@@ -109,6 +109,23 @@ class JobCreate(Struct, forbid_unknown_fields=True):
     community_id: Id | None = None
 
 
+class OffersSummary(Struct):
+    wave: int
+    pending: int = 0
+    accepted: int = 0
+    declined: int = 0
+    expired: int = 0
+    taken: int = 0
+    withdrawn: int = 0
+
+
+class Cancellation(Struct):
+    by: str
+    reason: str | None
+    fee_cents: int
+    at: datetime
+
+
 class JobOut(Struct):
     id: int
     status: str
@@ -130,6 +147,10 @@ class JobOut(Struct):
     created_at: datetime
     proxy_number: str | None = None
     review_reason: str | None = None
+    offers: OffersSummary | None = None
+    assignment_version: int | None = None
+    """The fencing token the assigned worker must send with later steps."""
+    cancellation: Cancellation | None = None
 
 
 class OutboxOut(Struct):
@@ -202,3 +223,28 @@ class NearbyOut(Struct):
     name: str
     skills: list[str]
     rating: float | None
+
+
+class CancelIn(Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500, pattern=_TEXT)]
+    assignment_version: Annotated[int, Meta(ge=1)] | None = None
+
+
+class CompleteIn(Struct, forbid_unknown_fields=True):
+    assignment_version: Annotated[int, Meta(ge=1)]
+    materials: Annotated[list[Material], Meta(max_length=50)] | None = None
+
+
+class AssignIn(Struct, forbid_unknown_fields=True):
+    worker_id: Id
+
+
+class AlertOut(Struct):
+    id: int
+    community_id: int
+    kind: str
+    job_id: int | None
+    worker_id: int | None
+    detail: dict[str, Any]
+    created_at: datetime
+    acked_at: datetime | None

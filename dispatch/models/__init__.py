@@ -2,6 +2,7 @@
 
 from dispatch.models.base import Base
 from dispatch.models.community import Community, CommunityCell
+from dispatch.models.dispatching import Alert, Assignment, Offer
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
@@ -9,11 +10,14 @@ from dispatch.models.outbox import OutboxMessage
 from dispatch.models.worker import Worker, WorkerCommunity
 
 __all__ = [
+    "Alert",
+    "Assignment",
     "Base",
     "Community",
     "CommunityCell",
     "IdempotencyKey",
     "Job",
+    "Offer",
     "OtpCode",
     "OutboxMessage",
     "User",

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -40,6 +41,7 @@ class Job(IdMixin, TimestampMixin, Base):
         Index(None, "resident_id", "created_at"),
         Index(None, "worker_id", "created_at"),
         Index("ix_jobs_location", "location", postgresql_using="gist"),
+        Index("ix_jobs_wave_deadline", "wave_deadline", postgresql_where=text("status = 'open'")),
     )
 
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
@@ -63,3 +65,15 @@ class Job(IdMixin, TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer, default=1)
     review_reason: Mapped[str | None] = mapped_column(Text)
+    wave: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The offer wave now out (0: none yet)."""
+    wave_deadline: Mapped[datetime | None]
+    """When the current wave's offers lapse and the next wave is due (the durable timer)."""
+    assignment_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Fencing token of the current assignment; bumped on every (re)assignment."""
+    assigned_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(16))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    cancellation_fee_cents: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,630 @@
+"""Grab-order dispatch: offer waves, claims with exactly one winner, expiry and escalation,
+cancellation, completion and manual assignment.
+
+The database decides every outcome. Locks are always taken job row first (then offers, then
+assignments), so concurrent claims, declines, expiries and cancellations serialise on the job
+row and cannot deadlock. A claim is a conditional UPDATE of the job on (status 'open', version);
+a partial unique index allows one active assignment per job. Redis only pre-filters: a
+provisional claim key lets racing losers get their 409 without touching the database.
+
+Effects that must not happen unless the transaction commits (events to workers, wake-up timers,
+Redis caches, live-index availability) are collected in `AfterCommit` and run after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import h3.api.basic_int as h3
+import msgspec
+from redis.asyncio import Redis
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatch import events as ev
+from dispatch.auth import Principal
+from dispatch.communities import CommunityService, CommunityView
+from dispatch.errors import Conflict, Forbidden, Gone, NotFound, Unprocessable
+from dispatch.grab import (
+    cancellation_fee,
+    check_transition,
+    pick_offerees,
+    wave_reach_m,
+    wave_size,
+)
+from dispatch.models import Alert, Assignment, Job, Offer, OutboxMessage, Worker
+from dispatch.models.base import is_db_id
+from dispatch.workers import WorkerService
+from geo.live import LiveIndex
+from geo.shapes import wkb_to_latlng
+
+CLAIM_TTL_MS = 10_000
+"""A provisional claim lapses after this if its holder dies before the database decides."""
+SETTLED_CLAIM_TTL_S = 7 * 24 * 3600
+APPROX_RES = 8
+
+Schedule = Callable[[int, int, datetime], Awaitable[None]]
+
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return holder
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _claim_key(job_id: int) -> str:
+    return f"claim:{{j:{job_id}}}"
+
+
+def _offer_key(offer_id: int) -> str:
+    return f"offer:{{o:{offer_id}}}"
+
+
+@dataclass
+class AfterCommit:
+    """What to do once the transaction has committed."""
+
+    events: list[tuple[int, ev.Event]] = field(default_factory=list)
+    timers: list[tuple[int, int, datetime]] = field(default_factory=list)
+    offers: list[Offer] = field(default_factory=list)
+    availability: set[int] = field(default_factory=set)
+    settled_claims: list[tuple[int, int]] = field(default_factory=list)
+    reopened: list[int] = field(default_factory=list)
+    """Jobs open again after being held: their settled claim must go."""
+
+
+def job_summary(job: Job) -> ev.JobSummary:
+    lat, lng = wkb_to_latlng(job.location)
+    clat, clng = h3.cell_to_latlng(h3.latlng_to_cell(lat, lng, APPROX_RES))
+    return ev.JobSummary(
+        id=job.id,
+        title=job.title,
+        category=job.category,
+        skills=list(job.skills),
+        price_cents=job.price_cents,
+        currency=job.currency,
+        approx_location={"lat": clat, "lng": clng},
+        mode=job.mode,
+    )
+
+
+def offer_out(offer: Offer, job: Job | None = None) -> ev.OfferOut:
+    return ev.OfferOut(
+        id=offer.id,
+        job_id=offer.job_id,
+        worker_id=offer.worker_id,
+        status=offer.status,
+        wave=offer.wave,
+        distance_m=round(offer.distance_m, 1),
+        expires_at=offer.expires_at,
+        job=job_summary(job) if job is not None else None,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        live: LiveIndex,
+        communities: CommunityService,
+        workers: WorkerService,
+        bus: ev.EventBus,
+        redis: Redis,
+    ) -> None:
+        self.sessions = sessions
+        self.live = live
+        self.communities = communities
+        self.workers = workers
+        self.bus = bus
+        self.redis = redis
+        self.schedule: Schedule | None = None
+        """Arms a durable wake-up for (job, wave) at a time; set by the timer queue."""
+        self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
+
+    # --- waves -------------------------------------------------------------------------------
+
+    async def open_job(self, session: AsyncSession, job: Job, after: AfterCommit) -> None:
+        """Send the first wave of a just-posted grab job (in the posting transaction)."""
+        if job.mode != "grab" or job.status != "open":
+            return
+        view = await self.communities.get(session, job.community_id)
+        await self._next_wave(session, job, view, utcnow(), after)
+
+    async def _next_wave(
+        self,
+        session: AsyncSession,
+        job: Job,
+        view: CommunityView,
+        now: datetime,
+        after: AfterCommit,
+    ) -> None:
+        params = view.dispatch
+        lat, lng = wkb_to_latlng(job.location)
+        offered = set(
+            (await session.scalars(select(Offer.worker_id).where(Offer.job_id == job.id))).all()
+        )
+        while job.wave < len(params.waves):
+            job.wave += 1
+            wave = params.waves[job.wave - 1]
+            size = wave_size(wave)
+            found = await self.live.search(
+                view.id,
+                lat,
+                lng,
+                wave_reach_m(wave, view.area, lat, lng),
+                skills=list(job.skills),
+                limit=size + len(offered) + 1,
+                min_recorded_at=now.timestamp() - params.location_max_age_s,
+            )
+            chosen = pick_offerees(found, offered, job.resident_id, size)
+            expires = now + timedelta(seconds=params.offer_ttl_s)
+            if not chosen:
+                if job.wave < len(params.waves):
+                    continue  # nobody new this close: widen at once
+                # The last wave found nobody: hold the job open for one offer lifetime (workers
+                # come online) before declaring it unfilled.
+                job.wave_deadline = expires
+                after.timers.append((job.id, job.wave, expires))
+                return
+            offers = [
+                Offer(
+                    job_id=job.id,
+                    worker_id=n.worker_id,
+                    wave=job.wave,
+                    status="pending",
+                    distance_m=n.distance_m,
+                    created_at=now,
+                    expires_at=expires,
+                )
+                for n in chosen
+            ]
+            session.add_all(offers)
+            await session.flush()
+            summary = job_summary(job)
+            for offer in offers:
+                out = offer_out(offer)
+                out.job = summary
+                session.add(
+                    OutboxMessage(
+                        channel="ws",
+                        kind="offer",
+                        to_user_id=offer.worker_id,
+                        body=f"New job nearby: {job.title} ({job.price_cents / 100:.2f} "
+                        f"{job.currency}), {out.distance_m:.0f} m away. Open the app to take it.",
+                        payload=msgspec.to_builtins(ev.OfferSent(out)),
+                        status="pending",
+                        dedupe_key=f"offer:{offer.id}",
+                    )
+                )
+                after.events.append((offer.worker_id, ev.OfferSent(out)))
+            after.offers.extend(offers)
+            job.wave_deadline = expires
+            after.timers.append((job.id, job.wave, expires))
+            return
+        check_transition(job.status, "unfilled")
+        job.status = "unfilled"
+        job.wave_deadline = None
+        job.version += 1
+        await self._alert(session, job, "job_unfilled", {"waves": job.wave}, now)
+
+    async def _alert(
+        self, session: AsyncSession, job: Job, kind: str, detail: dict, now: datetime
+    ) -> None:
+        await session.execute(
+            insert(Alert)
+            .values(
+                community_id=job.community_id,
+                kind=kind,
+                job_id=job.id,
+                detail=detail,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[Alert.job_id, Alert.kind], index_where=Alert.job_id.is_not(None)
+            )
+        )
+
+    async def advance(self, job_id: int, wave: int) -> bool:
+        """The wave's timer fired: expire its offers and send the next wave. Safe to repeat:
+        nothing happens unless the job is still open at that wave and the wave is due."""
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status != "open" or job.wave != wave:
+                return False
+            now = utcnow()
+            if job.wave_deadline is not None and job.wave_deadline > now:
+                if await self._wave_has_pending(session, job):
+                    after.timers.append((job.id, job.wave, job.wave_deadline))  # woke early
+                    await self.run_after(after)
+                    return False
+            await self._close_wave(session, job, now, after)
+            view = await self.communities.get(session, job.community_id)
+            await self._next_wave(session, job, view, now, after)
+        await self.run_after(after)
+        return True
+
+    async def _wave_has_pending(self, session: AsyncSession, job: Job) -> bool:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Offer)
+            .where(Offer.job_id == job.id, Offer.wave == job.wave, Offer.status == "pending")
+        )
+        return bool(count)
+
+    async def _close_wave(
+        self, session: AsyncSession, job: Job, now: datetime, after: AfterCommit
+    ) -> None:
+        expired = (
+            await session.execute(
+                update(Offer)
+                .where(Offer.job_id == job.id, Offer.wave == job.wave, Offer.status == "pending")
+                .values(status="expired", responded_at=now)
+                .returning(Offer.id, Offer.worker_id)
+            )
+        ).all()
+        after.events.extend((w, ev.OfferExpired(offer_id=o, job_id=job.id)) for o, w in expired)
+
+    async def sweep_overdue(self, grace_s: float = 1.0) -> int:
+        """Advance every open job whose wave deadline has passed (timers lost or late)."""
+        cutoff = utcnow() - timedelta(seconds=grace_s)
+        async with self.sessions() as session:
+            due = (
+                await session.execute(
+                    select(Job.id, Job.wave).where(Job.status == "open", Job.wave_deadline < cutoff)
+                )
+            ).all()
+        advanced = 0
+        for job_id, wave in due:
+            advanced += await self.advance(job_id, wave)
+        return advanced
+
+    # --- claims ------------------------------------------------------------------------------
+
+    async def accept(self, who: Principal, offer_id: int) -> Job:
+        """Take the offered job. Exactly one accept per job wins; the rest get 409."""
+        if not is_db_id(offer_id):
+            raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+        cached = await self.redis.hmget(_offer_key(offer_id), ["w", "j", "x"])
+        job_id: int | None = None
+        if cached[0] is not None:
+            if int(cached[0]) != who.user_id:
+                raise Forbidden("this offer was made to another worker", code="not_your_offer")
+            if float(cached[2]) <= time.time():
+                raise Gone("the offer has expired", code="offer_expired")
+            job_id = int(cached[1])
+            holder = await self._claim(keys=[_claim_key(job_id)], args=[who.user_id, CLAIM_TTL_MS])
+            if int(holder) != who.user_id:
+                raise Conflict("another worker took this job first", code="already_taken")
+        try:
+            return await self._accept_in_db(who, offer_id)
+        except BaseException:
+            if job_id is not None:
+                await self._release(keys=[_claim_key(job_id)], args=[who.user_id])
+            raise
+
+    async def _accept_in_db(self, who: Principal, offer_id: int) -> Job:
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            offer = await session.get(Offer, offer_id)
+            if offer is None:
+                raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+            if offer.worker_id != who.user_id:
+                raise Forbidden("this offer was made to another worker", code="not_your_offer")
+            job = await session.get(Job, offer.job_id)
+            assert job is not None
+            if offer.status == "accepted" and job.worker_id == who.user_id:
+                return job  # a retry of the winning accept
+            now = utcnow()
+            # The claim: only the first conditional update of an open job succeeds; the rest
+            # wait on its row lock, then find it no longer open.
+            won = await session.scalar(
+                update(Job)
+                .where(Job.id == job.id, Job.status == "open", Job.version == job.version)
+                .values(
+                    status="assigned",
+                    worker_id=who.user_id,
+                    version=Job.version + 1,
+                    assignment_version=Job.assignment_version + 1,
+                    assigned_at=now,
+                    wave_deadline=None,
+                )
+                .returning(Job.assignment_version)
+            )
+            if won is None:
+                await session.refresh(job)
+                if job.status == "cancelled" or offer.status == "withdrawn":
+                    raise Gone("the job was cancelled", code="offer_withdrawn")
+                if job.status == "open":
+                    raise Conflict("the job changed meanwhile; try again", code="retry")
+                raise Conflict("another worker took this job first", code="already_taken")
+            taken = await session.scalar(
+                update(Offer)
+                .where(Offer.id == offer.id, Offer.status == "pending", Offer.expires_at > now)
+                .values(status="accepted", responded_at=now)
+                .returning(Offer.id)
+            )
+            if taken is None:
+                raise Gone("the offer has expired", code="offer_expired")
+            session.add(
+                Assignment(
+                    job_id=job.id,
+                    worker_id=who.user_id,
+                    offer_id=offer.id,
+                    version=won,
+                    active=True,
+                    source="grab",
+                    created_at=now,
+                )
+            )
+            await self._retire_offers(session, job.id, "taken", now, after)
+            await session.flush()
+            await session.refresh(job)
+            after.events.append(
+                (
+                    who.user_id,
+                    ev.JobAssigned(job_id=job.id, worker_id=who.user_id, assignment_version=won),
+                )
+            )
+            after.availability.add(who.user_id)
+            after.settled_claims.append((job.id, who.user_id))
+        await self.run_after(after)
+        return job
+
+    async def _retire_offers(
+        self, session: AsyncSession, job_id: int, status: str, now: datetime, after: AfterCommit
+    ) -> None:
+        """Close every pending offer of the job (taken by someone, or withdrawn)."""
+        rows = (
+            await session.execute(
+                update(Offer)
+                .where(Offer.job_id == job_id, Offer.status == "pending")
+                .values(status=status, responded_at=now)
+                .returning(Offer.id, Offer.worker_id)
+            )
+        ).all()
+        for offer_id, worker_id in rows:
+            event: ev.Event = (
+                ev.OfferTaken(offer_id=offer_id, job_id=job_id)
+                if status == "taken"
+                else ev.OfferWithdrawn(offer_id=offer_id, job_id=job_id, reason="cancelled")
+            )
+            after.events.append((worker_id, event))
+            session.add(
+                OutboxMessage(
+                    channel="ws",
+                    kind=f"offer_{status}",
+                    to_user_id=worker_id,
+                    body="The job you were offered has been taken."
+                    if status == "taken"
+                    else "The job you were offered was cancelled.",
+                    payload=msgspec.to_builtins(event),
+                    status="pending",
+                    dedupe_key=f"offer_{status}:{offer_id}",
+                )
+            )
+
+    async def decline(self, who: Principal, offer_id: int) -> None:
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            offer = await session.get(Offer, offer_id) if is_db_id(offer_id) else None
+            if offer is None:
+                raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+            if offer.worker_id != who.user_id:
+                raise Forbidden("this offer was made to another worker", code="not_your_offer")
+            job = await session.get(Job, offer.job_id, with_for_update=True)
+            assert job is not None
+            await session.refresh(offer)
+            if offer.status == "declined":
+                return
+            if offer.status != "pending":
+                raise Gone(f"the offer is already {offer.status}", code="offer_closed")
+            now = utcnow()
+            offer.status, offer.responded_at = "declined", now
+            await session.flush()
+            if job.status == "open" and offer.wave == job.wave:
+                if not await self._wave_has_pending(session, job):
+                    # Everyone in this wave said no: do not wait for the timer.
+                    view = await self.communities.get(session, job.community_id)
+                    await self._next_wave(session, job, view, now, after)
+        await self.run_after(after)
+
+    async def pending_offers(self, session: AsyncSession, worker_id: int) -> list[ev.OfferOut]:
+        rows = (
+            await session.execute(
+                select(Offer, Job)
+                .join(Job, Job.id == Offer.job_id)
+                .where(
+                    Offer.worker_id == worker_id,
+                    Offer.status == "pending",
+                    Offer.expires_at > utcnow(),
+                )
+                .order_by(Offer.expires_at)
+            )
+        ).all()
+        return [offer_out(o, j) for o, j in rows]
+
+    # --- after the claim ---------------------------------------------------------------------
+
+    async def _held_job(
+        self, session: AsyncSession, who: Principal, job_id: int, version: int
+    ) -> Job:
+        """The job, locked, if `who` holds it under assignment `version` (the fencing check)."""
+        job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+        if job.worker_id != who.user_id:
+            raise Forbidden("you do not hold this job", code="not_assigned")
+        if job.assignment_version != version:
+            raise Conflict(
+                f"assignment {version} is no longer current (now {job.assignment_version})",
+                code="stale_assignment",
+            )
+        return job
+
+    async def complete(self, who: Principal, job_id: int, version: int) -> Job:
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await self._held_job(session, who, job_id, version)
+            check_transition(job.status, "completed")
+            now = utcnow()
+            job.status, job.completed_at, job.version = "completed", now, job.version + 1
+            await self._end_assignment(session, job, "completed", now)
+            after.availability.add(who.user_id)
+        await self.run_after(after)
+        return job
+
+    async def cancel(self, who: Principal, job_id: int, reason: str, version: int | None) -> Job:
+        """Cancel by the resident (fee by the rules) or by the holding worker (fenced; the job
+        goes back out to other workers)."""
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+            now = utcnow()
+            if who.role == "resident" and job.resident_id == who.user_id:
+                check_transition(job.status, "cancelled")
+                fee = cancellation_fee(
+                    status=job.status,
+                    cancelled_by="resident",
+                    price_cents=job.price_cents,
+                    assigned_at=job.assigned_at,
+                    now=now,
+                )
+                holder = job.worker_id if job.status in ("assigned", "in_progress") else None
+                job.status, job.cancelled_at, job.cancelled_by = "cancelled", now, "resident"
+                job.cancel_reason, job.cancellation_fee_cents = reason, fee
+                job.wave_deadline, job.version = None, job.version + 1
+                await self._retire_offers(session, job.id, "withdrawn", now, after)
+                if holder is not None:
+                    await self._end_assignment(session, job, "cancelled", now)
+                    after.events.append((holder, ev.JobReleased(job_id=job.id, reason="cancelled")))
+                    after.availability.add(holder)
+            elif who.role == "worker":
+                if version is None:
+                    raise Unprocessable(
+                        "a worker cancelling must give assignment_version", code="version_required"
+                    )
+                job = await self._held_job(session, who, job_id, version)
+                if job.status != "assigned":
+                    raise Conflict("only a job not yet started can be handed back", code="started")
+                await self._end_assignment(session, job, "worker_cancelled", now)
+                job.status, job.worker_id, job.assigned_at = "open", None, None
+                job.version += 1
+                after.reopened.append(job.id)
+                after.availability.add(who.user_id)
+                await self._alert(session, job, "worker_cancelled", {"worker_id": who.user_id}, now)
+                view = await self.communities.get(session, job.community_id)
+                await self._next_wave(session, job, view, now, after)
+            else:
+                raise Forbidden(
+                    "only the job's resident or its worker may cancel", code="not_yours"
+                )
+        await self.run_after(after)
+        return job
+
+    async def assign(self, who: Principal, job_id: int, worker_id: int) -> Job:
+        """An operator hands the job to a worker (manual dispatch); any earlier holder's
+        assignment version becomes stale."""
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+            if not who.can_operate(job.community_id):
+                raise Forbidden("not an operator of this job's community", code="not_yours")
+            worker = await session.get(Worker, worker_id) if is_db_id(worker_id) else None
+            if worker is None or job.community_id not in await self.workers.communities_of(
+                session, worker_id
+            ):
+                raise Unprocessable("that worker does not serve this community", code="bad_worker")
+            if worker.verification != "verified":
+                raise Unprocessable("that worker is not verified", code="worker_unverified")
+            check_transition(job.status, "assigned")
+            now = utcnow()
+            previous = job.worker_id
+            if previous is not None:
+                await self._end_assignment(session, job, "reassigned", now)
+                after.events.append((previous, ev.JobReleased(job_id=job.id, reason="reassigned")))
+                after.availability.add(previous)
+            await self._retire_offers(session, job.id, "taken", now, after)
+            job.status, job.worker_id, job.assigned_at = "assigned", worker_id, now
+            job.assignment_version += 1
+            job.version += 1
+            job.wave_deadline = None
+            await session.flush()
+            session.add(
+                Assignment(
+                    job_id=job.id,
+                    worker_id=worker_id,
+                    version=job.assignment_version,
+                    active=True,
+                    source="manual",
+                    created_at=now,
+                )
+            )
+            after.events.append(
+                (
+                    worker_id,
+                    ev.JobAssigned(
+                        job_id=job.id,
+                        worker_id=worker_id,
+                        assignment_version=job.assignment_version,
+                    ),
+                )
+            )
+            after.availability.add(worker_id)
+            after.settled_claims.append((job.id, worker_id))
+        await self.run_after(after)
+        return job
+
+    async def _end_assignment(
+        self, session: AsyncSession, job: Job, reason: str, now: datetime
+    ) -> None:
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.job_id == job.id, Assignment.active.is_(True))
+            .values(active=False, ended_at=now, end_reason=reason)
+        )
+
+    # --- after commit ------------------------------------------------------------------------
+
+    async def run_after(self, after: AfterCommit) -> None:
+        """Carry out what a committed transaction promised."""
+        if after.offers:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for o in after.offers:
+                    key = _offer_key(o.id)
+                    pipe.hset(key, mapping={"w": o.worker_id, "j": o.job_id,
+                                            "x": o.expires_at.timestamp()})  # fmt: skip
+                    pipe.expire(key, 2 * 24 * 3600)
+                await pipe.execute()
+        for job_id in after.reopened:
+            await self.redis.delete(_claim_key(job_id))
+        for job_id, worker_id in after.settled_claims:
+            await self.redis.set(_claim_key(job_id), worker_id, ex=SETTLED_CLAIM_TTL_S)
+        await self.bus.to_workers(after.events)
+        if self.schedule is not None:
+            for job_id, wave, due in after.timers:
+                await self.schedule(job_id, wave, due)
+        if after.availability:
+            async with self.sessions() as session:
+                for worker_id in after.availability:
+                    await self.workers.publish(session, worker_id)
