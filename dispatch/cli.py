@@ -47,6 +47,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         http="httptools",
         ws="websockets",
         timeout_graceful_shutdown=10,
+        # Longer than the usual load-balancer idle timeout (60 s), so a pooled connection is
+        # never closed by us just as a client reuses it.
+        timeout_keep_alive=75,
     )
     return 0
 
