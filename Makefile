@@ -12,7 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: run demo test lint fmt deps system-deps python-deps bench
+.PHONY: run demo test test-quick lint fmt deps system-deps python-deps bench-deps \
+	bench-search bench-ingest bench-dispatch
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -25,6 +26,24 @@ test: deps
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pytest $(PYTEST_ARGS)
+
+# Everything but the multi-process and slow tests (about 2 minutes).
+test-quick: deps
+	$(UV) run --locked pytest -m "not slow" $(PYTEST_ARGS)
+
+# Benchmarks (not part of `make test`): each prints a table and writes bench/results/.
+bench-deps: deps
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
+
+bench-search: deps
+	$(UV) run --locked python -m bench.search $(ARGS)
+
+bench-ingest: bench-deps
+	$(UV) run --locked python -m bench.ingest $(ARGS)
+
+bench-dispatch: deps
+	$(UV) run --locked python -m bench.dispatch $(ARGS)
 
 lint:
 	$(UV) run --locked ruff check .

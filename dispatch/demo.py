@@ -1,17 +1,25 @@
-"""`dispatch serve --demo`: a demo community with verified workers, and tokens to try it with."""
+"""`dispatch serve --demo`: a demo community with verified workers who are online, move about
+and take some of the offers they get, so a newcomer posting a job sees dispatch happen."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import sys
+import time
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from dispatch.auth import issue_token
+from dispatch.auth import Principal, issue_token
+from dispatch.errors import DomainError
+from dispatch.logs import log
 from dispatch.models import Community, Worker, WorkerCommunity
 from dispatch.principals import handle_user, upsert_phone_user
 from dispatch.runtime import Runtime
+from geo.areas import destination
+from geo.live import Fix
 
 DEMO_NAME = "Demo community (Jing'an, Shanghai)"
 DEMO_CENTER = (31.2286, 121.4452)
@@ -20,8 +28,10 @@ DEMO_WORKERS = 40
 
 
 async def seed_demo(rt: Runtime) -> None:
-    """Create the demo community and workers once; print an admin and a resident token."""
+    """Create the demo community and workers once; print an admin and a resident token; then
+    keep the workers online (fresh positions every 30 s) and let them answer offers."""
     rng = random.Random(7)
+    worker_ids: list[int] = []
     async with rt.sessions.begin() as session:
         community_id = await session.scalar(select(Community.id).where(Community.name == DEMO_NAME))
         if community_id is None:
@@ -38,6 +48,7 @@ async def seed_demo(rt: Runtime) -> None:
         for i in range(DEMO_WORKERS):
             phone = f"+8613900{i:06d}"
             uid = await upsert_phone_user(session, rt.vault, phone, rt.vault.hash(phone), "worker")
+            worker_ids.append(uid)
             skills = sorted(rng.sample(DEMO_SKILLS, k=rng.randint(1, 3)))
             await session.execute(
                 insert(Worker)
@@ -49,8 +60,9 @@ async def seed_demo(rt: Runtime) -> None:
                     rating_sum=0,
                     rating_count=0,
                     version=1,
+                    online=True,
                 )
-                .on_conflict_do_nothing()
+                .on_conflict_do_update(index_elements=[Worker.user_id], set_={"online": True})
             )
             await session.execute(
                 insert(WorkerCommunity)
@@ -70,3 +82,47 @@ async def seed_demo(rt: Runtime) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+    for uid in worker_ids:
+        async with rt.sessions() as session:
+            await rt.workers.publish(session, uid)
+    homes = {uid: destination(*DEMO_CENTER, rng.uniform(0, 360), rng.uniform(0, 2500))
+             for uid in worker_ids}  # fmt: skip
+    rt.add_task(_keep_moving(rt, homes, rng))
+    rt.add_task(_answer_offers(rt, worker_ids, rng))
+
+
+async def _keep_moving(
+    rt: Runtime, homes: dict[int, tuple[float, float]], rng: random.Random
+) -> None:
+    """Each demo worker strolls around home, reporting a fix every 30 s."""
+    while True:
+        now = time.time()
+        for uid, (lat, lng) in homes.items():
+            here = destination(lat, lng, rng.uniform(0, 360), rng.uniform(0, 150))
+            await rt.workers.report(Principal(uid, "worker"), [Fix(here[0], here[1], now)])
+        await asyncio.sleep(30)
+
+
+async def _answer_offers(rt: Runtime, worker_ids: list[int], rng: random.Random) -> None:
+    """Every few seconds, some demo worker with a pending offer takes it (or says no)."""
+    while True:
+        await asyncio.sleep(3)
+        async with rt.sessions() as session:
+            pending = [
+                (uid, o)
+                for uid in worker_ids
+                for o in await rt.dispatcher.pending_offers(session, uid)
+            ]
+        if not pending:
+            continue
+        uid, offer = rng.choice(pending)
+        who = Principal(uid, "worker")
+        with contextlib.suppress(DomainError):
+            if rng.random() < 0.8:
+                job = await rt.dispatcher.accept(who, offer.id)
+                log.info("demo_worker_took_job", worker_id=uid, job_id=job.id)
+                await asyncio.sleep(20)
+                await rt.dispatcher.complete(who, job.id, job.assignment_version)
+            else:
+                await rt.dispatcher.decline(who, offer.id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -85,6 +87,10 @@ class Runtime:
         await self.timers.start()
         self._tasks.append(asyncio.create_task(self.workers.positions.run()))
         self._tasks.append(asyncio.create_task(self._rebuild_lost_indexes()))
+
+    def add_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` beside requests until the process stops."""
+        self._tasks.append(asyncio.create_task(coro))
 
     async def _rebuild_lost_indexes(self) -> None:
         from dispatch.logs import log

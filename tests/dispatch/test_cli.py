@@ -101,17 +101,7 @@ def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("service did not become ready")
+        _wait_ready(base, proc)
         assert (root / "var" / "servers" / "pg" / "data" / "PG_VERSION").exists()
         assert (root / "var" / "servers" / "redis" / "redis.sock").exists()
         assert (root / "var" / "secret_key").stat().st_mode & 0o077 == 0
@@ -149,6 +139,19 @@ def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     )
 
 
+def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("service did not become ready")
+
+
 def _redis_alive(sock: Path) -> bool:
     import socket
 
@@ -158,3 +161,46 @@ def _redis_alive(sock: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.mark.slow
+def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
+    """`dispatch serve --demo`: post a job with the printed resident token; a worker takes it."""
+    db, redis = server_urls
+    env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": redis, "DISPATCH_SECRET_KEY": TEST_SECRET}
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*DISPATCH, "serve", "--port", str(port), "--demo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        resident = None
+        deadline = time.monotonic() + 60
+        while resident is None and time.monotonic() < deadline:
+            line = proc.stderr.readline() if proc.stderr else ""
+            assert line or proc.poll() is None, "demo server exited"
+            if line.startswith("resident token:"):
+                resident = line.split(":", 1)[1].strip()
+        assert resident, "no resident token printed"
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base, proc)
+        headers = {"Authorization": f"Bearer {resident}", "Idempotency-Key": "demo-1"}
+        spot = {"lat": 31.2286, "lng": 121.4452}
+        body = {"title": "Fix a dripping tap", "category": "plumbing", "skills": [],
+                "location": spot, "mode": "grab", "price_cents": 6000}  # fmt: skip
+        r = httpx.post(f"{base}/v1/jobs", json=body, headers=headers, timeout=10)
+        assert r.status_code == 201, r.text
+        assert r.json()["offers"]["pending"] >= 1
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 40
+        status = "open"
+        while time.monotonic() < deadline and status == "open":
+            time.sleep(0.5)
+            status = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers).json()["status"]
+        assert status in ("assigned", "completed")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
