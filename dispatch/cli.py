@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
         timeout_graceful_shutdown=10,
         # Longer than the usual load-balancer idle timeout (60 s), so a pooled connection is
         # never closed by us just as a client reuses it.

@@ -142,7 +142,11 @@ async def test_fifty_workers_race_over_two_processes_for_200_jobs(
     with servers(server_urls, 2) as (a, b):
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-            everyone = {"offer_ttl_s": 60, "waves": [{"radius_m": None, "size": None}]}
+            everyone = {
+                "offer_ttl_s": 60,
+                "waves": [{"radius_m": None, "size": None}],
+                "location_max_age_s": 3600,  # the run outlasts the default 120 s freshness
+            }
             _, resident, team = await setup_world(http, principals, a.base, workers, everyone)
             by_worker = dict(team)
             for n in range(jobs):
@@ -237,7 +241,11 @@ async def test_offers_and_taken_events_reach_the_worker_stream(
 ) -> None:
     with servers(server_urls, 1) as (srv,):
         async with httpx.AsyncClient(timeout=30) as http:
-            everyone = {"offer_ttl_s": 60, "waves": [{"radius_m": None, "size": None}]}
+            everyone = {
+                "offer_ttl_s": 60,
+                "waves": [{"radius_m": None, "size": None}],
+                "location_max_age_s": 3600,  # the run outlasts the default 120 s freshness
+            }
             _, resident, team = await setup_world(http, principals, srv.base, 2, everyone)
             (wa, ha), (wb, hb) = team
             ws_url = f"ws://127.0.0.1:{srv.port}/v1/workers/me/stream"
