@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.processes import free_port, wait_ready
 
 DISPATCH = [sys.executable, "-m", "dispatch.cli"]
 
@@ -76,14 +77,6 @@ def test_token_refuses_bad_phone_and_wrong_role_shapes(cli_env, clean_state) -> 
     )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     """No URLs: `dispatch serve` starts private PostgreSQL and Redis, and stops them on exit."""
@@ -91,7 +84,7 @@ def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     root.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["DISPATCH_DATA_DIR"] = str(root / "var")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*DISPATCH, "serve", "--port", str(port)],
         env=env,
@@ -101,7 +94,7 @@ def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, proc)
+        wait_ready(base, proc)
         assert (root / "var" / "servers" / "pg" / "data" / "PG_VERSION").exists()
         assert (root / "var" / "servers" / "redis" / "redis.sock").exists()
         assert (root / "var" / "secret_key").stat().st_mode & 0o077 == 0
@@ -139,19 +132,6 @@ def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     )
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("service did not become ready")
-
-
 def _redis_alive(sock: Path) -> bool:
     import socket
 
@@ -168,7 +148,7 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
     """`dispatch serve --demo`: post a job with the printed resident token; a worker takes it."""
     db, redis = server_urls
     env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": redis, "DISPATCH_SECRET_KEY": TEST_SECRET}
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*DISPATCH, "serve", "--port", str(port), "--demo"],
         env=env,
@@ -186,7 +166,7 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
                 resident = line.split(":", 1)[1].strip()
         assert resident, "no resident token printed"
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, proc)
+        wait_ready(base, proc)
         headers = {"Authorization": f"Bearer {resident}", "Idempotency-Key": "demo-1"}
         spot = {"lat": 31.2286, "lng": 121.4452}
         body = {"title": "Fix a dripping tap", "category": "plumbing", "skills": [],
