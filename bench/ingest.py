@@ -14,7 +14,9 @@ One run:
   4. runs wrk (`bench/wrk/*.lua`, rotating over the workers' tokens) against each route: the
      public no-op, the authenticated no-op, batch pings (20 points a request, timestamps
      increasing per worker) and single pings (recorded_at omitted, so the server stamps them),
-     with the same wrk settings for each, at a few connection counts, keeping the best;
+     with the same wrk settings for each, in rounds of every route at one connection count,
+     keeping the best run per route; it records the CPU every process used during each run
+     (server, Redis, PostgreSQL, wrk, and everything else on the machine);
   5. checks that the pings were really applied: every batch response's accepted count (summed by
      wrk), every worker's indexed position against the last one wrk sent it, the positions the
      service wrote behind to the database, and a final batch and single ping from Python;
@@ -22,7 +24,10 @@ One run:
 
 Everything it starts is stopped at the end, also on error or Ctrl-C. wrk is the Debian package
 `wrk` (`sudo apt-get install -y wrk`). `--profile` also samples the server with py-spy (not a
-project dependency: `uv pip install py-spy` into the venv) during an extra single and batch run.
+project dependency: `uv pip install py-spy` into the venv) during extra runs of the
+authenticated no-op, the single and the batch route. The server and wrk share the machine's
+cores with Redis and PostgreSQL, and with any other job: `--wait-quiet SECONDS` waits for other
+jobs before each run and repeats a run they competed with.
 """
 
 from __future__ import annotations
@@ -117,8 +122,6 @@ BATCH_PINGS = Endpoint(
 SINGLE_PING = Endpoint(
     "single", "POST", "/v1/workers/me/location", "ping.lua", 1, "1 ping a request"
 )
-# Batch runs come before single runs: single pings are stamped "now" by the server, and batch
-# timestamps must stay newer than anything a worker reported before.
 ENDPOINTS = (NOOP_PUBLIC, NOOP_AUTH, BATCH_PINGS, SINGLE_PING)
 
 
@@ -133,6 +136,7 @@ class Config:
     profile: bool
     quick: bool
     wait_quiet_s: int
+    write: bool
     command: str
 
 
@@ -262,7 +266,9 @@ class Server:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            # SIGTERM: uvicorn shuts down gracefully, as on Ctrl-C (and SIGINT may be ignored
+            # when the benchmark was started in the background).
+            self.proc.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -306,27 +312,36 @@ def homes(n: int, seed: int = 20_241_123) -> list[tuple[float, float]]:
 
 
 def state_key(community_id: int) -> str:
+    # The community's state hash, as laid out in geo/live/redis.py.
     return f"live:{{c:{community_id}}}:w"
 
 
-async def redis_memory(redis: Any) -> int:
-    return int((await redis.info("memory"))["used_memory"])
+async def redis_memory(redis: Any) -> dict[str, int]:
+    """used_memory, and the parts of it that are not data: client connections' buffers (the
+    service's pool opens connections as load grows) and cached scripts."""
+    info = await redis.info("memory")
+    return {
+        "used": int(info["used_memory"]),
+        "clients": int(info.get("mem_clients_normal", 0)),
+        "scripts": int(info.get("used_memory_scripts", 0)),
+        "dataset": int(info.get("used_memory_dataset", 0)),
+    }
 
 
-async def index_breakdown(redis: Any, community_id: int) -> dict[str, int]:
-    """MEMORY USAGE of the community's state hash and cell sets."""
-    prefix = f"live:{{c:{community_id}}}:"
-    hash_bytes, set_bytes, sets, members = 0, 0, 0, 0
-    async for key in redis.scan_iter(match=prefix + "*", count=1000):
-        name = key.decode()
+async def index_breakdown(redis: Any, community_id: int) -> dict[str, list[int]]:
+    """MEMORY USAGE of the community's live-index keys (every key carrying its hash tag), by
+    Redis type: type -> [keys, bytes, entries (hash fields, set or sorted-set members)]."""
+    count = {"hash": redis.hlen, "set": redis.scard, "zset": redis.zcard}
+    by_type: dict[str, list[int]] = {}
+    async for key in redis.scan_iter(match=f"live:{{c:{community_id}}}*", count=1000):
+        kind = (await redis.type(key)).decode()
         usage = int(await redis.memory_usage(key, samples=0) or 0)
-        if name == prefix + "w":
-            hash_bytes = usage
-        elif name != prefix + "built":
-            set_bytes += usage
-            sets += 1
-            members += int(await redis.scard(key))
-    return {"hash_bytes": hash_bytes, "set_bytes": set_bytes, "sets": sets, "members": members}
+        entries = int(await count[kind](key)) if kind in count else 0
+        totals = by_type.setdefault(kind, [0, 0, 0])
+        totals[0] += 1
+        totals[1] += usage
+        totals[2] += entries
+    return by_type
 
 
 async def indexed_states(redis: Any, community_id: int) -> dict[int, list[Any]]:
@@ -415,8 +430,15 @@ async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -
         memory = {
             "before": memory_before,
             "after": memory_after,
-            "per_worker": (memory_after - memory_before) / cfg.workers,
-            **await index_breakdown(redis, cid),
+            "per_worker": (memory_after["used"] - memory_before["used"]) / cfg.workers,
+            "per_worker_net": (
+                (memory_after["used"] - memory_after["clients"] - memory_after["scripts"])
+                - (memory_before["used"] - memory_before["clients"] - memory_before["scripts"])
+            )
+            / cfg.workers,
+            "per_worker_dataset": (memory_after["dataset"] - memory_before["dataset"])
+            / cfg.workers,
+            "keys": await index_breakdown(redis, cid),
         }
         return World(cid, workers, operator, time.perf_counter() - started, memory)
     finally:
@@ -462,6 +484,12 @@ class Run:
     """Tokens-file line -> the last and last-but-one fix wrk sent that worker."""
     started: float = 0.0
     ended: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def server_us(self) -> float:
+        """Server CPU per request, in µs: unlike req/s, barely moved by other jobs."""
+        return self.cpu["server"] / 100 * self.wall_s / max(self.requests, 1) * 1e6
 
     @property
     def settings(self) -> str:
@@ -623,6 +651,7 @@ class Bench:
             lastpos=positions,
             started=started,
             ended=ended,
+            wall_s=wall,
             **parsed,
         )
         tag = "warm-up" if warmup else "run"
@@ -673,8 +702,8 @@ def _same(a: float, b: float) -> bool:
 
 
 def applied(run: Run, line: int, lat: float, lng: float, ts: float, tol: float = 1e-9) -> str:
-    """ "last" if the fix (lat, lng, ts) is the last one wrk sent the worker, "prev" if it is the
-    last-but-one (the last request was still in flight when wrk stopped), else "no"."""
+    """Whether a fix is the last one wrk sent the worker ("last"), the last-but-one ("prev": the
+    last request was still in flight when wrk stopped), or neither ("no")."""
     last, prev = run.lastpos.get(line, (None, None))
     for name, sent in (("last", last), ("prev", prev)):
         if sent is None or abs(sent[0] - lat) > tol or abs(sent[1] - lng) > tol:
@@ -917,10 +946,12 @@ def profile_run(bench: Bench, ep: Endpoint, connections: int, stamp: str) -> dic
     _, err = spy.communicate(timeout=60)
     if spy.returncode != 0 or not raw.exists():
         return {"endpoint": ep, "run": run, "error": err.decode(errors="replace")[-500:]}
-    RESULTS_DIR.mkdir(exist_ok=True)
-    kept = RESULTS_DIR / f"ingest-{stamp}-{ep.key}.pyspy.txt.gz"
-    with open(raw, "rb") as src, gzip.open(kept, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    kept = None
+    if bench.cfg.write:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        kept = RESULTS_DIR / f"ingest-{stamp}-{ep.key}.pyspy.txt.gz"
+        with open(raw, "rb") as src, gzip.open(kept, "wb") as dst:
+            shutil.copyfileobj(src, dst)
     return {"endpoint": ep, "run": run, "raw": kept, **summarize_profile(raw)}
 
 
@@ -1009,8 +1040,9 @@ def profile_section(profiles: Sequence[dict[str, Any]]) -> list[str]:
     for p in ok:
         lines += [
             "",
-            f"Top functions by own time, {p['endpoint'].key} ({p['samples']:,} samples; raw "
-            f"stacks in `{p['raw'].relative_to(REPO)}`):",
+            f"Top functions by own time, {p['endpoint'].key} ({p['samples']:,} samples"
+            + (f"; raw stacks in `{p['raw'].relative_to(REPO)}`" if p["raw"] else "")
+            + "):",
             "",
             "| function | own % | incl. % |",
             "|---|---:|---:|",
@@ -1073,11 +1105,17 @@ def report(
         f"{single.rps:,.0f} / {noop_public.rps:,.0f} = {r_public:.2f}x | "
         f"{verdict(r_public >= TARGET_SINGLE_VS_NOOP)} |",
         "",
+        "The same ratios from server CPU per request (no-op ÷ route; the server process is the "
+        "bottleneck, so this is what the ratio of req/s would be without competing jobs): "
+        f"single vs authenticated no-op {noop_auth.server_us / single.server_us:.2f}x, "
+        f"vs public no-op {noop_public.server_us / single.server_us:.2f}x; batch "
+        f"{BATCH * 1e6 / batch.server_us:,.0f} pings per server CPU-second.",
+        "",
         "## Best run per route",
         "",
-        "| Route | What | wrk | req/s | pings/s | p50 | p99 | 2xx | non-2xx | "
+        "| Route | What | wrk | req/s | pings/s | p50 | p99 | 2xx | non-2xx | server CPU/req | "
         "CPU % server / redis / pg / wrk / other |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for ep in ENDPOINTS:
         r = best[ep.key]
@@ -1085,12 +1123,16 @@ def report(
             f"| `{ep.method} {ep.path}` | {ep.what} | `{r.settings}` | {r.rps:,.0f} | "
             + (f"{r.pings_s:,.0f}" if ep.pings else "—")
             + f" | {fmt_ms(r.p50_ms)} | {fmt_ms(r.p99_ms)} | {r.n2xx:,} | {r.nother:,} | "
+            f"{r.server_us:,.0f} µs | "
             + " / ".join(f"{r.cpu[k]:.0f}" for k in CPU_KEYS)
             + contended(r)
             + " |"
         )
     lines += [
         "",
+        "*Server CPU/req*: the server process's CPU time over the run divided by the requests "
+        "served; it is what one request costs the server, and unlike req/s it barely changes "
+        "when other jobs compete for the CPU. "
         "CPU % is of one core over the run's wall time (200 % = both cores); *other* is every "
         "other process on the machine; ⚠ marks a run during which other processes used more "
         f"than {MAX_OTHER_PCT:.0f}% of a core, so it competed for the two cores and its numbers "
@@ -1099,8 +1141,8 @@ def report(
         "## Every run",
         "",
         "| Route | wrk | requests | req/s | pings/s | p50 | p90 | p99 | max | 2xx | non-2xx | "
-        "socket errors | CPU % server / redis / pg / wrk / other |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "socket errors | server CPU/req | CPU % server / redis / pg / wrk / other |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in bench.runs:
         errs = sum(r.socket_errors.values())
@@ -1110,7 +1152,7 @@ def report(
             + f" | {fmt_ms(r.p50_ms)} | {fmt_ms(r.p90_ms)} | {fmt_ms(r.p99_ms)} | "
             f"{fmt_ms(r.max_ms)} | {r.n2xx:,} | {r.nother:,} | "
             + (", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v) if errs else "0")
-            + " | "
+            + f" | {r.server_us:,.0f} µs | "
             + " / ".join(f"{r.cpu[k]:.0f}" for k in CPU_KEYS)
             + contended(r)
             + " |"
@@ -1146,19 +1188,29 @@ def report(
             lines.append(f"- {r.endpoint.key} `{r.settings}`: {r.codes}; first: {r.samples[:2]}")
     else:
         lines.append("- Non-2xx responses: 0 in every run.")
-    mem = world.memory
+    mem, n = world.memory, len(world.workers)
+    kinds = {"hash": "hash (worker states)", "set": "sets", "zset": "sorted sets"}
+    keys = "; ".join(
+        f"{kinds.get(kind, kind)}: {k:,} key(s), {b / n:.0f} B/worker"
+        + (f", {e:,} entries ({e / n:.1f} per worker)" if kind in kinds else "")
+        for kind, (k, b, e) in sorted(mem["keys"].items())
+    )
     lines += [
         "",
         "## Redis memory",
         "",
         f"`INFO memory` used_memory before the workers (community created, live-index scripts "
-        f"loaded): {mem['before'] / 2**20:.2f} MiB; after {len(world.workers)} workers have a "
-        f"status and a position: {mem['after'] / 2**20:.2f} MiB; "
-        f"**{mem['per_worker']:.0f} bytes per worker**. Of that, `MEMORY USAGE`: state hash "
-        f"{mem['hash_bytes'] / len(world.workers):.0f} B/worker; {mem['sets']:,} cell sets "
-        f"(res 7/8/9, with and without a skill) holding {mem['members']:,} memberships "
-        f"({mem['members'] / len(world.workers):.0f} per worker), "
-        f"{mem['set_bytes'] / len(world.workers):.0f} B/worker.",
+        f"loaded): {mem['before']['used'] / 2**20:.2f} MiB; after {n:,} workers have a status "
+        f"and a position: {mem['after']['used'] / 2**20:.2f} MiB: **{mem['per_worker']:.0f} "
+        "bytes per worker**. That difference includes the buffers of the client connections "
+        "the service opened meanwhile (mem_clients_normal "
+        f"{mem['before']['clients'] / 1024:.0f} → {mem['after']['clients'] / 1024:.0f} KiB); "
+        f"without them and cached scripts: **{mem['per_worker_net']:.0f} bytes per worker** "
+        f"(used_memory_dataset: {mem['per_worker_dataset']:.0f} B/worker); the keys below "
+        "account for less than that, the rest being Redis-internal allocations not charged to "
+        "any key.",
+        "",
+        f"`MEMORY USAGE` of the community's live-index keys, by type: {keys}.",
     ]
     if profiles:
         lines += profile_section(profiles)
@@ -1308,6 +1360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         quick=args.quick,
         wait_quiet_s=args.wait_quiet,
+        write=not args.no_write,
         command=".venv/bin/python -m bench.ingest "
         + " ".join(sys.argv[1:] if argv is None else argv),
     )
@@ -1318,7 +1371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     text = run_all(cfg)
     print(text)
-    if not args.no_write:
+    if cfg.write:
         RESULTS_DIR.mkdir(exist_ok=True)
         path = RESULTS_DIR / f"ingest-{datetime.now(UTC):%Y%m%d-%H%M%S}.md"
         path.write_text(text)

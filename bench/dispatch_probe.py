@@ -1,0 +1,312 @@
+"""`bench/serve.py` with wall-clock probes around the dispatch code paths, for
+`bench/dispatch.py --probe` (investigation only; the measured runs use `bench.serve`).
+
+    DATABASE_URL=… REDIS_URL=… .venv/bin/python -m bench.dispatch_probe --port 8123
+
+Before the app is built, selected service functions are wrapped (monkeypatched in this process;
+no service code changes) so each request to `/v1/jobs…`, `/v1/offers…` and `/bench/noop-auth`
+records, with `time.perf_counter()` (CLOCK_MONOTONIC: comparable with the load generator's
+clock on the same machine):
+
+- when the app got it and when its response started (an outer ASGI wrapper);
+- the wall time spent inside each wrapped function (nested ones overlap their callers);
+- PostgreSQL round trips (statements through asyncpg, and COMMIT/ROLLBACK) and Redis round
+  trips (commands and pipelines), with the wall time spent waiting on them.
+
+And, for the worker streams: when each job's first offer event was published, and when the
+first offer message for it was written to a WebSocket; and every garbage collection's pause.
+
+`GET /bench/probe` returns everything recorded since the last call, and forgets it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from litestar import get
+
+REQ: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "bench_probe_request", default=None
+)
+RECORDS: list[dict[str, Any]] = []
+PUBLISHED: dict[int, float] = {}
+"""job id -> when its first offer event's PUBLISH was sent (after the commit)."""
+WS_SENT: dict[int, float] = {}
+"""job id -> when its first offer message was written to a worker's WebSocket."""
+GC_PAUSES: list[tuple[int, float, float, int]] = []
+"""(generation, start, seconds, objects collected) of every garbage collection."""
+PROBED_PREFIXES = ("/v1/jobs", "/v1/offers", "/bench/noop-auth")
+_gc_started = 0.0
+
+
+def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+    global _gc_started
+    now = time.perf_counter()
+    if phase == "start":
+        _gc_started = now
+    else:
+        GC_PAUSES.append(
+            (
+                int(info.get("generation", -1)),
+                _gc_started,
+                now - _gc_started,
+                int(info.get("collected", 0)),
+            )
+        )
+
+
+def _note(rec: dict[str, Any], name: str, seconds: float) -> None:
+    total, count = rec["phases"].get(name, (0.0, 0))
+    rec["phases"][name] = (total + seconds, count + 1)
+
+
+def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wall time inside fn, summed per request under `name`; "{name}@" puts the name of the
+    innermost timed caller after the @ (a flush inside `_next_wave`, say)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        rec = REQ.get()
+        if rec is None:
+            return await fn(*args, **kwargs)
+        label = name + rec["stack"][-1] if name.endswith("@") else name
+        rec["stack"].append(label)
+        t0 = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _note(rec, label, time.perf_counter() - t0)
+            rec["stack"].pop()
+
+    return wrapper
+
+
+def counted(kind: str, fn: Callable[..., Any], what: Callable[..., str]) -> Callable[..., Any]:
+    """A round trip to PostgreSQL or Redis: counted, its wall time summed, and what it was
+    (the statement's or command's start) listed."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        rec = REQ.get()
+        if rec is None:
+            return await fn(*args, **kwargs)
+        label = what(*args)  # before the call: a pipeline forgets its commands once sent
+        t0 = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            dt = time.perf_counter() - t0
+            n, s = rec[kind]
+            rec[kind] = (n + 1, s + dt)
+            rec["trips"].append((kind, label, round(1000 * dt, 3)))
+
+    return wrapper
+
+
+def _sql(_cursor: Any, operation: Any = "", *_: Any) -> str:
+    return " ".join(str(operation).split())[:90]
+
+
+def _end(_conn: Any, fn: Any = None, *_: Any) -> str:
+    return getattr(fn, "__name__", "commit/rollback").upper()
+
+
+def _command(_client: Any, *args: Any, **_: Any) -> str:
+    return " ".join(str(a)[:30] for a in args[:2])
+
+
+def _pipeline(pipe: Any, *_: Any) -> str:
+    names = [str(c[0][0]) for c in getattr(pipe, "command_stack", [])]
+    return f"pipeline of {len(names)}: " + ", ".join(
+        f"{names.count(k)} {k}" for k in sorted(set(names))
+    )
+
+
+def patch(owner: Any, attr: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    setattr(owner, attr, make(getattr(owner, attr)))
+
+
+def install() -> None:
+    import gc
+
+    gc.callbacks.append(_gc_callback)
+    from redis.asyncio.client import Pipeline, Redis
+    from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
+    from sqlalchemy.ext.asyncio.session import AsyncSession, AsyncSessionTransaction
+
+    import dispatch.api.jobs as api_jobs
+    import dispatch.api.offers as api_offers
+    from dispatch import events, idempotency
+    from dispatch.dispatcher import Dispatcher
+    from dispatch.jobs import JobService
+    from dispatch.timers import Timers
+    from dispatch.workers import WorkerService
+    from geo.live.redis import RedisLiveIndex
+
+    for name in ("open_job", "_next_wave", "run_after", "accept", "_accept_in_db",
+                 "_retire_offers", "complete"):  # fmt: skip
+        patch(Dispatcher, name, lambda fn, n=name: timed(f"Dispatcher.{n}", fn))
+    patch(JobService, "create", lambda fn: timed("JobService.create", fn))
+    patch(WorkerService, "publish", lambda fn: timed("WorkerService.publish", fn))
+    patch(RedisLiveIndex, "search", lambda fn: timed("RedisLiveIndex.search", fn))
+    # Bound into the dispatcher when the runtime opens: patched before the app is built.
+    patch(Timers, "schedule", lambda fn: timed("Timers.schedule", fn))
+    patch(api_jobs, "offers_summary", lambda fn: timed("offers_summary", fn))
+    patch(api_jobs, "job_response", lambda fn: timed("job_response", fn))
+    patch(api_offers, "job_response", lambda fn: timed("job_response", fn))
+    patch(AsyncSession, "flush", lambda fn: timed("flush@", fn))
+    patch(
+        AsyncSessionTransaction,
+        "__aexit__",
+        lambda fn: timed("transaction end (flush + COMMIT)", fn),
+    )
+
+    original_run_once = idempotency.run_once
+
+    async def run_once(session: Any, user_id: int, key: str, print_: bytes, produce: Any) -> Any:
+        return await timed("idempotency.run_once", original_run_once)(
+            session, user_id, key, print_, timed("run_once.produce", produce)
+        )
+
+    idempotency.run_once = run_once
+
+    original_to_workers = events.EventBus.to_workers
+
+    async def to_workers(self: Any, items: list[tuple[int, Any]]) -> None:
+        # When the PUBLISH pipeline is sent (its reply may reach this task after a subscriber's
+        # stream has already forwarded the message).
+        now = time.perf_counter()
+        for _, event in items:
+            if isinstance(event, events.OfferSent):
+                PUBLISHED.setdefault(event.offer.job_id, now)
+        await timed("EventBus.to_workers", original_to_workers)(self, items)
+
+    events.EventBus.to_workers = to_workers  # type: ignore[method-assign]
+
+    cursor = sa_asyncpg.AsyncAdapt_asyncpg_cursor
+    patch(cursor, "_prepare_and_execute", lambda fn: counted("db", fn, _sql))
+    patch(cursor, "_executemany", lambda fn: counted("db", fn, _sql))
+    patch(sa_asyncpg.AsyncAdapt_asyncpg_connection, "_call_and_discard",
+          lambda fn: counted("db", fn, _end))  # fmt: skip
+    patch(Redis, "execute_command", lambda fn: counted("redis", fn, _command))
+    patch(Pipeline, "execute", lambda fn: counted("redis", fn, _pipeline))
+
+    from litestar.connection import WebSocket
+
+    original_send_text = WebSocket.send_text
+
+    async def send_text(self: Any, data: Any, *args: Any, **kwargs: Any) -> None:
+        await original_send_text(self, data, *args, **kwargs)
+        if '"type":"offer"' in data:
+            now = time.perf_counter()
+            WS_SENT.setdefault(int(json.loads(data)["offer"]["job_id"]), now)
+
+    WebSocket.send_text = send_text  # type: ignore[method-assign]
+
+
+def wrap_asgi(app: Any) -> Any:
+    async def probed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PROBED_PREFIXES):
+            await app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rec: dict[str, Any] = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "key": headers.get(b"idempotency-key", b"").decode(),
+            "tag": headers.get(b"x-bench", b"").decode(),
+            "t0": time.perf_counter(),
+            "t_resp": 0.0,
+            "status": 0,
+            "phases": {},
+            "db": (0, 0.0),
+            "redis": (0, 0.0),
+            "trips": [],
+            "stack": ["request"],
+        }
+
+        async def send_probed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                rec["t_resp"] = time.perf_counter()
+                rec["status"] = message["status"]
+            await send(message)
+
+        token = REQ.set(rec)
+        try:
+            await app(scope, receive, send_probed)
+        finally:
+            REQ.reset(token)
+            RECORDS.append(rec)
+
+    return probed
+
+
+def heap_census(top: int = 8) -> dict[str, Any]:
+    """Objects the garbage collector tracks (what a full collection walks), by type."""
+    import gc
+    from collections import Counter
+
+    objects = gc.get_objects()
+    by_type = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+    return {"tracked": len(objects), "top": by_type.most_common(top)}
+
+
+@get("/bench/probe", opt={"exclude_from_auth": True}, include_in_schema=False)
+async def probe_dump() -> dict[str, Any]:
+    out = {
+        "requests": list(RECORDS),
+        "published": {str(k): v for k, v in PUBLISHED.items()},
+        "ws_sent": {str(k): v for k, v in WS_SENT.items()},
+        "gc": list(GC_PAUSES),
+        "heap": heap_census(),
+    }
+    GC_PAUSES.clear()
+    RECORDS.clear()
+    PUBLISHED.clear()
+    WS_SENT.clear()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    from dataclasses import replace
+
+    import uvicorn
+
+    from bench.serve import build_app
+    from dispatch.settings import Settings
+
+    parser = argparse.ArgumentParser(
+        prog="bench.dispatch_probe", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+
+    install()
+    settings = replace(Settings.from_env(), log_level=args.log_level.upper())
+    app = build_app(settings)
+    app.register(probe_dump)
+    uvicorn.run(
+        wrap_asgi(app),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
