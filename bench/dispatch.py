@@ -2203,8 +2203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         solo=args.solo if args.solo is not None else (100 if args.quick else 200),
         quick=args.quick,
         write=not args.no_write,
-        command=".venv/bin/python -m bench.dispatch "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        command=" ".join(
+            [".venv/bin/python -m bench.dispatch", *(sys.argv[1:] if argv is None else argv)]
+        ),
     )
 
     def terminate(signum: int, _frame: object) -> None:
