@@ -18,6 +18,8 @@ from dispatch.auth import ALGORITHM, ISSUER, Principal, principal_from_token
 from dispatch.logs import configure_logging
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
+from notifications import api as notifications_api
+from notifications.service import Notifications
 
 PUBLIC_PATHS = ["/healthz", "/readyz", "/metrics", "/schema", "/v1/auth/", "/v1/telephony/"]
 
@@ -34,7 +36,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         runtime = await Runtime.open(settings)
         app.state.runtime = runtime
+        notifications = Notifications.open(runtime)
+        app.state.notifications = notifications
         await runtime.start_background()
+        notifications.start()
         if settings.demo:
             from dispatch.demo import seed_demo
 
@@ -43,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await runtime.close()
+            await notifications.aclose()
 
     jwt = JWTAuth[Principal, Token](
         token_secret=settings.auth.secret_key,
@@ -71,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             offers.decline_offer,
             ops.OpsController,
             stream.worker_stream,
+            *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],
         on_app_init=[jwt.on_app_init],

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import h3.api.basic_int as h3
 import msgspec
@@ -48,6 +49,20 @@ SETTLED_CLAIM_TTL_S = 7 * 24 * 3600
 APPROX_RES = 8
 
 Schedule = Callable[[int, int, datetime], Awaitable[None]]
+
+
+class AssignmentHook(Protocol):
+    """Work that must commit or roll back with an assignment (masked-number sessions, say):
+    called inside the assigning or releasing transaction, after the job row is locked."""
+
+    async def assigned(
+        self, session: AsyncSession, job: Job, worker_id: int, now: datetime
+    ) -> None: ...
+
+    async def released(
+        self, session: AsyncSession, job: Job, worker_id: int, reason: str, now: datetime
+    ) -> None: ...
+
 
 _CLAIM = """
 local holder = redis.call('GET', KEYS[1])
@@ -134,6 +149,7 @@ class Dispatcher:
         self.redis = redis
         self.schedule: Schedule | None = None
         """Arms a durable wake-up for (job, wave) at a time; set by the timer queue."""
+        self.hooks: list[AssignmentHook] = []
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
 
@@ -376,6 +392,8 @@ class Dispatcher:
             await self._retire_offers(session, job.id, "taken", now, after)
             await session.flush()
             await session.refresh(job)
+            for hook in self.hooks:
+                await hook.assigned(session, job, who.user_id, now)
             after.events.append(
                 (
                     who.user_id,
@@ -590,6 +608,8 @@ class Dispatcher:
                     ),
                 )
             )
+            for hook in self.hooks:
+                await hook.assigned(session, job, worker_id, now)
             after.availability.add(worker_id)
             after.settled_claims.append((job.id, worker_id))
         await self.run_after(after)
@@ -603,6 +623,9 @@ class Dispatcher:
             .where(Assignment.job_id == job.id, Assignment.active.is_(True))
             .values(active=False, ended_at=now, end_reason=reason)
         )
+        if job.worker_id is not None:
+            for hook in self.hooks:
+                await hook.released(session, job, job.worker_id, reason, now)
 
     # --- after commit ------------------------------------------------------------------------
 

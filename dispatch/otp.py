@@ -17,6 +17,7 @@ from dispatch.errors import Unauthorized
 from dispatch.models import OtpCode, OutboxMessage, User
 from dispatch.phones import PhoneVault, phone_hint
 from dispatch.settings import AuthSettings
+from dispatch.smsbudget import SmsBudget
 
 CODE_DIGITS = 6
 
@@ -31,10 +32,16 @@ def code_hash(vault_key: bytes, phone_hash: bytes, code: str) -> bytes:
 
 class OtpService:
     def __init__(
-        self, vault: PhoneVault, redis: Redis, settings: AuthSettings, sms_status: str = "held"
+        self,
+        vault: PhoneVault,
+        redis: Redis,
+        settings: AuthSettings,
+        sms_status: str = "held",
+        budget: SmsBudget | None = None,
     ) -> None:
         self.vault = vault
         self.sms_status = sms_status
+        self.budget = budget
         """Status new SMS rows start in: `held` without a provider, `pending` with one."""
         self.redis = redis
         self.settings = settings
@@ -63,6 +70,8 @@ class OtpService:
             subject,
             detail="too many sign-in codes requested for this phone",
         )
+        if self.budget is not None and self.sms_status != "held":
+            await self.budget.check()
         now = datetime.now(UTC)
         code = new_code()
         # A new code replaces any earlier one still live for this phone.

@@ -18,6 +18,7 @@ from dispatch.local_servers import LocalServers
 from dispatch.otp import OtpService
 from dispatch.phones import PhoneVault
 from dispatch.settings import Settings
+from dispatch.smsbudget import SmsBudget
 from dispatch.timers import Timers
 from dispatch.workers import PositionSink, WorkerService
 from geo.live.redis import RedisLiveIndex
@@ -37,6 +38,7 @@ class Runtime:
     bus: EventBus
     dispatcher: Dispatcher
     timers: Timers
+    sms_budget: SmsBudget
     local: LocalServers | None = field(default=None)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -61,6 +63,7 @@ class Runtime:
         workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
         bus = EventBus(redis)
         dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
+        sms_budget = SmsBudget(redis, settings.sms_daily_budget)
         return cls(
             settings=settings,
             engine=engine,
@@ -72,6 +75,7 @@ class Runtime:
                 redis,
                 settings.auth,
                 sms_status="pending" if settings.sms_provider_configured else "held",
+                budget=sms_budget,
             ),
             communities=communities,
             live=live,
@@ -79,6 +83,7 @@ class Runtime:
             bus=bus,
             dispatcher=dispatcher,
             timers=Timers(redis, dispatcher),
+            sms_budget=sms_budget,
             local=local,
         )
 

@@ -67,8 +67,22 @@ class Settings:
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
+    twilio_api_base: str | None = None
+    """Where the Twilio REST client sends requests instead of api.twilio.com (`TWILIO_API_BASE`):
+    a Twilio-compatible gateway, or a local test server. Unset → Twilio itself."""
     vapid_private_key: str | None = None
     vapid_subject: str | None = None
+    push_allow_http: bool = False
+    """Accept plain-http Web Push endpoints (`PUSH_ALLOW_HTTP=1`; for a local push service in
+    tests). Browsers' push services are always https."""
+    sms_daily_budget: int = 2000
+    """SMS the service may send per UTC day, all kinds together (`SMS_DAILY_BUDGET`); operators
+    are alerted at 80%, sign-in requests get 429 when it is spent."""
+    relay: bool = True
+    """Run the outbox relay in this process (`DISPATCH_RELAY=0` turns it off)."""
+    relay_lease_s: float = 60.0
+    """How long a relay owns the messages it claimed; after a crash, others take them over once
+    it lapses (`DISPATCH_RELAY_LEASE_S`)."""
     max_body_bytes: int = 256 * 1024
     """Largest request body accepted; bigger → 413."""
     log_level: str = "INFO"
@@ -82,6 +96,10 @@ class Settings:
     @property
     def sms_provider_configured(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+
+    @property
+    def push_configured(self) -> bool:
+        return bool(self.vapid_private_key and self.vapid_subject)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,8 +117,13 @@ class Settings:
             twilio_account_sid=_env("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_env("TWILIO_AUTH_TOKEN"),
             twilio_from_number=_env("TWILIO_FROM_NUMBER"),
+            twilio_api_base=_env("TWILIO_API_BASE"),
             vapid_private_key=_env("VAPID_PRIVATE_KEY"),
             vapid_subject=_env("VAPID_SUBJECT"),
+            push_allow_http=_env("PUSH_ALLOW_HTTP", "0") in ("1", "true", "yes"),
+            sms_daily_budget=_env_int("SMS_DAILY_BUDGET", 2000),
+            relay=_env("DISPATCH_RELAY", "1") not in ("0", "false", "no"),
+            relay_lease_s=float(_env("DISPATCH_RELAY_LEASE_S", "60") or 60),
             log_level=_env("DISPATCH_LOG_LEVEL", "INFO") or "INFO",
             auto_dispatch=_env("DISPATCH_AUTO", "1") not in ("0", "false", "no"),
         )

@@ -31,6 +31,9 @@ from dispatch.settings import AuthSettings, Settings, StorageSettings
 
 TEST_SECRET = "test-secret-key-not-for-production"
 E164_ANYWHERE = re.compile(rb"\+[1-9]\d{6,14}")
+PROXY_PREFIX = b"+1202555"
+"""Tests give masked-number pools numbers starting with this: they are the platform's numbers,
+shown to a job's participants by design, never a person's."""
 
 
 @pytest.fixture(scope="session")
@@ -96,10 +99,17 @@ async def clean_state(engine: AsyncEngine, redis: Redis) -> None:
 
 
 def _no_phone_in(response: httpx.Response) -> None:
-    # The service never returns a phone number: not the caller's own, not anyone else's.
+    # The service never returns a person's phone number: not the caller's own, not anyone else's.
+    # Proxy numbers are the platform's. The voice webhook's answer goes to the phone provider,
+    # not to a person, and must name the number to bridge to: its tests check it by hand.
+    if response.request.url.path == "/v1/telephony/voice":
+        return
     body = response.read()
-    found = E164_ANYWHERE.search(body)
-    assert found is None, f"{response.request.url.path} leaked a phone number: {found.group(0)!r}"
+    for found in E164_ANYWHERE.finditer(body):
+        leaked = found.group(0)
+        assert leaked.startswith(PROXY_PREFIX), (
+            f"{response.request.url.path} leaked a phone number: {leaked!r}"
+        )
 
 
 async def _scan(response: httpx.Response) -> None:

@@ -7,28 +7,33 @@ from typing import Annotated, Literal
 from litestar import get
 from litestar.datastructures import State
 from litestar.params import FromQuery, QueryParameter
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from dispatch.api.deps import runtime_of
 from dispatch.api.schemas import OutboxOut
 from dispatch.auth import admin_only
 from dispatch.errors import ValidationFailed
 from dispatch.models import OutboxMessage
-from dispatch.phones import is_e164
+from dispatch.phones import PHONE_IN_TEXT, is_e164
 
 # A body is shown only where no real provider carried the message: then it never left us and the
 # admin reading it here is how the local default delivers (say, a sign-in code to a tester).
-_BODY_VISIBLE = frozenset({"held", "pending", "failed", "dead"})
+_BODY_VISIBLE = frozenset({"held", "pending", "sending", "skipped", "dead"})
+STATUSES = Literal[
+    "pending", "sending", "held", "sent", "delivered", "undelivered", "skipped", "dead"
+]
 
 
 @get("/v1/admin/outbox", guards=[admin_only], tags=["admin"])
 async def list_outbox(
     state: State,
     to: Annotated[str | None, QueryParameter(max_length=16)] = None,
-    channel: FromQuery[Literal["sms", "push", "ws"] | None] = None,
+    channel: FromQuery[Literal["sms", "push", "ws", "app", "held"] | None] = None,
+    status: FromQuery[STATUSES | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
 ) -> list[OutboxOut]:
-    """Messages in the outbox, newest first, filtered by recipient phone and channel."""
+    """Messages in the outbox, newest first, filtered by recipient phone, channel (as addressed
+    or as carried) and status (`dead` is the dead-letter queue)."""
     rt = runtime_of(state)
     stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if to is not None:
@@ -36,7 +41,9 @@ async def list_outbox(
             raise ValidationFailed("`to` must be an E.164 phone number", code="invalid_phone")
         stmt = stmt.where(OutboxMessage.to_hash == rt.vault.hash(to))
     if channel is not None:
-        stmt = stmt.where(OutboxMessage.channel == channel)
+        stmt = stmt.where(or_(OutboxMessage.channel == channel, OutboxMessage.via == channel))
+    if status is not None:
+        stmt = stmt.where(OutboxMessage.status == status)
     async with rt.sessions() as session:
         rows = (await session.scalars(stmt)).all()
     return [
@@ -47,10 +54,15 @@ async def list_outbox(
             to_user_id=m.to_user_id,
             to_hint=m.to_hint,
             status=m.status,
-            body=m.body if m.provider is None and m.status in _BODY_VISIBLE else None,
+            body=PHONE_IN_TEXT.sub("[number hidden]", m.body)
+            if m.provider is None and m.status in _BODY_VISIBLE
+            else None,
             created_at=m.created_at,
             attempts=m.attempts,
             provider=m.provider,
+            via=m.via,
+            provider_status=m.provider_status,
+            last_error=m.last_error,
         )
         for m in rows
     ]

@@ -28,6 +28,7 @@ from dispatch.auth import residents_only, workers_only
 from dispatch.dispatcher import AfterCommit
 from dispatch.jobs import JobService, NewJob
 from dispatch.models import Job, Offer
+from dispatch.proxies import proxy_number_for
 from geo.shapes import wkb_to_latlng
 
 
@@ -149,10 +150,11 @@ class JobController(Controller):
     ) -> JobOut:
         rt = runtime_of(state)
         async with rt.sessions() as session:
-            job = await JobService(rt.communities).get_visible(
-                session, principal_of(request), job_id
-            )
-            return job_out(job, await offers_summary(session, job))
+            who = principal_of(request)
+            job = await JobService(rt.communities).get_visible(session, who, job_id)
+            out = job_out(job, await offers_summary(session, job))
+            out.proxy_number = await proxy_number_for(session, job, who.user_id)
+            return out
 
     @get("/")
     async def mine(

@@ -14,6 +14,7 @@ from dispatch.api.deps import principal_of, runtime_of
 from dispatch.api.jobs import job_response
 from dispatch.auth import workers_only
 from dispatch.events import OfferOut
+from dispatch.proxies import proxy_number_for
 
 
 @get("/v1/workers/me/offers", guards=[workers_only], tags=["offers"])
@@ -38,7 +39,10 @@ async def accept_offer(
     rt = runtime_of(state)
     who = principal_of(request)
     job = await rt.dispatcher.accept(who, offer_id)
-    body = msgspec.json.encode(await job_response(rt.sessions, job))
+    out = await job_response(rt.sessions, job)
+    async with rt.sessions() as session:
+        out.proxy_number = await proxy_number_for(session, job, who.user_id)
+    body = msgspec.json.encode(out)
     if idempotency_key is not None:
         # The claim itself is idempotent (a winner's retry gets the job again); the key makes a
         # retried request replay byte-for-byte and refuses the key's reuse for another offer.

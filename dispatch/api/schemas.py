@@ -164,6 +164,10 @@ class OutboxOut(Struct):
     created_at: datetime
     attempts: int
     provider: str | None
+    via: str | None = None
+    """The channel that carried it: ws, push, sms, or held (no provider configured)."""
+    provider_status: str | None = None
+    last_error: str | None = None
 
 
 class WorkerProfileIn(Struct, forbid_unknown_fields=True):

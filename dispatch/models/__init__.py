@@ -7,19 +7,33 @@ from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
 from dispatch.models.outbox import OutboxMessage
+from dispatch.models.telephony import (
+    CallRecord,
+    JobMessage,
+    ProxyHold,
+    ProxyNumber,
+    ProxySession,
+    PushSubscription,
+)
 from dispatch.models.worker import Worker, WorkerCommunity
 
 __all__ = [
     "Alert",
     "Assignment",
     "Base",
+    "CallRecord",
     "Community",
     "CommunityCell",
     "IdempotencyKey",
     "Job",
+    "JobMessage",
     "Offer",
     "OtpCode",
     "OutboxMessage",
+    "ProxyHold",
+    "ProxyNumber",
+    "ProxySession",
+    "PushSubscription",
     "User",
     "Worker",
     "WorkerCommunity",

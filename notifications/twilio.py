@@ -1,0 +1,140 @@
+"""Twilio: SMS through the REST client (async, over `make_twilio_client`'s pluggable HTTP client),
+webhooks checked with `RequestValidator`, answers built with the TwiML builders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
+
+from notifications.provider import (
+    InboundCall,
+    InboundText,
+    PhoneProvider,
+    ProviderError,
+    Receipt,
+    SentMessage,
+)
+from notifications.twilio_http import aclose_twilio_client, make_twilio_client
+
+# Error codes after which the same send can never succeed (bad or unreachable number, opted out).
+# https://www.twilio.com/docs/api/errors
+_PERMANENT = {21211, 21212, 21214, 21217, 21219, 21401, 21407, 21408, 21610, 21612, 21614}
+
+
+class TwilioProvider(PhoneProvider):
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str | None,
+        auth_token: str | None,
+        from_number: str | None,
+        api_base: str | None = None,
+    ) -> None:
+        self._from = from_number
+        self._validator = RequestValidator(auth_token) if auth_token else None
+        self._client = (
+            make_twilio_client(account_sid, auth_token, api_base)
+            if account_sid and auth_token and from_number
+            else None
+        )
+
+    @property
+    def can_send(self) -> bool:
+        return self._client is not None
+
+    async def send_sms(
+        self, to: str, body: str, *, from_: str | None, status_callback: str | None
+    ) -> SentMessage:
+        if self._client is None:
+            raise ProviderError("Twilio is not configured", permanent=True, code="not_configured")
+        kwargs = {"to": to, "from_": from_ or self._from, "body": body}
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        try:
+            message = await self._client.messages.create_async(**kwargs)
+        except TwilioRestException as exc:
+            permanent = exc.code in _PERMANENT or exc.status in (400, 401, 403, 404)
+            if exc.status == 429:
+                permanent = False
+            raise ProviderError(
+                f"twilio {exc.status} {exc.code}: {exc.msg}"[:300],
+                permanent=permanent,
+                code=str(exc.code or exc.status),
+            ) from exc
+        except Exception as exc:  # connection refused, timeouts: worth another try
+            raise ProviderError(f"twilio unreachable: {exc!r}"[:300], permanent=False) from exc
+        return SentMessage(ref=message.sid or "", status=message.status or "queued")
+
+    def verify_webhook(
+        self, url: str, params: Mapping[str, str], headers: Mapping[str, str]
+    ) -> bool:
+        signature = headers.get(SIGNATURE_HEADER.lower()) or headers.get(SIGNATURE_HEADER)
+        if self._validator is None or not signature:
+            return False
+        algorithm = get_signature_algorithm(headers.get(SIGNATURE_SETTINGS_HEADER.lower()))
+        return bool(self._validator.validate(url, dict(params), signature, algorithm))
+
+    def parse_call(self, params: Mapping[str, str]) -> InboundCall | None:
+        caller, proxy, ref = params.get("From"), params.get("To"), params.get("CallSid")
+        if not (caller and proxy and ref):
+            return None
+        return InboundCall(caller=caller, proxy=proxy, ref=ref)
+
+    def parse_text(self, params: Mapping[str, str]) -> InboundText | None:
+        sender, proxy = params.get("From"), params.get("To")
+        ref = params.get("MessageSid") or params.get("SmsSid")
+        if not (sender and proxy and ref):
+            return None
+        return InboundText(sender=sender, proxy=proxy, text=params.get("Body", ""), ref=ref)
+
+    def parse_receipt(self, params: Mapping[str, str]) -> Receipt | None:
+        if params.get("CallSid") and params.get("CallStatus"):
+            duration = params.get("CallDuration")
+            return Receipt(
+                kind="call",
+                ref=params["CallSid"],
+                status=params["CallStatus"].lower(),
+                duration_s=int(duration) if duration and duration.isdigit() else None,
+            )
+        ref = params.get("MessageSid") or params.get("SmsSid")
+        status = params.get("MessageStatus") or params.get("SmsStatus")
+        if ref and status:
+            return Receipt(
+                kind="message",
+                ref=ref,
+                status=status.lower(),
+                error_code=params.get("ErrorCode") or None,
+            )
+        return None
+
+    def connect_call(self, proxy: str, target: str) -> str:
+        response = VoiceResponse()
+        dial = response.dial(caller_id=proxy, timeout=30, answer_on_bridge=True)
+        dial.number(target)
+        return str(response)
+
+    def refuse_call(self, message: str) -> str:
+        response = VoiceResponse()
+        response.say(message)
+        response.hangup()
+        return str(response)
+
+    def reply_text(self, message: str | None) -> str:
+        response = MessagingResponse()
+        if message:
+            response.message(message)
+        return str(response)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await aclose_twilio_client(self._client)
