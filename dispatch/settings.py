@@ -83,6 +83,12 @@ class Settings:
     relay_lease_s: float = 60.0
     """How long a relay owns the messages it claimed; after a crash, others take them over once
     it lapses (`DISPATCH_RELAY_LEASE_S`)."""
+    relay_backoff_s: float = 5.0
+    """First retry delay of a failed send; it doubles per attempt up to 10 minutes
+    (`DISPATCH_RELAY_BACKOFF_S`)."""
+    relay_max_attempts: int = 6
+    """Attempts before a message is dead-lettered and operators are alerted
+    (`DISPATCH_RELAY_MAX_ATTEMPTS`)."""
     max_body_bytes: int = 256 * 1024
     """Largest request body accepted; bigger → 413."""
     log_level: str = "INFO"
@@ -124,6 +130,8 @@ class Settings:
             sms_daily_budget=_env_int("SMS_DAILY_BUDGET", 2000),
             relay=_env("DISPATCH_RELAY", "1") not in ("0", "false", "no"),
             relay_lease_s=float(_env("DISPATCH_RELAY_LEASE_S", "60") or 60),
+            relay_backoff_s=float(_env("DISPATCH_RELAY_BACKOFF_S", "5") or 5),
+            relay_max_attempts=_env_int("DISPATCH_RELAY_MAX_ATTEMPTS", 6),
             log_level=_env("DISPATCH_LOG_LEVEL", "INFO") or "INFO",
             auto_dispatch=_env("DISPATCH_AUTO", "1") not in ("0", "false", "no"),
         )

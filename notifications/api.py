@@ -399,7 +399,9 @@ async def list_proxy_numbers(community_id: FromPath[Id], state: State) -> list[P
 
 
 class JobMessageIn(Struct, forbid_unknown_fields=True):
-    text: Annotated[str, Meta(min_length=1, max_length=1000, pattern=r"^[^\x00]*\S[^\x00]*$")]
+    text: Annotated[
+        str, Meta(min_length=1, max_length=1000, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")
+    ]
 
 
 class JobMessageOut(Struct):

@@ -90,9 +90,9 @@ AlertSink = Callable[[str, dict[str, Any], int | None], Awaitable[None]]
 """(kind, detail, job_id) → raise an operator alert."""
 
 
-def backoff_s(attempts: int) -> float:
-    """5 s, 10 s, 20 s … capped at 10 min, with ±20% jitter."""
-    base = min(5.0 * 2 ** max(0, attempts - 1), 600.0)
+def backoff_s(attempts: int, first_s: float = 5.0) -> float:
+    """`first_s`, twice that, four times … capped at 10 min, with ±20% jitter."""
+    base = min(first_s * 2 ** max(0, attempts - 1), 600.0)
     return base * random.uniform(0.8, 1.2)
 
 
@@ -111,6 +111,7 @@ class Relay:
         batch: int = 100,
         lease_s: float = 60.0,
         max_attempts: int = 6,
+        backoff_first_s: float = 5.0,
         idle_s: float = 0.5,
         concurrency: int = 16,
     ) -> None:
@@ -125,6 +126,7 @@ class Relay:
         self.batch = batch
         self.lease_s = lease_s
         self.max_attempts = max_attempts
+        self.backoff_first_s = backoff_first_s
         self.idle_s = idle_s
         self._gate = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -325,7 +327,9 @@ class Relay:
                 values["status"] = "dead"
                 values["next_attempt_at"] = None
             else:
-                values["next_attempt_at"] = now + timedelta(seconds=backoff_s(m.attempts))
+                values["next_attempt_at"] = now + timedelta(
+                    seconds=backoff_s(m.attempts, self.backoff_first_s)
+                )
         else:
             values["next_attempt_at"] = None
         if outcome.status == "sent":

@@ -38,6 +38,8 @@ class Notifications:
             self.alert,
             status_callback=s.public_base_url.rstrip("/") + STATUS_PATH,
             lease_s=s.relay_lease_s,
+            max_attempts=s.relay_max_attempts,
+            backoff_first_s=s.relay_backoff_s,
         )
 
     @classmethod
