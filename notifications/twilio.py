@@ -15,6 +15,7 @@ from twilio.request_validator import (
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
+from dispatch.phones import PHONE_IN_TEXT
 from notifications.provider import (
     InboundCall,
     InboundText,
@@ -67,12 +68,13 @@ class TwilioProvider(PhoneProvider):
             if exc.status == 429:
                 permanent = False
             raise ProviderError(
-                f"twilio {exc.status} {exc.code}: {exc.msg}"[:300],
+                PHONE_IN_TEXT.sub("[number]", f"twilio {exc.status} {exc.code}: {exc.msg}")[:300],
                 permanent=permanent,
                 code=str(exc.code or exc.status),
             ) from exc
         except Exception as exc:  # connection refused, timeouts: worth another try
-            raise ProviderError(f"twilio unreachable: {exc!r}"[:300], permanent=False) from exc
+            detail = PHONE_IN_TEXT.sub("[number]", repr(exc))
+            raise ProviderError(f"twilio unreachable: {detail}"[:300], permanent=False) from exc
         return SentMessage(ref=message.sid or "", status=message.status or "queued")
 
     def verify_webhook(

@@ -140,6 +140,10 @@ async def test_an_unsubscribed_number_is_dead_at_once(client, principals, engine
     await post_job(client, world.resident, "k1")
     row = await settled(engine, w.id)
     assert row["status"] == "dead" and row["attempts"] == 1 and "21610" in row["last_error"]
+    assert w.phone not in row["last_error"]
+    # Operators read the dead letter; the scan of every response checks it names no number.
+    dead = await client.get("/v1/admin/outbox", params={"status": "dead"}, headers=world.admin)
+    assert [m["last_error"] for m in dead.json()] == [row["last_error"]]
 
 
 async def test_a_sign_in_code_goes_out_by_sms_and_is_not_shown(client, principals, twilio_peer):
