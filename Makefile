@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick lint fmt deps system-deps python-deps bench-deps \
-	bench-search bench-ingest bench-dispatch
+	bench-search bench-ingest bench-dispatch bench-telephony
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -44,6 +44,9 @@ bench-ingest: bench-deps
 
 bench-dispatch: deps
 	$(UV) run --locked python -m bench.dispatch $(ARGS)
+
+bench-telephony: deps
+	$(UV) run --locked python -m bench.telephony $(ARGS)
 
 lint:
 	$(UV) run --locked ruff check .
