@@ -355,3 +355,32 @@ async def test_pool_admin(client, principals) -> None:
     listing = await client.get(path, headers=world.admin)
     assert [(n["number"], n["holders"]) for n in listing.json()] == [(POOL[0], 0), (POOL[1], 0)]
     assert PUBLIC  # the webhooks are signed for this base URL
+
+
+async def test_logs_never_carry_a_participants_number(client, principals, capfd, twilio_peer):
+    world, w, taken = await assigned(client, principals)
+    proxy = taken["proxy_number"]
+    await webhook(client, "/v1/telephony/voice", voice(world.resident.phone, proxy))
+    twilio_peer.reject_to(w.phone, code=21211)  # the refusal names the number; logs must not
+    sms = {
+        "From": world.resident.phone,
+        "To": proxy,
+        "Body": "hello",
+        "MessageSid": "SM" + "c" * 32,
+    }
+    await webhook(client, "/v1/telephony/sms", sms)
+
+    async def dead():
+        rows = await outbox_rows(client, world)
+        return rows or None
+
+    await wait_for(dead)
+    out, err = capfd.readouterr()
+    logs = out + err
+    for phone in (world.resident.phone, w.phone):
+        assert phone not in logs and phone[1:] not in logs
+
+
+async def outbox_rows(client, world):
+    r = await client.get("/v1/admin/outbox", params={"status": "dead"}, headers=world.admin)
+    return r.json()
