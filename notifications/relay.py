@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.events import worker_channel
@@ -169,7 +169,11 @@ class Relay:
         claimed = [Claimed(*row) for row in rows]
         listeners = await self._listeners([m for m in claimed if m.channel in ("ws", "app")])
         subs, phones = await self._contacts(claimed)
-        await asyncio.gather(*(self._deliver_and_mark(m, listeners, subs, phones) for m in claimed))
+        quiet: list[tuple[Claimed, Outcome]] = []
+        await asyncio.gather(
+            *(self._deliver_and_mark(m, listeners, subs, phones, quiet) for m in claimed)
+        )
+        await self._mark_many(quiet)
         return len(claimed)
 
     async def _listeners(self, messages: Sequence[Claimed]) -> dict[int, int]:
@@ -208,6 +212,7 @@ class Relay:
         listeners: dict[int, int],
         subs: dict[int, list[PushSubscription]],
         phones: dict[int, bytes],
+        quiet: list[tuple[Claimed, Outcome]],
     ) -> None:
         async with self._gate:
             try:
@@ -215,7 +220,14 @@ class Relay:
             except Exception as exc:  # a bug or an unexpected library error: retry, then dead
                 log.error("relay_deliver_failed", outbox_id=m.id, error=repr(exc))
                 outcome = Outcome("pending", error=f"relay error: {exc!r}"[:500], retry=True)
-            await self._mark(m, outcome)
+            if outcome.status in ("held", "skipped") or (
+                outcome.status == "sent" and outcome.via == "ws"
+            ):
+                # Nothing left our hands that a repeat would duplicate outside the service:
+                # record these together at the end of the batch, in one statement per kind.
+                quiet.append((m, outcome))
+            else:
+                await self._mark(m, outcome)
 
     # --- channels ---------------------------------------------------------------------------------
 
@@ -316,6 +328,31 @@ class Relay:
         )
 
     # --- bookkeeping ------------------------------------------------------------------------------
+
+    async def _mark_many(self, done: list[tuple[Claimed, Outcome]]) -> None:
+        groups: dict[tuple[str, str | None, str | None], list[tuple[int, int]]] = {}
+        for m, outcome in done:
+            key = (outcome.status, outcome.via, outcome.error)
+            groups.setdefault(key, []).append((m.id, m.attempts))
+        if not groups:
+            return
+        now = datetime.now(UTC)
+        async with self.sessions.begin() as session:
+            for (status, via, error), rows in groups.items():
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        tuple_(OutboxMessage.id, OutboxMessage.attempts).in_(rows),
+                        OutboxMessage.status == "sending",
+                    )
+                    .values(
+                        status=status,
+                        via=via,
+                        last_error=error,
+                        next_attempt_at=None,
+                        sent_at=now if status == "sent" else None,
+                    )
+                )
 
     async def _mark(self, m: Claimed, outcome: Outcome) -> None:
         now = datetime.now(UTC)
