@@ -345,7 +345,7 @@ async def index_breakdown(redis: Any, community_id: int) -> dict[str, list[int]]
 
 
 async def indexed_states(redis: Any, community_id: int) -> dict[int, list[Any]]:
-    """worker id -> [lat, lng, ts, available, in_area, cell7, cell8, cell9, skills]."""
+    """worker id -> [lat, lng, ts, available, in_area, cell, skills] (geo/live/lua/common.lua)."""
     raw = await redis.hgetall(state_key(community_id))
     return {int(k): msgpack.unpackb(v) for k, v in raw.items()}
 

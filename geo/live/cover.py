@@ -24,7 +24,6 @@ IEEE operations in Python and Lua; every cell edge is exactly representable.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 FINE_LEVEL = 18
 """Finest level: the worker's code. Must equal FINE_LEVEL in lua/common.lua."""
@@ -69,27 +68,3 @@ def cell_rect(level: int, code: int) -> tuple[float, float, float, float]:
     step = 180.0 / (1 << level)
     south, west = -90.0 + row * step, -180.0 + col * step
     return south, south + step, west, west + step
-
-
-# --- Names bench/search.py imports from the previous (H3) design ---------------------------------
-# The benchmark (not ours to edit) imports these; the index itself no longer uses any of them: it
-# has no cover to compute or cache. Drop them once the benchmark's profile is updated.
-
-COARSE_RES = 7
-"""H3 resolution the benchmark warms `cell_reach` around (nothing to warm any more)."""
-
-
-def file_cells(lat: float, lng: float) -> tuple[int, ...]:
-    """The cell codes a worker at the point is filed under (one: its fine cell)."""
-    return (cell_code(lat, lng),)
-
-
-def cell_reach(cell: int) -> tuple[float, float, float]:
-    """No per-cell geometry is precomputed any more; kept so the benchmark's warm-up runs."""
-    return (0.0, 0.0, 0.0)
-
-
-@lru_cache(maxsize=1)
-def cover_of(origin: int, radius_m: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """No cover is computed in Python any more (the search picks its cells in Lua): empty."""
-    return (), ()

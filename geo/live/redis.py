@@ -15,9 +15,9 @@ ping writes the record, plus the worker's sorted sets (all + one per skill) only
 fine cell (about 70 m) or becomes (un)searchable. A search sends only the query: the script walks
 the grid itself (lua/search.lua; the grid is described in cover.py).
 
-The sorted sets and the marker are named outside `{prefix}:{c:ID}:*`, where bench/ingest.py takes
-every key but the hash and `:built` for a plain set. Replies are binary: the client must not be
-created with decode_responses=True.
+The sorted sets and the marker are named with "/", apart from the ":"-named keys of the earlier (H3)
+layout, which `clear` also removes. Replies are binary: the client must not be created with
+decode_responses=True.
 """
 
 from __future__ import annotations
@@ -124,20 +124,19 @@ class RedisLiveIndex(LiveIndex):
     ) -> list[MoveResult]:
         if not fixes:
             return []
-        args: list[object] = [worker_id, repr(float(max_speed_mps))]
-        for fix, inside in zip(fixes, in_area, strict=True):
+        if len(in_area) != len(fixes):
+            raise ValueError("one in_area flag per fix")
+        values: list[float] = []
+        for fix in fixes:
             lat, lng = float(fix.lat), float(fix.lng)
-            args += [repr(lat), repr(lng), repr(float(fix.recorded_at)), int(inside),
-                     cell_code(lat, lng)]  # fmt: skip
-        codes = await self._move(keys=self._keys(community_id), args=args)
+            values += (lat, lng, float(fix.recorded_at), float(cell_code(lat, lng)))
+        packed = struct.pack(f">{len(values)}d", *values)
+        flags = "".join("1" if inside else "0" for inside in in_area)
+        codes = await self._move(
+            keys=self._keys(community_id),
+            args=[worker_id, repr(float(max_speed_mps)), packed, flags],
+        )
         return [_CODES[int(c)] for c in codes]
-
-    def _cover_keys(
-        self, community_id: int, lat: float, lng: float, radius_m: float, skill: str
-    ) -> tuple[list[str], tuple[float, ...]]:
-        """For bench/search.py's profile, which calls the script with these keys and bounds: the
-        state hash alone and no cells (the script chooses its cells itself)."""
-        return [self._hash(community_id)], ()
 
     async def search(
         self,

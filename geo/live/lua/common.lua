@@ -55,11 +55,6 @@ local function is_searchable(ts, available, in_area)
   return ts >= 0 and available == 1 and in_area == 1
 end
 
--- The same test on a record decoded with cmsgpack (as bench/search.py's profiling scripts do).
-local function searchable(s)
-  return is_searchable(s[3], s[4], s[5])
-end
-
 -- The sorted sets a worker with this skills field is filed in while searchable.
 local function cell_sets(cells, skills)
   local keys = { cells }

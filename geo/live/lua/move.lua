@@ -1,5 +1,6 @@
--- KEYS: state hash, cell set. ARGV: worker id, max speed (m/s), then per fix:
---   lat, lng, ts, in_area (0/1), cell (the fix's fine cell code)
+-- KEYS: state hash, cell set. ARGV: worker id, max speed (m/s), fixes, in_area: fixes packs
+-- lat, lng, ts and cell (the fix's fine cell code) of each fix as big-endian float64s; in_area
+-- has one character per fix, "1" inside the area, "0" outside.
 -- Fixes are applied in order; returns one code per fix: 1 accepted, 2 stale, 3 too fast.
 -- Writes: the record (HSET), and the cell sets only when the worker changes fine cell or
 -- becomes (un)searchable.
@@ -9,8 +10,9 @@ local lat, lng, ts, available, in_area, cell, skills = decode(redis.call("HGET",
 local was, was_cell = is_searchable(ts, available, in_area), cell
 local codes = {}
 local changed = false
-for i = 3, #ARGV, 5 do
-  local flat, flng, fts = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+local fixes, inside = ARGV[3], ARGV[4]
+for i = 1, #inside do
+  local flat, flng, fts, fcell = sunpack(">dddd", fixes, 32 * i - 31)
   local code = 1
   if ts >= 0 then
     if fts <= ts then
@@ -20,7 +22,8 @@ for i = 3, #ARGV, 5 do
     end
   end
   if code == 1 then
-    lat, lng, ts, in_area, cell = flat, flng, fts, tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+    lat, lng, ts, cell = flat, flng, fts, fcell
+    in_area = byte(inside, i) - 48
     changed = true
   end
   codes[#codes + 1] = code

@@ -1,5 +1,5 @@
--- KEYS: state hash, cell set (given the hash alone, as bench/search.py's profile does, the set's
--- name is derived from it the way RedisLiveIndex names it).
+-- KEYS: state hash, cell set (given the hash alone, the set's name is derived from it the way
+-- RedisLiveIndex names it).
 -- ARGV: lat, lng, radius_m, limit, min_ts, n_skills, skill... (anything after is ignored).
 -- Returns {positions, id, id, ...}, nearest first (ties by id); positions packs the distance,
 -- lat, lng and ts of each result as big-endian float64s.
