@@ -29,12 +29,18 @@ from pathlib import Path
 
 import msgpack
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from geo.live.base import MAX_SPEED_MPS, Fix, LiveIndex, MoveResult, Nearby, Position, WorkerStatus
 from geo.live.cover import cell_code
 
 _LUA_DIR = Path(__file__).with_name("lua")
 _CODES = {1: MoveResult.ACCEPTED, 2: MoveResult.STALE, 3: MoveResult.TOO_FAST}
+_IDLE_MAX = 8
+"""Connections the search fast path keeps at most; more concurrent searches return theirs."""
 _RECORD_HEAD = 0x97  # a record is a 7-element msgpack array (lua/common.lua)
 
 
@@ -91,6 +97,8 @@ class RedisLiveIndex(LiveIndex):
         self._move = client.register_script(_script("move"))
         self._search = client.register_script(_script("search"))
         self._remove = client.register_script(_script("remove"))
+        self._idle: list[AbstractConnection] = []
+        """Connections taken from the client's pool for the search fast path (`_call_direct`)."""
 
     @classmethod
     def with_client(cls, url: str, **kwargs: object) -> RedisLiveIndex:
@@ -154,9 +162,44 @@ class RedisLiveIndex(LiveIndex):
         need = sorted({_skill_text(s) for s in skills})
         args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), int(limit),
                 repr(float(min_recorded_at)), len(need), *need]  # fmt: skip
-        packed, *ids = await self._search(keys=self._keys(community_id), args=args)
+        keys = self._keys(community_id)
+        reply = await self._call_direct(self._search.sha, keys, args)
+        if reply is None:
+            reply = await self._search(keys=keys, args=args)
+        packed, *ids = reply
         rows = struct.iter_unpack(">dddd", packed)  # distance, lat, lng, ts
         return [_nearby(int(wid), *row) for wid, row in zip(ids, rows, strict=True)]
+
+    async def _call_direct(self, sha: str, keys: list[str], args: list[object]) -> list | None:
+        """EVALSHA on a connection this index keeps, skipping the client's per-command machinery
+        (pool bookkeeping and health check, retry wrapper, response callbacks): about 65 us less
+        per search on the benchmark machine. None when the fast path does not apply (cluster or
+        custom clients, script not loaded yet or flushed, connection trouble): the caller then
+        goes through the client as usual, with its retries and script loading."""
+        pool = getattr(self.client, "connection_pool", None)
+        if not sha or not isinstance(pool, ConnectionPool) or self.client.single_connection_client:
+            return None
+        conn = self._idle.pop() if self._idle else await pool.get_connection()
+        usable = False
+        try:
+            await conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
+            reply = await conn.read_response()
+            usable = True
+        except NoScriptError:
+            reply, usable = None, True  # the client reloads the script
+        except ResponseError:  # the script failed; the connection is fine
+            usable = True
+            raise
+        except (RedisConnectionError, RedisTimeoutError):
+            reply = None
+        finally:
+            if usable and len(self._idle) < _IDLE_MAX:
+                self._idle.append(conn)
+            else:
+                if not usable:  # in an unknown state (error, cancelled mid-reply)
+                    await conn.disconnect()
+                await pool.release(conn)
+        return reply
 
     async def position(self, community_id: int, worker_id: int) -> Position | None:
         raw = await self.client.hget(self._hash(community_id), str(worker_id))

@@ -135,6 +135,30 @@ async def test_communities_are_separate(index: LiveIndex) -> None:
     assert await index.search(C + 1, *HOME, 1000) == []
 
 
+async def test_redis_search_survives_script_flush_and_lost_connections(redis: Redis) -> None:
+    """The search's direct-connection path falls back to the client (which reloads the script and
+    reconnects) and keeps no broken connection."""
+    index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    await place(index, 1, *HOME)
+    want = [1]
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    assert index._idle, "the fast path kept its connection"
+    await redis.script_flush()
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    for conn in index._idle:
+        await redis.client_kill_filter(_id=await _client_id(conn))
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    searches = [index.search(C, *HOME, 10) for _ in range(20)]  # more at once than it keeps
+    assert all([n.worker_id for n in found] == want for found in await asyncio.gather(*searches))
+    assert len(index._idle) <= 8
+
+
+async def _client_id(conn) -> int:
+    await conn.send_command("CLIENT", "ID")
+    return int(await conn.read_response())
+
+
 # --- exactness: Redis search == brute force --------------------------------------------------
 # The index files workers under a latitude/longitude quadtree (geo/live/cover.py) and its search
 # bounds each cell's distance exactly; the worlds below put workers and query points on that
