@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import h3.api.basic_int as h3
 from sqlalchemy import delete, exists, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatch.auth import Principal
 from dispatch.communities import CommunityService, CommunityView
@@ -82,6 +82,7 @@ _LISTING_SQL = text(
     "WHERE w.user_id = :worker_id ORDER BY wc.community_id"
 )
 """A worker's communities and their last change; no row when the worker has no profile."""
+_LISTING_PG = str(_LISTING_SQL).replace(":worker_id", "$1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,24 +326,38 @@ class WorkerService:
         cached = self._listings.get(worker_id)
         if cached is not None and cached.expires > now:
             return cached
-        # One light query (no ORM objects): does the profile exist, which communities does it
-        # serve, and have they changed since their views were built. Community rows are loaded
-        # only for views not seen yet or out of date.
-        async with self.sessions() as session:
-            conn = await session.connection()
-            rows = (await conn.execute(_LISTING_SQL, {"worker_id": worker_id})).all()
-            stale = [cid for cid, at in rows if cid is not None and self._view_at(cid) != at]
-            if stale:
-                for row in (
-                    await session.scalars(select(Community).where(Community.id.in_(stale)))
-                ).all():
-                    self._views[row.id] = (row.updated_at, self.communities.cache.view(row))
+        # One light query (no ORM objects, no transaction): does the profile exist, which
+        # communities does it serve, and have they changed since their views were built.
+        # Community rows are loaded only for views not seen yet or out of date.
+        rows = await self._listing_rows(worker_id)
+        stale = {cid: at for cid, at in rows if cid is not None and self._view_at(cid) != at}
+        if stale:
+            async with self.sessions() as session:
+                found = await session.scalars(select(Community).where(Community.id.in_(stale)))
+                for row in found.all():
+                    self._views[row.id] = (stale[row.id], self.communities.cache.view(row))
         views = tuple(
             self._views[cid][1] for cid, _ in rows if cid is not None and cid in self._views
         )
         listing = Listing(views, bool(rows), now + DIRECTORY_TTL_S)
         self._listings[worker_id] = listing
         return listing
+
+    async def _listing_rows(self, worker_id: int) -> list[tuple[int | None, datetime | None]]:
+        """_LISTING_SQL's rows, straight from the asyncpg connection when there is one (about a
+        quarter of the CPU of the same query through a session: no session, no BEGIN/ROLLBACK,
+        no result processing), else through a session."""
+        engine = self.sessions.kw.get("bind")
+        if isinstance(engine, AsyncEngine) and engine.dialect.driver == "asyncpg":
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                records = await raw.driver_connection.fetch(_LISTING_PG, worker_id)
+                return [(r[0], r[1]) for r in records]
+        async with self.sessions() as session:
+            conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            return [
+                (r[0], r[1]) for r in await conn.execute(_LISTING_SQL, {"worker_id": worker_id})
+            ]
 
     def _view_at(self, community_id: int) -> datetime | None:
         hit = self._views.get(community_id)

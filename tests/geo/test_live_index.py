@@ -294,3 +294,58 @@ def test_redis_search_equals_brute_force(server_urls, world) -> None:
     assert [w for _, w in got] == [w for _, w in expected]
     for (gd, _), (ed, _) in zip(got, expected, strict=True):
         assert gd == pytest.approx(ed, abs=1e-6)
+
+
+@st.composite
+def rim_worlds(draw):
+    """A worker on a grid corner (at every level from 6 down), or an ulp inside the cell to one
+    side of it, and a query point diagonally outside that cell, at distance just under the radius:
+    the corner is the cell's nearest point to the query, so a cell bound even a hair too large
+    (or one computed from the wrong corner or edge) loses the worker."""
+    step = 180.0 / (1 << 6)
+    lat = -90.0 + draw(st.integers(1, (1 << 6) - 1)) * step
+    lng = -180.0 + draw(st.integers(0, (1 << 7) - 1)) * step
+    lat = draw(st.sampled_from([lat, 89.0 - 89.0 % (180.0 / (1 << 12)), -88.9453125]))
+    north, east = draw(st.booleans()), draw(st.booleans())
+    # The cells own their south and west edges: nudge the worker into the cell whose corner
+    # faces the query.
+    wlat = lat if north else math.nextafter(lat, -90.0)
+    wlng = lng if east else math.nextafter(lng, -181.0)
+    wlng = (wlng + 180.0) % 360.0 - 180.0 if wlng < -180.0 else wlng
+    radius = draw(st.sampled_from([50.0, 300.0, 1000.0, 2500.0, 5000.0]))
+    inside = draw(st.sampled_from([1e-3, 1e-2, 0.3]))
+    bearing = {(True, True): 225.0, (True, False): 135.0, (False, True): 315.0}.get(
+        (north, east), 45.0
+    ) + draw(st.floats(-20.0, 20.0))
+    query = destination(wlat, wlng, bearing, radius - inside)
+    others = [
+        (wid, *destination(*query, draw(st.floats(0, 360)), draw(st.floats(0, radius * 1.2))))
+        for wid in range(2, draw(st.integers(2, 30)))
+    ]
+    return (wlat, wlng), query, radius, others
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=rim_worlds())
+def test_redis_search_finds_the_worker_on_a_cell_corner_at_the_rim(server_urls, world) -> None:
+    (wlat, wlng), query, radius, others = world
+    workers = [(1, wlat, wlng, 1000.0, frozenset(), True, True)] + [
+        (wid, lat, lng, 1000.0, frozenset(), True, True) for wid, lat, lng in others
+    ]
+    expected = brute_force(workers, query, radius, [], 100, 0.0)
+    assert 1 in [w for _, w in expected]  # the world is what it claims to be
+
+    async def run() -> list[tuple[float, int]]:
+        client = Redis.from_url(server_urls[1])
+        index = RedisLiveIndex(client, prefix=f"p{next(_prefixes)}")
+        try:
+            for wid, lat, lng, ts, skills, available, inside in workers:
+                await index.set_status(C, wid, WorkerStatus(available, skills))
+                await index.move(C, wid, [Fix(lat, lng, ts)], in_area=[inside])
+            found = await index.search(C, *query, radius, limit=100)
+            await index.clear(C)
+            return [(n.distance_m, n.worker_id) for n in found]
+        finally:
+            await client.aclose()
+
+    assert [w for _, w in asyncio.run(run())] == [w for _, w in expected]
