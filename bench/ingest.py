@@ -345,7 +345,7 @@ async def index_breakdown(redis: Any, community_id: int) -> dict[str, list[int]]
 
 
 async def indexed_states(redis: Any, community_id: int) -> dict[int, list[Any]]:
-    """worker id -> [lat, lng, ts, available, in_area, cell7, cell8, cell9, skills]."""
+    """worker id -> [lat, lng, ts, available, in_area, cell, skills] (geo/live/lua/common.lua)."""
     raw = await redis.hgetall(state_key(community_id))
     return {int(k): msgpack.unpackb(v) for k, v in raw.items()}
 
@@ -1106,7 +1106,8 @@ def report(
         f"{verdict(r_public >= TARGET_SINGLE_VS_NOOP)} |",
         "",
         "The same ratios from server CPU per request (no-op ÷ route; the server process is the "
-        "bottleneck, so this is what the ratio of req/s would be without competing jobs): "
+        "bottleneck, so this is roughly what the ratio of req/s would be without competing jobs, "
+        "though a faster ping run would also pay for fewer listing refreshes per request): "
         f"single vs authenticated no-op {noop_auth.server_us / single.server_us:.2f}x, "
         f"vs public no-op {noop_public.server_us / single.server_us:.2f}x; batch "
         f"{BATCH * 1e6 / batch.server_us:,.0f} pings per server CPU-second.",
@@ -1131,8 +1132,11 @@ def report(
     lines += [
         "",
         "*Server CPU/req*: the server process's CPU time over the run divided by the requests "
-        "served; it is what one request costs the server, and unlike req/s it barely changes "
-        "when other jobs compete for the CPU. "
+        "served, what one request costs the server; it moves much less than req/s when other "
+        "jobs compete for the CPU, except on the ping routes, where it also depends on how often "
+        "each worker pings: the service re-reads a worker's communities from the database when "
+        "its cached copy is older than 10 s (`WorkerService.listing`), so the fewer pings per "
+        "worker per 10 s, the more of them pay for that. "
         "CPU % is of one core over the run's wall time (200 % = both cores); *other* is every "
         "other process on the machine; ⚠ marks a run during which other processes used more "
         f"than {MAX_OTHER_PCT:.0f}% of a core, so it competed for the two cores and its numbers "
@@ -1250,8 +1254,7 @@ def private_servers() -> Iterator[tuple[Path, LocalServers, str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_all(cfg: Config) -> str:
-    started = datetime.now(UTC)
+def run_all(cfg: Config, started: datetime) -> str:
     with private_servers() as (root, servers, db_url, redis_url):
         log(f"private servers up under {root}")
         env = {
@@ -1369,11 +1372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, terminate)
-    text = run_all(cfg)
+    started = datetime.now(UTC)
+    text = run_all(cfg, started)
     print(text)
     if cfg.write:
         RESULTS_DIR.mkdir(exist_ok=True)
-        path = RESULTS_DIR / f"ingest-{datetime.now(UTC):%Y%m%d-%H%M%S}.md"
+        path = RESULTS_DIR / f"ingest-{started:%Y%m%d-%H%M%S}.md"
         path.write_text(text)
         log(f"report written to {path.relative_to(REPO)}")
     return 0

@@ -30,15 +30,14 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
-import h3.api.basic_int as h3
 import numpy as np
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from dispatch.local_servers import LocalServers
 from geo.distance import EARTH_RADIUS_M
 from geo.live.base import Fix, MoveResult, Nearby, WorkerStatus
-from geo.live.cover import COARSE_RES, cell_reach, cover_of, file_cells
-from geo.live.redis import _LUA_DIR, RedisLiveIndex
+from geo.live.cover import cell_code
+from geo.live.redis import RedisLiveIndex
 
 # --- the synthetic city -------------------------------------------------------------------------
 
@@ -497,29 +496,20 @@ async def diagnose(
         f"limit={LIMIT} min_recorded_at={MIN_RECORDED_AT!r} community={COMMUNITY}",
         f"reason: {verdict.why}",
     ]
-    keys, bounds = index._cover_keys(COMMUNITY, lat, lng, radius_m, skill or "")
-    origin = h3.latlng_to_cell(lat, lng, 9)
-    lines.append(f"origin cell {origin:x}; cover: {len(keys) - 1} cell keys")
     lines.append("expected (id, distance m):")
     lines += [f"  {int(ids[p])} {float(d[p])!r}" for p in top]
     lines.append("got (id, distance m reported):")
     lines += [f"  {i} {x!r}" for i, x in zip(got, got_d, strict=True)]
     missing = [int(ids[p]) for p in top if int(ids[p]) not in set(got)]
     lines.append(f"missing ids: {missing[:20]}")
-    key_bound = dict(zip(keys[1:], bounds, strict=True))
+    cells_key = index._keys(COMMUNITY)[1] + (f":{skill}" if skill else "")
     for wid in missing[:10]:
         p = int(np.searchsorted(ids, wid))
         pos = await index.position(COMMUNITY, wid)
-        suffix = f":{skill}" if skill else ""
-        cells = file_cells(float(brute.lat[p]), float(brute.lng[p]))
-        info = []
-        for c in cells:
-            key = f"{index._ns(COMMUNITY)}{c:x}{suffix}"
-            member = await ours.client.sismember(key, str(wid))
-            info.append(f"{c:x}: in cover={key in key_bound} bound={key_bound.get(key)!r} "
-                        f"member={bool(member)}")  # fmt: skip
+        code = cell_code(float(brute.lat[p]), float(brute.lng[p]))
+        score = await ours.client.zscore(cells_key, str(wid))
         lines.append(f"  missing {wid}: distance {float(d[p])!r} m, stored position {pos}")
-        lines += [f"    {x}" for x in info]
+        lines.append(f"    fine cell {code}, score in {cells_key}: {score!r}")
     return "\n".join(lines)
 
 
@@ -579,33 +569,6 @@ def _command(entry: dict[str, Any]) -> str:
     return cmd.decode("utf-8", "replace") if isinstance(cmd, bytes) else str(cmd)
 
 
-# The search's inner loop cut down to its first ARGV[1] steps: 1 SMEMBERS the cells, 2 HMGET the
-# states, 3 msgpack-unpack them, 4 filter and haversine (no top-50 keeping, no early stop).
-LUA_STAGES = """
-local stage = tonumber(ARGV[1])
-local lat, lng = tonumber(ARGV[2]), tonumber(ARGV[3])
-local radius, min_ts = tonumber(ARGV[4]), tonumber(ARGV[5])
-local c = 0
-for i = 2, #KEYS do
-  local members = redis.call("SMEMBERS", KEYS[i])
-  if stage >= 2 then
-    for j = 1, #members, 1000 do
-      local states = redis.call("HMGET", KEYS[1], unpack(members, j, math.min(j + 999, #members)))
-      if stage >= 3 then
-        for k = 1, #states do
-          local s = cmsgpack.unpack(states[k])
-          if stage >= 4 and s[3] >= min_ts and searchable(s) then
-            if haversine_m(lat, lng, s[1], s[2]) <= radius then c = c + 1 end
-          end
-        end
-      end
-    end
-  end
-end
-return c
-"""
-
-
 async def _evalsha_usec(client: Redis) -> int:
     stats = await client.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
@@ -641,98 +604,76 @@ def pct(values: Sequence[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else math.nan
 
 
+def _args_of(entry: dict[str, Any]) -> int:
+    """How many arguments after the key a SLOWLOG entry's command had (Redis keeps 32 words and
+    says how many more there were)."""
+    words = _command(entry).split(" ")
+    more = 0
+    if len(words) >= 4 and words[-1] == "arguments)" and words[-4] == "...":
+        more = int(words[-3].lstrip("("))
+        words = words[:-4]
+    return len(words) - 2 + more
+
+
 async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) -> dict[str, float]:
-    """Where our search spends its time: cover/key building in Python, the script in Redis."""
+    """Where our search spends its time: the script call from the client and inside Redis, the
+    commands it issues, and how many workers' records it reads."""
     index, client = ours.index, ours.client
     clock = time.perf_counter
-    cold, cached, calls, empties, n_keys, n_read, scanned = [], [], [], [], [], [], []
+    keys, empty_keys = index._keys(COMMUNITY), index._keys(COMMUNITY + 1)
     prepared = []
     for i in range(len(q)):
         skill = q.skill[i]
         need = [skill] if skill else []
-        t0 = clock()
-        keys, bounds = index._cover_keys(COMMUNITY, q.lat[i], q.lng[i], radius_m, skill or "")
-        t1 = clock()
-        index._cover_keys(COMMUNITY, q.lat[i], q.lng[i], radius_m, skill or "")
-        t2 = clock()
-        cold.append((t1 - t0) * 1e6)
-        cached.append((t2 - t1) * 1e6)
-        head = [repr(q.lat[i]), repr(q.lng[i]), repr(float(radius_m)), LIMIT,
-                repr(MIN_RECORDED_AT), len(need), *need]  # fmt: skip
-        prepared.append((keys, bounds, head))
-    flats = []
+        prepared.append([repr(q.lat[i]), repr(q.lng[i]), repr(float(radius_m)), LIMIT,
+                         repr(MIN_RECORDED_AT), len(need), *need])  # fmt: skip
+    calls, empties, parse = [], [], []
     server, inner, n_cmds = await _server_times(
-        client,
-        lambda: (index._search(keys=k, args=[*h, *b]) for k, b, h in prepared),
+        client, lambda: (index._search(keys=keys, args=a) for a in prepared)
     )
-    for keys, bounds, head in prepared:
+    for a in prepared:
         t0 = clock()
-        flats.append(await index._search(keys=keys, args=[*head, *bounds]))
+        await index._search(keys=keys, args=a)
         calls.append((clock() - t0) * 1e6)
-    for keys, _, head in prepared:
+    for a in prepared:
         t0 = clock()
-        await index._search(keys=keys[:1], args=head)
+        await index._search(keys=empty_keys, args=a)
         empties.append((clock() - t0) * 1e6)
-    # Which cells the script read and how many workers it looked at: its early stop replayed in
-    # Python on the same sets (a cell is read unless 50 are found and its bound exceeds the 50th).
-    read_keys = []
-    for i, (keys, bounds, _) in enumerate(prepared):
-        n_keys.append(len(keys) - 1)
-        pipe = client.pipeline(transaction=False)
-        for k in keys[1:]:
-            pipe.smembers(k)
-        sets = await pipe.execute()
-        d = brute.distances(q.lat[i], q.lng[i])
-        ok = brute.valid[q.skill[i]] & (d <= radius_m)
-        best: list[float] = []
-        read, seen = 0, 0
-        for bound, members in zip(bounds, sets, strict=True):
-            if len(best) >= LIMIT and bound > best[LIMIT - 1]:
-                break
-            read += 1
-            seen += len(members)
-            if members:
-                pos = np.searchsorted(brute.ids, np.fromiter(map(int, members), np.int64))
-                best = sorted([*best, *d[pos[ok[pos]]].tolist()])[:LIMIT]
-        read_keys.append(keys[1 : 1 + read])
-        n_read.append(read)
-        scanned.append(seen)
-    # The same cells through cut-down scripts, each stage adding one step of the search's inner
-    # loop: what each step costs inside Redis.
-    stage_script = client.register_script((_LUA_DIR / "common.lua").read_text() + "\n" + LUA_STAGES)
-    state_hash = index._hash(COMMUNITY)
-    stages = []
-    for stage in range(1, 5):
-        times, _, _ = await _server_times(
-            client,
-            lambda stage=stage: (
-                stage_script(
-                    keys=[state_hash, *rk],
-                    args=[stage, repr(q.lat[i]), repr(q.lng[i]), radius_m, MIN_RECORDED_AT],
-                )
-                for i, rk in enumerate(read_keys)
-            ),
+    for i in range(len(q)):  # the whole public call, for the client-side share (args + parse)
+        t0 = clock()
+        await ours.search(q.lat[i], q.lng[i], radius_m, q.skill[i])
+        parse.append((clock() - t0) * 1e6)
+    # What the script read: one more pass with every command logged.
+    await client.config_set("slowlog-max-len", "100000")
+    await client.config_set("slowlog-log-slower-than", "0")
+    ranges, counts, hmgets, records = [], [], [], []
+    for a in prepared:
+        await client.slowlog_reset()
+        await index._search(keys=keys, args=a)
+        entries = await client.slowlog_get(100000)
+        verbs = [_command(e).split(" ", 1)[0].upper() for e in entries]
+        ranges.append(verbs.count("ZRANGEBYSCORE"))
+        counts.append(verbs.count("ZCOUNT"))
+        hmgets.append(verbs.count("HMGET"))
+        records.append(
+            sum(_args_of(e) for e, v in zip(entries, verbs, strict=True) if v == "HMGET")
         )
-        stages.append(pct(times, 50))
+    await client.config_set("slowlog-log-slower-than", "10000")
+    await client.config_set("slowlog-max-len", "128")
     return {
-        "keys": float(np.mean(n_keys)),
-        "read": float(np.mean(n_read)),
-        "scanned": float(np.mean(scanned)),
-        "scanned_p99": pct(scanned, 99),
-        "cold50": pct(cold, 50),
-        "cold99": pct(cold, 99),
-        "cached50": pct(cached, 50),
+        "ranges": float(np.mean(ranges)),
+        "counts": float(np.mean(counts)),
+        "hmgets": float(np.mean(hmgets)),
+        "scanned": float(np.mean(records)),
+        "scanned_p99": pct(records, 99),
         "call50": pct(calls, 50),
         "call99": pct(calls, 99),
+        "public50": pct(parse, 50),
         "server50": pct(server, 50),
         "server99": pct(server, 99),
         "inner50": pct(inner, 50),
         "cmds50": pct(n_cmds, 50),
         "empty50": pct(empties, 50),
-        "stage1": stages[0],
-        "stage2": stages[1],
-        "stage3": stages[2],
-        "stage4": stages[3],
         "empty99": pct(empties, 99),
     }
 
@@ -790,14 +731,6 @@ async def wait_for_quiet(max_wait_s: float, limit_pct: float = 20.0) -> None:
         log(f"other jobs use {other:.0f}% of a core; waiting for the machine to quieten")
 
 
-def warm_geometry() -> None:
-    """Fill the (static) cell geometry cache for the whole city and a margin around it."""
-    lat0, lng0 = CENTER_LAT, CENTER_LNG
-    start = h3.latlng_to_cell(lat0, lng0, COARSE_RES)
-    for cell in h3.grid_disk(start, 14):  # ~29 km: the city's corners plus the largest radius
-        cell_reach(cell)
-
-
 @dataclass
 class Config:
     sizes: list[int]
@@ -831,7 +764,6 @@ async def run_case(
     log(f"case {size} {dist}: {world.online} online, {int(world.eligible.sum())} eligible")
     client = Redis.from_url(redis_url)
     await client.flushall()
-    cover_of.cache_clear()  # no covers carried over from the previous case
     ours, geo, pgis = Ours(client), GeoPeer(client), PostGIS(pg)
     brute = Brute(world)
     memory, load_s = {}, {}
@@ -893,8 +825,6 @@ async def run_case(
                 stats[r, e.name] = Stats(lat_us)
                 if e is geo:
                     geo_trips[r] = geo.round_trips / max(1, geo.searches)
-        gc.collect()  # the same points again for ours alone: covers now cached
-        stats[r, "ours-repeat"] = Stats((await run_queries(ours, measured, r))[0])
         log(f"r={r}: " + ", ".join(
             f"{e.name} p50 {stats[r, e.name].p(50):.0f} p99 {stats[r, e.name].p(99):.0f} us"
             for e in engines))  # fmt: skip
@@ -1142,41 +1072,33 @@ def report(
     L.append("## Where our search spends its time")
     L.append("")
     L.append(
-        f"{cfg.profile} further points per row (not measured above). cover cold = "
-        "`_cover_keys` the first time for the point (H3 cover + key strings, Python); "
-        "cached = the same call again; script call = the EVALSHA alone with prepared keys and "
-        "arguments, as seen by the client; server = its execution time inside Redis (INFO "
-        "commandstats); "
-        "empty = the same call with no cell keys (round trip + fixed cost); stages = server "
-        "time (p50) of cut-down scripts over exactly the cells the search read: SMEMBERS only, "
-        "+ HMGET of the states, + msgpack unpack, + filter and haversine (the search adds the "
-        "top-50 insertion and the reply); "
-        "in commands = the part of the server time spent inside the SMEMBERS/HMGET calls the "
-        "script made (SLOWLOG logs them too), the rest being Lua (msgpack, distances, call "
-        "overhead); commands = how many it made; "
-        "repeat = the measured queries run a second time (covers cached), client-observed. "
-        "keys = cell sets passed; read = cells the search read before its early stop; scanned = "
-        "workers filed under those (mean, p99), each one HMGET field + msgpack unpack in Lua."
+        f"{cfg.profile} further points per row (not measured above), microseconds unless noted. "
+        "script call = the EVALSHA alone with prepared arguments, as seen by the client; "
+        "public = the whole `search()` call (argument packing and reply parsing included); "
+        "server = its execution time inside Redis (INFO commandstats); in commands = the part "
+        "of it spent inside the ZRANGEBYSCORE/ZCOUNT/HMGET/ZCARD calls the script made (SLOWLOG "
+        "logs them too), the rest being Lua (cell bounds, heap, record decoding, haversine, "
+        "top-50 keeping, reply); commands = how many it made; ranges, counts, HMGETs = of which "
+        "ZRANGEBYSCORE (cells read), ZCOUNT (cells counted), HMGET (record batches), means; "
+        "scanned = worker records read (mean, p99); empty = the same call on an empty community "
+        "(round trip + fixed cost of the script)."
     )
     L.append("")
     L.append(
-        "| workers | distribution | r (m) | keys | read | scanned (p99) | "
-        "cover cold p50, p99 | cover cached p50 | script call p50, p99 | server p50, p99 | "
-        "stages: SMEMBERS, +HMGET, +unpack, +filter | in commands p50 | commands p50 | "
-        "empty p50, p99 | repeat p50, p99 |"
+        "| workers | distribution | r (m) | ranges | counts | HMGETs | scanned (p99) | "
+        "script call p50, p99 | public p50 | server p50, p99 | in commands p50 | commands p50 | "
+        "empty p50, p99 |"
     )
-    L.append("|" + "---|" * 15)
+    L.append("|" + "---|" * 13)
     for c in cases:
         for r in RADII:
-            f, rep = c.profile[r], c.stats[r, "ours-repeat"]
+            f = c.profile[r]
             L.append(
-                f"| {fmt_size(c.size)} | {c.dist} | {r} | {f['keys']:.0f} | {f['read']:.1f} | "
-                f"{f['scanned']:.0f} ({f['scanned_p99']:.0f}) | {f['cold50']:.0f}, "
-                f"{f['cold99']:.0f} | {f['cached50']:.1f} | {f['call50']:.0f}, {f['call99']:.0f}"
-                f" | {f['server50']:.0f}, {f['server99']:.0f} | {f['stage1']:.0f}, "
-                f"{f['stage2']:.0f}, {f['stage3']:.0f}, {f['stage4']:.0f} | {f['inner50']:.0f} | "
-                f"{f['cmds50']:.0f} | "
-                f"{f['empty50']:.0f}, {f['empty99']:.0f} | {rep.p(50):.0f}, {rep.p(99):.0f} |"
+                f"| {fmt_size(c.size)} | {c.dist} | {r} | {f['ranges']:.1f} | {f['counts']:.1f} | "
+                f"{f['hmgets']:.1f} | {f['scanned']:.0f} ({f['scanned_p99']:.0f}) | "
+                f"{f['call50']:.0f}, {f['call99']:.0f} | {f['public50']:.0f} | "
+                f"{f['server50']:.0f}, {f['server99']:.0f} | {f['inner50']:.0f} | "
+                f"{f['cmds50']:.0f} | {f['empty50']:.0f}, {f['empty99']:.0f} |"
             )
     L.append("")
 
@@ -1231,7 +1153,6 @@ async def run_all(cfg: Config, db_url: str, redis_url: str) -> tuple[list[CaseRe
         "shared_buffers 128MB, jit off"
     )
     log("warming the H3 geometry cache for the city")
-    warm_geometry()
     cases = []
     try:
         for size in cfg.sizes:

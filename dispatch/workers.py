@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import h3.api.basic_int as h3
 from sqlalchemy import delete, exists, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatch.auth import Principal
 from dispatch.communities import CommunityService, CommunityView
@@ -45,21 +45,44 @@ class Ping:
     accuracy_m: float | None = None
 
 
+_FUTURE_SLACK = timedelta(seconds=FUTURE_SLACK_S)
+_MAX_FIX_AGE = timedelta(seconds=MAX_FIX_AGE_S)
+
+
 def check_ping(ping: Ping, now: datetime) -> Fix:
     """The fix a ping stands for, or a 422 saying why it cannot be true."""
-    at = ping.recorded_at or now
+    at = ping.recorded_at
+    if at is None:
+        return Fix(ping.lat, ping.lng, now.timestamp()) if _accurate(ping) else _inaccurate()
     if at.tzinfo is None:
         raise Unprocessable("recorded_at needs a UTC offset", code="invalid_timestamp")
-    if at > now + timedelta(seconds=FUTURE_SLACK_S):
+    age = now - at
+    if age < -_FUTURE_SLACK:
         raise Unprocessable("recorded_at is in the future", code="timestamp_in_future")
-    if at < now - timedelta(seconds=MAX_FIX_AGE_S):
+    if age > _MAX_FIX_AGE:
         raise Unprocessable("recorded_at is more than a day old", code="timestamp_too_old")
-    if ping.accuracy_m is not None and ping.accuracy_m > MAX_ACCURACY_M:
-        raise Unprocessable(
-            f"a fix less accurate than {MAX_ACCURACY_M:.0f} m cannot place a worker",
-            code="low_accuracy",
-        )
-    return Fix(ping.lat, ping.lng, at.timestamp())
+    return Fix(ping.lat, ping.lng, at.timestamp()) if _accurate(ping) else _inaccurate()
+
+
+def _accurate(ping: Ping) -> bool:
+    return ping.accuracy_m is None or ping.accuracy_m <= MAX_ACCURACY_M
+
+
+def _inaccurate() -> Fix:
+    raise Unprocessable(
+        f"a fix less accurate than {MAX_ACCURACY_M:.0f} m cannot place a worker",
+        code="low_accuracy",
+    )
+
+
+_LISTING_SQL = text(
+    "SELECT wc.community_id, c.updated_at FROM workers w "
+    "LEFT JOIN worker_communities wc ON wc.worker_id = w.user_id "
+    "LEFT JOIN communities c ON c.id = wc.community_id "
+    "WHERE w.user_id = :worker_id ORDER BY wc.community_id"
+)
+"""A worker's communities and their last change; no row when the worker has no profile."""
+_LISTING_PG = str(_LISTING_SQL).replace(":worker_id", "$1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +169,8 @@ class WorkerService:
         self.vault = vault
         self.positions = positions
         self._listings: dict[int, Listing] = {}
+        self._views: dict[int, tuple[datetime, CommunityView]] = {}
+        """Community views the listings use, with the row's updated_at they were built from."""
 
     # --- profile and verification ------------------------------------------------------------
 
@@ -301,21 +326,42 @@ class WorkerService:
         cached = self._listings.get(worker_id)
         if cached is not None and cached.expires > now:
             return cached
-        async with self.sessions() as session:
-            has_profile = await session.get(Worker, worker_id) is not None
-            rows = (
-                await session.scalars(
-                    select(Community)
-                    .join(WorkerCommunity, WorkerCommunity.community_id == Community.id)
-                    .where(WorkerCommunity.worker_id == worker_id)
-                    .order_by(Community.id)
-                )
-            ).all()
-        listing = Listing(
-            tuple(self.communities.cache.view(r) for r in rows), has_profile, now + DIRECTORY_TTL_S
+        # One light query (no ORM objects, no transaction): does the profile exist, which
+        # communities does it serve, and have they changed since their views were built.
+        # Community rows are loaded only for views not seen yet or out of date.
+        rows = await self._listing_rows(worker_id)
+        stale = {cid: at for cid, at in rows if cid is not None and self._view_at(cid) != at}
+        if stale:
+            async with self.sessions() as session:
+                found = await session.scalars(select(Community).where(Community.id.in_(stale)))
+                for row in found.all():
+                    self._views[row.id] = (stale[row.id], self.communities.cache.view(row))
+        views = tuple(
+            self._views[cid][1] for cid, _ in rows if cid is not None and cid in self._views
         )
+        listing = Listing(views, bool(rows), now + DIRECTORY_TTL_S)
         self._listings[worker_id] = listing
         return listing
+
+    async def _listing_rows(self, worker_id: int) -> list[tuple[int | None, datetime | None]]:
+        """_LISTING_SQL's rows, straight from the asyncpg connection when there is one (about a
+        quarter of the CPU of the same query through a session: no session, no BEGIN/ROLLBACK,
+        no result processing), else through a session."""
+        engine = self.sessions.kw.get("bind")
+        if isinstance(engine, AsyncEngine) and engine.dialect.driver == "asyncpg":
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                records = await raw.driver_connection.fetch(_LISTING_PG, worker_id)
+                return [(r[0], r[1]) for r in records]
+        async with self.sessions() as session:
+            conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            return [
+                (r[0], r[1]) for r in await conn.execute(_LISTING_SQL, {"worker_id": worker_id})
+            ]
+
+    def _view_at(self, community_id: int) -> datetime | None:
+        hit = self._views.get(community_id)
+        return hit[0] if hit is not None else None
 
     async def report(self, who: Principal, fixes: Sequence[Fix]) -> list[MoveResult]:
         """Apply a worker's checked fixes (in time order, whatever order given); one result each."""

@@ -1,106 +1,70 @@
-"""Which index cells a radius search must read, nearest first.
+"""The grid the live index files workers under.
 
-Workers are filed under their resolution-9 cell and that cell's index parents at resolutions 8 and
-7 (`cell_to_parent`), so the set of a coarse cell is exactly the union of its children's sets. A
-search reads a mixed-resolution cover of the disc: coarse cells far from the point (few reads where
-workers are sparse), fine cells near it (so a dense area stops after a handful of workers).
+A quadtree over latitude/longitude. At level L the world is cut into 2**L rows and 2**(L + 1)
+columns of STEP(L) = 180 / 2**L degrees (so cells are about square at mid latitudes: at level 18,
+76 m north-south by 65 m east-west at 31 degrees); the four children of a cell split it in half
+both ways, so a cell is exactly the union of its children (no spill, unlike H3).
 
-Each cover cell carries a lower bound on the distance from the query point to any worker filed
-under it. The bound is taken from the centre of the point's resolution-9 cell, less that cell's own
-extent, so one cover serves every point in that cell and can be cached. A cell's extent is the
-farthest reach of its resolution-9 descendants from its centre: index children spill a little
-outside a parent's hexagon, and the bound must hold for them too.
+A cell's code interleaves its row and column bits, most significant first (the extra column bit,
+east or west hemisphere, leads). A worker's code is that of its FINE_LEVEL cell, and the codes of
+the fine cells under any coarser cell form one contiguous range:
+
+    code(L + 1, 2i + a, 2j + b) = 4 * code(L, i, j) + 2a + b
+    fine codes under (L, i, j) = [code * 4**(FINE_LEVEL - L), (code + 1) * 4**(FINE_LEVEL - L))
+
+so one sorted set scored by the fine code serves every level: a cell at any level is one
+ZRANGEBYSCORE. The search (lua/search.lua) walks the tree itself, nearest cell first, splitting
+cells that hold many workers and reading small ones whole, with exact lower bounds on the distance
+from the query point to each cell; Python only computes the code of each accepted fix.
+
+Row and column come from `floor((lat + 90) / STEP)` and `floor((lng + 180) / STEP)`, the same
+IEEE operations in Python and Lua; every cell edge is exactly representable.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
-import h3.api.basic_int as h3
-
-from geo.distance import haversine_m
-
-FINE_RES = 9
-LEVELS = (7, 8, 9)
-COARSE_RES = LEVELS[0]
-# Refine a cell into its children when it may hold workers this close (metres): near the point,
-# reading fine cells lets the search stop early; far away, one coarse cell is one read.
-REFINE_BELOW = {7: 1500.0, 8: 450.0}
-RADIUS_STEP_M = 50.0
-"""Covers are cached per radius rounded up to this step; the exact radius is applied per worker."""
+FINE_LEVEL = 18
+"""Finest level: the worker's code. Must equal FINE_LEVEL in lua/common.lua."""
+FINE_STEP = 180.0 / (1 << FINE_LEVEL)
+_ROWS = 1 << FINE_LEVEL
+_COLS = 1 << (FINE_LEVEL + 1)
 
 
-def file_cells(lat: float, lng: float) -> tuple[int, ...]:
-    """The cells (resolutions 7, 8, 9) a worker at the point is filed under."""
-    fine = h3.latlng_to_cell(lat, lng, FINE_RES)
-    return (*(h3.cell_to_parent(fine, r) for r in LEVELS[:-1]), fine)
+def _spread8(x: int) -> int:
+    out = 0
+    for k in range(8):
+        out |= ((x >> k) & 1) << (2 * k)
+    return out
 
 
-@lru_cache(maxsize=400_000)
-def cell_reach(cell: int) -> tuple[float, float, float]:
-    """(lat, lng, extent_m): the cell's centre and the farthest reach of its fine descendants."""
-    lat, lng = h3.cell_to_latlng(cell)
-    res = h3.get_resolution(cell)
-    if res >= FINE_RES:
-        extent = max(haversine_m(lat, lng, vlat, vlng) for vlat, vlng in h3.cell_to_boundary(cell))
-    else:
-        extent = 0.0
-        for child in h3.cell_to_children(cell, res + 1):
-            clat, clng, cext = cell_reach(child)
-            extent = max(extent, haversine_m(lat, lng, clat, clng) + cext)
-    # A hair more, so float rounding never makes the bound exceed a true distance.
-    return lat, lng, extent * (1 + 1e-9) + 1e-3
+_SPREAD = [_spread8(x) for x in range(256)]
 
 
-def cover_key(lat: float, lng: float, radius_m: float) -> tuple[int, float]:
-    """(origin cell, rounded radius): every search with the same key reads the same cover."""
-    return h3.latlng_to_cell(lat, lng, FINE_RES), math.ceil(
-        radius_m / RADIUS_STEP_M
-    ) * RADIUS_STEP_M
+def _spread(x: int) -> int:
+    """The bits of x (< 2**24) with a zero bit inserted above each."""
+    return _SPREAD[x & 255] | _SPREAD[(x >> 8) & 255] << 16 | _SPREAD[x >> 16] << 32
 
 
-def cover(lat: float, lng: float, radius_m: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """(cells, lower bounds) to read for a search around the point, in ascending bound order."""
-    return cover_of(*cover_key(lat, lng, radius_m))
+def cell_code(lat: float, lng: float) -> int:
+    """The code of the fine cell holding the point (longitude taken modulo 360)."""
+    row = math.floor((lat + 90.0) / FINE_STEP)
+    row = 0 if row < 0 else _ROWS - 1 if row >= _ROWS else row
+    if not -180.0 <= lng < 180.0:
+        lng = (lng + 180.0) % 360.0 - 180.0
+    col = math.floor((lng + 180.0) / FINE_STEP) % _COLS
+    return (col >> FINE_LEVEL) << (2 * FINE_LEVEL) | _spread(row) << 1 | _spread(col & (_ROWS - 1))
 
 
-@lru_cache(maxsize=16_384)
-def cover_of(origin: int, radius_m: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """The cover for every point of the fine cell `origin` and radii up to `radius_m`."""
-    olat, olng, oext = cell_reach(origin)
-
-    def bound(cell: int) -> float:
-        clat, clng, cext = cell_reach(cell)
-        return max(0.0, haversine_m(olat, olng, clat, clng) - cext - oext)
-
-    # Grow rings of coarse cells until two whole rings lie beyond the radius.
-    start = h3.latlng_to_cell(olat, olng, COARSE_RES)
-    coarse: list[tuple[float, int]] = []
-    inner: set[int] = set()
-    k, empty_rings = 0, 0
-    while empty_rings < 2:
-        disk = set(h3.grid_disk(start, k))
-        ring = disk - inner
-        inner = disk
-        hits = [(b, c) for c in ring if (b := bound(c)) <= radius_m]
-        coarse.extend(hits)
-        empty_rings = 0 if hits else empty_rings + 1
-        k += 1
-
-    out: list[tuple[float, int]] = []
-
-    def refine(b: float, cell: int) -> None:
-        res = h3.get_resolution(cell)
-        if res < FINE_RES and b < REFINE_BELOW[res]:
-            for child in h3.cell_to_children(cell, res + 1):
-                cb = bound(child)
-                if cb <= radius_m:
-                    refine(cb, child)
-        else:
-            out.append((b, cell))
-
-    for b, cell in coarse:
-        refine(b, cell)
-    out.sort()
-    return tuple(c for _, c in out), tuple(b for b, _ in out)
+def cell_rect(level: int, code: int) -> tuple[float, float, float, float]:
+    """(south, north, west, east) edges of a cell, degrees (for tests and diagnostics)."""
+    row = col = 0
+    for k in range(level):
+        pair = (code >> (2 * k)) & 3
+        row |= (pair >> 1) << k
+        col |= (pair & 1) << k
+    col |= (code >> (2 * level)) << level
+    step = 180.0 / (1 << level)
+    south, west = -90.0 + row * step, -180.0 + col * step
+    return south, south + step, west, west + step

@@ -176,6 +176,20 @@ async def test_ping_without_profile_is_409(client, principals, setup) -> None:
     assert r.status_code == 409 and r.json()["code"] == "no_profile"
 
 
+async def test_ping_without_community_is_409_until_one_is_joined(client, principals, setup) -> None:
+    cid, _ = setup
+    wid, headers = await principals.user("worker")
+    profile = {"name": f"W{wid}", "skills": ["plumbing"], "community_ids": []}
+    assert (await client.put("/v1/workers/me", json=profile, headers=headers)).status_code == 200
+    ping = {"lat": CENTER[0], "lng": CENTER[1]}
+    r = await client.post("/v1/workers/me/location", json=ping, headers=headers)
+    assert r.status_code == 409 and r.json()["code"] == "no_community"
+    profile["community_ids"] = [cid]
+    assert (await client.put("/v1/workers/me", json=profile, headers=headers)).status_code == 200
+    r = await client.post("/v1/workers/me/location", json=ping, headers=headers)
+    assert r.status_code == 204, r.text
+
+
 async def test_batch_applies_in_time_order_and_reports_each_point(
     client, principals, setup
 ) -> None:

@@ -1,10 +1,13 @@
 """The live index contract, run against every backend, and the exactness law: Redis search equals
-brute force over random worlds, near H3 cell edges, the antimeridian and the poles included."""
+brute force over random worlds, near grid and H3 cell edges, the antimeridian and the poles
+included."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import os
 from collections.abc import AsyncIterator
 
 import h3.api.basic_int as h3
@@ -16,6 +19,7 @@ from redis.asyncio import Redis
 from geo.areas import destination
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, WorkerStatus
+from geo.live.cover import FINE_LEVEL
 from geo.live.memory import MemoryLiveIndex
 from geo.live.redis import RedisLiveIndex
 
@@ -131,40 +135,103 @@ async def test_communities_are_separate(index: LiveIndex) -> None:
     assert await index.search(C + 1, *HOME, 1000) == []
 
 
+async def test_redis_search_survives_script_flush_and_lost_connections(redis: Redis) -> None:
+    """The search's direct-connection path falls back to the client (which reloads the script and
+    reconnects) and keeps no broken connection."""
+    index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    await place(index, 1, *HOME)
+    want = [1]
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    assert index._idle, "the fast path kept its connection"
+    await redis.script_flush()
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    for conn in index._idle:
+        await redis.client_kill_filter(_id=await _client_id(conn))
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    searches = [index.search(C, *HOME, 10) for _ in range(20)]  # more at once than it keeps
+    assert all([n.worker_id for n in found] == want for found in await asyncio.gather(*searches))
+    assert len(index._idle) <= 8
+
+
+async def _client_id(conn) -> int:
+    await conn.send_command("CLIENT", "ID")
+    return int(await conn.read_response())
+
+
 # --- exactness: Redis search == brute force --------------------------------------------------
+# The index files workers under a latitude/longitude quadtree (geo/live/cover.py) and its search
+# bounds each cell's distance exactly; the worlds below put workers and query points on that
+# grid's cell edges and corners (and an ulp either side), on H3 cell vertices, on the
+# antimeridian and at the poles, and crowd them so cells get split.
 
 SKILLS = ("a", "b", "c")
+EXAMPLES = int(os.environ.get("LIVE_INDEX_EXAMPLES", "250"))
+"""Raise for a longer hunt, e.g. LIVE_INDEX_EXAMPLES=5000."""
+
+
+def _grid_point(draw, near: tuple[float, float]) -> tuple[float, float]:
+    """A corner or edge point of the grid cell holding `near` at some level, maybe an ulp off."""
+    level = draw(st.integers(8, FINE_LEVEL))
+    step = 180.0 / (1 << level)
+    lat = -90.0 + math.floor((near[0] + 90.0) / step) * step
+    lng = -180.0 + math.floor(((near[1] + 180.0) % 360.0) / step) * step
+    lat += draw(st.sampled_from([0.0, step, step / 2, 0.0]))
+    lng += draw(st.sampled_from([0.0, step, step / 2, 0.0]))
+    nudge = draw(st.sampled_from([0, 0, 1, -1]))
+    lat = math.nextafter(lat, lat + nudge) if nudge else lat
+    lng = math.nextafter(lng, lng + nudge) if nudge else lng
+    lng = (lng + 180.0) % 360.0 - 180.0 if not -180.0 <= lng <= 180.0 else lng
+    return max(-90.0, min(90.0, lat)), lng
+
+
+def _point(draw, center: tuple[float, float], radius: float, edges) -> tuple[float, float]:
+    how = draw(st.sampled_from(["disc", "disc", "grid", "h3", "hotspot"]))
+    if how == "grid":
+        return _grid_point(
+            draw, center if draw(st.booleans()) else _point(draw, center, radius, ())
+        )
+    if how == "h3" and edges:
+        base = draw(st.sampled_from(edges))  # on an H3 cell vertex, give or take
+        return destination(*base, draw(st.floats(0, 360)), draw(st.floats(0, 3)))
+    if how == "hotspot":  # many workers in a few fine cells: cells get split
+        return destination(*center, draw(st.floats(0, 360)), draw(st.floats(0, 40)))
+    return destination(*center, draw(st.floats(0, 360)), draw(st.floats(0, max(radius, 100) * 1.3)))
 
 
 @st.composite
 def worlds(draw):
-    kind = draw(st.sampled_from(["city", "antimeridian", "north_pole", "south_pole", "anywhere"]))
+    kind = draw(
+        st.sampled_from(["city", "antimeridian", "north_pole", "south_pole", "anywhere", "grid"])
+    )
     if kind == "city":
         center = (draw(st.floats(-60, 60)), draw(st.floats(-179, 179)))
     elif kind == "antimeridian":
-        center = (draw(st.floats(-60, 60)), draw(st.sampled_from([179.99, -179.99, 180.0])))
+        center = (draw(st.floats(-60, 60)), draw(st.sampled_from([179.99, -179.99, 180.0, -180.0])))
     elif kind == "north_pole":
-        center = (draw(st.floats(89.9, 90.0)), draw(st.floats(-180, 180)))
+        center = (
+            draw(st.sampled_from([90.0, draw(st.floats(89.9, 90.0))])),
+            draw(st.floats(-180, 180)),
+        )
     elif kind == "south_pole":
-        center = (draw(st.floats(-90.0, -89.9)), draw(st.floats(-180, 180)))
+        center = (
+            draw(st.sampled_from([-90.0, draw(st.floats(-90.0, -89.9))])),
+            draw(st.floats(-180, 180)),
+        )
+    elif kind == "grid":
+        center = _grid_point(draw, (draw(st.floats(-89, 89)), draw(st.floats(-180, 180))))
     else:
         center = (draw(st.floats(-90, 90)), draw(st.floats(-180, 180)))
     radius = draw(st.sampled_from([0.0, 50.0, 300.0, 1000.0, 2500.0, 5000.0]))
-    n = draw(st.integers(0, 60))
-    workers = []
-    edge_points = [
+    n = draw(st.integers(0, draw(st.sampled_from([60, 60, 250]))))
+    edges = [
         v
         for res in (7, 8, 9)
         for v in h3.cell_to_boundary(h3.latlng_to_cell(center[0], center[1], res))
     ]
+    workers = []
     for wid in range(1, n + 1):
-        if draw(st.booleans()):
-            base = draw(st.sampled_from(edge_points))  # on an H3 cell vertex, give or take
-            lat, lng = destination(*base, draw(st.floats(0, 360)), draw(st.floats(0, 3)))
-        else:
-            lat, lng = destination(
-                *center, draw(st.floats(0, 360)), draw(st.floats(0, max(radius, 100) * 1.3))
-            )
+        lat, lng = _point(draw, center, radius, edges)
         workers.append(
             (
                 wid,
@@ -176,7 +243,16 @@ def worlds(draw):
                 draw(st.booleans()) or draw(st.booleans()),  # in area (mostly)
             )
         )
-    query = destination(*center, draw(st.floats(0, 360)), draw(st.floats(0, radius / 2 + 1)))
+    aim = draw(st.sampled_from(["near", "grid", "rim"]))
+    if aim == "rim" and workers:
+        # A worker (often on a grid corner) right on the rim of the disc: a cell bound that is
+        # too large by a hair drops it.
+        _, lat, lng, *_ = draw(st.sampled_from(workers))
+        query = destination(lat, lng, draw(st.floats(0, 360)), radius)
+    elif aim == "grid":
+        query = _grid_point(draw, center)
+    else:
+        query = destination(*center, draw(st.floats(0, 360)), draw(st.floats(0, radius / 2 + 1)))
     need = sorted(draw(st.sets(st.sampled_from(SKILLS), max_size=2)))
     limit = draw(st.integers(1, 70))
     min_ts = draw(st.sampled_from([0.0, 300.0, 800.0]))
@@ -193,7 +269,7 @@ def brute_force(workers, query, radius, need, limit, min_ts):
     return sorted(hits)[:limit]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds())
 def test_redis_search_equals_brute_force(server_urls, world) -> None:
     workers, query, radius, need, limit, min_ts = world
@@ -218,3 +294,58 @@ def test_redis_search_equals_brute_force(server_urls, world) -> None:
     assert [w for _, w in got] == [w for _, w in expected]
     for (gd, _), (ed, _) in zip(got, expected, strict=True):
         assert gd == pytest.approx(ed, abs=1e-6)
+
+
+@st.composite
+def rim_worlds(draw):
+    """A worker on a grid corner (at every level from 6 down), or an ulp inside the cell to one
+    side of it, and a query point diagonally outside that cell, at distance just under the radius:
+    the corner is the cell's nearest point to the query, so a cell bound even a hair too large
+    (or one computed from the wrong corner or edge) loses the worker."""
+    step = 180.0 / (1 << 6)
+    lat = -90.0 + draw(st.integers(1, (1 << 6) - 1)) * step
+    lng = -180.0 + draw(st.integers(0, (1 << 7) - 1)) * step
+    lat = draw(st.sampled_from([lat, 89.0 - 89.0 % (180.0 / (1 << 12)), -88.9453125]))
+    north, east = draw(st.booleans()), draw(st.booleans())
+    # The cells own their south and west edges: nudge the worker into the cell whose corner
+    # faces the query.
+    wlat = lat if north else math.nextafter(lat, -90.0)
+    wlng = lng if east else math.nextafter(lng, -181.0)
+    wlng = (wlng + 180.0) % 360.0 - 180.0 if wlng < -180.0 else wlng
+    radius = draw(st.sampled_from([50.0, 300.0, 1000.0, 2500.0, 5000.0]))
+    inside = draw(st.sampled_from([1e-3, 1e-2, 0.3]))
+    bearing = {(True, True): 225.0, (True, False): 135.0, (False, True): 315.0}.get(
+        (north, east), 45.0
+    ) + draw(st.floats(-20.0, 20.0))
+    query = destination(wlat, wlng, bearing, radius - inside)
+    others = [
+        (wid, *destination(*query, draw(st.floats(0, 360)), draw(st.floats(0, radius * 1.2))))
+        for wid in range(2, draw(st.integers(2, 30)))
+    ]
+    return (wlat, wlng), query, radius, others
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=rim_worlds())
+def test_redis_search_finds_the_worker_on_a_cell_corner_at_the_rim(server_urls, world) -> None:
+    (wlat, wlng), query, radius, others = world
+    workers = [(1, wlat, wlng, 1000.0, frozenset(), True, True)] + [
+        (wid, lat, lng, 1000.0, frozenset(), True, True) for wid, lat, lng in others
+    ]
+    expected = brute_force(workers, query, radius, [], 100, 0.0)
+    assert 1 in [w for _, w in expected]  # the world is what it claims to be
+
+    async def run() -> list[tuple[float, int]]:
+        client = Redis.from_url(server_urls[1])
+        index = RedisLiveIndex(client, prefix=f"p{next(_prefixes)}")
+        try:
+            for wid, lat, lng, ts, skills, available, inside in workers:
+                await index.set_status(C, wid, WorkerStatus(available, skills))
+                await index.move(C, wid, [Fix(lat, lng, ts)], in_area=[inside])
+            found = await index.search(C, *query, radius, limit=100)
+            await index.clear(C)
+            return [(n.distance_m, n.worker_id) for n in found]
+        finally:
+            await client.aclose()
+
+    assert [w for _, w in asyncio.run(run())] == [w for _, w in expected]

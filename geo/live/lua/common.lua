@@ -1,62 +1,98 @@
 -- Shared by the live-index scripts (prepended to each when it is loaded).
--- State of a worker in a community, msgpack array in the community's state hash:
---   {lat, lng, ts, available, in_area, cell7, cell8, cell9, skills}
--- ts < 0 means no position yet. Cells are hex strings; set keys are prefix .. cell [.. ":" .. skill].
+--
+-- KEYS[1]: the community's state hash, worker id -> record; KEYS[2]: the sorted set of its
+-- searchable workers (available, in the area, with a position), scored by the code of their fine
+-- grid cell (geo/live/cover.py). For each skill, KEYS[2] .. ":" .. skill holds those of them with
+-- the skill, scored the same way (all keys share the community's hash tag).
+--
+-- A record is a msgpack array, so Python and tools can read it as before,
+--   [lat, lng, ts, available, in_area, cell, skills]
+-- always written with the same fixed-width encodings, so scripts read it with one struct.unpack:
+--   0x97 | 0xcb lat | 0xcb lng | 0xcb ts | available | in_area | 0xcb cell | 0xdb len skills
+-- (float64 big-endian; available, in_area: positive fixint 0/1; skills: str32 ",a,b,", the
+-- worker's skills between commas, percent-encoded by Python so none holds a comma).
+-- ts < 0 means no position yet; cell is then -1.
 local EARTH_RADIUS_M = 6371008.8
 local RAD = math.pi / 180
+local M_PER_DEG = RAD * EARTH_RADIUS_M
+local FINE_LEVEL = 18 -- geo/live/cover.py FINE_LEVEL
+local sin, cos, asin, sqrt, atan2 = math.sin, math.cos, math.asin, math.sqrt, math.atan2
+local min, floor = math.min, math.floor
+local spack, sunpack, byte, find = struct.pack, struct.unpack, string.byte, string.find
 
 local function haversine_m(lat1, lng1, lat2, lng2)
   -- Same operations, in the same order, as geo.distance.haversine_m.
   local phi1, phi2 = lat1 * RAD, lat2 * RAD
   local dphi = phi2 - phi1
   local dlmb = (lng2 - lng1) * RAD
-  local h = math.sin(dphi / 2) ^ 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ^ 2
-  return 2 * EARTH_RADIUS_M * math.asin(math.min(1.0, math.sqrt(h)))
+  local h = sin(dphi / 2) ^ 2 + cos(phi1) * cos(phi2) * sin(dlmb / 2) ^ 2
+  return 2 * EARTH_RADIUS_M * asin(min(1.0, sqrt(h)))
 end
 
-local function empty_state()
-  return {0, 0, -1, 0, 0, "", "", "", {}}
+local RECORD = ">BBdBdBdBBBd"
+local POSITION = ">xxdxdxd" -- lat, lng, ts, then the offset after them
+local FIELDS = ">xxdxdxdBBxd" -- lat, lng, ts, available, in_area, cell, then the offset of skills
+local SKILLS_AT = 40 -- offset of the skills field (its str32 header)
+local SKILL_TEXT_AT = 45 -- offset of its text
+local NO_SKILLS = "\219\0\0\0\1,"
+
+local function encode(lat, lng, ts, available, in_area, cell, skills)
+  return spack(RECORD, 0x97, 0xcb, lat, 0xcb, lng, 0xcb, ts, available, in_area, 0xcb, cell)
+    .. skills
 end
 
-local function searchable(s)
-  return s[3] >= 0 and s[4] == 1 and s[5] == 1
+-- lat, lng, ts, available, in_area, cell, skills field; an empty state when there is no record
+-- (or one in a layout this version does not write).
+local function decode(raw)
+  if raw and byte(raw, 1) == 0x97 and byte(raw, SKILLS_AT) == 0xdb then
+    local lat, lng, ts, available, in_area, cell, at = sunpack(FIELDS, raw)
+    return lat, lng, ts, available, in_area, cell, string.sub(raw, at)
+  end
+  return 0, 0, -1, 0, 0, -1, NO_SKILLS
 end
 
--- The set keys a state is filed under (none unless searchable).
-local function member_keys(prefix, s)
-  local keys = {}
-  if not searchable(s) then return keys end
-  for level = 6, 8 do
-    local cell = s[level]
-    keys[#keys + 1] = prefix .. cell
-    for _, skill in ipairs(s[9]) do
-      keys[#keys + 1] = prefix .. cell .. ":" .. skill
-    end
+local function is_searchable(ts, available, in_area)
+  return ts >= 0 and available == 1 and in_area == 1
+end
+
+-- The sorted sets a worker with this skills field is filed in while searchable.
+local function cell_sets(cells, skills)
+  local keys = { cells }
+  for skill in string.gmatch(string.sub(skills, 6), "[^,]+") do
+    keys[#keys + 1] = cells .. ":" .. skill
   end
   return keys
 end
 
--- Move a worker's set memberships from state `old` to state `new`.
-local function refile(prefix, wid, old, new)
-  local before, after = {}, {}
-  for _, k in ipairs(member_keys(prefix, old)) do before[k] = true end
-  for _, k in ipairs(member_keys(prefix, new)) do after[k] = true end
-  for k in pairs(before) do
-    if not after[k] then redis.call("SREM", k, wid) end
+-- Keep the sorted sets in step with a worker's record: file it under its fine cell while
+-- searchable, in the set of all and in its skills' sets. Writes only on a change of fine cell,
+-- of searchability or of skills.
+local function refile(cells, wid, was, was_cell, was_skills, now, now_cell, now_skills)
+  if was and now and was_cell == now_cell then
+    if was_skills == now_skills then return end
+    local before, after = {}, {}
+    for _, key in ipairs(cell_sets(cells, was_skills)) do before[key] = true end
+    for _, key in ipairs(cell_sets(cells, now_skills)) do
+      after[key] = true
+      if not before[key] then redis.call("ZADD", key, now_cell, wid) end
+    end
+    for key in pairs(before) do
+      if not after[key] then redis.call("ZREM", key, wid) end
+    end
+    return
   end
-  for k in pairs(after) do
-    if not before[k] then redis.call("SADD", k, wid) end
+  if was and not now then
+    for _, key in ipairs(cell_sets(cells, was_skills)) do redis.call("ZREM", key, wid) end
+    return
   end
-end
-
-local function load_state(hash, wid)
-  local raw = redis.call("HGET", hash, wid)
-  if raw then return cmsgpack.unpack(raw) end
-  return nil
-end
-
-local function copy(s)
-  local skills = {}
-  for i, v in ipairs(s[9]) do skills[i] = v end
-  return {s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], skills}
+  if now then
+    if was and was_skills ~= now_skills then
+      local after = {}
+      for _, key in ipairs(cell_sets(cells, now_skills)) do after[key] = true end
+      for _, key in ipairs(cell_sets(cells, was_skills)) do
+        if not after[key] then redis.call("ZREM", key, wid) end
+      end
+    end
+    for _, key in ipairs(cell_sets(cells, now_skills)) do redis.call("ZADD", key, now_cell, wid) end
+  end
 end

@@ -1,69 +1,383 @@
--- KEYS[1]: state hash; KEYS[2..]: cell sets in ascending lower-bound order.
--- ARGV: lat, lng, radius_m, limit, min_ts, n_skills, skill..., then one lower bound per cell set.
--- Returns a flat list: worker id, distance, lat, lng, ts, ... nearest first (ties by id).
+-- KEYS: state hash, cell set (given the hash alone, the set's name is derived from it the way
+-- RedisLiveIndex names it).
+-- ARGV: lat, lng, radius_m, limit, min_ts, n_skills, skill... (anything after is ignored).
+-- Returns {positions, id, id, ...}, nearest first (ties by id); positions packs the distance,
+-- lat, lng and ts of each result as big-endian float64s.
+--
+-- Best-first walk of the grid (geo/live/cover.py) in the sorted set of the workers with a
+-- requested skill (or of all): start from the few cells meeting the disc at a level about its
+-- size; always take the cell with the smallest lower bound on its distance from the point (exact,
+-- from the point itself); split it into its four children if it holds more than LEAF workers,
+-- else fetch its ids; read the fetched workers' records in batches, keeping the nearest `limit`;
+-- stop when the next bound exceeds the radius or the limit-th distance found.
 local hash = KEYS[1]
-local lat, lng = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cells = KEYS[2] or (string.sub(hash, 1, -3) .. "/cells")
+local qlat, qlng = tonumber(ARGV[1]), tonumber(ARGV[2])
 local radius, limit, min_ts = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n_skills = tonumber(ARGV[6])
-local need = {}
-for i = 1, n_skills do need[i] = ARGV[6 + i] end
-local bounds_at = 6 + n_skills - 1  -- bound of KEYS[i] is ARGV[bounds_at + i]
+-- The set to walk: that of a requested skill (the one with the fewest workers when there are
+-- several), or that of all; any other requested skill is checked on each record.
+local zset, pick = cells, 0
+if n_skills == 1 then
+  if ARGV[7] ~= "" then pick = 1 end
+elseif n_skills > 1 then
+  local fewest
+  for k = 1, n_skills do
+    if ARGV[6 + k] ~= "" then
+      local size = redis.call("ZCARD", cells .. ":" .. ARGV[6 + k])
+      if not fewest or size < fewest then pick, fewest = k, size end
+    end
+  end
+end
+local needles = {}
+for k = 1, n_skills do
+  if k == pick then
+    zset = cells .. ":" .. ARGV[6 + k]
+  else
+    needles[#needles + 1] = "," .. ARGV[6 + k] .. ","
+  end
+end
+local needle, n_needles = needles[1], #needles
 
-local best, n = {}, 0  -- sorted {d, id, lat, lng, ts}, at most `limit`
+-- A cell is read whole when it holds at most LEAF workers, else split into its four children.
+-- Whether it does is known from ZCOUNT, or guessed from its parent's count (a quarter of it):
+-- a cell guessed to hold more than DENSE is split without counting, one guessed to hold at most
+-- SPARSE is fetched right away (LIMIT LEAF + 1: too many back means split, and count, after all).
+local LEAF, DENSE, SPARSE = 24, 96, 12
+local LEAF_LIMIT = tostring(LEAF + 1)
+local BATCH = 32 -- ids fetched before their records are read (fewer HMGET calls)
+-- Per level: cell side (degrees, 180 / 2^level), fine codes per cell (4^(FINE_LEVEL - level));
+-- 2^k. (FINE_LEVEL = 18.)
+local STEP = {
+  [0] = 180.0, 90.0, 45.0, 22.5, 11.25, 5.625, 2.8125, 1.40625, 0.703125, 0.3515625, 0.17578125,
+  0.087890625, 0.0439453125, 0.02197265625, 0.010986328125, 0.0054931640625, 0.00274658203125,
+  0.001373291015625, 0.0006866455078125,
+}
+local SPAN = {
+  [0] = 68719476736, 17179869184, 4294967296, 1073741824, 268435456, 67108864, 16777216, 4194304,
+  1048576, 262144, 65536, 16384, 4096, 1024, 256, 64, 16, 4, 1,
+}
+local POW2 = {
+  [0] = 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
+  131072, 262144, 524288,
+}
+local format = string.format
+local TWO_R = 2 * EARTH_RADIUS_M
 
-local function better(a_d, a_id, b)
-  return a_d < b[1] or (a_d == b[1] and a_id < b[2])
+local phiq = qlat * RAD
+local sin_phiq, cos_phiq = sin(phiq), cos(phiq)
+
+-- Distance from the query point, as haversine_m(qlat, qlng, lat, lng) computes it (the same
+-- operations in the same order; cos(phi1) computed once).
+local function distance(lat, lng)
+  local phi2 = lat * RAD
+  local dphi = phi2 - phiq
+  local dlmb = (lng - qlng) * RAD
+  local h = sin(dphi / 2) ^ 2 + cos_phiq * cos(phi2) * sin(dlmb / 2) ^ 2
+  local s = sqrt(h)
+  if s > 1.0 then s = 1.0 end
+  return TWO_R * asin(s)
 end
 
-local function offer(d, id, s)
-  if n >= limit and not better(d, id, best[n]) then return end
-  local pos = n + 1
-  if n >= limit then pos = n; n = n - 1 end
-  while pos > 1 and better(d, id, best[pos - 1]) do
-    best[pos] = best[pos - 1]
-    pos = pos - 1
+-- A lower bound on the distance from the query point to any point of the cell (level, row,
+-- col): the exact least distance to the cell's lat/lng rectangle, less a margin for rounding.
+-- The nearest point of a lat/lng rectangle is on its meridian edge nearest in longitude (or due
+-- north/south when the point's longitude is inside), where the distance along the meridian has
+-- a single minimum, at its foot or an end.
+local function cell_bound(level, row, col)
+  local step = STEP[level]
+  local south = -90 + row * step
+  local north = south + step
+  local west = -180 + col * step
+  local b
+  local off = (qlng - west) % 360 -- degrees the point lies east of the west edge
+  if off <= step then
+    if qlat < south then
+      b = (south - qlat) * M_PER_DEG
+    elseif qlat > north then
+      b = (qlat - north) * M_PER_DEG
+    else
+      return 0
+    end
+  else
+    local edge, dlng
+    if off - step <= 360 - off then
+      edge, dlng = west + step, off - step
+    else
+      edge, dlng = west, 360 - off
+    end
+    -- Latitude of the meridian's point nearest the query point (its foot); the distance grows
+    -- with the angle from it, so the nearest point of the edge is the foot or the end nearer it.
+    local foot = atan2(sin_phiq, cos_phiq * cos(dlng * RAD)) / RAD
+    if foot <= south or foot >= north then
+      local to_south, to_north = (south - foot) % 360, (foot - north) % 360
+      foot = to_south <= to_north and south or north
+    end
+    b = distance(foot, edge)
   end
-  best[pos] = {d, id, s[1], s[2], s[3]}
+  -- Computed distances are good to ~1e-9 m plus ~1e-15 relative (the haversine loses accuracy
+  -- only towards antipodal points, beyond 1e7 m).
+  if b > 1e7 then return b - 1 end
+  return b * (1 - 1e-9) - 1e-6
+end
+
+-- The heap of cells to visit, by bound: {bound, level, row, col, code, guessed count or -1}.
+local heap, hn = {}, 0
+
+local function push(cell)
+  local b = cell[1]
+  hn = hn + 1
+  local k = hn
+  while k > 1 do
+    local p = (k - k % 2) / 2
+    local up = heap[p]
+    if up[1] <= b then break end
+    heap[k] = up
+    k = p
+  end
+  heap[k] = cell
+end
+
+local function pop()
+  local top, last = heap[1], heap[hn]
+  heap[hn] = nil
+  hn = hn - 1
+  if hn > 0 then
+    local b, k = last[1], 1
+    while true do
+      local c = 2 * k
+      if c > hn then break end
+      local child = heap[c]
+      if c < hn and heap[c + 1][1] < child[1] then
+        c = c + 1
+        child = heap[c]
+      end
+      if b <= child[1] then break end
+      heap[k] = child
+      k = c
+    end
+    heap[k] = last
+  end
+  return top
+end
+
+local function code_of(level, row, col)
+  local code = 0
+  if col >= POW2[level] then -- the hemisphere bit
+    code, col = 1, col - POW2[level]
+  end
+  for k = level - 1, 0, -1 do
+    local p, bits = POW2[k], 0
+    if row >= p then row, bits = row - p, 2 end
+    if col >= p then col, bits = col - p, bits + 1 end
+    code = code * 4 + bits
+  end
+  return code
+end
+
+-- Start cells: those meeting the disc's bounding box, at the finest level where the box spans at
+-- most two cells each way (the disc touching a pole spans every longitude).
+local function start()
+  local a = radius / EARTH_RADIUS_M
+  local half_lat = a / RAD
+  local half_lng = 180
+  if a < 1.5 and phiq + a < math.pi / 2 and phiq - a > -math.pi / 2 and sin(a) < cos_phiq then
+    half_lng = asin(sin(a) / cos_phiq) / RAD
+  end
+  half_lat = half_lat * (1 + 1e-6) + 1e-9
+  half_lng = half_lng * (1 + 1e-6) + 1e-9
+  local level = FINE_LEVEL
+  local widest = 2 * math.max(half_lat, half_lng)
+  while level > 0 and STEP[level] < widest do level = level - 1 end
+  local step = STEP[level]
+  local rows, cols = POW2[level], POW2[level + 1]
+  local r0 = math.max(0, floor((qlat - half_lat + 90) / step))
+  local r1 = math.min(rows - 1, floor((qlat + half_lat + 90) / step))
+  local c0, c1
+  if half_lng >= 180 then
+    c0, c1 = 0, cols - 1
+  else
+    local lng = (qlng + 180) % 360 - 180
+    c0 = floor((lng - half_lng + 180) / step)
+    c1 = floor((lng + half_lng + 180) / step)
+    if c1 - c0 >= cols then c0, c1 = 0, cols - 1 end
+  end
+  for row = r0, r1 do
+    for c = c0, c1 do
+      local col = c % cols
+      local b = cell_bound(level, row, col)
+      if b <= radius then push({ b, level, row, col, code_of(level, row, col), -1 }) end
+    end
+  end
+end
+
+-- The nearest `limit` so far, sorted by (distance, id): {distance, id, lat, lng, ts}.
+local best, n = {}, 0
+local insert = table.insert
+
+local function offer(d, id, lat, lng, ts)
+  if n >= limit then
+    local last = best[n]
+    local ld = last[1]
+    if d > ld or (d == ld and tonumber(id) > tonumber(last[2])) then return end
+    best[n] = nil
+    n = n - 1
+  end
+  -- Binary search for the first entry that sorts after (d, id); insert before it.
+  local lo, hi = 1, n + 1
+  while lo < hi do
+    local mid = lo + hi
+    mid = (mid - mid % 2) / 2
+    local e = best[mid]
+    local ed = e[1]
+    if ed < d or (ed == d and tonumber(e[2]) < tonumber(id)) then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  insert(best, lo, { d, id, lat, lng, ts })
   n = n + 1
 end
 
-local function has_skills(s)
-  for _, want in ipairs(need) do
-    local ok = false
-    for _, have in ipairs(s[9]) do
-      if have == want then ok = true; break end
-    end
-    if not ok then return false end
-  end
-  return true
-end
+-- Ids fetched, records not read yet (the table is reused: entries past np are stale).
+local pending, np = {}, 0
 
-for i = 2, #KEYS do
-  if n >= limit and tonumber(ARGV[bounds_at + i]) > best[n][1] then break end
-  local members = redis.call("SMEMBERS", KEYS[i])
-  for j = 1, #members, 1000 do
-    local last = math.min(j + 999, #members)
-    local states = redis.call("HMGET", hash, unpack(members, j, last))
-    for k = 1, #states do
-      local raw = states[k]
-      if raw then
-        local s = cmsgpack.unpack(raw)
-        if s[3] >= min_ts and searchable(s) and has_skills(s) then
-          local d = haversine_m(lat, lng, s[1], s[2])
-          if d <= radius then offer(d, tonumber(members[j + k - 1]), s) end
+-- Read the pending workers' records: the fresh ones with the skills within the cut-off distance
+-- (the radius, or the limit-th distance so far) are offered.
+local function flush()
+  for j = 1, np, 1000 do
+    local last = j + 999
+    if last > np then last = np end
+    local recs = redis.call("HMGET", hash, unpack(pending, j, last))
+    for k = 1, #recs do
+      local raw = recs[k]
+      if raw and (not needle or find(raw, needle, SKILL_TEXT_AT, true)) then
+        local lat, lng, ts = sunpack(POSITION, raw)
+        local ok = ts >= min_ts
+        for s = 2, n_needles do
+          if ok and not find(raw, needles[s], SKILL_TEXT_AT, true) then ok = false end
+        end
+        if ok then
+          local cut = radius
+          if n >= limit then
+            local kth = best[n][1]
+            if kth < cut then cut = kth end
+          end
+          -- No nearer than the latitude difference along a meridian: skip the haversine when
+          -- that alone puts the worker beyond the cut-off.
+          local dlat = lat - qlat
+          if dlat < 0 then dlat = -dlat end
+          if dlat * M_PER_DEG <= (cut > 1e7 and cut + 1 or cut * (1 + 1e-9) + 1e-6) then
+            -- haversine_m(qlat, qlng, lat, lng): the same operations in the same order.
+            local phi = lat * RAD
+            local dphi = phi - phiq
+            local h = sin(dphi / 2) ^ 2 + cos_phiq * cos(phi) * sin((lng - qlng) * RAD / 2) ^ 2
+            local root = sqrt(h)
+            if root > 1.0 then root = 1.0 end
+            local d = TWO_R * asin(root)
+            if d <= cut then offer(d, pending[j + k - 1], lat, lng, ts) end
+          end
         end
       end
     end
   end
+  np = 0
 end
 
-local out = {}
-for i = 1, n do
-  local b = best[i]
-  out[#out + 1] = b[2]
-  out[#out + 1] = string.format("%.17g", b[1])
-  out[#out + 1] = string.format("%.17g", b[3])
-  out[#out + 1] = string.format("%.17g", b[4])
-  out[#out + 1] = string.format("%.17g", b[5])
+local function add(ids)
+  for k = 1, #ids do pending[np + k] = ids[k] end
+  np = np + #ids
 end
+
+local function cutoff()
+  if n >= limit and best[n][1] < radius then return best[n][1] end
+  return radius
+end
+
+-- Split a cell: push its children within the cut-off, but return the nearest one instead when
+-- nothing in the heap is nearer (it is visited next anyway).
+local function split(cell, cut, guess)
+  local level, row, col, code = cell[2] + 1, 2 * cell[3], 2 * cell[4], 4 * cell[5]
+  local near
+  for dr = 0, 1 do
+    for dc = 0, 1 do
+      local b = cell_bound(level, row + dr, col + dc)
+      if b <= cut then
+        local child = { b, level, row + dr, col + dc, code + dr * 2 + dc, guess }
+        if not near then
+          near = child
+        elseif b < near[1] then
+          push(near)
+          near = child
+        else
+          push(child)
+        end
+      end
+    end
+  end
+  if near and hn > 0 and heap[1][1] < near[1] then
+    push(near)
+    return nil
+  end
+  return near
+end
+
+-- Visit a cell: read it (its ids join the pending ones) or split it. Returns the child to visit
+-- next, if any.
+local function visit(cell, cut)
+  local level, guess = cell[2], cell[6]
+  local first = cell[5] * SPAN[level] -- the cell's fine codes: [first, first + SPAN[level])
+  local lo, hi = format("%d", first), format("%d", first + SPAN[level] - 1)
+  if level == FINE_LEVEL then
+    add(redis.call("ZRANGEBYSCORE", zset, lo, hi))
+  elseif guess > DENSE then
+    return split(cell, cut, guess / 4)
+  elseif guess >= 0 and guess <= SPARSE then
+    local ids = redis.call("ZRANGEBYSCORE", zset, lo, hi, "LIMIT", "0", LEAF_LIMIT)
+    if #ids > LEAF then return split(cell, cut, -1) end
+    add(ids)
+  else
+    local count = redis.call("ZCOUNT", zset, lo, hi)
+    if count > LEAF then
+      return split(cell, cut, count / 4)
+    elseif count > 0 then
+      add(redis.call("ZRANGEBYSCORE", zset, lo, hi))
+    end
+  end
+  return nil
+end
+
+if limit > 0 and radius >= 0 then
+  start()
+  local cell
+  while true do
+    local cut = cutoff()
+    if not cell then
+      -- Nothing nearer to visit within the cut-off: read what is pending first, which may
+      -- lower the cut-off.
+      if hn == 0 or heap[1][1] > cut or np >= BATCH then
+        flush()
+        cut = cutoff()
+      end
+      if hn == 0 or heap[1][1] > cut then break end
+      cell = pop()
+    end
+    cell = visit(cell, cut)
+  end
+  flush()
+end
+
+local out, values = { "" }, {}
+for k = 1, n do
+  local b = best[k]
+  values[4 * k - 3], values[4 * k - 2], values[4 * k - 1], values[4 * k] = b[1], b[3], b[4], b[5]
+  out[k + 1] = b[2]
+end
+local parts = {}
+for k = 1, 4 * n, 800 do
+  local last = min(k + 799, 4 * n)
+  parts[#parts + 1] = spack(">" .. string.rep("d", last - k + 1), unpack(values, k, last))
+end
+out[1] = table.concat(parts)
 return out

@@ -1,11 +1,9 @@
--- KEYS[1]: state hash. ARGV: prefix, worker id, available (0/1), skill...
-local hash, prefix, wid = KEYS[1], ARGV[1], ARGV[2]
-local old = load_state(hash, wid) or empty_state()
-local new = copy(old)
-new[4] = tonumber(ARGV[3])
-local skills = {}
-for i = 4, #ARGV do skills[#skills + 1] = ARGV[i] end
-new[9] = skills
-refile(prefix, wid, old, new)
-redis.call("HSET", hash, wid, cmsgpack.pack(new))
+-- KEYS: state hash, cell set. ARGV: worker id, available (0/1), skills field (msgpack str32
+-- ",a,b,"). The position is kept.
+local hash, cells, wid = KEYS[1], KEYS[2], ARGV[1]
+local lat, lng, ts, available, in_area, cell, skills = decode(redis.call("HGET", hash, wid))
+local was = is_searchable(ts, available, in_area)
+available = tonumber(ARGV[2])
+refile(cells, wid, was, cell, skills, is_searchable(ts, available, in_area), cell, ARGV[3])
+redis.call("HSET", hash, wid, encode(lat, lng, ts, available, in_area, cell, ARGV[3]))
 return 1
