@@ -1,7 +1,8 @@
-"""`bench/serve.py` with wall-clock probes around the dispatch code paths, for
-`bench/dispatch.py --probe` (investigation only; the measured runs use `bench.serve`).
+"""`bench/serve.py`'s app served as `dispatch serve` serves it, with wall-clock probes around the
+dispatch code paths for `bench/dispatch.py --probe` (investigation only; the measured runs use
+`--no-probe`: the same app and server, no probes).
 
-    DATABASE_URL=… REDIS_URL=… .venv/bin/python -m bench.dispatch_probe --port 8123
+    DATABASE_URL=… REDIS_URL=… .venv/bin/python -m bench.dispatch_probe --port 8123 [--no-probe]
 
 Before the app is built, selected service functions are wrapped (monkeypatched in this process;
 no service code changes) so each request to `/v1/jobs…`, `/v1/offers…` and `/bench/noop-auth`
@@ -276,9 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     from dataclasses import replace
 
-    import uvicorn
-
     from bench.serve import build_app
+    from dispatch.cli import run_server
     from dispatch.settings import Settings
 
     parser = argparse.ArgumentParser(
@@ -287,24 +287,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="serve bench.serve's app (with its no-op routes) without any probe",
+    )
     args = parser.parse_args(argv)
 
-    install()
+    if not args.no_probe:
+        install()
     settings = replace(Settings.from_env(), log_level=args.log_level.upper())
     app = build_app(settings)
-    app.register(probe_dump)
-    uvicorn.run(
-        wrap_asgi(app),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        log_level=args.log_level.lower(),
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets",
-        timeout_graceful_shutdown=10,
-    )
+    if not args.no_probe:
+        app.register(probe_dump)
+    # Served exactly as `dispatch serve` serves (dispatch.cli.run_server: websockets-sansio,
+    # 75 s keep-alive), unlike bench/serve.py's own uvicorn.run.
+    run_server(app if args.no_probe else wrap_asgi(app), args.host, args.port,
+               log_level=args.log_level.lower())  # fmt: skip
     return 0
 
 
