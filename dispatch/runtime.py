@@ -110,6 +110,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.workers.positions.flush()
+        await self.bus.close()
         await self.redis.aclose()
         await self.engine.dispose()
         if self.local is not None:
