@@ -128,6 +128,15 @@ def _pipeline(pipe: Any, *_: Any) -> str:
     )
 
 
+def note_published(items: list[tuple[int, Any]]) -> None:
+    from dispatch import events
+
+    now = time.perf_counter()
+    for _, event in items:
+        if isinstance(event, events.OfferSent):
+            PUBLISHED.setdefault(event.offer.job_id, now)
+
+
 def patch(owner: Any, attr: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     setattr(owner, attr, make(getattr(owner, attr)))
 
@@ -149,8 +158,10 @@ def install() -> None:
     from dispatch.workers import WorkerService
     from geo.live.redis import RedisLiveIndex
 
-    for name in ("open_job", "_next_wave", "run_after", "accept", "_accept_in_db",
-                 "_retire_offers", "complete"):  # fmt: skip
+    for name in ("open_job", "_next_wave", "_send_wave", "run_after", "accept",
+                 "_accept_in_db", "_retire_offers", "complete"):  # fmt: skip
+        if not hasattr(Dispatcher, name):
+            continue
         patch(Dispatcher, name, lambda fn, n=name: timed(f"Dispatcher.{n}", fn))
     patch(JobService, "create", lambda fn: timed("JobService.create", fn))
     patch(WorkerService, "publish", lambda fn: timed("WorkerService.publish", fn))
@@ -178,16 +189,22 @@ def install() -> None:
 
     original_to_workers = events.EventBus.to_workers
 
-    async def to_workers(self: Any, items: list[tuple[int, Any]]) -> None:
+    async def to_workers(self: Any, items: list[tuple[int, Any]]) -> Any:
         # When the PUBLISH pipeline is sent (its reply may reach this task after a subscriber's
         # stream has already forwarded the message).
-        now = time.perf_counter()
-        for _, event in items:
-            if isinstance(event, events.OfferSent):
-                PUBLISHED.setdefault(event.offer.job_id, now)
-        await timed("EventBus.to_workers", original_to_workers)(self, items)
+        note_published(items)
+        return await timed("EventBus.to_workers", original_to_workers)(self, items)
 
     events.EventBus.to_workers = to_workers  # type: ignore[method-assign]
+    original_publish_in = getattr(events.EventBus, "publish_in", None)
+    if original_publish_in is not None:
+        # Dispatcher.run_after queues the PUBLISHes on its one after-commit pipeline, sent
+        # right after: the time they are queued stands for the time they are sent.
+        def publish_in(pipe: Any, items: list[tuple[int, Any]]) -> None:
+            note_published(items)
+            original_publish_in(pipe, items)
+
+        events.EventBus.publish_in = staticmethod(publish_in)  # type: ignore[method-assign]
 
     cursor = sa_asyncpg.AsyncAdapt_asyncpg_cursor
     patch(cursor, "_prepare_and_execute", lambda fn: counted("db", fn, _sql))
