@@ -1760,8 +1760,9 @@ def machine_lines() -> list[str]:
         "servers, Redis, PostgreSQL and any other job on the machine",
         f"- Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"Litestar {version('litestar')}, uvicorn {version('uvicorn')} (uvloop, httptools, "
-        f"websockets; 1 process per server), client websockets {version('websockets')}",
+        f"Litestar {version('litestar')}, uvicorn {version('uvicorn')} (as `dispatch serve`: "
+        "uvloop, httptools, websockets-sansio, 75 s keep-alive; 1 process per server), client "
+        f"websockets {version('websockets')}",
         f"- {_sh('redis-server', '--version')}",
         f"- {pg}",
         f"- Code: commit {commit}"
