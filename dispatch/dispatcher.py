@@ -46,6 +46,9 @@ from geo.shapes import wkb_to_latlng
 CLAIM_TTL_MS = 10_000
 """A provisional claim lapses after this if its holder dies before the database decides."""
 SETTLED_CLAIM_TTL_S = 7 * 24 * 3600
+OFFER_CACHE_GRACE_S = 3600
+"""An offer's cache entry outlives its expiry by this much (late accepts get their 410 from it;
+later still, from the database). They all live in one slot (see CLAIM_TAG): keep them few."""
 APPROX_RES = 8
 
 Schedule = Callable[[int, int, datetime], Awaitable[None]]
@@ -719,7 +722,7 @@ class Dispatcher:
             for offer_id, worker_id, job_id, expires_ts in after.offers:
                 key = _offer_key(offer_id)
                 pipe.hset(key, mapping={"w": worker_id, "j": job_id, "x": expires_ts})
-                pipe.expire(key, 2 * 24 * 3600)
+                pipe.expireat(key, int(expires_ts) + OFFER_CACHE_GRACE_S)
             for job_id in after.reopened:
                 pipe.delete(_claim_key(job_id))
             for job_id, worker_id in after.settled_claims:

@@ -210,3 +210,15 @@ async def test_the_serving_heap_is_frozen(app) -> None:
     import gc
 
     assert gc.get_freeze_count() > 10_000
+
+
+async def test_offer_cache_entries_lapse_an_hour_after_the_offer(
+    client, principals, admin, resident, redis: Redis
+) -> None:
+    cid = await community(client, admin, dispatch={"offer_ttl_s": 30})
+    ((_, headers),) = await crew(client, principals, cid, [100])
+    await post_job(client, resident)
+    (offer,) = await offers_of(client, headers)
+    key = f"offer:{{grab}}:{offer['id']}"
+    assert await redis.hget(key, "j") is not None
+    assert 30 + 3600 - 5 <= await redis.ttl(key) <= 30 + 3600 + 1
