@@ -16,7 +16,7 @@ from dispatch.api.errors import EXCEPTION_HANDLERS
 from dispatch.api.middleware import request_log_middleware
 from dispatch.auth import ALGORITHM, ISSUER, Principal, principal_from_token
 from dispatch.logs import configure_logging
-from dispatch.runtime import Runtime
+from dispatch.runtime import Runtime, freeze_startup_heap
 from dispatch.settings import Settings
 from notifications import api as notifications_api
 from notifications.service import Notifications
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             from dispatch.demo import seed_demo
 
             await seed_demo(runtime)
+        freeze_startup_heap()
         try:
             yield
         finally:

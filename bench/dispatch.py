@@ -5,7 +5,9 @@
 One run:
   1. starts private PostgreSQL+PostGIS and Redis servers (`dispatch.local_servers`, not durable),
      migrates the database, and starts the service twice against them, each in ONE uvicorn
-     process as `dispatch serve` does (`bench/serve.py`, with its no-op routes): server ON as
+     process served as `dispatch serve` serves (`dispatch.cli.run_server`: websockets-sansio,
+     75 s keep-alive), the app being `bench/serve.py`'s, with its no-op routes (started by
+     `bench/dispatch_probe.py --no-probe`; bench/serve.py's own uvicorn.run differs): server ON as
      configured (offer waves on) and server OFF with `DISPATCH_AUTO=0` (posting a job stores it
      and sends no offers);
   2. sets up, in the database directly (bulk SQL: users, worker profiles verified and online,
@@ -249,8 +251,8 @@ class Pool:
         self.idle.extend(conns)
 
     async def call(self, raw: bytes) -> tuple[int, bytes, float, float]:
-        # The server closes a connection idle for its keep-alive timeout (uvicorn's default is
-        # 5 s; bench/serve.py keeps it): such a connection is dropped before it could be.
+        # The server closes a connection idle for its keep-alive timeout (75 s as served here,
+        # uvicorn's default 5 s under bench/serve.py): drop one idle a while before it could be.
         stale = time.monotonic() - IDLE_MAX_S
         while self.idle and (self.idle[-1].reader.at_eof() or self.idle[-1].last_used < stale):
             self.idle.pop().close()
@@ -377,19 +379,22 @@ def cpu_pct(used: dict[str, float]) -> str:
 
 
 class Service(Server):
-    """A server process (`bench.serve`, or `bench.dispatch_probe` with --probe) with its own
-    log file."""
+    """A server process (`bench.dispatch_probe`, with or without probes) with its own log
+    file."""
 
-    def __init__(self, root: Path, env: dict[str, str], name: str, module: str) -> None:
+    def __init__(
+        self, root: Path, env: dict[str, str], name: str, module: str, args: Sequence[str] = ()
+    ) -> None:
         super().__init__(root, env)
         self.name = name
         self.module = module
+        self.args = list(args)
         self.log_path = root / f"server-{name}.log"
 
     def start(self, timeout_s: float = 90.0) -> None:
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--port", str(self.port)],
+                [sys.executable, "-m", self.module, "--port", str(self.port), *self.args],
                 cwd=REPO,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -1755,8 +1760,9 @@ def machine_lines() -> list[str]:
         "servers, Redis, PostgreSQL and any other job on the machine",
         f"- Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"Litestar {version('litestar')}, uvicorn {version('uvicorn')} (uvloop, httptools, "
-        f"websockets; 1 process per server), client websockets {version('websockets')}",
+        f"Litestar {version('litestar')}, uvicorn {version('uvicorn')} (as `dispatch serve`: "
+        "uvloop, httptools, websockets-sansio, 75 s keep-alive; 1 process per server), client "
+        f"websockets {version('websockets')}",
         f"- {_sh('redis-server', '--version')}",
         f"- {pg}",
         f"- Code: commit {commit}"
@@ -2127,9 +2133,11 @@ def run_all(cfg: Config, started: datetime) -> str:
             "DISPATCH_AUTO": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
-        module = "bench.dispatch_probe" if cfg.probe else "bench.serve"
-        on = Service(root, env, "on", module)
-        off = Service(root, {**env, "DISPATCH_AUTO": "0"}, "off", module)
+        # bench/serve.py's app (with its no-op routes) served as `dispatch serve` serves it
+        # (dispatch.cli.run_server), with or without the probes.
+        module, args = "bench.dispatch_probe", ([] if cfg.probe else ["--no-probe"])
+        on = Service(root, env, "on", module, args)
+        off = Service(root, {**env, "DISPATCH_AUTO": "0"}, "off", module, args)
         try:
             on.start()
             off.start()

@@ -1,7 +1,8 @@
-"""`bench/serve.py` with wall-clock probes around the dispatch code paths, for
-`bench/dispatch.py --probe` (investigation only; the measured runs use `bench.serve`).
+"""`bench/serve.py`'s app served as `dispatch serve` serves it, with wall-clock probes around the
+dispatch code paths for `bench/dispatch.py --probe` (investigation only; the measured runs use
+`--no-probe`: the same app and server, no probes).
 
-    DATABASE_URL=… REDIS_URL=… .venv/bin/python -m bench.dispatch_probe --port 8123
+    DATABASE_URL=… REDIS_URL=… .venv/bin/python -m bench.dispatch_probe --port 8123 [--no-probe]
 
 Before the app is built, selected service functions are wrapped (monkeypatched in this process;
 no service code changes) so each request to `/v1/jobs…`, `/v1/offers…` and `/bench/noop-auth`
@@ -127,6 +128,15 @@ def _pipeline(pipe: Any, *_: Any) -> str:
     )
 
 
+def note_published(items: list[tuple[int, Any]]) -> None:
+    from dispatch import events
+
+    now = time.perf_counter()
+    for _, event in items:
+        if isinstance(event, events.OfferSent):
+            PUBLISHED.setdefault(event.offer.job_id, now)
+
+
 def patch(owner: Any, attr: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     setattr(owner, attr, make(getattr(owner, attr)))
 
@@ -148,8 +158,10 @@ def install() -> None:
     from dispatch.workers import WorkerService
     from geo.live.redis import RedisLiveIndex
 
-    for name in ("open_job", "_next_wave", "run_after", "accept", "_accept_in_db",
-                 "_retire_offers", "complete"):  # fmt: skip
+    for name in ("open_job", "_next_wave", "_send_wave", "run_after", "accept",
+                 "_accept_in_db", "_retire_offers", "complete"):  # fmt: skip
+        if not hasattr(Dispatcher, name):
+            continue
         patch(Dispatcher, name, lambda fn, n=name: timed(f"Dispatcher.{n}", fn))
     patch(JobService, "create", lambda fn: timed("JobService.create", fn))
     patch(WorkerService, "publish", lambda fn: timed("WorkerService.publish", fn))
@@ -177,16 +189,22 @@ def install() -> None:
 
     original_to_workers = events.EventBus.to_workers
 
-    async def to_workers(self: Any, items: list[tuple[int, Any]]) -> None:
+    async def to_workers(self: Any, items: list[tuple[int, Any]]) -> Any:
         # When the PUBLISH pipeline is sent (its reply may reach this task after a subscriber's
         # stream has already forwarded the message).
-        now = time.perf_counter()
-        for _, event in items:
-            if isinstance(event, events.OfferSent):
-                PUBLISHED.setdefault(event.offer.job_id, now)
-        await timed("EventBus.to_workers", original_to_workers)(self, items)
+        note_published(items)
+        return await timed("EventBus.to_workers", original_to_workers)(self, items)
 
     events.EventBus.to_workers = to_workers  # type: ignore[method-assign]
+    original_publish_in = getattr(events.EventBus, "publish_in", None)
+    if original_publish_in is not None:
+        # Dispatcher.run_after queues the PUBLISHes on its one after-commit pipeline, sent
+        # right after: the time they are queued stands for the time they are sent.
+        def publish_in(pipe: Any, items: list[tuple[int, Any]]) -> None:
+            note_published(items)
+            original_publish_in(pipe, items)
+
+        events.EventBus.publish_in = staticmethod(publish_in)  # type: ignore[method-assign]
 
     cursor = sa_asyncpg.AsyncAdapt_asyncpg_cursor
     patch(cursor, "_prepare_and_execute", lambda fn: counted("db", fn, _sql))
@@ -276,9 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     from dataclasses import replace
 
-    import uvicorn
-
     from bench.serve import build_app
+    from dispatch.cli import run_server
     from dispatch.settings import Settings
 
     parser = argparse.ArgumentParser(
@@ -287,24 +304,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="serve bench.serve's app (with its no-op routes) without any probe",
+    )
     args = parser.parse_args(argv)
 
-    install()
+    if not args.no_probe:
+        install()
     settings = replace(Settings.from_env(), log_level=args.log_level.upper())
     app = build_app(settings)
-    app.register(probe_dump)
-    uvicorn.run(
-        wrap_asgi(app),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        log_level=args.log_level.lower(),
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets",
-        timeout_graceful_shutdown=10,
-    )
+    if not args.no_probe:
+        app.register(probe_dump)
+    # Served exactly as `dispatch serve` serves (dispatch.cli.run_server: websockets-sansio,
+    # 75 s keep-alive), unlike bench/serve.py's own uvicorn.run.
+    run_server(app if args.no_probe else wrap_asgi(app), args.host, args.port,
+               log_level=args.log_level.lower())  # fmt: skip
     return 0
 
 

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from dispatch.settings import Settings
 
@@ -29,19 +30,17 @@ def database_url(settings: Settings) -> Iterator[str]:
         pg.stop()
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from dataclasses import replace
-
+def run_server(app: Any, host: str, port: int, log_level: str | None = None) -> None:
+    """Serve an ASGI app in this process the way `dispatch serve` does (one uvicorn process;
+    the benchmarks start their servers through this too)."""
     import uvicorn
 
-    from app import create_app
-
-    app = create_app(replace(settings, demo=args.demo))
     uvicorn.run(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         log_config=None,
+        log_level=log_level,
         access_log=False,
         loop="uvloop",
         http="httptools",
@@ -51,6 +50,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # never closed by us just as a client reuses it.
         timeout_keep_alive=75,
     )
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from app import create_app
+
+    run_server(create_app(replace(settings, demo=args.demo)), args.host, args.port)
     return 0
 
 

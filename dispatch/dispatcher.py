@@ -22,9 +22,10 @@ from typing import Protocol
 import h3.api.basic_int as h3
 import msgspec
 from redis.asyncio import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch import events as ev
 from dispatch.auth import Principal
@@ -37,15 +38,18 @@ from dispatch.grab import (
     wave_reach_m,
     wave_size,
 )
-from dispatch.models import Alert, Assignment, Job, Offer, OutboxMessage, Worker
+from dispatch.models import Alert, Assignment, Job, Offer, Worker
 from dispatch.models.base import is_db_id
 from dispatch.workers import WorkerService
-from geo.live import LiveIndex
+from geo.live import LiveIndex, Nearby
 from geo.shapes import wkb_to_latlng
 
 CLAIM_TTL_MS = 10_000
 """A provisional claim lapses after this if its holder dies before the database decides."""
 SETTLED_CLAIM_TTL_S = 7 * 24 * 3600
+OFFER_CACHE_GRACE_S = 3600
+"""An offer's cache entry outlives its expiry by this much (late accepts get their 410 from it;
+later still, from the database). They all live in one slot (see CLAIM_TAG): keep them few."""
 APPROX_RES = 8
 
 Schedule = Callable[[int, int, datetime], Awaitable[None]]
@@ -65,17 +69,33 @@ class AssignmentHook(Protocol):
 
 
 _CLAIM = """
-local holder = redis.call('GET', KEYS[1])
+-- One round trip for an accept: check the cached offer, then take the job's provisional claim.
+-- KEYS[1] the offer's cache entry; ARGV: worker id, now (epoch s), claim TTL (ms), the claim
+-- key's prefix. The claim key is named after the job the offer names, so it is built here; it
+-- shares KEYS[1]'s hash tag, hence its slot on a Redis Cluster.
+local offer = redis.call('HMGET', KEYS[1], 'w', 'j', 'x')
+if not offer[1] then return {'unknown', ''} end
+if offer[1] ~= ARGV[1] then return {'not_yours', offer[2]} end
+if tonumber(offer[3]) <= tonumber(ARGV[2]) then return {'expired', offer[2]} end
+local claim = ARGV[4] .. offer[2]
+local holder = redis.call('GET', claim)
 if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return ARGV[1]
+  redis.call('SET', claim, ARGV[1], 'PX', ARGV[3])
+  return {'claimed', offer[2]}
 end
-return holder
+if holder == ARGV[1] then return {'claimed', offer[2]} end
+return {'taken', offer[2]}
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+CLAIM_TAG = "{grab}"
+"""The one hash tag of offer-cache and claim keys. An accept names only the offer, and a job's
+claim key must be reachable from any of its offers' keys in one script, so they all share one
+slot (on a Redis Cluster, one shard: a claim is a few small commands, far from its limit)."""
+_CLAIM_PREFIX = f"claim:{CLAIM_TAG}:"
 
 
 def utcnow() -> datetime:
@@ -83,11 +103,51 @@ def utcnow() -> datetime:
 
 
 def _claim_key(job_id: int) -> str:
-    return f"claim:{{j:{job_id}}}"
+    return f"{_CLAIM_PREFIX}{job_id}"
 
 
 def _offer_key(offer_id: int) -> str:
-    return f"offer:{{o:{offer_id}}}"
+    return f"offer:{CLAIM_TAG}:{offer_id}"
+
+
+# A wave in one statement: the job's wave and deadline, its offers, and an outbox row per offer
+# (the offer event with the offer's new id put in). :rows is a JSON array of
+# {w: worker id, d: distance, b: outbox body, p: event payload}.
+_SEND_WAVE = text("""
+WITH moved AS (
+    UPDATE jobs SET wave = :wave, wave_deadline = :expires, updated_at = now()
+    WHERE id = :job_id
+), made AS (
+    INSERT INTO offers (job_id, worker_id, wave, status, distance_m, created_at, expires_at)
+    SELECT :job_id, r.w, :wave, 'pending', r.d, :now, :expires
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, d float8)
+    RETURNING id, worker_id
+), told AS (
+    INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)
+    SELECT 'ws', 'offer', made.worker_id, r.b, jsonb_set(r.p, '{offer,id}', to_jsonb(made.id)),
+           'pending', 'offer:' || made.id, 0
+    FROM made JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, b text, p jsonb)
+         ON r.w = made.worker_id
+)
+SELECT id, worker_id FROM made
+""")
+
+# Close a job's pending offers (taken or withdrawn) and write each offeree's notice to the outbox
+# from them, in one statement. :event is the notice with offer_id 0; each row gets its offer's.
+_RETIRE_OFFERS = text("""
+WITH retired AS (
+    UPDATE offers SET status = CAST(:status AS text), responded_at = :now
+    WHERE job_id = :job_id AND status = 'pending'
+    RETURNING id, worker_id
+), told AS (
+    INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)
+    SELECT 'ws', CAST(:kind AS text), retired.worker_id, CAST(:body AS text),
+           jsonb_set(CAST(:event AS jsonb), '{offer_id}', to_jsonb(retired.id)),
+           'pending', CAST(:kind AS text) || ':' || retired.id, 0
+    FROM retired
+)
+SELECT id, worker_id FROM retired ORDER BY id
+""")
 
 
 @dataclass
@@ -96,11 +156,15 @@ class AfterCommit:
 
     events: list[tuple[int, ev.Event]] = field(default_factory=list)
     timers: list[tuple[int, int, datetime]] = field(default_factory=list)
-    offers: list[Offer] = field(default_factory=list)
+    offers: list[tuple[int, int, int, float]] = field(default_factory=list)
+    """(offer id, worker id, job id, expiry as epoch seconds) to cache for the claim script."""
     availability: set[int] = field(default_factory=set)
     settled_claims: list[tuple[int, int]] = field(default_factory=list)
     reopened: list[int] = field(default_factory=list)
     """Jobs open again after being held: their settled claim must go."""
+    delivered: list[int] = field(default_factory=list)
+    """Set by `run_after`: per event, how many Redis connections (processes with a stream of
+    that worker open) the PUBLISH reached."""
 
 
 def job_summary(job: Job) -> ev.JobSummary:
@@ -155,12 +219,22 @@ class Dispatcher:
 
     # --- waves -------------------------------------------------------------------------------
 
-    async def open_job(self, session: AsyncSession, job: Job, after: AfterCommit) -> None:
-        """Send the first wave of a just-posted grab job (in the posting transaction)."""
+    async def open_job(
+        self,
+        session: AsyncSession,
+        job: Job,
+        after: AfterCommit,
+        view: CommunityView | None = None,
+    ) -> int:
+        """Send the first wave of a just-posted grab job (in the posting transaction); `view` is
+        its community as the posting found it. Returns how many offers went out."""
         if job.mode != "grab" or job.status != "open":
-            return
-        view = await self.communities.get(session, job.community_id)
-        await self._next_wave(session, job, view, utcnow(), after)
+            return 0
+        if view is None or view.id != job.community_id:
+            view = await self.communities.get(session, job.community_id)
+        # Nobody has been offered a job that has sent no wave yet.
+        offered: set[int] | None = set() if job.wave == 0 else None
+        return await self._next_wave(session, job, view, utcnow(), after, offered)
 
     async def _next_wave(
         self,
@@ -169,21 +243,26 @@ class Dispatcher:
         view: CommunityView,
         now: datetime,
         after: AfterCommit,
-    ) -> None:
+        offered: set[int] | None = None,
+    ) -> int:
+        """Send the job's next wave that finds someone not yet offered it; returns the number of
+        offers sent. `offered`: the workers offered it before, if the caller knows."""
         params = view.dispatch
         lat, lng = wkb_to_latlng(job.location)
-        offered = set(
-            (await session.scalars(select(Offer.worker_id).where(Offer.job_id == job.id))).all()
-        )
-        while job.wave < len(params.waves):
-            job.wave += 1
-            wave = params.waves[job.wave - 1]
-            size = wave_size(wave)
+        if offered is None:
+            offered = set(
+                (await session.scalars(select(Offer.worker_id).where(Offer.job_id == job.id))).all()
+            )
+        wave = job.wave
+        while wave < len(params.waves):
+            wave += 1
+            spec = params.waves[wave - 1]
+            size = wave_size(spec)
             found = await self.live.search(
                 view.id,
                 lat,
                 lng,
-                wave_reach_m(wave, view.area, lat, lng),
+                wave_reach_m(spec, view.area, lat, lng),
                 skills=list(job.skills),
                 limit=size + len(offered) + 1,
                 min_recorded_at=now.timestamp() - params.location_max_age_s,
@@ -191,53 +270,84 @@ class Dispatcher:
             chosen = pick_offerees(found, offered, job.resident_id, size)
             expires = now + timedelta(seconds=params.offer_ttl_s)
             if not chosen:
-                if job.wave < len(params.waves):
+                if wave < len(params.waves):
                     continue  # nobody new this close: widen at once
                 # The last wave found nobody: hold the job open for one offer lifetime (workers
                 # come online) before declaring it unfilled.
-                job.wave_deadline = expires
-                after.timers.append((job.id, job.wave, expires))
-                return
-            offers = [
-                Offer(
-                    job_id=job.id,
-                    worker_id=n.worker_id,
-                    wave=job.wave,
-                    status="pending",
-                    distance_m=n.distance_m,
-                    created_at=now,
-                    expires_at=expires,
-                )
-                for n in chosen
-            ]
-            session.add_all(offers)
-            await session.flush()
-            summary = job_summary(job)
-            for offer in offers:
-                out = offer_out(offer)
-                out.job = summary
-                session.add(
-                    OutboxMessage(
-                        channel="ws",
-                        kind="offer",
-                        to_user_id=offer.worker_id,
-                        body=f"New job nearby: {job.title} ({job.price_cents / 100:.2f} "
-                        f"{job.currency}), {out.distance_m:.0f} m away. Open the app to take it.",
-                        payload=msgspec.to_builtins(ev.OfferSent(out)),
-                        status="pending",
-                        dedupe_key=f"offer:{offer.id}",
-                    )
-                )
-                after.events.append((offer.worker_id, ev.OfferSent(out)))
-            after.offers.extend(offers)
-            job.wave_deadline = expires
-            after.timers.append((job.id, job.wave, expires))
-            return
+                job.wave, job.wave_deadline = wave, expires
+                after.timers.append((job.id, wave, expires))
+                return 0
+            await self._send_wave(session, job, wave, chosen, now, expires, after)
+            return len(chosen)
         check_transition(job.status, "unfilled")
         job.status = "unfilled"
+        job.wave = wave
         job.wave_deadline = None
         job.version += 1
-        await self._alert(session, job, "job_unfilled", {"waves": job.wave}, now)
+        await self._alert(session, job, "job_unfilled", {"waves": wave}, now)
+        return 0
+
+    async def _send_wave(
+        self,
+        session: AsyncSession,
+        job: Job,
+        wave: int,
+        chosen: list[Nearby],
+        now: datetime,
+        expires: datetime,
+        after: AfterCommit,
+    ) -> None:
+        """The wave's offers, their outbox rows and the job's new wave and deadline: one
+        statement. The offer events go out after commit."""
+        summary = job_summary(job)
+        outs: dict[int, ev.OfferOut] = {}
+        rows = []
+        for n in chosen:
+            out = ev.OfferOut(
+                id=0,  # the database gives it; the statement puts it into the payload
+                job_id=job.id,
+                worker_id=n.worker_id,
+                status="pending",
+                wave=wave,
+                distance_m=round(n.distance_m, 1),
+                expires_at=expires,
+                job=summary,
+            )
+            outs[n.worker_id] = out
+            rows.append(
+                {
+                    "w": n.worker_id,
+                    "d": n.distance_m,
+                    "b": f"New job nearby: {job.title} ({job.price_cents / 100:.2f} "
+                    f"{job.currency}), {out.distance_m:.0f} m away. Open the app to take it.",
+                    "p": ev.OfferSent(out),
+                }
+            )
+        made = (
+            await session.execute(
+                _SEND_WAVE,
+                {
+                    "job_id": job.id,
+                    "wave": wave,
+                    "now": now,
+                    "expires": expires,
+                    "rows": msgspec.json.encode(rows).decode(),
+                },
+            )
+        ).all()
+        if len(made) != len(chosen):
+            raise RuntimeError(f"job {job.id} wave {wave}: {len(made)} of {len(chosen)} offers")
+        # The row already holds these; keep the loaded job in step without another UPDATE.
+        set_committed_value(job, "wave", wave)
+        set_committed_value(job, "wave_deadline", expires)
+        expires_ts = expires.timestamp()
+        ids = {worker_id: offer_id for offer_id, worker_id in made}
+        for n in chosen:  # nearest first, as before
+            out = outs[n.worker_id]
+            out.id = ids[n.worker_id]
+            after.events.append((n.worker_id, ev.OfferSent(out)))
+            after.offers.append((out.id, n.worker_id, job.id, expires_ts))
+        after.timers.append((job.id, wave, expires))
 
     async def _alert(
         self, session: AsyncSession, job: Job, kind: str, detail: dict, now: datetime
@@ -317,17 +427,20 @@ class Dispatcher:
         """Take the offered job. Exactly one accept per job wins; the rest get 409."""
         if not is_db_id(offer_id):
             raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
-        cached = await self.redis.hmget(_offer_key(offer_id), ["w", "j", "x"])
-        job_id: int | None = None
-        if cached[0] is not None:
-            if int(cached[0]) != who.user_id:
-                raise Forbidden("this offer was made to another worker", code="not_your_offer")
-            if float(cached[2]) <= time.time():
-                raise Gone("the offer has expired", code="offer_expired")
-            job_id = int(cached[1])
-            holder = await self._claim(keys=[_claim_key(job_id)], args=[who.user_id, CLAIM_TTL_MS])
-            if int(holder) != who.user_id:
-                raise Conflict("another worker took this job first", code="already_taken")
+        # One round trip: the cached offer is checked and the job's provisional claim taken.
+        outcome, job_ref = await self._claim(
+            keys=[_offer_key(offer_id)],
+            args=[who.user_id, time.time(), CLAIM_TTL_MS, _CLAIM_PREFIX],
+        )
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if outcome == "not_yours":
+            raise Forbidden("this offer was made to another worker", code="not_your_offer")
+        if outcome == "expired":
+            raise Gone("the offer has expired", code="offer_expired")
+        if outcome == "taken":
+            raise Conflict("another worker took this job first", code="already_taken")
+        # "claimed" (ours now: the database decides) or "unknown" (not cached: it decides alone)
+        job_id = int(job_ref) if outcome == "claimed" else None
         try:
             return await self._accept_in_db(who, offer_id)
         except BaseException:
@@ -408,35 +521,30 @@ class Dispatcher:
     async def _retire_offers(
         self, session: AsyncSession, job_id: int, status: str, now: datetime, after: AfterCommit
     ) -> None:
-        """Close every pending offer of the job (taken by someone, or withdrawn)."""
+        """Close every pending offer of the job (taken by someone, or withdrawn), each with its
+        outbox notice, in one statement; the events go out after commit."""
+        notice: ev.OfferTaken | ev.OfferWithdrawn = (
+            ev.OfferTaken(offer_id=0, job_id=job_id)
+            if status == "taken"
+            else ev.OfferWithdrawn(offer_id=0, job_id=job_id, reason="cancelled")
+        )
         rows = (
             await session.execute(
-                update(Offer)
-                .where(Offer.job_id == job_id, Offer.status == "pending")
-                .values(status=status, responded_at=now)
-                .returning(Offer.id, Offer.worker_id)
+                _RETIRE_OFFERS,
+                {
+                    "job_id": job_id,
+                    "status": status,
+                    "now": now,
+                    "kind": f"offer_{status}",
+                    "body": "The job you were offered has been taken."
+                    if status == "taken"
+                    else "The job you were offered was cancelled.",
+                    "event": ev.encode(notice).decode(),
+                },
             )
         ).all()
         for offer_id, worker_id in rows:
-            event: ev.Event = (
-                ev.OfferTaken(offer_id=offer_id, job_id=job_id)
-                if status == "taken"
-                else ev.OfferWithdrawn(offer_id=offer_id, job_id=job_id, reason="cancelled")
-            )
-            after.events.append((worker_id, event))
-            session.add(
-                OutboxMessage(
-                    channel="ws",
-                    kind=f"offer_{status}",
-                    to_user_id=worker_id,
-                    body="The job you were offered has been taken."
-                    if status == "taken"
-                    else "The job you were offered was cancelled.",
-                    payload=msgspec.to_builtins(event),
-                    status="pending",
-                    dedupe_key=f"offer_{status}:{offer_id}",
-                )
-            )
+            after.events.append((worker_id, msgspec.structs.replace(notice, offer_id=offer_id)))
 
     async def decline(self, who: Principal, offer_id: int) -> None:
         after = AfterCommit()
@@ -631,19 +739,22 @@ class Dispatcher:
 
     async def run_after(self, after: AfterCommit) -> None:
         """Carry out what a committed transaction promised."""
-        if after.offers:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for o in after.offers:
-                    key = _offer_key(o.id)
-                    pipe.hset(key, mapping={"w": o.worker_id, "j": o.job_id,
-                                            "x": o.expires_at.timestamp()})  # fmt: skip
-                    pipe.expire(key, 2 * 24 * 3600)
-                await pipe.execute()
-        for job_id in after.reopened:
-            await self.redis.delete(_claim_key(job_id))
-        for job_id, worker_id in after.settled_claims:
-            await self.redis.set(_claim_key(job_id), worker_id, ex=SETTLED_CLAIM_TTL_S)
-        await self.bus.to_workers(after.events)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # One round trip, in this order: offers are cached (for the claim script) before
+            # their events can reach anyone who might accept them.
+            for offer_id, worker_id, job_id, expires_ts in after.offers:
+                key = _offer_key(offer_id)
+                pipe.hset(key, mapping={"w": worker_id, "j": job_id, "x": expires_ts})
+                pipe.expireat(key, int(expires_ts) + OFFER_CACHE_GRACE_S)
+            for job_id in after.reopened:
+                pipe.delete(_claim_key(job_id))
+            for job_id, worker_id in after.settled_claims:
+                pipe.set(_claim_key(job_id), worker_id, ex=SETTLED_CLAIM_TTL_S)
+            self.bus.publish_in(pipe, after.events)
+            if len(pipe):
+                results = await pipe.execute()
+                if after.events:
+                    after.delivered = [int(n) for n in results[-len(after.events) :]]
         if self.schedule is not None:
             for job_id, wave, due in after.timers:
                 await self.schedule(job_id, wave, due)

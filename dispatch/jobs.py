@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.auth import Principal
-from dispatch.communities import CommunityService
+from dispatch.communities import CommunityService, CommunityView
 from dispatch.errors import Forbidden, NotFound, Unprocessable
 from dispatch.models import Job
 from dispatch.models.base import is_db_id
@@ -79,7 +79,10 @@ class JobService:
     def __init__(self, communities: CommunityService) -> None:
         self.communities = communities
 
-    async def create(self, session: AsyncSession, resident: Principal, new: NewJob) -> Job:
+    async def create(
+        self, session: AsyncSession, resident: Principal, new: NewJob
+    ) -> tuple[Job, CommunityView]:
+        """Store the job; returns it with the community that serves it."""
         now = datetime.now(UTC)
         check_window(new.mode, new.window, now)
         community = await self.communities.serving(session, new.lat, new.lng, new.community_id)
@@ -106,9 +109,9 @@ class JobService:
             version=1,
         )
         session.add(job)
+        # The INSERT returns the server-set columns (id, created_at, updated_at).
         await session.flush()
-        await session.refresh(job)
-        return job
+        return job, community
 
     async def get_visible(self, session: AsyncSession, who: Principal, job_id: int) -> Job:
         job = await session.get(Job, job_id) if is_db_id(job_id) else None

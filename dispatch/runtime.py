@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,10 +115,27 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.workers.positions.flush()
+        await self.bus.close()
         await self.redis.aclose()
         await self.engine.dispose()
         if self.local is not None:
             self.local.stop()
+
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Exempt everything alive once start-up is done (modules, the app, ORM mappers, the
+    runtime: some 150k objects) from garbage collection, so that a full collection walks only
+    what requests create. Without this, a full collection in a serving process pauses the event
+    loop for 100 to 250 ms. Once per process: later calls (tests build many apps) do nothing."""
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
 
 
 def open_redis(url: str, *, cluster: bool = False) -> Redis:

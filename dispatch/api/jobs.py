@@ -134,10 +134,12 @@ class JobController(Controller):
         async with rt.sessions.begin() as session:
 
             async def produce() -> tuple[int, bytes]:
-                job = await service.create(session, who, new)
+                job, community = await service.create(session, who, new)
+                offered = 0
                 if rt.settings.auto_dispatch:
-                    await rt.dispatcher.open_job(session, job, after)
-                out = job_out(job, await offers_summary(session, job))
+                    offered = await rt.dispatcher.open_job(session, job, after, community)
+                # A job posted a moment ago has no offers but its first wave's.
+                out = job_out(job, OffersSummary(wave=job.wave, pending=offered))
                 return 201, msgspec.json.encode(out)
 
             status, body = await idempotency.run_once(session, who.user_id, key, print_, produce)

@@ -11,8 +11,10 @@ from litestar.params import FromPath, HeaderParameter
 
 from dispatch import idempotency
 from dispatch.api.deps import principal_of, runtime_of
+from dispatch.api.errors import domain_error
 from dispatch.api.jobs import job_response
 from dispatch.auth import workers_only
+from dispatch.errors import DomainError
 from dispatch.events import OfferOut
 from dispatch.proxies import proxy_number_for
 
@@ -38,7 +40,12 @@ async def accept_offer(
     for everyone else; 410 `offer_expired` when too late; 403 `not_your_offer`."""
     rt = runtime_of(state)
     who = principal_of(request)
-    job = await rt.dispatcher.accept(who, offer_id)
+    try:
+        job = await rt.dispatcher.accept(who, offer_id)
+    except DomainError as exc:
+        # The losers of a race are most of its requests: answer them here, as the app's
+        # handler would, rather than unwinding through the exception middleware.
+        return domain_error(request, exc)
     out = await job_response(rt.sessions, job)
     async with rt.sessions() as session:
         out.proxy_number = await proxy_number_for(session, job, who.user_id)

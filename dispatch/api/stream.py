@@ -16,6 +16,7 @@ from dispatch.api.deps import runtime_of
 from dispatch.auth import ALGORITHM, ISSUER, Principal, principal_from_token
 
 _POLICY_VIOLATION = 1008
+_TRY_AGAIN_LATER = 1013
 
 
 def _bearer(socket: WebSocket[Any, Any, Any]) -> str | None:
@@ -41,15 +42,16 @@ async def worker_stream(socket: WebSocket[Any, Any, Any], state: State) -> None:
         await socket.close(code=_POLICY_VIOLATION, reason="a worker's bearer token is required")
         return
     await socket.accept()
-    async with rt.bus.subscription(principal.user_id) as pubsub:
+    # The process's one pub/sub connection carries this worker's events (see EventBus); the
+    # subscription is confirmed before the pending offers are read, so none falls between.
+    async with rt.bus.subscription(principal.user_id) as events:
         async with rt.sessions() as session:
             pending = await rt.dispatcher.pending_offers(session, principal.user_id)
         await socket.send_bytes(ev.encode(ev.Hello(offers=pending)))
 
         async def forward() -> None:
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    await socket.send_text(message["data"].decode())
+            async for data in events:
+                await socket.send_text(data.decode())
 
         async def watch_close() -> None:
             with contextlib.suppress(WebSocketDisconnect):
@@ -58,8 +60,13 @@ async def worker_stream(socket: WebSocket[Any, Any, Any], state: State) -> None:
 
         tasks = [asyncio.create_task(forward()), asyncio.create_task(watch_close())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+    if any(t.done() and not t.cancelled() and isinstance(t.exception(), ev.Overflow)
+           for t in done):  # fmt: skip
+        # Too slow a reader to keep up: it reconnects and gets its pending offers afresh.
+        with contextlib.suppress(Exception):
+            await socket.close(code=_TRY_AGAIN_LATER, reason="too far behind; reconnect")

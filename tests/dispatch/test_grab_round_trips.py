@@ -1,0 +1,224 @@
+"""What the dispatch hot paths write and how often they go to PostgreSQL and Redis: the outbox
+rows of a wave and of a taken or cancelled job (written in one statement each), the job's
+response summary, and an accept's one Redis round trip for a loser."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.dispatch.helpers import community
+from tests.dispatch.test_grab import crew, offers_of, post_job
+
+
+@pytest.fixture
+async def admin(principals) -> dict[str, str]:
+    return await principals.admin()
+
+
+@pytest.fixture
+async def resident(principals) -> dict[str, str]:
+    return (await principals.user("resident"))[1]
+
+
+async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).all())
+
+
+@contextmanager
+def round_trips(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list]]:
+    """Statements the app sends to PostgreSQL and commands (or pipelines) to Redis."""
+    rt = app.state.runtime
+    seen: dict[str, list] = {"db": [], "redis": []}
+
+    def statement(_conn, _cursor, sql, *_args) -> None:
+        seen["db"].append(sql.split()[0])
+
+    original_command = Redis.execute_command
+    original_pipeline = Pipeline.execute
+
+    async def command(self, *args, **kwargs):
+        if self is rt.redis:
+            seen["redis"].append(str(args[0]))
+        return await original_command(self, *args, **kwargs)
+
+    async def pipeline(self, *args, **kwargs):
+        seen["redis"].append(f"pipeline of {len(self.command_stack)}")
+        return await original_pipeline(self, *args, **kwargs)
+
+    monkeypatch.setattr(Redis, "execute_command", command)
+    monkeypatch.setattr(Pipeline, "execute", pipeline)
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", statement)
+    try:
+        yield seen
+    finally:
+        event.remove(rt.engine.sync_engine, "before_cursor_execute", statement)
+
+
+async def test_a_wave_writes_offers_outbox_and_deadline_together(
+    client, principals, admin, resident, engine
+) -> None:
+    cid = await community(client, admin)
+    team = await crew(client, principals, cid, [100, 200, 300])
+    job = await post_job(client, resident)
+    assert job["offers"] == {"wave": 1, "pending": 3, "accepted": 0, "declined": 0,
+                             "expired": 0, "taken": 0, "withdrawn": 0}  # fmt: skip
+    read = (await client.get(f"/v1/jobs/{job['id']}", headers=resident)).json()
+    assert read["offers"] == job["offers"]
+
+    wave, deadline = (await rows(engine, "SELECT wave, wave_deadline FROM jobs"))[0]
+    offers = await rows(engine, "SELECT id, worker_id, expires_at FROM offers ORDER BY id")
+    assert wave == 1 and {o.expires_at for o in offers} == {deadline}
+    notes = await rows(
+        engine, "SELECT kind, to_user_id, dedupe_key, payload, status, attempts FROM outbox"
+    )
+    assert sorted((n.to_user_id, n.dedupe_key) for n in notes) == sorted(
+        (o.worker_id, f"offer:{o.id}") for o in offers
+    )
+    assert {(n.kind, n.status, n.attempts) for n in notes} == {("offer", "pending", 0)}
+    # Each row's payload is the offer event the worker's stream gets, with its own offer's id.
+    for wid, headers in team:
+        (offer,) = await offers_of(client, headers)
+        (note,) = [n for n in notes if n.to_user_id == wid]
+        assert note.payload["type"] == "offer"
+        sent = note.payload["offer"]
+        assert sent["id"] == offer["id"] and sent["worker_id"] == wid
+        assert sent["job_id"] == job["id"] and sent["wave"] == 1
+        assert sent["distance_m"] == offer["distance_m"]
+        assert sent["job"] == offer["job"]
+
+
+async def test_the_winner_retires_the_other_offers_with_their_notices(
+    client, principals, admin, resident, engine
+) -> None:
+    cid = await community(client, admin, dispatch={"waves": [{"radius_m": None, "size": None}]})
+    team = await crew(client, principals, cid, [100 + 20 * i for i in range(12)])
+    job = await post_job(client, resident)
+    offers = [(await offers_of(client, h))[0] for _, h in team]
+    r = await client.post(f"/v1/offers/{offers[0]['id']}/accept", headers=team[0][1])
+    assert r.status_code == 200
+    taken = await rows(
+        engine,
+        "SELECT to_user_id, dedupe_key, payload, status FROM outbox WHERE kind = 'offer_taken'",
+    )
+    want = {
+        (wid, f"offer_taken:{o['id']}") for (wid, _), o in zip(team[1:], offers[1:], strict=True)
+    }
+    assert {(t.to_user_id, t.dedupe_key) for t in taken} == want
+    for t in taken:
+        offer_id = int(t.dedupe_key.split(":")[1])
+        assert t.payload == {"type": "offer_taken", "offer_id": offer_id, "job_id": job["id"]}
+        assert t.status == "pending"
+    statuses = await rows(engine, "SELECT status, count(*) FROM offers GROUP BY status")
+    assert dict(statuses) == {"accepted": 1, "taken": 11}
+
+
+async def test_cancelling_withdraws_offers_with_their_notices(
+    client, principals, admin, resident, engine
+) -> None:
+    cid = await community(client, admin)
+    team = await crew(client, principals, cid, [100, 200])
+    job = await post_job(client, resident)
+    offers = [(await offers_of(client, h))[0] for _, h in team]
+    r = await client.post(f"/v1/jobs/{job['id']}/cancel", json={"reason": "x"}, headers=resident)
+    assert r.status_code == 200 and r.json()["offers"]["withdrawn"] == 2
+    notes = await rows(
+        engine, "SELECT dedupe_key, payload FROM outbox WHERE kind = 'offer_withdrawn'"
+    )
+    assert sorted(n.dedupe_key for n in notes) == sorted(
+        f"offer_withdrawn:{o['id']}" for o in offers
+    )
+    assert all(
+        n.payload
+        == {
+            "type": "offer_withdrawn",
+            "offer_id": int(n.dedupe_key.split(":")[1]),
+            "job_id": job["id"],
+            "reason": "cancelled",
+        }
+        for n in notes
+    )
+
+
+async def test_a_loser_costs_one_redis_round_trip_and_no_database(
+    client, app, principals, admin, resident, monkeypatch
+) -> None:
+    cid = await community(client, admin, dispatch={"waves": [{"radius_m": None, "size": None}]})
+    team = await crew(client, principals, cid, [100, 200, 300])
+    await post_job(client, resident)
+    offers = [(await offers_of(client, h))[0] for _, h in team]
+    won = await client.post(f"/v1/offers/{offers[0]['id']}/accept", headers=team[0][1])
+    assert won.status_code == 200
+    with round_trips(app, monkeypatch) as seen:
+        r = await client.post(f"/v1/offers/{offers[1]['id']}/accept", headers=team[1][1])
+    assert r.status_code == 409 and r.json()["code"] == "already_taken"
+    assert seen["db"] == [] and seen["redis"] == ["EVALSHA"]
+    # Someone else's offer and an unknown one: also decided in that one round trip.
+    with round_trips(app, monkeypatch) as seen:
+        r = await client.post(f"/v1/offers/{offers[2]['id']}/accept", headers=team[1][1])
+    assert r.status_code == 403 and r.json()["code"] == "not_your_offer"
+    assert seen["db"] == [] and seen["redis"] == ["EVALSHA"]
+
+
+async def test_first_offer_round_trips(client, app, principals, admin, resident, monkeypatch):
+    """Posting a grab job: 7 statements (idempotency key claimed, community found, job stored,
+    the wave, key row read and answered, COMMIT is not a cursor statement); then one Redis
+    pipeline carries the offer cache and the PUBLISHes, after the live-index search."""
+    cid = await community(client, admin)
+    await crew(client, principals, cid, [100, 200, 300])
+    with round_trips(app, monkeypatch) as seen:
+        job = await post_job(client, resident)
+    assert job["offers"]["pending"] == 3
+    assert seen["db"] == ["INSERT", "SELECT", "INSERT", "WITH", "SELECT", "UPDATE"], seen["db"]
+    # search (EVALSHA), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, 3 PUBLISH), the timer.
+    assert seen["redis"][:2] == ["EVALSHA", "pipeline of 9"], seen["redis"]
+
+
+async def test_uncached_offers_are_decided_by_the_database(
+    client, principals, admin, resident, redis: Redis
+) -> None:
+    """With the offer cache gone (Redis lost it), racing accepts still have one winner."""
+    cid = await community(client, admin, dispatch={"waves": [{"radius_m": None, "size": None}]})
+    team = await crew(client, principals, cid, [50 * i for i in range(1, 9)])
+    await post_job(client, resident)
+    offers = [(await offers_of(client, h))[0] for _, h in team]
+    for key in [k async for k in redis.scan_iter("offer:*")]:
+        await redis.delete(key)
+    results = await asyncio.gather(
+        *(
+            client.post(f"/v1/offers/{o['id']}/accept", headers=h)
+            for o, (_, h) in zip(offers, team, strict=True)
+        )
+    )
+    assert sorted(r.status_code for r in results) == [200] + [409] * 7
+    # Someone else's offer is refused by the database too.
+    r = await client.post(f"/v1/offers/{offers[1]['id']}/accept", headers=team[2][1])
+    assert r.status_code == 403
+
+
+async def test_the_serving_heap_is_frozen(app) -> None:
+    import gc
+
+    assert gc.get_freeze_count() > 10_000
+
+
+async def test_offer_cache_entries_lapse_an_hour_after_the_offer(
+    client, principals, admin, resident, redis: Redis
+) -> None:
+    cid = await community(client, admin, dispatch={"offer_ttl_s": 30})
+    ((_, headers),) = await crew(client, principals, cid, [100])
+    await post_job(client, resident)
+    (offer,) = await offers_of(client, headers)
+    key = f"offer:{{grab}}:{offer['id']}"
+    assert await redis.hget(key, "j") is not None
+    assert 30 + 3600 - 5 <= await redis.ttl(key) <= 30 + 3600 + 1
