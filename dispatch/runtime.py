@@ -90,6 +90,7 @@ class Runtime:
 
     async def start_background(self) -> None:
         """Work that runs beside requests for the life of the process."""
+        await self.live.prepare()
         await self.timers.start()
         self._tasks.append(asyncio.create_task(self.workers.positions.run()))
         self._tasks.append(asyncio.create_task(self._rebuild_lost_indexes()))

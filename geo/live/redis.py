@@ -100,6 +100,11 @@ class RedisLiveIndex(LiveIndex):
         self._idle: list[AbstractConnection] = []
         """Connections taken from the client's pool for the search fast path (`_call_direct`)."""
 
+    async def prepare(self) -> None:
+        """Load the scripts now (one round trip each), so no request pays for it later."""
+        for script in (self._status, self._move, self._search, self._remove):
+            await self.client.script_load(script.script)
+
     @classmethod
     def with_client(cls, url: str, **kwargs: object) -> RedisLiveIndex:
         return cls(Redis.from_url(url), **kwargs)  # type: ignore[arg-type]

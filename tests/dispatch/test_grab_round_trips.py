@@ -16,6 +16,7 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from geo.live.redis import RedisLiveIndex
 from tests.dispatch.helpers import community
 from tests.dispatch.test_grab import crew, offers_of, post_job
 
@@ -56,8 +57,16 @@ def round_trips(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
         seen["redis"].append(f"pipeline of {len(self.command_stack)}")
         return await original_pipeline(self, *args, **kwargs)
 
+    original_direct = RedisLiveIndex._call_direct
+
+    async def direct(self, sha, keys, args):
+        # The live index's search fast path: EVALSHA on a connection it keeps.
+        seen["redis"].append("EVALSHA")
+        return await original_direct(self, sha, keys, args)
+
     monkeypatch.setattr(Redis, "execute_command", command)
     monkeypatch.setattr(Pipeline, "execute", pipeline)
+    monkeypatch.setattr(RedisLiveIndex, "_call_direct", direct)
     event.listen(rt.engine.sync_engine, "before_cursor_execute", statement)
     try:
         yield seen

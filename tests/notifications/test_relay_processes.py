@@ -85,6 +85,7 @@ async def test_relay_killed_mid_batch_loses_nothing(server_urls, engine, clean_s
         first.kill()
     finally:
         first.stop()
+    await asyncio.sleep(1.0)  # let the peer finish reading what the dead relay had sent
     in_flight = len(twilio_peer.messages)
     async with engine.connect() as conn:
         unfinished = (
