@@ -27,7 +27,6 @@ import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ from dispatch.db import make_engine, make_sessionmaker, migrate
 from dispatch.local_servers import LocalServers
 from dispatch.phones import PhoneVault
 from dispatch.principals import handle_user, upsert_phone_user
-from tests.processes import free_port, wait_ready
+from tests.processes import ServiceProcess
 
 SECRET = "bench-telephony-secret-key-0123456789abcdef"
 TOKEN = "bench-twilio-auth-token"
@@ -72,23 +71,12 @@ def private_servers() -> Iterator[tuple[str, str]]:
 
 @contextlib.contextmanager
 def service(db: str, redis: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": redis, "DISPATCH_SECRET_KEY": SECRET,
-           "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_BASE_URL": PUBLIC,
-           "DISPATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc = ServiceProcess((db, redis), SECRET, TWILIO_AUTH_TOKEN=TOKEN, PUBLIC_BASE_URL=PUBLIC)
     try:
-        wait_ready(base, proc)
-        yield base
+        proc.wait_ready()
+        yield proc.base
     finally:
-        proc.terminate()
-        proc.wait(30)
+        proc.stop()
 
 
 async def tokens(db: str, phones: list[str], role: str) -> list[tuple[int, str]]:

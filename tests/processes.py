@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 
 import httpx
@@ -27,3 +30,41 @@ def wait_ready(base: str, proc: subprocess.Popen, within: float = 90.0) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("the service did not become ready")
+
+
+class ServiceProcess:
+    """`dispatch serve` as a child process on the given database and Redis (not yet waited for:
+    call `wait_ready()`, or run it in a thread from async code)."""
+
+    def __init__(self, urls: tuple[str, str], secret: str, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": urls[0],
+            "REDIS_URL": urls[1],
+            "DISPATCH_SECRET_KEY": secret,
+            "DISPATCH_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(self.port)],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self) -> None:
+        wait_ready(self.base, self.proc)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()

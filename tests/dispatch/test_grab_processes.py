@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,41 +17,15 @@ from websockets.asyncio.client import connect
 from geo.areas import destination
 from tests.conftest import TEST_SECRET
 from tests.dispatch.helpers import CENTER
-from tests.processes import free_port, wait_ready
+from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.slow
 
 
-class Server:
+class Server(ServiceProcess):
     def __init__(self, urls: tuple[str, str]) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": urls[0],
-            "REDIS_URL": urls[1],
-            "DISPATCH_SECRET_KEY": TEST_SECRET,
-            "DISPATCH_LOG_LEVEL": "WARNING",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_ready(self.base, self.proc)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__(urls, TEST_SECRET)
+        self.wait_ready()
 
 
 @contextmanager

@@ -4,10 +4,6 @@ Twilio API, then restarted. Nothing is lost, and no text goes out more than twic
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -16,51 +12,24 @@ from sqlalchemy import text
 from dispatch.phones import PhoneVault, phone_hint
 from tests.conftest import TEST_SECRET
 from tests.notifications.conftest import FROM, SID, TOKEN, wait_for
-from tests.processes import free_port, wait_ready
+from tests.processes import ServiceProcess
 
 pytestmark = pytest.mark.slow
 
 MESSAGES = 40
 
 
-class Service:
-    def __init__(self, urls: tuple[str, str], twilio_base: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": urls[0],
-            "REDIS_URL": urls[1],
-            "DISPATCH_SECRET_KEY": TEST_SECRET,
-            "DISPATCH_LOG_LEVEL": "WARNING",
-            "TWILIO_ACCOUNT_SID": SID,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "TWILIO_FROM_NUMBER": FROM,
-            "TWILIO_API_BASE": twilio_base,
-            "PUBLIC_BASE_URL": "https://dispatch.example.org",
-            "DISPATCH_RELAY_LEASE_S": "2",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    async def ready(self) -> None:
-        await asyncio.to_thread(wait_ready, self.base, self.proc)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def service(urls: tuple[str, str], twilio_base: str) -> ServiceProcess:
+    return ServiceProcess(
+        urls,
+        TEST_SECRET,
+        TWILIO_ACCOUNT_SID=SID,
+        TWILIO_AUTH_TOKEN=TOKEN,
+        TWILIO_FROM_NUMBER=FROM,
+        TWILIO_API_BASE=twilio_base,
+        PUBLIC_BASE_URL="https://dispatch.example.org",
+        DISPATCH_RELAY_LEASE_S="2",
+    )
 
 
 async def test_relay_killed_mid_batch_loses_nothing(server_urls, engine, clean_state, twilio_peer):
@@ -78,9 +47,9 @@ async def test_relay_killed_mid_batch_loses_nothing(server_urls, engine, clean_s
                  "b": f"reminder {i}", "d": f"test:{i}"},
             )  # fmt: skip
     twilio_peer.delay_s = 0.6  # each send is taken, then answered late: a kill loses the answer
-    first = Service(server_urls, twilio_peer.base_url)
+    first = service(server_urls, twilio_peer.base_url)
     try:
-        await first.ready()
+        await asyncio.to_thread(first.wait_ready)
         await twilio_peer.wait_until(lambda: len(twilio_peer.messages) >= 5, within_s=60)
         first.kill()
     finally:
@@ -94,9 +63,9 @@ async def test_relay_killed_mid_batch_loses_nothing(server_urls, engine, clean_s
     assert unfinished > 0  # the kill did land mid-batch
 
     twilio_peer.delay_s = 0.0
-    second = Service(server_urls, twilio_peer.base_url)
+    second = service(server_urls, twilio_peer.base_url)
     try:
-        await second.ready()
+        await asyncio.to_thread(second.wait_ready)
 
         async def all_sent():
             async with engine.connect() as conn:
