@@ -16,9 +16,10 @@ from dispatch.errors import ValidationFailed
 from dispatch.models import OutboxMessage
 from dispatch.phones import PHONE_IN_TEXT, is_e164
 
-# A body is shown only where no real provider carried the message: then it never left us and the
-# admin reading it here is how the local default delivers (say, a sign-in code to a tester).
-_BODY_VISIBLE = frozenset({"held", "pending", "sending", "skipped", "dead"})
+# A body is shown only where no provider carried the message and none will: then it never left
+# us and the admin reading it here is how the local default delivers (say, a sign-in code to a
+# tester). A message still pending or being sent may yet go out through a provider: hidden.
+_BODY_VISIBLE = frozenset({"held", "skipped", "dead"})
 STATUSES = Literal[
     "pending", "sending", "held", "sent", "delivered", "undelivered", "skipped", "dead"
 ]

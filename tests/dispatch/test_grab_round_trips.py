@@ -127,7 +127,8 @@ async def test_the_winner_retires_the_other_offers_with_their_notices(
     for t in taken:
         offer_id = int(t.dedupe_key.split(":")[1])
         assert t.payload == {"type": "offer_taken", "offer_id": offer_id, "job_id": job["id"]}
-        assert t.status == "pending"
+        # Written pending; the relay may already have taken it (nobody listening: skipped).
+        assert t.status in ("pending", "sending", "skipped")
     statuses = await rows(engine, "SELECT status, count(*) FROM offers GROUP BY status")
     assert dict(statuses) == {"accepted": 1, "taken": 11}
 

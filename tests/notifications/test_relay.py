@@ -156,8 +156,12 @@ async def test_a_sign_in_code_goes_out_by_sms_and_is_not_shown(client, principal
 
     [sms] = await wait_for(sent)
     code = sms["body"].split("code is ")[1][:6]
-    listing = await client.get("/v1/admin/outbox", headers=admin)
-    [row] = listing.json()
+
+    async def recorded():
+        [row] = (await client.get("/v1/admin/outbox", headers=admin)).json()
+        return row if row["status"] == "sent" else None
+
+    row = await wait_for(recorded)
     assert row["body"] is None and row["via"] == "sms" and row["provider"] == "twilio"
     r = await client.post(
         "/v1/auth/token", json={"phone": "+8613812345678", "code": code, "role": "worker"}
