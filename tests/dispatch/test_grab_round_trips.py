@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,6 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from geo.live.redis import RedisLiveIndex
 from tests.dispatch.helpers import community
 from tests.dispatch.test_grab import crew, offers_of, post_job
+
+
+@pytest.fixture
+def settings(base_settings):
+    # No outbox relay in these apps: its polling statements would land among the counted ones.
+    return replace(base_settings, relay=False)
 
 
 @pytest.fixture
@@ -127,8 +134,7 @@ async def test_the_winner_retires_the_other_offers_with_their_notices(
     for t in taken:
         offer_id = int(t.dedupe_key.split(":")[1])
         assert t.payload == {"type": "offer_taken", "offer_id": offer_id, "job_id": job["id"]}
-        # Written pending; the relay may already have taken it (nobody listening: skipped).
-        assert t.status in ("pending", "sending", "skipped")
+        assert t.status == "pending"
     statuses = await rows(engine, "SELECT status, count(*) FROM offers GROUP BY status")
     assert dict(statuses) == {"accepted": 1, "taken": 11}
 
