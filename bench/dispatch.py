@@ -75,11 +75,10 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,8 +97,9 @@ from bench.ingest import (
     tree_cpu_s,
     wait_for_quiet,
 )
+from bench.servers import private_servers
 from dispatch.auth import issue_token
-from dispatch.db import make_engine, make_sessionmaker, migrate
+from dispatch.db import make_engine, make_sessionmaker
 from dispatch.local_servers import LocalServers
 from dispatch.principals import handle_user
 from geo.areas import destination
@@ -2028,20 +2028,6 @@ def profile_lines(profiles: Sequence[dict[str, Any]]) -> list[str]:
 # --- main ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def private_servers() -> Iterator[tuple[Path, LocalServers, str, str]]:
-    root = Path(tempfile.mkdtemp(prefix="dispatch-bench-dispatch-"))
-    root.chmod(0o755)  # the unprivileged server user must reach its directory
-    servers = LocalServers(root / "servers", durable=False)
-    try:
-        db_url, redis_url = servers.start()
-        migrate(db_url)
-        yield root, servers, db_url, redis_url
-    finally:
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 async def run_phases(
     cfg: Config, root: Path, servers: LocalServers, on: Server, off: Server, db_url: str,
     redis_url: str, started: datetime,
@@ -2120,7 +2106,7 @@ async def run_phases(
 def run_all(cfg: Config, started: datetime) -> str:
     import uvloop
 
-    with private_servers() as (root, servers, db_url, redis_url):
+    with private_servers("dispatch") as (root, servers, db_url, redis_url):
         log(f"private servers up under {root}")
         env = {
             **os.environ,

@@ -49,12 +49,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,8 +61,9 @@ from typing import Any
 
 import msgpack
 
+from bench.servers import private_servers
 from dispatch.auth import issue_token
-from dispatch.db import make_engine, make_sessionmaker, migrate
+from dispatch.db import make_engine, make_sessionmaker
 from dispatch.local_servers import LocalServers
 from dispatch.phones import PhoneVault
 from dispatch.principals import handle_user, upsert_phone_user
@@ -1240,22 +1240,8 @@ def report(
 # --- main -----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def private_servers() -> Iterator[tuple[Path, LocalServers, str, str]]:
-    root = Path(tempfile.mkdtemp(prefix="dispatch-bench-ingest-"))
-    root.chmod(0o755)  # the unprivileged server user must reach its directory
-    servers = LocalServers(root / "servers", durable=False)
-    try:
-        db_url, redis_url = servers.start()
-        migrate(db_url)
-        yield root, servers, db_url, redis_url
-    finally:
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def run_all(cfg: Config, started: datetime) -> str:
-    with private_servers() as (root, servers, db_url, redis_url):
+    with private_servers("ingest") as (root, servers, db_url, redis_url):
         log(f"private servers up under {root}")
         env = {
             **os.environ,

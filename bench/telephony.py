@@ -25,10 +25,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,9 +35,9 @@ from pathlib import Path
 import httpx
 from twilio.request_validator import RequestValidator
 
+from bench.servers import private_servers
 from dispatch.auth import issue_token
-from dispatch.db import make_engine, make_sessionmaker, migrate
-from dispatch.local_servers import LocalServers
+from dispatch.db import make_engine, make_sessionmaker
 from dispatch.phones import PhoneVault
 from dispatch.principals import handle_user, upsert_phone_user
 from tests.processes import ServiceProcess
@@ -53,20 +51,6 @@ RESULTS = Path(__file__).parent / "results"
 
 def log(msg: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def private_servers() -> Iterator[tuple[str, str]]:
-    root = Path(tempfile.mkdtemp(prefix="dispatch-bench-telephony-"))
-    root.chmod(0o755)
-    servers = LocalServers(root / "servers", durable=False)
-    try:
-        db, redis = servers.start()
-        migrate(db)
-        yield db, redis
-    finally:
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -203,7 +187,7 @@ async def run(args: argparse.Namespace) -> str:
     started = datetime.now(UTC)
     routes = ["readyz", "voice", "voice (stranger)", "sms", "status"]
     rows: dict[tuple[str, int], tuple[list[float], float]] = {}
-    with private_servers() as (db, redis), service(db, redis) as base:
+    with private_servers("telephony") as (_, _, db, redis), service(db, redis) as base:
         limits = httpx.Limits(max_connections=args.concurrency + 4)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
             log(f"setting up {args.pairs} sessions")
