@@ -20,6 +20,7 @@ from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.communities import CommunityService
 from dispatch.logs import log
@@ -57,7 +58,14 @@ class ProxyBroker:
         self, session: AsyncSession, job: Job, worker_id: int, now: datetime
     ) -> None:
         participants = sorted({job.resident_id, worker_id})
-        await self._release_ended_holds(session, participants, now)
+        await self._close_ended(
+            session,
+            or_(
+                ProxySession.resident_id.in_(participants),
+                ProxySession.worker_id.in_(participants),
+            ),
+            now,
+        )
         for _ in range(2):
             candidates = await self._candidates(session, job.community_id, participants)
             for number_id in candidates:
@@ -138,7 +146,7 @@ class ProxyBroker:
             .values(ends_at=ends)
         )
         if ends <= now:
-            await self._close_sessions(session, job.id, now)
+            await self._close_ended(session, ProxySession.job_id == job.id, now)
 
     # --- allocation ------------------------------------------------------------------------------
 
@@ -168,34 +176,13 @@ class ProxyBroker:
         )
         return list(rows)
 
-    async def _release_ended_holds(
-        self, session: AsyncSession, users: list[int], now: datetime
+    async def _close_ended(
+        self, session: AsyncSession, scope: ColumnElement[bool], now: datetime
     ) -> None:
+        """Close the sessions in `scope` whose end has come, freeing their holds (their
+        numbers may then be given to the same people again)."""
         ended = select(ProxySession.id).where(
-            ProxySession.ends_at.is_not(None), ProxySession.ends_at <= now
-        )
-        await session.execute(
-            update(ProxyHold)
-            .where(
-                ProxyHold.user_id.in_(users),
-                ProxyHold.active.is_(True),
-                ProxyHold.session_id.in_(ended),
-            )
-            .values(active=False)
-        )
-        await session.execute(
-            update(ProxySession)
-            .where(
-                ProxySession.ends_at <= now,
-                ProxySession.closed_at.is_(None),
-                or_(ProxySession.resident_id.in_(users), ProxySession.worker_id.in_(users)),
-            )
-            .values(closed_at=now)
-        )
-
-    async def _close_sessions(self, session: AsyncSession, job_id: int, now: datetime) -> None:
-        ended = select(ProxySession.id).where(
-            ProxySession.job_id == job_id, ProxySession.ends_at <= now
+            scope, ProxySession.ends_at <= now, ProxySession.closed_at.is_(None)
         )
         await session.execute(
             update(ProxyHold)
@@ -204,11 +191,7 @@ class ProxyBroker:
         )
         await session.execute(
             update(ProxySession)
-            .where(
-                ProxySession.job_id == job_id,
-                ProxySession.ends_at <= now,
-                ProxySession.closed_at.is_(None),
-            )
+            .where(scope, ProxySession.ends_at <= now, ProxySession.closed_at.is_(None))
             .values(closed_at=now)
         )
 

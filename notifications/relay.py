@@ -399,32 +399,33 @@ class Relay:
             )
 
 
-def _expired(payload: dict[str, Any]) -> bool:
+def _offer_expiry(payload: dict[str, Any]) -> datetime | None:
+    """When the offer an `offer` message carries expires (None for other messages)."""
     offer = payload.get("offer") if isinstance(payload, dict) else None
-    raw = offer.get("expires_at") if isinstance(offer, dict) else None
-    if not isinstance(raw, str):
-        return False
-    try:
-        return datetime.fromisoformat(raw) <= datetime.now(UTC)
-    except ValueError:
-        return False
-
-
-def _ttl_s(m: Claimed) -> int:
-    offer = m.payload.get("offer") if isinstance(m.payload, dict) else None
     raw = offer.get("expires_at") if isinstance(offer, dict) else None
     if isinstance(raw, str):
         with contextlib.suppress(ValueError):
-            return max(0, int((datetime.fromisoformat(raw) - datetime.now(UTC)).total_seconds()))
+            return datetime.fromisoformat(raw)
+    return None
+
+
+def _expired(payload: dict[str, Any]) -> bool:
+    expiry = _offer_expiry(payload)
+    return expiry is not None and expiry <= datetime.now(UTC)
+
+
+def _ttl_s(m: Claimed) -> int:
+    expiry = _offer_expiry(m.payload)
+    if expiry is not None:
+        return max(0, int((expiry - datetime.now(UTC)).total_seconds()))
     return 3600 if m.kind in URGENT else 24 * 3600
 
 
 def _job_of(payload: dict[str, Any]) -> int | None:
     if not isinstance(payload, dict):
         return None
-    for key in ("job_id",):
-        if isinstance(payload.get(key), int):
-            return payload[key]
+    if isinstance(payload.get("job_id"), int):
+        return payload["job_id"]
     offer = payload.get("offer")
     if isinstance(offer, dict) and isinstance(offer.get("job_id"), int):
         return offer["job_id"]

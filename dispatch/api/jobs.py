@@ -50,10 +50,16 @@ async def offers_summary(session: AsyncSession, job: Job) -> OffersSummary:
     return (await offers_summaries(session, [job]))[job.id]
 
 
-async def job_response(sessions: async_sessionmaker[AsyncSession], job: Job) -> JobOut:
-    """The job as clients see it, with its offers summary."""
+async def job_response(
+    sessions: async_sessionmaker[AsyncSession], job: Job, viewer: int | None = None
+) -> JobOut:
+    """The job as clients see it, with its offers summary, and the masked number `viewer`
+    reaches the other participant on when they are one."""
     async with sessions() as session:
-        return job_out(job, await offers_summary(session, job))
+        out = job_out(job, await offers_summary(session, job))
+        if viewer is not None:
+            out.proxy_number = await proxy_number_for(session, job, viewer)
+        return out
 
 
 def job_out(job: Job, offers: OffersSummary | None = None) -> JobOut:

@@ -16,7 +16,6 @@ from dispatch.api.jobs import job_response
 from dispatch.auth import workers_only
 from dispatch.errors import DomainError
 from dispatch.events import OfferOut
-from dispatch.proxies import proxy_number_for
 
 
 @get("/v1/workers/me/offers", guards=[workers_only], tags=["offers"])
@@ -46,10 +45,7 @@ async def accept_offer(
         # The losers of a race are most of its requests: answer them here, as the app's
         # handler would, rather than unwinding through the exception middleware.
         return domain_error(request, exc)
-    out = await job_response(rt.sessions, job)
-    async with rt.sessions() as session:
-        out.proxy_number = await proxy_number_for(session, job, who.user_id)
-    body = msgspec.json.encode(out)
+    body = msgspec.json.encode(await job_response(rt.sessions, job, viewer=who.user_id))
     if idempotency_key is not None:
         # The claim itself is idempotent (a winner's retry gets the job again); the key makes a
         # retried request replay byte-for-byte and refuses the key's reuse for another offer.
