@@ -3,8 +3,9 @@ resident and the worker can call and text each other without either learning the
 
 A participant holds a number in at most one active session (a partial unique index on
 `proxy_holds`), so a call from them to that number names exactly one session, and concurrent
-allocations that pick the same number for the same person cannot both commit: the loser's insert
-fails at the index and it tries the next number (inside a savepoint, the assignment goes on).
+allocations that pick the same number for the same person cannot both commit: the loser's hold
+collides at the index (`ON CONFLICT DO NOTHING`, after waiting for the winner), so it removes its
+session and tries the next number; the assignment goes on either way.
 Sessions end with the assignment: at completion or cancellation plus the community's
 `proxy_grace_h` (the resident may still need to reach the worker about a forgotten tool), at once
 when the worker is released or replaced. Holds whose session has ended are released lazily, by the
@@ -16,11 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.communities import CommunityService
 from dispatch.logs import log
@@ -31,6 +30,57 @@ CANDIDATES = 8
 """Numbers tried per allocation before giving up (each failure is a concurrent allocation that
 took the same number for the same person first)."""
 GRACE_REASONS = frozenset({"completed", "cancelled"})
+
+# The allocation is one statement (it runs inside every winning accept): the least-loaded number
+# of the pool neither participant holds, a session on it and a hold per participant. A hold that
+# collides at the partial unique index (a concurrent allocation gave the number to one of us)
+# is skipped, so the caller sees fewer holds than participants and tries again. The pool's size
+# comes back too, to tell "no pool" from "pool exhausted".
+_ALLOCATE = text(
+    """
+    WITH pick AS (
+        SELECT n.id FROM proxy_numbers n
+        WHERE n.community_id = :community_id AND n.active
+          AND NOT EXISTS (
+              SELECT 1 FROM proxy_holds h
+              WHERE h.proxy_number_id = n.id AND h.active AND h.user_id = ANY(:users))
+        ORDER BY (SELECT count(*) FROM proxy_holds h
+                  WHERE h.proxy_number_id = n.id AND h.active), n.id
+        LIMIT 1
+    ), opened AS (
+        INSERT INTO proxy_sessions (job_id, community_id, proxy_number_id, resident_id,
+                                    worker_id, assignment_version, opened_at)
+        SELECT :job_id, :community_id, pick.id, :resident_id, :worker_id, :version, :now
+        FROM pick
+        RETURNING id, proxy_number_id
+    ), held AS (
+        -- Ascending user order: two allocations for the same pair cannot deadlock.
+        INSERT INTO proxy_holds (session_id, user_id, proxy_number_id, active)
+        SELECT opened.id, u.user_id, opened.proxy_number_id, true
+        FROM opened, unnest(CAST(:users AS bigint[])) AS u(user_id)
+        ORDER BY u.user_id
+        ON CONFLICT (proxy_number_id, user_id) WHERE active DO NOTHING
+        RETURNING user_id
+    )
+    SELECT (SELECT id FROM opened),
+           (SELECT count(*) FROM held),
+           (SELECT count(*) FROM proxy_numbers WHERE community_id = :community_id AND active)
+    """
+)
+_UNOPEN = text("DELETE FROM proxy_sessions WHERE id = :id")  # its holds go with it (cascade)
+_CLOSE_ENDED = """
+    WITH ended AS (
+        UPDATE proxy_sessions SET closed_at = :now
+        WHERE {scope} AND ends_at <= :now AND closed_at IS NULL
+        RETURNING id
+    )
+    UPDATE proxy_holds SET active = false
+    WHERE session_id IN (SELECT id FROM ended) AND active
+"""
+_CLOSE_USERS = text(
+    _CLOSE_ENDED.format(scope="(resident_id = ANY(:users) OR worker_id = ANY(:users))")
+)
+_CLOSE_JOB = text(_CLOSE_ENDED.format(scope="job_id = :job_id"))
 
 
 @dataclass(frozen=True)
@@ -58,58 +108,32 @@ class ProxyBroker:
         self, session: AsyncSession, job: Job, worker_id: int, now: datetime
     ) -> None:
         participants = sorted({job.resident_id, worker_id})
-        await self._close_ended(
-            session,
-            or_(
-                ProxySession.resident_id.in_(participants),
-                ProxySession.worker_id.in_(participants),
-            ),
-            now,
-        )
-        for _ in range(2):
-            candidates = await self._candidates(session, job.community_id, participants)
-            for number_id in candidates:
-                try:
-                    async with session.begin_nested():
-                        session_id = await session.scalar(
-                            insert(ProxySession)
-                            .values(
-                                job_id=job.id,
-                                community_id=job.community_id,
-                                proxy_number_id=number_id,
-                                resident_id=job.resident_id,
-                                worker_id=worker_id,
-                                assignment_version=job.assignment_version,
-                                opened_at=now,
-                            )
-                            .returning(ProxySession.id)
-                        )
-                        # Ascending user order: two allocations for the same pair cannot deadlock.
-                        await session.execute(
-                            insert(ProxyHold).values(
-                                [
-                                    {
-                                        "session_id": session_id,
-                                        "user_id": uid,
-                                        "proxy_number_id": number_id,
-                                        "active": True,
-                                    }
-                                    for uid in participants
-                                ]
-                            )
-                        )
-                    return
-                except IntegrityError:
-                    continue  # someone took this number for one of us meanwhile
-            if not candidates:
+        params = {
+            "job_id": job.id,
+            "community_id": job.community_id,
+            "resident_id": job.resident_id,
+            "worker_id": worker_id,
+            "version": job.assignment_version,
+            "now": now,
+            "users": participants,
+        }
+        closed = False
+        for _ in range(CANDIDATES):
+            opened, held, pool = (await session.execute(_ALLOCATE, params)).one()
+            if opened is not None and held == len(participants):
+                return
+            if opened is not None:
+                # A concurrent allocation gave this number to one of us first (the insert of
+                # our hold waited for it at the unique index): undo and pick again.
+                await session.execute(_UNOPEN, {"id": opened})
+                continue
+            if not pool:
+                return  # masked numbers are not set up here: the app's messages are the channel
+            if closed:
                 break
-        pool = await session.scalar(
-            select(func.count()).where(
-                ProxyNumber.community_id == job.community_id, ProxyNumber.active.is_(True)
-            )
-        )
-        if not pool:
-            return  # masked numbers are not set up here: the app's messages are the channel
+            # Numbers may still be held by our ended sessions: release them, then try again.
+            await self._close_ended(session, participants, now)
+            closed = True
         log.warning("proxy_pool_exhausted", job_id=job.id, community_id=job.community_id)
         await session.execute(
             pg_insert(Alert)
@@ -146,54 +170,15 @@ class ProxyBroker:
             .values(ends_at=ends)
         )
         if ends <= now:
-            await self._close_ended(session, ProxySession.job_id == job.id, now)
+            await session.execute(_CLOSE_JOB, {"job_id": job.id, "now": now})
 
     # --- allocation ------------------------------------------------------------------------------
 
-    async def _candidates(
-        self, session: AsyncSession, community_id: int, participants: list[int]
-    ) -> list[int]:
-        """Numbers of the pool neither participant holds, least loaded first."""
-        held_by_us = exists().where(
-            ProxyHold.proxy_number_id == ProxyNumber.id,
-            ProxyHold.active.is_(True),
-            ProxyHold.user_id.in_(participants),
-        )
-        load = (
-            select(func.count())
-            .where(ProxyHold.proxy_number_id == ProxyNumber.id, ProxyHold.active.is_(True))
-            .scalar_subquery()
-        )
-        rows = await session.scalars(
-            select(ProxyNumber.id)
-            .where(
-                ProxyNumber.community_id == community_id,
-                ProxyNumber.active.is_(True),
-                ~held_by_us,
-            )
-            .order_by(load, ProxyNumber.id)
-            .limit(CANDIDATES)
-        )
-        return list(rows)
-
-    async def _close_ended(
-        self, session: AsyncSession, scope: ColumnElement[bool], now: datetime
-    ) -> None:
-        """Close the sessions in `scope` whose end has come, freeing their holds (their
-        numbers may then be given to the same people again)."""
-        ended = select(ProxySession.id).where(
-            scope, ProxySession.ends_at <= now, ProxySession.closed_at.is_(None)
-        )
-        await session.execute(
-            update(ProxyHold)
-            .where(ProxyHold.session_id.in_(ended), ProxyHold.active.is_(True))
-            .values(active=False)
-        )
-        await session.execute(
-            update(ProxySession)
-            .where(scope, ProxySession.ends_at <= now, ProxySession.closed_at.is_(None))
-            .values(closed_at=now)
-        )
+    @staticmethod
+    async def _close_ended(session: AsyncSession, users: list[int], now: datetime) -> None:
+        """Close the users' sessions whose end has come, freeing their holds (their numbers may
+        then be given to the same people again)."""
+        await session.execute(_CLOSE_USERS, {"users": users, "now": now})
 
     # --- routing ---------------------------------------------------------------------------------
 

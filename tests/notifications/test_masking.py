@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from dispatch.models import Job
+from notifications.masking import ProxyBroker
 from tests.notifications.conftest import (
     FROM,
     POOL,
@@ -384,3 +387,61 @@ async def test_logs_never_carry_a_participants_number(client, principals, capfd,
 async def outbox_rows(client, world):
     r = await client.get("/v1/admin/outbox", params={"status": "dead"}, headers=world.admin)
     return r.json()
+
+
+async def test_an_allocation_that_collides_with_a_concurrent_one_takes_the_next_number(
+    app, client, principals, engine
+) -> None:
+    """Two allocations for the same resident in overlapping transactions: the second picks the
+    same number (the first's holds are not committed yet), waits at the unique index, then
+    gives that session up and takes another number."""
+    world = await make_world(client, principals)
+    w1, w2 = [await worker(client, principals, world) for _ in range(2)]
+    j1, j2 = [await post_job(client, world.resident, f"k{i}", f"Job {i}") for i in range(2)]
+    rt = app.state.runtime
+    (broker,) = [h for h in rt.dispatcher.hooks if isinstance(h, ProxyBroker)]
+    now = datetime.now(UTC)
+
+    async def number_of(conn, job_id: int) -> list[str]:
+        rows = await conn.execute(
+            text(
+                "SELECT n.number FROM proxy_sessions s JOIN proxy_numbers n "
+                "ON n.id = s.proxy_number_id WHERE s.job_id = :j"
+            ),
+            {"j": job_id},
+        )
+        return [r[0] for r in rows]
+
+    async with rt.sessions.begin() as first:
+        await broker.assigned(first, await first.get(Job, j1["id"]), w1.id, now)
+
+        async def second() -> None:
+            async with rt.sessions.begin() as s:
+                await broker.assigned(s, await s.get(Job, j2["id"]), w2.id, now)
+
+        task = asyncio.create_task(second())
+
+        # The second allocation blocks on the first one's uncommitted hold of the same number.
+        # (A connection per look: within a transaction pg_stat_activity is a snapshot.)
+        async def blocked() -> int:
+            async with engine.connect() as conn:
+                return await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%INSERT INTO proxy_holds%'"
+                    )
+                )
+
+        await wait_for(blocked)
+        assert not task.done()
+    await asyncio.wait_for(task, 10)
+    async with engine.connect() as conn:
+        (n1,) = await number_of(conn, j1["id"])
+        (n2,) = await number_of(conn, j2["id"])
+        holds = (
+            await conn.execute(
+                text("SELECT user_id, count(*) FROM proxy_holds WHERE active GROUP BY 1")
+            )
+        ).all()
+    assert n1 != n2 and {n1, n2} <= set(POOL)
+    assert dict(holds) == {world.resident.id: 2, w1.id: 1, w2.id: 1}
