@@ -22,7 +22,7 @@ from typing import Protocol
 import h3.api.basic_int as h3
 import msgspec
 from redis.asyncio import Redis
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -134,20 +134,67 @@ SELECT id, worker_id FROM made
 
 # Close a job's pending offers (taken or withdrawn) and write each offeree's notice to the outbox
 # from them, in one statement. :event is the notice with offer_id 0; each row gets its offer's.
-_RETIRE_OFFERS = text("""
-WITH retired AS (
-    UPDATE offers SET status = CAST(:status AS text), responded_at = :now
-    WHERE job_id = :job_id AND status = 'pending'
-    RETURNING id, worker_id
-), told AS (
+_TELL_RETIRED = """
+told AS (
     INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)
     SELECT 'ws', CAST(:kind AS text), retired.worker_id, CAST(:body AS text),
            jsonb_set(CAST(:event AS jsonb), '{offer_id}', to_jsonb(retired.id)),
            'pending', CAST(:kind AS text) || ':' || retired.id, 0
     FROM retired
-)
+)"""
+_RETIRE_OFFERS = text(f"""
+WITH retired AS (
+    UPDATE offers SET status = CAST(:status AS text), responded_at = :now
+    WHERE job_id = :job_id AND status = 'pending'
+    RETURNING id, worker_id
+), {_TELL_RETIRED}
 SELECT id, worker_id FROM retired ORDER BY id
-""")
+""")  # noqa: S608 (constant fragments, no input)
+
+# The rest of a won claim in one statement: the winner's offer accepted (if still pending and
+# not expired), the assignment, and every other pending offer retired as taken with its notice.
+# No row back means the offer had expired; otherwise one row per retired offer (or one with
+# NULLs when there were none).
+_TAKE_OFFER = text(f"""
+WITH taken AS (
+    UPDATE offers SET status = 'accepted', responded_at = :now
+    WHERE id = :offer_id AND status = 'pending' AND expires_at > :now
+    RETURNING id
+), assigned AS (
+    INSERT INTO assignments (job_id, worker_id, offer_id, version, active, source, created_at)
+    SELECT :job_id, :worker_id, taken.id, :version, true, 'grab', :now FROM taken
+), retired AS (
+    UPDATE offers SET status = 'taken', responded_at = :now
+    WHERE job_id = :job_id AND status = 'pending' AND id <> :offer_id
+      AND EXISTS (SELECT FROM taken)
+    RETURNING id, worker_id
+), {_TELL_RETIRED}
+SELECT retired.id, retired.worker_id FROM taken LEFT JOIN retired ON true ORDER BY retired.id
+""")  # noqa: S608 (constant fragments, no input)
+_TAKEN_BODY = "The job you were offered has been taken."
+
+_OFFER_AND_JOB = (
+    select(Offer, Job).join(Job, Job.id == Offer.job_id).where(Offer.id == bindparam("offer_id"))
+)
+# The claim, with the job's new row loaded into the session's copy.
+_CLAIM_JOB = (
+    update(Job)
+    .where(
+        Job.id == bindparam("claim_job"),
+        Job.status == "open",
+        Job.version == bindparam("claim_version"),
+    )
+    .values(
+        status="assigned",
+        worker_id=bindparam("claimant"),
+        version=Job.version + 1,
+        assignment_version=Job.assignment_version + 1,
+        assigned_at=bindparam("claimed_at"),
+        wave_deadline=None,
+    )
+    .returning(Job)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
 
 
 @dataclass
@@ -451,66 +498,67 @@ class Dispatcher:
     async def _accept_in_db(self, who: Principal, offer_id: int) -> Job:
         after = AfterCommit()
         async with self.sessions.begin() as session:
-            offer = await session.get(Offer, offer_id)
-            if offer is None:
+            found = (await session.execute(_OFFER_AND_JOB, {"offer_id": offer_id})).first()
+            if found is None:
                 raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+            offer, job = found
             if offer.worker_id != who.user_id:
                 raise Forbidden("this offer was made to another worker", code="not_your_offer")
-            job = await session.get(Job, offer.job_id)
-            assert job is not None
             if offer.status == "accepted" and job.worker_id == who.user_id:
                 return job  # a retry of the winning accept
             now = utcnow()
             # The claim: only the first conditional update of an open job succeeds; the rest
             # wait on its row lock, then find it no longer open.
             won = await session.scalar(
-                update(Job)
-                .where(Job.id == job.id, Job.status == "open", Job.version == job.version)
-                .values(
-                    status="assigned",
-                    worker_id=who.user_id,
-                    version=Job.version + 1,
-                    assignment_version=Job.assignment_version + 1,
-                    assigned_at=now,
-                    wave_deadline=None,
-                )
-                .returning(Job.assignment_version)
+                _CLAIM_JOB,
+                {
+                    "claim_job": job.id,
+                    "claim_version": job.version,
+                    "claimant": who.user_id,
+                    "claimed_at": now,
+                },
             )
             if won is None:
                 await session.refresh(job)
+                await session.refresh(offer)
                 if job.status == "cancelled" or offer.status == "withdrawn":
                     raise Gone("the job was cancelled", code="offer_withdrawn")
                 if job.status == "open":
                     raise Conflict("the job changed meanwhile; try again", code="retry")
                 raise Conflict("another worker took this job first", code="already_taken")
-            taken = await session.scalar(
-                update(Offer)
-                .where(Offer.id == offer.id, Offer.status == "pending", Offer.expires_at > now)
-                .values(status="accepted", responded_at=now)
-                .returning(Offer.id)
-            )
-            if taken is None:
-                raise Gone("the offer has expired", code="offer_expired")
-            session.add(
-                Assignment(
-                    job_id=job.id,
-                    worker_id=who.user_id,
-                    offer_id=offer.id,
-                    version=won,
-                    active=True,
-                    source="grab",
-                    created_at=now,
+            notice = ev.OfferTaken(offer_id=0, job_id=job.id)
+            retired = (
+                await session.execute(
+                    _TAKE_OFFER,
+                    {
+                        "offer_id": offer.id,
+                        "job_id": job.id,
+                        "worker_id": who.user_id,
+                        "version": job.assignment_version,
+                        "now": now,
+                        "kind": "offer_taken",
+                        "body": _TAKEN_BODY,
+                        "event": ev.encode(notice).decode(),
+                    },
                 )
-            )
-            await self._retire_offers(session, job.id, "taken", now, after)
-            await session.flush()
-            await session.refresh(job)
+            ).all()
+            if not retired:
+                raise Gone("the offer has expired", code="offer_expired")
+            for other_id, worker_id in retired:
+                if other_id is not None:
+                    after.events.append(
+                        (worker_id, msgspec.structs.replace(notice, offer_id=other_id))
+                    )
             for hook in self.hooks:
                 await hook.assigned(session, job, who.user_id, now)
             after.events.append(
                 (
                     who.user_id,
-                    ev.JobAssigned(job_id=job.id, worker_id=who.user_id, assignment_version=won),
+                    ev.JobAssigned(
+                        job_id=job.id,
+                        worker_id=who.user_id,
+                        assignment_version=job.assignment_version,
+                    ),
                 )
             )
             after.availability.add(who.user_id)
@@ -536,7 +584,7 @@ class Dispatcher:
                     "status": status,
                     "now": now,
                     "kind": f"offer_{status}",
-                    "body": "The job you were offered has been taken."
+                    "body": _TAKEN_BODY
                     if status == "taken"
                     else "The job you were offered was cancelled.",
                     "event": ev.encode(notice).decode(),
@@ -754,7 +802,7 @@ class Dispatcher:
             if len(pipe):
                 results = await pipe.execute()
                 if after.events:
-                    after.delivered = [int(n) for n in results[-len(after.events) :]]
+                    after.delivered = [int(n) for n in results[-1]]
         if self.schedule is not None:
             for job_id, wave, due in after.timers:
                 await self.schedule(job_id, wave, due)

@@ -91,6 +91,16 @@ def worker_channel(worker_id: int) -> str:
     return f"ev:w:{worker_id}"
 
 
+PUBLISH_MANY = """
+local counts = {}
+for i = 1, #ARGV, 2 do
+    counts[#counts + 1] = redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return counts
+"""
+"""PUBLISH each (channel, message) pair of ARGV; the reply is each one's receiver count. Sent as
+EVAL (Redis caches the compiled script by its digest), so no script needs loading first."""
+
 MAX_QUEUED = 1000
 """Events waiting for one slow socket before its subscription is dropped (its stream closes; the
 client reconnects and gets its pending offers in the hello)."""
@@ -170,14 +180,21 @@ class EventBus:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             self.publish_in(pipe, items)
-            return [int(n) for n in await pipe.execute()]
+            (counts,) = await pipe.execute()
+            return [int(n) for n in counts]
 
     @staticmethod
     def publish_in(pipe: Pipeline, items: list[tuple[int, Event]]) -> None:
-        """Queue the PUBLISHes on a pipeline the caller executes (their replies are the counts
-        `to_workers` returns, in order, at the end of that pipeline's results)."""
+        """Queue the PUBLISHes on a pipeline the caller executes, as ONE command (a script) whose
+        reply, the pipeline's last result, is the list of counts `to_workers` returns. (A
+        hundred PUBLISH commands cost the client far more to pack and parse than one.)"""
+        if not items:
+            return
+        args: list[str | bytes] = []
         for worker_id, event in items:
-            pipe.publish(worker_channel(worker_id), encode(event))
+            args.append(worker_channel(worker_id))
+            args.append(encode(event))
+        pipe.eval(PUBLISH_MANY, 0, *args)
 
     @asynccontextmanager
     async def subscription(self, worker_id: int) -> AsyncIterator[Subscription]:
