@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.models import Job, ProxyNumber, ProxySession
+from dispatch.models import Job
 
 
 async def proxy_number_for(session: AsyncSession, job: Job, user_id: int) -> str | None:
@@ -15,15 +15,14 @@ async def proxy_number_for(session: AsyncSession, job: Job, user_id: int) -> str
     lasts; None for anyone else (operators included) and when no number could be allocated."""
     if user_id not in (job.resident_id, job.worker_id):
         return None
-    now = datetime.now(UTC)
     return await session.scalar(
-        select(ProxyNumber.number)
-        .join(ProxySession, ProxySession.proxy_number_id == ProxyNumber.id)
-        .where(
-            ProxySession.job_id == job.id,
-            or_(ProxySession.resident_id == user_id, ProxySession.worker_id == user_id),
-            or_(ProxySession.ends_at.is_(None), ProxySession.ends_at > now),
-        )
-        .order_by(ProxySession.id.desc())
-        .limit(1)
+        _PROXY_NUMBER, {"job_id": job.id, "user_id": user_id, "now": datetime.now(UTC)}
     )
+
+
+_PROXY_NUMBER = text("""
+SELECT n.number FROM proxy_sessions s JOIN proxy_numbers n ON n.id = s.proxy_number_id
+WHERE s.job_id = :job_id AND (s.resident_id = :user_id OR s.worker_id = :user_id)
+  AND (s.ends_at IS NULL OR s.ends_at > :now)
+ORDER BY s.id DESC LIMIT 1
+""")

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
-from sqlalchemy import func, select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch import idempotency
@@ -27,20 +27,22 @@ from dispatch.api.schemas import (
 from dispatch.auth import residents_only, workers_only
 from dispatch.dispatcher import AfterCommit
 from dispatch.jobs import JobService, NewJob
-from dispatch.models import Job, Offer
+from dispatch.models import Job
 from dispatch.proxies import proxy_number_for
 from geo.shapes import wkb_to_latlng
+
+# A plain statement: building it with the expression language cost more CPU than running it.
+_OFFER_COUNTS = text(
+    "SELECT job_id, status, count(*) FROM offers "
+    "WHERE job_id = ANY(CAST(:ids AS bigint[])) GROUP BY job_id, status"
+)
 
 
 async def offers_summaries(session: AsyncSession, jobs: list[Job]) -> dict[int, OffersSummary]:
     """Offer counts by status for each job, in one query."""
     counts: dict[int, dict[str, int]] = {j.id: {} for j in jobs}
     if jobs:
-        rows = await session.execute(
-            select(Offer.job_id, Offer.status, func.count())
-            .where(Offer.job_id.in_(list(counts)))
-            .group_by(Offer.job_id, Offer.status)
-        )
+        rows = await session.execute(_OFFER_COUNTS, {"ids": list(counts)})
         for job_id, status, n in rows.all():
             counts[job_id][status] = n
     return {j.id: OffersSummary(wave=j.wave, **counts[j.id]) for j in jobs}
