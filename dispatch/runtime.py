@@ -18,6 +18,7 @@ from dispatch.events import EventBus
 from dispatch.local_servers import LocalServers
 from dispatch.otp import OtpService
 from dispatch.phones import PhoneVault
+from dispatch.redis_client import open_redis
 from dispatch.settings import Settings
 from dispatch.smsbudget import SmsBudget
 from dispatch.timers import Timers
@@ -137,11 +138,3 @@ def freeze_startup_heap() -> None:
     _heap_frozen = True
     gc.collect()
     gc.freeze()
-
-
-def open_redis(url: str, *, cluster: bool = False) -> Redis:
-    if cluster:
-        from redis.asyncio.cluster import RedisCluster
-
-        return RedisCluster.from_url(url)  # type: ignore[return-value]
-    return Redis.from_url(url, max_connections=256)
