@@ -21,7 +21,10 @@ from typing import Protocol
 
 import h3.api.basic_int as h3
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +43,7 @@ from dispatch.grab import (
 )
 from dispatch.models import Alert, Assignment, Job, Offer, Worker
 from dispatch.models.base import is_db_id
+from dispatch.redis_client import Pipeliner
 from dispatch.workers import WorkerService
 from geo.live import LiveIndex, Nearby
 from geo.shapes import wkb_to_latlng
@@ -263,6 +267,24 @@ class Dispatcher:
         self.hooks: list[AssignmentHook] = []
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
+        pool = getattr(redis, "connection_pool", None)
+        self._pipeliner = Pipeliner(pool) if isinstance(pool, ConnectionPool) else None
+        """Claims of concurrent accepts share socket writes (None on a cluster client)."""
+
+    async def close(self) -> None:
+        if self._pipeliner is not None:
+            await self._pipeliner.aclose()
+
+    async def _claim_offer(self, keys: list[str], args: list[object]) -> list:
+        """The claim script: pipelined with concurrent claims when it can be, else (cluster,
+        script not loaded, connection trouble) through the client as usual."""
+        if self._pipeliner is not None:
+            sha = self._claim.sha
+            try:
+                return await self._pipeliner.call("EVALSHA", sha, len(keys), *keys, *args)
+            except (NoScriptError, RedisConnectionError, RedisTimeoutError):
+                pass
+        return await self._claim(keys=keys, args=args)
 
     # --- waves -------------------------------------------------------------------------------
 
@@ -475,7 +497,7 @@ class Dispatcher:
         if not is_db_id(offer_id):
             raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
         # One round trip: the cached offer is checked and the job's provisional claim taken.
-        outcome, job_ref = await self._claim(
+        outcome, job_ref = await self._claim_offer(
             keys=[_offer_key(offer_id)],
             args=[who.user_id, time.time(), CLAIM_TTL_MS, _CLAIM_PREFIX],
         )

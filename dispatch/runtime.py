@@ -118,6 +118,7 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.workers.positions.flush()
         await self.bus.close()
+        await self.dispatcher.close()
         await self.redis.aclose()
         await self.engine.dispose()
         if self.local is not None:

@@ -1,5 +1,7 @@
 """The service's Redis connections write without a timer, yet a write Redis does not take still
-times out, and large writes that must wait for Redis still arrive whole."""
+times out, and large writes that must wait for Redis still arrive whole; the pipeliner's
+concurrent calls share writes, each gets its own reply, errors and cancellations stay contained,
+and a killed connection is replaced."""
 
 from __future__ import annotations
 
@@ -7,9 +9,16 @@ import asyncio
 import os
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatch.redis_client import DirectWriteConnection, DirectWriteUnixConnection, open_redis
+from dispatch.redis_client import (
+    DirectWriteConnection,
+    DirectWriteUnixConnection,
+    Pipeliner,
+    open_redis,
+)
 
 
 async def test_the_client_uses_direct_write_connections(server_urls) -> None:
@@ -69,3 +78,74 @@ async def test_a_write_redis_never_reads_times_out(tmp_path) -> None:
     finally:
         await client.aclose()
         server.close()
+
+
+@pytest.fixture
+async def pipeliner(server_urls):
+    client = open_redis(server_urls[1])
+    p = Pipeliner(client.connection_pool)
+    yield p, client
+    await p.aclose()
+    await client.aclose()
+
+
+async def test_concurrent_calls_share_writes_and_get_their_own_replies(
+    pipeliner, monkeypatch
+) -> None:
+    p, client = pipeliner
+    flushes = []
+    original = Pipeliner._flush
+
+    def flush(self, conn):
+        flushes.append(len(self._queued))
+        original(self, conn)
+
+    await client.delete("test:n")
+    assert await p.call("PING") == b"PONG"  # connected
+    monkeypatch.setattr(Pipeliner, "_flush", flush)
+    replies = await asyncio.gather(*(p.call("ECHO", f"m{i}") for i in range(300)))
+    assert replies == [f"m{i}".encode() for i in range(300)]
+    assert flushes == [300]  # one socket write for all 300 commands
+    counts = await asyncio.gather(*(p.call("INCR", "test:n") for _ in range(50)))
+    assert sorted(counts) == list(range(1, 51)) and counts == sorted(counts)
+    await client.delete("test:n")
+
+
+async def test_an_error_reply_fails_only_its_own_command(pipeliner) -> None:
+    p, client = pipeliner
+    await client.delete("test:s")
+    await client.set("test:s", "x")
+    first, wrong, last = await asyncio.gather(
+        p.call("GET", "test:s"),
+        p.call("HGET", "test:s", "f"),  # WRONGTYPE
+        p.call("GET", "test:s"),
+        return_exceptions=True,
+    )
+    assert first == b"x" and last == b"x"
+    assert isinstance(wrong, ResponseError) and "WRONGTYPE" in str(wrong)
+    with pytest.raises(NoScriptError):
+        await p.call("EVALSHA", "0" * 40, 0)
+    assert await p.call("GET", "test:s") == b"x"
+    await client.delete("test:s")
+
+
+async def test_a_cancelled_caller_does_not_shift_the_replies(pipeliner) -> None:
+    p, _ = pipeliner
+    assert await p.call("PING") == b"PONG"  # connected
+    first = asyncio.create_task(p.call("ECHO", "a"))
+    second = asyncio.create_task(p.call("ECHO", "b"))
+    await asyncio.sleep(0)  # both queued
+    first.cancel()
+    assert await second == b"b"
+    assert await p.call("ECHO", "c") == b"c"
+
+
+async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(pipeliner) -> None:
+    p, client = pipeliner
+    assert await p.call("CLIENT", "SETNAME", "pipeliner-test") == b"OK"
+    assert await client.client_kill_filter(_type="normal", skipme=True) >= 1
+    outcomes = await asyncio.gather(
+        *(p.call("ECHO", "x") for _ in range(5)), return_exceptions=True
+    )
+    assert all(o == b"x" or isinstance(o, RedisConnectionError) for o in outcomes), outcomes
+    assert await p.call("ECHO", "again") == b"again"

@@ -17,6 +17,7 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dispatch.redis_client import Pipeliner
 from geo.live.redis import RedisLiveIndex
 from tests.dispatch.helpers import community
 from tests.dispatch.test_grab import crew, offers_of, post_job
@@ -71,6 +72,14 @@ def round_trips(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
         seen["redis"].append("EVALSHA")
         return await original_direct(self, sha, keys, args)
 
+    original_pipelined = Pipeliner.call
+
+    async def pipelined(self, *args):
+        # The claim's path: commands of concurrent accepts share socket writes.
+        seen["redis"].append(str(args[0]))
+        return await original_pipelined(self, *args)
+
+    monkeypatch.setattr(Pipeliner, "call", pipelined)
     monkeypatch.setattr(Redis, "execute_command", command)
     monkeypatch.setattr(Pipeline, "execute", pipeline)
     monkeypatch.setattr(RedisLiveIndex, "_call_direct", direct)
