@@ -150,18 +150,32 @@ local function pop()
   return top
 end
 
+-- SPREAD[x]: the 8 bits of x with a zero bit inserted above each (arithmetic only: the library
+-- loads without `bit` or `math`).
+local SPREAD = {}
+for x = 0, 255 do
+  local out, rest, place = 0, x, 1
+  while rest > 0 do
+    out = out + rest % 2 * place
+    rest, place = (rest - rest % 2) / 2, place * 4
+  end
+  SPREAD[x] = out
+end
+
+local function spread(x) -- x < 2^24
+  local low, mid = x % 256, (x - x % 256) / 256
+  local high = (mid - mid % 256) / 256
+  return SPREAD[low] + SPREAD[mid % 256] * 65536 + SPREAD[high] * 4294967296
+end
+
+-- code(level, row, col): the hemisphere (leading column) bit, then row and column bits
+-- interleaved, most significant first (geo/live/cover.py).
 local function code_of(level, row, col)
   local code = 0
   if col >= POW2[level] then -- the hemisphere bit
-    code, col = 1, col - POW2[level]
+    code, col = SPAN[FINE_LEVEL - level], col - POW2[level] -- 4^level
   end
-  for k = level - 1, 0, -1 do
-    local p, bits = POW2[k], 0
-    if row >= p then row, bits = row - p, 2 end
-    if col >= p then col, bits = col - p, bits + 1 end
-    code = code * 4 + bits
-  end
-  return code
+  return code + 2 * spread(row) + spread(col)
 end
 
 -- Start cells: those meeting the disc's bounding box, at the finest level where the box spans at
