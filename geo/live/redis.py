@@ -59,6 +59,21 @@ def _search_library() -> tuple[str, str]:
 
 
 _SEARCH_FUNCTION, _SEARCH_LIBRARY = _search_library()
+_FCALL_HEAD = b"*%%d\r\n$5\r\nFCALL\r\n$%d\r\n%s\r\n" % (
+    len(_SEARCH_FUNCTION),
+    _SEARCH_FUNCTION.encode(),
+)
+
+
+def _fcall_command(keys: list[str], args: list[str]) -> bytes:
+    """FCALL of the search in the Redis protocol: what redis-py's pack_command makes of the same
+    words, in about a quarter of its time."""
+    words = [str(len(keys)), *keys, *args]
+    out = [_FCALL_HEAD % (len(words) + 2)]
+    for word in words:
+        data = word.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def _function_missing(error: ResponseError) -> bool:
@@ -183,17 +198,19 @@ class RedisLiveIndex(LiveIndex):
         if limit <= 0 or radius_m < 0:
             return []
         need = sorted({_skill_text(s) for s in skills})
-        args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), int(limit),
-                repr(float(min_recorded_at)), len(need), *need]  # fmt: skip
+        args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), str(int(limit)),
+                repr(float(min_recorded_at)), str(len(need)), *need]  # fmt: skip
         keys = self._keys(community_id)
         reply = await self._call_direct(keys, args)
         if reply is None:
             reply = await self._call_search(keys, args)
         packed, *ids = reply
-        rows = struct.iter_unpack(">dddd", packed)  # distance, lat, lng, ts
-        return [_nearby(int(wid), *row) for wid, row in zip(ids, rows, strict=True)]
+        values = struct.unpack(f">{4 * len(ids)}d", packed)  # distance, lat, lng, ts per result
+        # One map over columns: a third less time than a loop over rows, for 50 results.
+        dists, lats, lngs, stamps = values[0::4], values[1::4], values[2::4], values[3::4]
+        return list(map(_nearby, map(int, ids), dists, lats, lngs, stamps))
 
-    async def _call_search(self, keys: list[str], args: list[object]) -> list:
+    async def _call_search(self, keys: list[str], args: list[str]) -> list:
         """FCALL of the search through the client, loading the library first if Redis does not
         have it (never loaded, or lost in a restart or FUNCTION FLUSH)."""
         try:
@@ -204,7 +221,7 @@ class RedisLiveIndex(LiveIndex):
         await self.client.function_load(_SEARCH_LIBRARY, replace=True)
         return await self.client.fcall(_SEARCH_FUNCTION, len(keys), *keys, *args)
 
-    async def _call_direct(self, keys: list[str], args: list[object]) -> list | None:
+    async def _call_direct(self, keys: list[str], args: list[str]) -> list | None:
         """The search's FCALL on a connection this index keeps, skipping the client's per-command
         machinery (pool bookkeeping and health check, retry wrapper, response callbacks): about
         65 us less per search on the benchmark machine. None when the fast path does not apply
@@ -217,7 +234,7 @@ class RedisLiveIndex(LiveIndex):
         conn = self._idle.pop() if self._idle else await pool.get_connection()
         usable = False
         try:
-            await conn.send_command("FCALL", _SEARCH_FUNCTION, len(keys), *keys, *args)
+            await conn.send_packed_command(_fcall_command(keys, args))
             reply = await conn.read_response()
             usable = True
         except ResponseError as e:  # the connection is fine

@@ -66,10 +66,10 @@ def round_trips(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
 
     original_direct = RedisLiveIndex._call_direct
 
-    async def direct(self, sha, keys, args):
-        # The live index's search fast path: EVALSHA on a connection it keeps.
-        seen["redis"].append("EVALSHA")
-        return await original_direct(self, sha, keys, args)
+    async def direct(self, keys, args):
+        # The live index's search fast path: FCALL on a connection it keeps.
+        seen["redis"].append("FCALL")
+        return await original_direct(self, keys, args)
 
     monkeypatch.setattr(Redis, "execute_command", command)
     monkeypatch.setattr(Pipeline, "execute", pipeline)
@@ -178,12 +178,12 @@ async def test_a_loser_costs_one_redis_round_trip_and_no_database(
     with round_trips(app, monkeypatch) as seen:
         r = await client.post(f"/v1/offers/{offers[1]['id']}/accept", headers=team[1][1])
     assert r.status_code == 409 and r.json()["code"] == "already_taken"
-    assert seen["db"] == [] and seen["redis"] == ["EVALSHA"]
+    assert seen["db"] == [] and seen["redis"] == ["FCALL"]
     # Someone else's offer and an unknown one: also decided in that one round trip.
     with round_trips(app, monkeypatch) as seen:
         r = await client.post(f"/v1/offers/{offers[2]['id']}/accept", headers=team[1][1])
     assert r.status_code == 403 and r.json()["code"] == "not_your_offer"
-    assert seen["db"] == [] and seen["redis"] == ["EVALSHA"]
+    assert seen["db"] == [] and seen["redis"] == ["FCALL"]
 
 
 async def test_first_offer_round_trips(client, app, principals, admin, resident, monkeypatch):
@@ -196,8 +196,8 @@ async def test_first_offer_round_trips(client, app, principals, admin, resident,
         job = await post_job(client, resident)
     assert job["offers"]["pending"] == 3
     assert seen["db"] == ["INSERT", "SELECT", "INSERT", "WITH", "SELECT", "UPDATE"], seen["db"]
-    # search (EVALSHA), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, 3 PUBLISH), the timer.
-    assert seen["redis"][:2] == ["EVALSHA", "pipeline of 9"], seen["redis"]
+    # search (FCALL), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, 3 PUBLISH), the timer.
+    assert seen["redis"][:2] == ["FCALL", "pipeline of 9"], seen["redis"]
 
 
 async def test_uncached_offers_are_decided_by_the_database(

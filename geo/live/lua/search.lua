@@ -426,6 +426,9 @@ local function search(keys, args)
   end
   out[1] = concat(parts)
   best, heap = {}, {} -- let the collector have this search's tables
+  -- Redis runs a large collection step every 50 calls, which made those calls slow (the p99);
+  -- a small step after every search keeps each cheap and, measured, lowers the mean too.
+  collectgarbage("step", 0)
   return out
 end
 
