@@ -178,12 +178,12 @@ async def test_a_loser_costs_one_redis_round_trip_and_no_database(
     with round_trips(app, monkeypatch) as seen:
         r = await client.post(f"/v1/offers/{offers[1]['id']}/accept", headers=team[1][1])
     assert r.status_code == 409 and r.json()["code"] == "already_taken"
-    assert seen["db"] == [] and seen["redis"] == ["FCALL"]
+    assert seen["db"] == [] and seen["redis"] == ["EVALSHA"]
     # Someone else's offer and an unknown one: also decided in that one round trip.
     with round_trips(app, monkeypatch) as seen:
         r = await client.post(f"/v1/offers/{offers[2]['id']}/accept", headers=team[1][1])
     assert r.status_code == 403 and r.json()["code"] == "not_your_offer"
-    assert seen["db"] == [] and seen["redis"] == ["FCALL"]
+    assert seen["db"] == [] and seen["redis"] == ["EVALSHA"]
 
 
 async def test_first_offer_round_trips(client, app, principals, admin, resident, monkeypatch):
