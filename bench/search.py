@@ -569,9 +569,9 @@ def _command(entry: dict[str, Any]) -> str:
     return cmd.decode("utf-8", "replace") if isinstance(cmd, bytes) else str(cmd)
 
 
-async def _evalsha_usec(client: Redis) -> int:
+async def _fcall_usec(client: Redis) -> int:
     stats = await client.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+    return int(stats.get("cmdstat_fcall", {}).get("usec", 0))
 
 
 async def _server_times(
@@ -582,9 +582,9 @@ async def _server_times(
     pass, since logging every command slows the script down) -- (us, us, count)."""
     total, inner, count = [], [], []
     for call in make_calls():
-        before = await _evalsha_usec(client)
+        before = await _fcall_usec(client)
         await call
-        total.append(await _evalsha_usec(client) - before)
+        total.append(await _fcall_usec(client) - before)
     await client.config_set("slowlog-max-len", "100000")
     await client.config_set("slowlog-log-slower-than", "0")
     for call in make_calls():
@@ -592,7 +592,7 @@ async def _server_times(
         await call
         entries = await client.slowlog_get(100000)
         ran = [e["duration"] for e in entries
-               if _command(e).split(" ", 1)[0].upper() not in ("EVALSHA", "SLOWLOG")]  # fmt: skip
+               if _command(e).split(" ", 1)[0].upper() not in ("FCALL", "SLOWLOG")]  # fmt: skip
         inner.append(sum(ran))
         count.append(len(ran))
     await client.config_set("slowlog-log-slower-than", "10000")
@@ -629,15 +629,15 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
                          repr(MIN_RECORDED_AT), len(need), *need])  # fmt: skip
     calls, empties, parse = [], [], []
     server, inner, n_cmds = await _server_times(
-        client, lambda: (index._search(keys=keys, args=a) for a in prepared)
+        client, lambda: (index._call_search(keys, a) for a in prepared)
     )
     for a in prepared:
         t0 = clock()
-        await index._search(keys=keys, args=a)
+        await index._call_search(keys, a)
         calls.append((clock() - t0) * 1e6)
     for a in prepared:
         t0 = clock()
-        await index._search(keys=empty_keys, args=a)
+        await index._call_search(empty_keys, a)
         empties.append((clock() - t0) * 1e6)
     for i in range(len(q)):  # the whole public call, for the client-side share (args + parse)
         t0 = clock()
@@ -649,7 +649,7 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
     ranges, counts, hmgets, records = [], [], [], []
     for a in prepared:
         await client.slowlog_reset()
-        await index._search(keys=keys, args=a)
+        await index._call_search(keys, a)
         entries = await client.slowlog_get(100000)
         verbs = [_command(e).split(" ", 1)[0].upper() for e in entries]
         ranges.append(verbs.count("ZRANGEBYSCORE"))
@@ -1073,7 +1073,7 @@ def report(
     L.append("")
     L.append(
         f"{cfg.profile} further points per row (not measured above), microseconds unless noted. "
-        "script call = the EVALSHA alone with prepared arguments, as seen by the client; "
+        "script call = the FCALL alone with prepared arguments, through the client, as seen by it; "
         "public = the whole `search()` call (argument packing and reply parsing included); "
         "server = its execution time inside Redis (INFO commandstats); in commands = the part "
         "of it spent inside the ZRANGEBYSCORE/ZCOUNT/HMGET/ZCARD calls the script made (SLOWLOG "

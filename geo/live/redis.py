@@ -12,8 +12,9 @@ on one shard and every script touches a single slot:
 The sorted sets hold only searchable workers (available, in the area, with a position); freshness
 and any further requested skill are checked per worker at search time, from the record. A location
 ping writes the record, plus the worker's sorted sets (all + one per skill) only when it changes
-fine cell (about 70 m) or becomes (un)searchable. A search sends only the query: the script walks
-the grid itself (lua/search.lua; the grid is described in cover.py).
+fine cell (about 70 m) or becomes (un)searchable. A search sends only the query: the search walks
+the grid itself (lua/search.lua, a Redis function library loaded by `prepare` or on first use, and
+again whenever Redis lost it; the grid is described in cover.py).
 
 The sorted sets and the marker are named with "/", apart from the ":"-named keys of the earlier (H3)
 layout, which `clear` also removes. Replies are binary: the client must not be created with
@@ -22,6 +23,7 @@ decode_responses=True.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -31,7 +33,7 @@ import msgpack
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from geo.live.base import MAX_SPEED_MPS, Fix, LiveIndex, MoveResult, Nearby, Position, WorkerStatus
@@ -46,6 +48,36 @@ _RECORD_HEAD = 0x97  # a record is a 7-element msgpack array (lua/common.lua)
 
 def _script(name: str) -> str:
     return (_LUA_DIR / "common.lua").read_text() + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
+
+
+def _search_library() -> tuple[str, str]:
+    """(function name, library code): named after the code, so versions never clash in Redis."""
+    body = (_LUA_DIR / "search.lua").read_text()
+    digest = hashlib.sha256(body.encode()).hexdigest()[:12]
+    name = f"geo_live_search_{digest}"
+    return name, f'#!lua name={name}\nlocal FUNCTION_NAME = "{name}"\n{body}'
+
+
+_SEARCH_FUNCTION, _SEARCH_LIBRARY = _search_library()
+_FCALL_HEAD = b"*%%d\r\n$5\r\nFCALL\r\n$%d\r\n%s\r\n" % (
+    len(_SEARCH_FUNCTION),
+    _SEARCH_FUNCTION.encode(),
+)
+
+
+def _fcall_command(keys: list[str], args: list[str]) -> bytes:
+    """FCALL of the search in the Redis protocol: what redis-py's pack_command makes of the same
+    words, in about a quarter of its time."""
+    words = [str(len(keys)), *keys, *args]
+    out = [_FCALL_HEAD % (len(words) + 2)]
+    for word in words:
+        data = word.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _function_missing(error: ResponseError) -> bool:
+    return str(error).startswith("Function not found")
 
 
 def _nearby_builder() -> Callable[[int, float, float, float, float], Nearby]:
@@ -95,15 +127,16 @@ class RedisLiveIndex(LiveIndex):
         self.prefix = prefix
         self._status = client.register_script(_script("status"))
         self._move = client.register_script(_script("move"))
-        self._search = client.register_script(_script("search"))
         self._remove = client.register_script(_script("remove"))
         self._idle: list[AbstractConnection] = []
         """Connections taken from the client's pool for the search fast path (`_call_direct`)."""
 
     async def prepare(self) -> None:
-        """Load the scripts now (one round trip each), so no request pays for it later."""
-        for script in (self._status, self._move, self._search, self._remove):
+        """Load the scripts and the search function now (one round trip each), so no request pays
+        for it later."""
+        for script in (self._status, self._move, self._remove):
             await self.client.script_load(script.script)
+        await self.client.function_load(_SEARCH_LIBRARY, replace=True)
 
     @classmethod
     def with_client(cls, url: str, **kwargs: object) -> RedisLiveIndex:
@@ -165,36 +198,50 @@ class RedisLiveIndex(LiveIndex):
         if limit <= 0 or radius_m < 0:
             return []
         need = sorted({_skill_text(s) for s in skills})
-        args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), int(limit),
-                repr(float(min_recorded_at)), len(need), *need]  # fmt: skip
+        args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), str(int(limit)),
+                repr(float(min_recorded_at)), str(len(need)), *need]  # fmt: skip
         keys = self._keys(community_id)
-        reply = await self._call_direct(self._search.sha, keys, args)
+        reply = await self._call_direct(keys, args)
         if reply is None:
-            reply = await self._search(keys=keys, args=args)
+            reply = await self._call_search(keys, args)
         packed, *ids = reply
-        rows = struct.iter_unpack(">dddd", packed)  # distance, lat, lng, ts
-        return [_nearby(int(wid), *row) for wid, row in zip(ids, rows, strict=True)]
+        values = struct.unpack(f">{4 * len(ids)}d", packed)  # distance, lat, lng, ts per result
+        # One map over columns: a third less time than a loop over rows, for 50 results.
+        dists, lats, lngs, stamps = values[0::4], values[1::4], values[2::4], values[3::4]
+        return list(map(_nearby, map(int, ids), dists, lats, lngs, stamps))
 
-    async def _call_direct(self, sha: str, keys: list[str], args: list[object]) -> list | None:
-        """EVALSHA on a connection this index keeps, skipping the client's per-command machinery
-        (pool bookkeeping and health check, retry wrapper, response callbacks): about 65 us less
-        per search on the benchmark machine. None when the fast path does not apply (cluster or
-        custom clients, script not loaded yet or flushed, connection trouble): the caller then
-        goes through the client as usual, with its retries and script loading."""
+    async def _call_search(self, keys: list[str], args: list[str]) -> list:
+        """FCALL of the search through the client, loading the library first if Redis does not
+        have it (never loaded, or lost in a restart or FUNCTION FLUSH)."""
+        try:
+            return await self.client.fcall(_SEARCH_FUNCTION, len(keys), *keys, *args)
+        except ResponseError as e:
+            if not _function_missing(e):
+                raise
+        await self.client.function_load(_SEARCH_LIBRARY, replace=True)
+        return await self.client.fcall(_SEARCH_FUNCTION, len(keys), *keys, *args)
+
+    async def _call_direct(self, keys: list[str], args: list[str]) -> list | None:
+        """The search's FCALL on a connection this index keeps, skipping the client's per-command
+        machinery (pool bookkeeping and health check, retry wrapper, response callbacks): about
+        65 us less per search on the benchmark machine. None when the fast path does not apply
+        (cluster or custom clients, function not loaded yet or lost, connection trouble): the
+        caller then goes through the client as usual (`_call_search`), with its retries, loading
+        the function if need be."""
         pool = getattr(self.client, "connection_pool", None)
-        if not sha or not isinstance(pool, ConnectionPool) or self.client.single_connection_client:
+        if not isinstance(pool, ConnectionPool) or self.client.single_connection_client:
             return None
         conn = self._idle.pop() if self._idle else await pool.get_connection()
         usable = False
         try:
-            await conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
+            await conn.send_packed_command(_fcall_command(keys, args))
             reply = await conn.read_response()
             usable = True
-        except NoScriptError:
-            reply, usable = None, True  # the client reloads the script
-        except ResponseError:  # the script failed; the connection is fine
+        except ResponseError as e:  # the connection is fine
             usable = True
-            raise
+            if not _function_missing(e):
+                raise  # the search failed
+            reply = None
         except (RedisConnectionError, RedisTimeoutError):
             reply = None
         finally:

@@ -67,10 +67,10 @@ def round_trips(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
 
     original_direct = RedisLiveIndex._call_direct
 
-    async def direct(self, sha, keys, args):
-        # The live index's search fast path: EVALSHA on a connection it keeps.
-        seen["redis"].append("EVALSHA")
-        return await original_direct(self, sha, keys, args)
+    async def direct(self, keys, args):
+        # The live index's search fast path: FCALL on a connection it keeps.
+        seen["redis"].append("FCALL")
+        return await original_direct(self, keys, args)
 
     original_pipelined = Pipeliner.call
 
@@ -205,9 +205,9 @@ async def test_first_offer_round_trips(client, app, principals, admin, resident,
         job = await post_job(client, resident)
     assert job["offers"]["pending"] == 3
     assert seen["db"] == ["INSERT", "SELECT", "INSERT", "WITH", "SELECT", "UPDATE"], seen["db"]
-    # search (EVALSHA), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, one EVAL publishing
+    # search (FCALL), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, one EVAL publishing
     # the 3 offers), the timer.
-    assert seen["redis"][:2] == ["EVALSHA", "pipeline of 7"], seen["redis"]
+    assert seen["redis"][:2] == ["FCALL", "pipeline of 7"], seen["redis"]
 
 
 async def test_uncached_offers_are_decided_by_the_database(

@@ -135,15 +135,22 @@ async def test_communities_are_separate(index: LiveIndex) -> None:
     assert await index.search(C + 1, *HOME, 1000) == []
 
 
-async def test_redis_search_survives_script_flush_and_lost_connections(redis: Redis) -> None:
-    """The search's direct-connection path falls back to the client (which reloads the script and
-    reconnects) and keeps no broken connection."""
+async def test_redis_search_survives_function_flush_and_lost_connections(redis: Redis) -> None:
+    """The search's direct-connection path falls back to the client (reloading the function
+    library Redis lost, reconnecting) and keeps no broken connection."""
     index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
     await place(index, 1, *HOME)
     want = [1]
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
     assert index._idle, "the fast path kept its connection"
-    await redis.script_flush()
+    await redis.function_flush()
+    assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
+    await redis.function_flush()  # and once more, found missing by the client's own path
+    reply = await index._call_search(index._keys(C), [*HOME, 10.0, 5, 0.0, 0])
+    assert reply[1:] == [b"1"]
+    await redis.script_flush()  # the other scripts: reloaded by the client
+    await place(index, 2, *HOME)
+    want = [1, 2]
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
     for conn in index._idle:
         await redis.client_kill_filter(_id=await _client_id(conn))
