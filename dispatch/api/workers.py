@@ -24,7 +24,7 @@ from dispatch.api.schemas import (
 from dispatch.auth import operators, require_roles, workers_only
 from dispatch.errors import DomainError, Forbidden, Unprocessable
 from dispatch.models import Worker
-from dispatch.workers import Ping, check_ping
+from dispatch.workers import check_ping
 from geo.live import MoveResult
 
 
@@ -41,10 +41,6 @@ def worker_out(worker: Worker, community_ids: list[int]) -> WorkerOut:
         bio=worker.bio,
         hourly_rate_cents=worker.hourly_rate_cents,
     )
-
-
-def _ping(p: LocationIn) -> Ping:
-    return Ping(p.lat, p.lng, p.recorded_at, p.accuracy_m)
 
 
 class WorkerSelfController(Controller):
@@ -102,7 +98,7 @@ class WorkerSelfController(Controller):
                        state: State) -> None:  # fmt: skip
         """One position report. Out-of-order reports are ignored; impossible ones are 422."""
         rt = runtime_of(state)
-        fix = check_ping(_ping(data), datetime.now(UTC))
+        fix = check_ping(data, datetime.now(UTC))
         (result,) = await rt.workers.report(principal_of(request), [fix])
         if result is MoveResult.TOO_FAST:
             raise Unprocessable(
@@ -120,7 +116,7 @@ class WorkerSelfController(Controller):
         fixes, where = [], []
         for i, p in enumerate(data.points):
             try:
-                fixes.append(check_ping(_ping(p), now))
+                fixes.append(check_ping(p, now))
                 where.append(i)
             except DomainError as exc:
                 rejected.append({"index": i, "code": exc.code})

@@ -34,14 +34,26 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from geo.live.base import MAX_SPEED_MPS, Fix, LiveIndex, MoveResult, Nearby, Position, WorkerStatus
-from geo.live.cover import cell_code
+from geo.live.base import (
+    MAX_SPEED_MPS,
+    Fix,
+    LiveIndex,
+    MoveResult,
+    Nearby,
+    Position,
+    ProfileChanged,
+    WorkerStatus,
+)
 
 _LUA_DIR = Path(__file__).with_name("lua")
-_CODES = {1: MoveResult.ACCEPTED, 2: MoveResult.STALE, 3: MoveResult.TOO_FAST}
+_RESULTS = (None, MoveResult.ACCEPTED, MoveResult.STALE, MoveResult.TOO_FAST)
+"""move.lua's codes (1 accepted, 2 stale, 3 too fast) by index."""
+_DEFAULT_SPEED = repr(float(MAX_SPEED_MPS))
 _IDLE_MAX = 8
 """Connections the search fast path keeps at most; more concurrent searches return theirs."""
-_RECORD_HEAD = 0x97  # a record is a 7-element msgpack array (lua/common.lua)
+_RECORD_HEADS = (0x98, 0x97)
+"""A record is an 8-element msgpack array (lua/common.lua), or 7 in records written before the
+profile version was kept."""
 
 
 def _script(name: str) -> str:
@@ -123,8 +135,9 @@ class RedisLiveIndex(LiveIndex):
     async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
         await self._status(
             keys=self._keys(community_id),
-            args=[worker_id, int(status.available), _skills_field(status.skills)],
-        )
+            args=[worker_id, int(status.available), _skills_field(status.skills),
+                  int(status.version)],
+        )  # fmt: skip
 
     async def move(
         self,
@@ -134,22 +147,32 @@ class RedisLiveIndex(LiveIndex):
         *,
         in_area: Sequence[bool],
         max_speed_mps: float = MAX_SPEED_MPS,
+        expect_version: int | None = None,
     ) -> list[MoveResult]:
-        if not fixes:
+        n = len(fixes)
+        if not n:
             return []
-        if len(in_area) != len(fixes):
+        if len(in_area) != n:
             raise ValueError("one in_area flag per fix")
+        # lat, lng, ts per fix; the script works out the fine cell of the last accepted one.
         values: list[float] = []
         for fix in fixes:
-            lat, lng = float(fix.lat), float(fix.lng)
-            values += (lat, lng, float(fix.recorded_at), float(cell_code(lat, lng)))
-        packed = struct.pack(f">{len(values)}d", *values)
-        flags = "".join("1" if inside else "0" for inside in in_area)
-        codes = await self._move(
-            keys=self._keys(community_id),
-            args=[worker_id, repr(float(max_speed_mps)), packed, flags],
-        )
-        return [_CODES[int(c)] for c in codes]
+            values += (fix.lat, fix.lng, fix.recorded_at)
+        args = [
+            worker_id,
+            _DEFAULT_SPEED if max_speed_mps == MAX_SPEED_MPS else repr(float(max_speed_mps)),
+            struct.pack(f">{3 * n}d", *values),
+            bytes([49 if inside else 48 for inside in in_area]),
+            "" if expect_version is None else int(expect_version),
+        ]
+        keys = self._keys(community_id)
+        codes = await self._call_direct(self._move.sha, keys, args)
+        if codes is None:
+            codes = await self._move(keys=keys, args=args)
+        if codes[0] == 0:
+            found = codes[1] if len(codes) > 1 else None
+            raise ProfileChanged(community_id, worker_id, int(found) if found else None)
+        return [_RESULTS[c] for c in codes]
 
     async def search(
         self,
@@ -208,7 +231,7 @@ class RedisLiveIndex(LiveIndex):
 
     async def position(self, community_id: int, worker_id: int) -> Position | None:
         raw = await self.client.hget(self._hash(community_id), str(worker_id))
-        if raw is None or raw[0] != _RECORD_HEAD:
+        if raw is None or raw[0] not in _RECORD_HEADS:
             return None
         s = msgpack.unpackb(raw)
         if s[2] < 0:
