@@ -125,6 +125,16 @@ SINGLE_PING = Endpoint(
 ENDPOINTS = (NOOP_PUBLIC, NOOP_AUTH, BATCH_PINGS, SINGLE_PING)
 
 
+def set_batch(points: int) -> None:
+    """Points per batch request (`--batch`): the module's BATCH and the batch route's Endpoint."""
+    global BATCH, BATCH_PINGS, ENDPOINTS
+    BATCH = points
+    BATCH_PINGS = Endpoint(
+        "batch", "POST", "/v1/workers/me/locations", "batch.lua", BATCH, f"{BATCH} pings a request"
+    )
+    ENDPOINTS = (NOOP_PUBLIC, NOOP_AUTH, BATCH_PINGS, SINGLE_PING)
+
+
 @dataclass
 class Config:
     workers: int
@@ -1322,7 +1332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="wait up to this long for other jobs on the machine to finish before the runs",
     )
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help=f"points per batch request (default {BATCH})"
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.batch <= 500:
+        parser.error("--batch must be between 1 and 500 (the route's limit)")
+    set_batch(args.batch)
 
     if shutil.which("wrk") is None:
         print(

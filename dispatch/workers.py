@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NoReturn, Protocol
 
 import h3.api.basic_int as h3
@@ -66,25 +66,23 @@ class Ping:
     accuracy_m: float | None = None
 
 
-_FUTURE_SLACK = timedelta(seconds=FUTURE_SLACK_S)
-_MAX_FIX_AGE = timedelta(seconds=MAX_FIX_AGE_S)
-
-
-def check_ping(ping: PingLike, now: datetime) -> Fix:
-    """The fix a ping stands for, or a 422 saying why it cannot be true."""
-    at = ping.recorded_at
-    if ping.accuracy_m is not None and ping.accuracy_m > MAX_ACCURACY_M:
+def check_ping(ping: PingLike, now: float) -> Fix:
+    """The fix a ping stands for, or a 422 saying why it cannot be true. `now`: Unix seconds."""
+    accuracy = ping.accuracy_m
+    if accuracy is not None and accuracy > MAX_ACCURACY_M:
         _inaccurate()
+    at = ping.recorded_at
     if at is None:
-        return Fix(ping.lat, ping.lng, now.timestamp())
+        return Fix(ping.lat, ping.lng, now)
     if at.tzinfo is None:
         raise Unprocessable("recorded_at needs a UTC offset", code="invalid_timestamp")
-    age = now - at
-    if age < -_FUTURE_SLACK:
+    ts = at.timestamp()
+    age = now - ts
+    if age < -FUTURE_SLACK_S:
         raise Unprocessable("recorded_at is in the future", code="timestamp_in_future")
-    if age > _MAX_FIX_AGE:
+    if age > MAX_FIX_AGE_S:
         raise Unprocessable("recorded_at is more than a day old", code="timestamp_too_old")
-    return Fix(ping.lat, ping.lng, at.timestamp())
+    return Fix(ping.lat, ping.lng, ts)
 
 
 def _inaccurate() -> NoReturn:

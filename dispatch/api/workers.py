@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -98,7 +99,7 @@ class WorkerSelfController(Controller):
                        state: State) -> None:  # fmt: skip
         """One position report. Out-of-order reports are ignored; impossible ones are 422."""
         rt = runtime_of(state)
-        fix = check_ping(data, datetime.now(UTC))
+        fix = check_ping(data, time.time())
         (result,) = await rt.workers.report(principal_of(request), [fix])
         if result is MoveResult.TOO_FAST:
             raise Unprocessable(
@@ -111,7 +112,7 @@ class WorkerSelfController(Controller):
                         state: State) -> LocationsOut:  # fmt: skip
         """A batch of position reports (say, buffered while offline), applied in time order."""
         rt = runtime_of(state)
-        now = datetime.now(UTC)
+        now = time.time()
         rejected: list[dict[str, Any]] = []
         fixes, where = [], []
         for i, p in enumerate(data.points):
@@ -121,14 +122,16 @@ class WorkerSelfController(Controller):
             except DomainError as exc:
                 rejected.append({"index": i, "code": exc.code})
         results = await rt.workers.report(principal_of(request), fixes)
+        accepted = results.count(MoveResult.ACCEPTED)
         ignored = 0
-        for i, result in zip(where, results, strict=True):
-            if result is MoveResult.TOO_FAST:
-                rejected.append({"index": i, "code": "impossible_speed"})
-            elif result is MoveResult.STALE:
-                ignored += 1
-        rejected.sort(key=lambda r: r["index"])
-        accepted = sum(r is MoveResult.ACCEPTED for r in results)
+        if accepted < len(results):
+            for i, result in zip(where, results, strict=True):
+                if result is MoveResult.TOO_FAST:
+                    rejected.append({"index": i, "code": "impossible_speed"})
+                elif result is MoveResult.STALE:
+                    ignored += 1
+        if rejected:
+            rejected.sort(key=lambda r: r["index"])
         return LocationsOut(accepted=accepted, ignored=ignored, rejected=rejected)
 
 
