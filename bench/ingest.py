@@ -355,7 +355,8 @@ async def index_breakdown(redis: Any, community_id: int) -> dict[str, list[int]]
 
 
 async def indexed_states(redis: Any, community_id: int) -> dict[int, list[Any]]:
-    """worker id -> [lat, lng, ts, available, in_area, cell, skills] (geo/live/lua/common.lua)."""
+    """worker id -> [lat, lng, ts, available, in_area, cell, skills, version]
+    (geo/live/lua/common.lua)."""
     raw = await redis.hgetall(state_key(community_id))
     return {int(k): msgpack.unpackb(v) for k, v in raw.items()}
 
