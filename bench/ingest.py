@@ -1129,9 +1129,9 @@ def report(
         f"{single.rps:,.0f} / {noop_public.rps:,.0f} = {r_public:.2f}x | "
         f"{verdict(r_public >= TARGET_SINGLE_VS_NOOP)} |",
         "",
-        "The same ratios from server CPU per request (no-op ÷ route; the server process is the "
-        "bottleneck, so this is roughly what the ratio of req/s would be without competing jobs, "
-        "though a faster ping run would also pay for fewer listing refreshes per request): "
+        "The same ratios from server CPU per request (no-op ÷ route; the server is the "
+        "bottleneck, so this is roughly what the ratio of req/s would be without competing "
+        "jobs): "
         f"single vs authenticated no-op {noop_auth.server_us / single.server_us:.2f}x, "
         f"vs public no-op {noop_public.server_us / single.server_us:.2f}x; batch "
         f"{BATCH * 1e6 / batch.server_us:,.0f} pings per server CPU-second.",
@@ -1155,12 +1155,12 @@ def report(
         )
     lines += [
         "",
-        "*Server CPU/req*: the server process's CPU time over the run divided by the requests "
-        "served, what one request costs the server; it moves much less than req/s when other "
-        "jobs compete for the CPU, except on the ping routes, where it also depends on how often "
-        "each worker pings: the service re-reads a worker's communities from the database when "
-        "its cached copy is older than 10 s (`WorkerService.listing`), so the fewer pings per "
-        "worker per 10 s, the more of them pay for that. "
+        "*Server CPU/req*: the server's CPU time over the run (all its processes) divided by "
+        "the requests served, what one request costs the server; it moves much less than req/s "
+        "when other jobs compete for the CPU. A process reads a worker's listing from the "
+        "database at the worker's first ping to it and then only when the worker's profile "
+        "version changes (or after 300 s; `WorkerService.listing`), so in these runs ping CPU "
+        "hardly depends on how often each worker pings. "
         "CPU % is of one core over the run's wall time (200 % = both cores); *other* is every "
         "other process on the machine; ⚠ marks a run during which other processes used more "
         f"than {MAX_OTHER_PCT:.0f}% of a core, so it competed for the two cores and its numbers "
