@@ -9,7 +9,9 @@ worker's status in Redis."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -44,16 +46,20 @@ async def test_profile_changes_reach_the_other_process_at_the_next_ping(
         client, admin, name="Elsewhere", center={"lat": ELSEWHERE[0], "lng": ELSEWHERE[1]}
     )
     ops_home, ops_away = await principals.operator(home), await principals.operator(away)
-    wid, headers = await ready_worker(client, principals, home, CENTER)
+    wid, headers = await ready_worker(client, principals, home, None)
     b = other_process
+    # Pings carry times 5 s apart (within the 120 s freshness), so steps of metres are never
+    # taken for more than 200 km/h however fast the test runs.
+    stamps = iter(time.time() - 100 + 5 * k for k in range(20))
 
     async def ping_b(at: tuple[float, float]) -> None:
-        r = await b.post("/v1/workers/me/location", json={"lat": at[0], "lng": at[1]},
-                         headers=headers)  # fmt: skip
+        body = {"lat": at[0], "lng": at[1],
+                "recorded_at": datetime.fromtimestamp(next(stamps), UTC).isoformat()}  # fmt: skip
+        r = await b.post("/v1/workers/me/location", json=body, headers=headers)
         assert r.status_code == 204, r.text
 
-    # B reads the listing (home) and caches it. (Steps of a metre: pings come milliseconds
-    # apart, and more than 200 km/h is rejected.)
+    # B reads the listing (home) and caches it.
+    await ping_b(CENTER)
     near = destination(*CENTER, 0.0, 1)
     await ping_b(near)
     assert await nearby_ids(client, ops_home, lat=near[0], lng=near[1], radius_m=5) == [wid]
