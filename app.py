@@ -14,7 +14,13 @@ from litestar.security.jwt import JWTAuth, Token
 from dispatch.api import admin, communities, health, identity, jobs, offers, ops, stream, workers
 from dispatch.api.errors import EXCEPTION_HANDLERS
 from dispatch.api.middleware import request_log_middleware
-from dispatch.auth import ALGORITHM, ISSUER, Principal, principal_from_token
+from dispatch.auth import (
+    ALGORITHM,
+    ISSUER,
+    CachingJWTAuthenticationMiddleware,
+    Principal,
+    principal_from_token,
+)
 from dispatch.logs import configure_logging
 from dispatch.runtime import Runtime, freeze_startup_heap
 from dispatch.settings import Settings
@@ -58,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         accepted_issuers=[ISSUER],
         exclude=PUBLIC_PATHS,
         exclude_opt_key="exclude_from_auth",
+        authentication_middleware_class=CachingJWTAuthenticationMiddleware,
     )
     return Litestar(
         route_handlers=[

@@ -5,7 +5,8 @@
 One run:
   1. starts private PostgreSQL+PostGIS and Redis servers (`dispatch.local_servers`, not durable)
      and migrates the database;
-  2. starts the service in ONE uvicorn process as `dispatch serve` does (`bench/serve.py`), with
+  2. starts the service in ONE uvicorn process (`--processes N`: N) as `dispatch serve` does
+     (`bench/serve.py`), with
      two no-op routes added: `GET /bench/noop` (public) and `POST /bench/noop-auth` (bearer token
      and worker role, like the ping routes);
   3. through the real API: one community (centre 31.2304, 121.4737, radius 15 km) and N workers
@@ -125,6 +126,16 @@ SINGLE_PING = Endpoint(
 ENDPOINTS = (NOOP_PUBLIC, NOOP_AUTH, BATCH_PINGS, SINGLE_PING)
 
 
+def set_batch(points: int) -> None:
+    """Points per batch request (`--batch`): the module's BATCH and the batch route's Endpoint."""
+    global BATCH, BATCH_PINGS, ENDPOINTS
+    BATCH = points
+    BATCH_PINGS = Endpoint(
+        "batch", "POST", "/v1/workers/me/locations", "batch.lua", BATCH, f"{BATCH} pings a request"
+    )
+    ENDPOINTS = (NOOP_PUBLIC, NOOP_AUTH, BATCH_PINGS, SINGLE_PING)
+
+
 @dataclass
 class Config:
     workers: int
@@ -138,6 +149,8 @@ class Config:
     wait_quiet_s: int
     write: bool
     command: str
+    processes: int = 1
+    """Server processes (`bench.serve --processes`, as `dispatch serve --processes`)."""
 
 
 # --- processes and CPU accounting ----------------------------------------------------------------
@@ -220,7 +233,8 @@ def free_port() -> int:
 class Server:
     """`python -m bench.serve` in a child process, on 127.0.0.1 and a free port."""
 
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(self, root: Path, env: dict[str, str], processes: int = 1) -> None:
+        self.processes = processes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "server.log"
@@ -230,7 +244,15 @@ class Server:
     def start(self, timeout_s: float = 90.0) -> None:
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.serve", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.serve",
+                    "--port",
+                    str(self.port),
+                    "--processes",
+                    str(self.processes),
+                ],
                 cwd=REPO,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -345,7 +367,8 @@ async def index_breakdown(redis: Any, community_id: int) -> dict[str, list[int]]
 
 
 async def indexed_states(redis: Any, community_id: int) -> dict[int, list[Any]]:
-    """worker id -> [lat, lng, ts, available, in_area, cell, skills] (geo/live/lua/common.lua)."""
+    """worker id -> [lat, lng, ts, available, in_area, cell, skills, version]
+    (geo/live/lua/common.lua)."""
     raw = await redis.hgetall(state_key(community_id))
     return {int(k): msgpack.unpackb(v) for k, v in raw.items()}
 
@@ -588,7 +611,7 @@ class Bench:
         pg_pid = _pid_from_file(self.servers.postgres.pgdata / "postmaster.pid")
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         ours = {
-            "server": proc_cpu_s(self.server.pid),
+            "server": tree_cpu_s(self.server.pid),  # with its server processes, if several
             "redis": proc_cpu_s(redis_pid) if redis_pid else 0.0,
             "postgres": tree_cpu_s(pg_pid) if pg_pid else 0.0,
             "wrk": children.ru_utime + children.ru_stime,
@@ -937,7 +960,8 @@ def profile_run(bench: Bench, ep: Endpoint, connections: int, stamp: str) -> dic
         wait_for_quiet(bench.cfg.wait_quiet_s)
     spy = subprocess.Popen(
         [py_spy, "record", "--pid", str(bench.server.pid), "--rate", "250", "--format", "raw",
-         "--nonblocking", "--duration", str(bench.cfg.duration), "-o", str(raw)],
+         "--nonblocking", "--duration", str(bench.cfg.duration), "-o", str(raw),
+         *(["--subprocesses"] if bench.server.processes > 1 else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -966,7 +990,7 @@ def _sh(*cmd: str) -> str:
     return "?"
 
 
-def machine() -> list[str]:
+def machine(processes: int = 1) -> list[str]:
     cpu = "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -988,7 +1012,7 @@ def machine() -> list[str]:
         f"- Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"Litestar {version('litestar')}, uvicorn {version('uvicorn')} (uvloop, httptools, "
-        "1 process)",
+        f"{processes} server process{'es' if processes > 1 else ''})",
         f"- {_sh('redis-server', '--version')}",
         f"- {pg}; {_sh('wrk', '--version')}",
         f"- Code: commit {commit}"
@@ -1069,7 +1093,7 @@ def report(
         "",
         f"`{cfg.command}`" + (" (quick: fewer workers, shorter runs)" if cfg.quick else ""),
         "",
-        *machine(),
+        *machine(cfg.processes),
         "",
         f"One community (centre {CENTER[0]}, {CENTER[1]}, radius {COMMUNITY_RADIUS_M / 1000:g} "
         f"km), {len(world.workers)} workers (homes uniform within {SPREAD_M / 1000:g} km of the "
@@ -1105,9 +1129,9 @@ def report(
         f"{single.rps:,.0f} / {noop_public.rps:,.0f} = {r_public:.2f}x | "
         f"{verdict(r_public >= TARGET_SINGLE_VS_NOOP)} |",
         "",
-        "The same ratios from server CPU per request (no-op ÷ route; the server process is the "
-        "bottleneck, so this is roughly what the ratio of req/s would be without competing jobs, "
-        "though a faster ping run would also pay for fewer listing refreshes per request): "
+        "The same ratios from server CPU per request (no-op ÷ route; the server is the "
+        "bottleneck, so this is roughly what the ratio of req/s would be without competing "
+        "jobs): "
         f"single vs authenticated no-op {noop_auth.server_us / single.server_us:.2f}x, "
         f"vs public no-op {noop_public.server_us / single.server_us:.2f}x; batch "
         f"{BATCH * 1e6 / batch.server_us:,.0f} pings per server CPU-second.",
@@ -1131,12 +1155,12 @@ def report(
         )
     lines += [
         "",
-        "*Server CPU/req*: the server process's CPU time over the run divided by the requests "
-        "served, what one request costs the server; it moves much less than req/s when other "
-        "jobs compete for the CPU, except on the ping routes, where it also depends on how often "
-        "each worker pings: the service re-reads a worker's communities from the database when "
-        "its cached copy is older than 10 s (`WorkerService.listing`), so the fewer pings per "
-        "worker per 10 s, the more of them pay for that. "
+        "*Server CPU/req*: the server's CPU time over the run (all its processes) divided by "
+        "the requests served, what one request costs the server; it moves much less than req/s "
+        "when other jobs compete for the CPU. A process reads a worker's listing from the "
+        "database at the worker's first ping to it and then only when the worker's profile "
+        "version changes (or after 300 s; `WorkerService.listing`), so in these runs ping CPU "
+        "hardly depends on how often each worker pings. "
         "CPU % is of one core over the run's wall time (200 % = both cores); *other* is every "
         "other process on the machine; ⚠ marks a run during which other processes used more "
         f"than {MAX_OTHER_PCT:.0f}% of a core, so it competed for the two cores and its numbers "
@@ -1253,7 +1277,7 @@ def run_all(cfg: Config, started: datetime) -> str:
             "DISPATCH_LOG_LEVEL": "WARNING",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
-        server = Server(root, env)
+        server = Server(root, env, cfg.processes)
         try:
             server.start()
             log(f"server pid {server.pid} on {server.url}")
@@ -1322,7 +1346,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="wait up to this long for other jobs on the machine to finish before the runs",
     )
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help=f"points per batch request (default {BATCH})"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes, as `dispatch serve --processes N` (default 1)",
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.batch <= 500:
+        parser.error("--batch must be between 1 and 500 (the route's limit)")
+    set_batch(args.batch)
 
     if shutil.which("wrk") is None:
         print(
@@ -1350,6 +1386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick=args.quick,
         wait_quiet_s=args.wait_quiet,
         write=not args.no_write,
+        processes=max(1, args.processes),
         command=".venv/bin/python -m bench.ingest "
         + " ".join(sys.argv[1:] if argv is None else argv),
     )

@@ -4,7 +4,8 @@
 
 Settings come from the environment exactly as for `dispatch serve` (`Settings.from_env()`), except
 the log level, WARNING unless `--log-level` says otherwise, so logging does not dominate the cost.
-One uvicorn process (uvloop, httptools, no access log), as `dispatch.cli.cmd_serve` starts it.
+One uvicorn process (uvloop, httptools, no access log), as `dispatch.cli.cmd_serve` starts it;
+`--processes N`: N of them on one port, as `dispatch serve --processes N` runs them.
 
 The extra routes go through the same app middleware (request log, Prometheus) and the same JWT
 authentication middleware as every real route:
@@ -60,11 +61,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="more than 1: serve as `dispatch serve --processes N` does (dispatch.cli.run_servers)",
+    )
     args = parser.parse_args(argv)
 
     import uvicorn
 
     settings = replace(Settings.from_env(), log_level=args.log_level.upper())
+    if args.processes > 1:
+        from dispatch.cli import run_servers
+
+        return run_servers(
+            lambda: build_app(settings), args.host, args.port, args.processes,
+            args.log_level.lower(),
+        )  # fmt: skip
     app = build_app(settings)
     # As dispatch.cli.cmd_serve, plus uvicorn's own loggers at the same level.
     uvicorn.run(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
+import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,26 +34,83 @@ def database_url(settings: Settings) -> Iterator[str]:
         pg.stop()
 
 
+_UVICORN = {
+    "log_config": None,
+    "access_log": False,
+    "loop": "uvloop",
+    "http": "httptools",
+    "ws": "websockets-sansio",
+    "timeout_graceful_shutdown": 10,
+    # Longer than the usual load-balancer idle timeout (60 s), so a pooled connection is never
+    # closed by us just as a client reuses it.
+    "timeout_keep_alive": 75,
+}
+
+
 def run_server(app: Any, host: str, port: int, log_level: str | None = None) -> None:
     """Serve an ASGI app in this process the way `dispatch serve` does (one uvicorn process;
     the benchmarks start their servers through this too)."""
     import uvicorn
 
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        log_level=log_level,
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        timeout_graceful_shutdown=10,
-        # Longer than the usual load-balancer idle timeout (60 s), so a pooled connection is
-        # never closed by us just as a client reuses it.
-        timeout_keep_alive=75,
-    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **_UVICORN)  # type: ignore[arg-type]
+
+
+def run_servers(
+    make_app: Callable[[], Any],
+    host: str,
+    port: int,
+    processes: int,
+    log_level: str | None = None,
+) -> int:
+    """`dispatch serve --processes N`: N uvicorn processes accepting on one listening socket,
+    each with its own app (built after the fork: its own pools, caches and event loop). The
+    parent only supervises: SIGTERM/SIGINT go to every child; when one child exits, the others
+    are stopped too, and the exit status is the first child's that failed (0 if none did)."""
+    if processes <= 1:
+        run_server(make_app(), host, port, log_level)
+        return 0
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    children: list[int] = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:  # the child: serve until told to stop
+            status = 1
+            try:
+                config = uvicorn.Config(make_app(), log_level=log_level, **_UVICORN)  # type: ignore[arg-type]
+                uvicorn.Server(config).run(sockets=[sock])
+                status = 0
+            finally:
+                os._exit(status)
+        children.append(pid)
+    sock.close()
+
+    sent: set[int] = set()
+
+    def forward(signum: int, _frame: object) -> None:
+        sent.add(signum)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = 0
+    running = set(children)
+    while running:
+        pid, status = os.wait()
+        running.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        # uvicorn re-raises the signal it stopped on: ending by one we sent is a clean stop.
+        if code != 0 and -code not in sent and not failed:
+            failed = code if code > 0 else 128 - code
+        if running:  # one is gone: stop the others (a supervisor restarts the whole service)
+            forward(signal.SIGTERM, None)
+    return failed
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,8 +118,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from app import create_app
 
-    run_server(create_app(replace(settings, demo=args.demo)), args.host, args.port)
-    return 0
+    if args.demo and args.processes > 1:
+        print("--demo seeds once, from one process: use it with --processes 1", file=sys.stderr)
+        return 2
+    served = replace(settings, demo=args.demo)
+    return run_servers(lambda: create_app(served), args.host, args.port, args.processes)
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
@@ -140,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--demo", action="store_true", help="also seed a demo community with workers"
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port (default 1); each keeps its own caches",
     )
     serve.set_defaults(func=cmd_serve)
 

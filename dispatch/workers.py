@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import NoReturn, Protocol
 
 import h3.api.basic_int as h3
 from sqlalchemy import delete, exists, select, text
@@ -25,7 +26,7 @@ from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import is_db_id
 from dispatch.phones import PhoneVault
 from geo.distance import haversine_m
-from geo.live import Fix, LiveIndex, MoveResult, WorkerStatus
+from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
 from geo.shapes import wkb_to_latlng
 
 FUTURE_SLACK_S = 30
@@ -34,7 +35,27 @@ MAX_FIX_AGE_S = 24 * 3600
 MAX_ACCURACY_M = 500.0
 RESIDENT_SNAP_RES = 7
 BUSY_STATUSES = ("assigned", "in_progress")
-DIRECTORY_TTL_S = 10.0
+LISTING_TTL_S = 300.0
+"""How long a process keeps a worker's listing (communities served) without re-reading it. Every
+move checks the listing's profile version against the one the worker's status carries in the
+community (`LiveIndex.move(expect_version=)`), so a profile change is seen at the next ping; the
+TTL bounds only how late a change to a community row itself (its area) reaches the ping path."""
+UNCHECKED_LISTING_TTL_S = 2.0
+"""A listing that cannot be checked that way (no profile, no community, or the index's version
+disagrees with the database's) is re-read this often instead."""
+
+
+class PingLike(Protocol):
+    """What check_ping reads: a `Ping`, or the API's `LocationIn` as decoded."""
+
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lng(self) -> float: ...
+    @property
+    def recorded_at(self) -> datetime | None: ...
+    @property
+    def accuracy_m(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,30 +66,26 @@ class Ping:
     accuracy_m: float | None = None
 
 
-_FUTURE_SLACK = timedelta(seconds=FUTURE_SLACK_S)
-_MAX_FIX_AGE = timedelta(seconds=MAX_FIX_AGE_S)
-
-
-def check_ping(ping: Ping, now: datetime) -> Fix:
-    """The fix a ping stands for, or a 422 saying why it cannot be true."""
+def check_ping(ping: PingLike, now: float) -> Fix:
+    """The fix a ping stands for, or a 422 saying why it cannot be true. `now`: Unix seconds."""
+    accuracy = ping.accuracy_m
+    if accuracy is not None and accuracy > MAX_ACCURACY_M:
+        _inaccurate()
     at = ping.recorded_at
     if at is None:
-        return Fix(ping.lat, ping.lng, now.timestamp()) if _accurate(ping) else _inaccurate()
+        return Fix(ping.lat, ping.lng, now)
     if at.tzinfo is None:
         raise Unprocessable("recorded_at needs a UTC offset", code="invalid_timestamp")
-    age = now - at
-    if age < -_FUTURE_SLACK:
+    ts = at.timestamp()
+    age = now - ts
+    if age < -FUTURE_SLACK_S:
         raise Unprocessable("recorded_at is in the future", code="timestamp_in_future")
-    if age > _MAX_FIX_AGE:
+    if age > MAX_FIX_AGE_S:
         raise Unprocessable("recorded_at is more than a day old", code="timestamp_too_old")
-    return Fix(ping.lat, ping.lng, at.timestamp()) if _accurate(ping) else _inaccurate()
+    return Fix(ping.lat, ping.lng, ts)
 
 
-def _accurate(ping: Ping) -> bool:
-    return ping.accuracy_m is None or ping.accuracy_m <= MAX_ACCURACY_M
-
-
-def _inaccurate() -> Fix:
+def _inaccurate() -> NoReturn:
     raise Unprocessable(
         f"a fix less accurate than {MAX_ACCURACY_M:.0f} m cannot place a worker",
         code="low_accuracy",
@@ -76,22 +93,38 @@ def _inaccurate() -> Fix:
 
 
 _LISTING_SQL = text(
-    "SELECT wc.community_id, c.updated_at FROM workers w "
+    "SELECT wc.community_id, c.updated_at, w.version FROM workers w "
     "LEFT JOIN worker_communities wc ON wc.worker_id = w.user_id "
     "LEFT JOIN communities c ON c.id = wc.community_id "
     "WHERE w.user_id = :worker_id ORDER BY wc.community_id"
 )
-"""A worker's communities and their last change; no row when the worker has no profile."""
+"""A worker's communities and their last change, and the profile's version; no row when the
+worker has no profile."""
 _LISTING_PG = str(_LISTING_SQL).replace(":worker_id", "$1")
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """What the live path needs to know about a worker, cached briefly per process."""
+    """What the live path needs to know about a worker, cached per process (see LISTING_TTL_S)."""
 
     communities: tuple[CommunityView, ...]
     has_profile: bool
+    version: int
+    """The profile version (workers.version) it was read at; every `publish` stamps the worker's
+    status in each community it serves with the version it published."""
     expires: float
+
+
+def _usable(listing: Listing) -> Listing:
+    """The listing, if the worker can report positions at all; else the 409 saying why not."""
+    if not listing.has_profile:
+        raise Conflict("create a worker profile first (PUT /v1/workers/me)", code="no_profile")
+    if not listing.communities:
+        raise Conflict("the profile serves no community yet", code="no_community")
+    return listing
+
+
+_ACCEPTED = MoveResult.ACCEPTED
 
 
 class PositionSink:
@@ -317,33 +350,37 @@ class WorkerService:
             and worker.verification == "verified"
             and not await self.is_busy(session, worker_id)
         )
-        status = WorkerStatus(available, frozenset(worker.skills))
+        status = WorkerStatus(available, frozenset(worker.skills), worker.version)
         for community_id in served:
             await self.live.set_status(community_id, worker_id, status)
 
-    async def listing(self, worker_id: int) -> Listing:
+    async def listing(self, worker_id: int, *, fresh: bool = False) -> Listing:
+        """The worker's listing: cached (unless `fresh`), else read from the database."""
         now = time.monotonic()
         cached = self._listings.get(worker_id)
-        if cached is not None and cached.expires > now:
+        if not fresh and cached is not None and cached.expires > now:
             return cached
         # One light query (no ORM objects, no transaction): does the profile exist, which
         # communities does it serve, and have they changed since their views were built.
         # Community rows are loaded only for views not seen yet or out of date.
         rows = await self._listing_rows(worker_id)
-        stale = {cid: at for cid, at in rows if cid is not None and self._view_at(cid) != at}
+        stale = {cid: at for cid, at, _ in rows if cid is not None and self._view_at(cid) != at}
         if stale:
             async with self.sessions() as session:
                 found = await session.scalars(select(Community).where(Community.id.in_(stale)))
                 for row in found.all():
                     self._views[row.id] = (stale[row.id], self.communities.cache.view(row))
         views = tuple(
-            self._views[cid][1] for cid, _ in rows if cid is not None and cid in self._views
+            self._views[cid][1] for cid, _, _ in rows if cid is not None and cid in self._views
         )
-        listing = Listing(views, bool(rows), now + DIRECTORY_TTL_S)
+        # A listing without communities is never checked against the index (no move is made),
+        # so a profile or community added later must be seen by re-reading it.
+        ttl = LISTING_TTL_S if views else UNCHECKED_LISTING_TTL_S
+        listing = Listing(views, bool(rows), rows[0][2] if rows else 0, now + ttl)
         self._listings[worker_id] = listing
         return listing
 
-    async def _listing_rows(self, worker_id: int) -> list[tuple[int | None, datetime | None]]:
+    async def _listing_rows(self, worker_id: int) -> list[tuple[int | None, datetime | None, int]]:
         """_LISTING_SQL's rows, straight from the asyncpg connection when there is one (about a
         quarter of the CPU of the same query through a session: no session, no BEGIN/ROLLBACK,
         no result processing), else through a session."""
@@ -352,39 +389,74 @@ class WorkerService:
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 records = await raw.driver_connection.fetch(_LISTING_PG, worker_id)
-                return [(r[0], r[1]) for r in records]
+                return [(r[0], r[1], r[2]) for r in records]
         async with self.sessions() as session:
             conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            return [
-                (r[0], r[1]) for r in await conn.execute(_LISTING_SQL, {"worker_id": worker_id})
-            ]
+            result = await conn.execute(_LISTING_SQL, {"worker_id": worker_id})
+            return [(r[0], r[1], r[2]) for r in result]
 
     def _view_at(self, community_id: int) -> datetime | None:
         hit = self._views.get(community_id)
         return hit[0] if hit is not None else None
 
     async def report(self, who: Principal, fixes: Sequence[Fix]) -> list[MoveResult]:
-        """Apply a worker's checked fixes (in time order, whatever order given); one result each."""
-        listing = await self.listing(who.user_id)
-        if not listing.has_profile:
-            raise Conflict("create a worker profile first (PUT /v1/workers/me)", code="no_profile")
-        if not listing.communities:
-            raise Conflict("the profile serves no community yet", code="no_community")
-        if not fixes:
+        """Apply a worker's checked fixes (in time order, whatever order given); one result each.
+
+        The cached listing says which communities to move the worker in; each move checks the
+        listing's profile version against the worker's status there, so a listing that a profile
+        change (in any process) made stale is re-read before anything is applied."""
+        worker_id = who.user_id
+        listing = _usable(await self.listing(worker_id))
+        n = len(fixes)
+        if not n:
             return []
-        order = sorted(range(len(fixes)), key=lambda i: fixes[i].recorded_at)
-        ordered = [fixes[i] for i in order]
-        results: list[MoveResult] = []
-        for view in listing.communities:
-            inside = [view.area.contains(f.lat, f.lng) for f in ordered]
-            results = await self.live.move(view.id, who.user_id, ordered, in_area=inside)
-        accepted = [f for f, r in zip(ordered, results, strict=True) if r is MoveResult.ACCEPTED]
-        if accepted:
-            self.positions.record(who.user_id, accepted[-1])
-        by_input = [MoveResult.ACCEPTED] * len(fixes)
+        order = None
+        if n > 1:
+            times = [f.recorded_at for f in fixes]
+            if any(times[i] > times[i + 1] for i in range(n - 1)):
+                order = sorted(range(n), key=times.__getitem__)
+        ordered = [fixes[i] for i in order] if order else list(fixes)
+        try:
+            results = await self._move(listing, worker_id, ordered, checked=True)
+        except ProfileChanged:
+            listing = _usable(await self.listing(worker_id, fresh=True))
+            try:
+                results = await self._move(listing, worker_id, ordered, checked=True)
+            except ProfileChanged:
+                # The index and the database disagree on the version (a profile change not yet
+                # committed, or statuses published before versions were kept): apply by the
+                # fresh listing, and read it again soon rather than trust it for long.
+                self._listings[worker_id] = replace(
+                    listing, expires=time.monotonic() + UNCHECKED_LISTING_TTL_S
+                )
+                results = await self._move(listing, worker_id, ordered, checked=False)
+        for i in range(n - 1, -1, -1):
+            if results[i] is _ACCEPTED:
+                self.positions.record(worker_id, ordered[i])
+                break
+        if order is None:
+            return results
+        by_input = list(results)
         for position, i in enumerate(order):
             by_input[i] = results[position]
         return by_input
+
+    async def _move(
+        self, listing: Listing, worker_id: int, ordered: list[Fix], *, checked: bool
+    ) -> list[MoveResult]:
+        """Move the worker in each community of the listing; the last community's results."""
+        results: list[MoveResult] = []
+        expect = listing.version if checked else None
+        for view in listing.communities:
+            contains = view.area.contains
+            results = await self.live.move(
+                view.id,
+                worker_id,
+                ordered,
+                in_area=[contains(f.lat, f.lng) for f in ordered],
+                expect_version=expect,
+            )
+        return results
 
     async def nearby(
         self,
@@ -475,7 +547,9 @@ class WorkerService:
         for worker, is_busy in rows:
             available = worker.online and worker.verification == "verified" and not is_busy
             await self.live.set_status(
-                community_id, worker.user_id, WorkerStatus(available, frozenset(worker.skills))
+                community_id,
+                worker.user_id,
+                WorkerStatus(available, frozenset(worker.skills), worker.version),
             )
             if worker.location is not None and worker.location_at is not None:
                 lat, lng = wkb_to_latlng(worker.location)

@@ -36,7 +36,7 @@ class ServiceProcess:
     """`dispatch serve` as a child process on the given database and Redis (not yet waited for:
     call `wait_ready()`, or run it in a thread from async code)."""
 
-    def __init__(self, urls: tuple[str, str], secret: str, **env: str) -> None:
+    def __init__(self, urls: tuple[str, str], secret: str, *args: str, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         full_env = {
@@ -48,7 +48,7 @@ class ServiceProcess:
             **env,
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(self.port), *args],
             env=full_env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

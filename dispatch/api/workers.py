@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from dispatch.api.schemas import (
 from dispatch.auth import operators, require_roles, workers_only
 from dispatch.errors import DomainError, Forbidden, Unprocessable
 from dispatch.models import Worker
-from dispatch.workers import Ping, check_ping
+from dispatch.workers import check_ping
 from geo.live import MoveResult
 
 
@@ -41,10 +42,6 @@ def worker_out(worker: Worker, community_ids: list[int]) -> WorkerOut:
         bio=worker.bio,
         hourly_rate_cents=worker.hourly_rate_cents,
     )
-
-
-def _ping(p: LocationIn) -> Ping:
-    return Ping(p.lat, p.lng, p.recorded_at, p.accuracy_m)
 
 
 class WorkerSelfController(Controller):
@@ -102,7 +99,7 @@ class WorkerSelfController(Controller):
                        state: State) -> None:  # fmt: skip
         """One position report. Out-of-order reports are ignored; impossible ones are 422."""
         rt = runtime_of(state)
-        fix = check_ping(_ping(data), datetime.now(UTC))
+        fix = check_ping(data, time.time())
         (result,) = await rt.workers.report(principal_of(request), [fix])
         if result is MoveResult.TOO_FAST:
             raise Unprocessable(
@@ -115,24 +112,26 @@ class WorkerSelfController(Controller):
                         state: State) -> LocationsOut:  # fmt: skip
         """A batch of position reports (say, buffered while offline), applied in time order."""
         rt = runtime_of(state)
-        now = datetime.now(UTC)
+        now = time.time()
         rejected: list[dict[str, Any]] = []
         fixes, where = [], []
         for i, p in enumerate(data.points):
             try:
-                fixes.append(check_ping(_ping(p), now))
+                fixes.append(check_ping(p, now))
                 where.append(i)
             except DomainError as exc:
                 rejected.append({"index": i, "code": exc.code})
         results = await rt.workers.report(principal_of(request), fixes)
+        accepted = results.count(MoveResult.ACCEPTED)
         ignored = 0
-        for i, result in zip(where, results, strict=True):
-            if result is MoveResult.TOO_FAST:
-                rejected.append({"index": i, "code": "impossible_speed"})
-            elif result is MoveResult.STALE:
-                ignored += 1
-        rejected.sort(key=lambda r: r["index"])
-        accepted = sum(r is MoveResult.ACCEPTED for r in results)
+        if accepted < len(results):
+            for i, result in zip(where, results, strict=True):
+                if result is MoveResult.TOO_FAST:
+                    rejected.append({"index": i, "code": "impossible_speed"})
+                elif result is MoveResult.STALE:
+                    ignored += 1
+        if rejected:
+            rejected.sort(key=lambda r: r["index"])
         return LocationsOut(accepted=accepted, ignored=ignored, rejected=rejected)
 
 

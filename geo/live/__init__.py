@@ -1,5 +1,5 @@
 """The live worker index: who is available where, right now, searchable by distance."""
 
-from geo.live.base import Fix, LiveIndex, MoveResult, Nearby, WorkerStatus
+from geo.live.base import Fix, LiveIndex, MoveResult, Nearby, ProfileChanged, WorkerStatus
 
-__all__ = ["Fix", "LiveIndex", "MoveResult", "Nearby", "WorkerStatus"]
+__all__ = ["Fix", "LiveIndex", "MoveResult", "Nearby", "ProfileChanged", "WorkerStatus"]

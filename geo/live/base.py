@@ -31,6 +31,22 @@ class WorkerStatus:
     available: bool
     """Online, verified and not busy."""
     skills: frozenset[str] = field(default_factory=frozenset)
+    version: int = 0
+    """The worker's profile version this status was published from (the worker row's version):
+    kept with the status, and checked by `move(..., expect_version=)`."""
+
+
+class ProfileChanged(Exception):
+    """`move` was given a profile version the worker's status in the community does not carry
+    (or the community has no status for the worker): nothing was applied. The caller's idea of
+    where the worker belongs is out of date; re-read it and move again."""
+
+    def __init__(self, community_id: int, worker_id: int, version: int | None) -> None:
+        super().__init__(f"worker {worker_id} in community {community_id}: version {version}")
+        self.community_id = community_id
+        self.worker_id = worker_id
+        self.version = version
+        """The version the status carries (None: no status, or one from before versions)."""
 
 
 class MoveResult(Enum):
@@ -75,8 +91,12 @@ class LiveIndex(ABC):
         *,
         in_area: Sequence[bool],
         max_speed_mps: float = MAX_SPEED_MPS,
+        expect_version: int | None = None,
     ) -> list[MoveResult]:
-        """Apply fixes in order (one round trip); `in_area[i]` says if fix i is in the area."""
+        """Apply fixes in order (one round trip); `in_area[i]` says if fix i is in the area.
+
+        With `expect_version`, raise `ProfileChanged` (applying nothing) unless the worker's
+        status here was set with that version."""
 
     @abstractmethod
     async def search(

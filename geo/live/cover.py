@@ -15,7 +15,8 @@ the fine cells under any coarser cell form one contiguous range:
 so one sorted set scored by the fine code serves every level: a cell at any level is one
 ZRANGEBYSCORE. The search (lua/search.lua) walks the tree itself, nearest cell first, splitting
 cells that hold many workers and reading small ones whole, with exact lower bounds on the distance
-from the query point to each cell; Python only computes the code of each accepted fix.
+from the query point to each cell; the move script (lua/move.lua, `cell_code` in lua/common.lua)
+computes the code of a worker's last accepted fix, with the same operations as `cell_code` here.
 
 Row and column come from `floor((lat + 90) / STEP)` and `floor((lng + 180) / STEP)`, the same
 IEEE operations in Python and Lua; every cell edge is exactly representable.

@@ -13,6 +13,7 @@ from geo.live.base import (
     MoveResult,
     Nearby,
     Position,
+    ProfileChanged,
     WorkerStatus,
 )
 
@@ -34,9 +35,15 @@ class MemoryLiveIndex(LiveIndex):
         *,
         in_area: Sequence[bool],
         max_speed_mps: float = MAX_SPEED_MPS,
+        expect_version: int | None = None,
     ) -> list[MoveResult]:
         out = []
         key = (community_id, worker_id)
+        if expect_version is not None:
+            status = self._status.get(key)
+            if status is None or status.version != expect_version:
+                version = status.version if status is not None else None
+                raise ProfileChanged(community_id, worker_id, version)
         for fix, inside in zip(fixes, in_area, strict=True):
             last = self._pos.get(key)
             if last is not None:

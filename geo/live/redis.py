@@ -33,17 +33,29 @@ import msgpack
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from geo.live.base import MAX_SPEED_MPS, Fix, LiveIndex, MoveResult, Nearby, Position, WorkerStatus
-from geo.live.cover import cell_code
+from geo.live.base import (
+    MAX_SPEED_MPS,
+    Fix,
+    LiveIndex,
+    MoveResult,
+    Nearby,
+    Position,
+    ProfileChanged,
+    WorkerStatus,
+)
 
 _LUA_DIR = Path(__file__).with_name("lua")
-_CODES = {1: MoveResult.ACCEPTED, 2: MoveResult.STALE, 3: MoveResult.TOO_FAST}
+_RESULTS = (None, MoveResult.ACCEPTED, MoveResult.STALE, MoveResult.TOO_FAST)
+"""move.lua's codes (1 accepted, 2 stale, 3 too fast) by index."""
+_DEFAULT_SPEED = repr(float(MAX_SPEED_MPS))
 _IDLE_MAX = 8
 """Connections the search fast path keeps at most; more concurrent searches return theirs."""
-_RECORD_HEAD = 0x97  # a record is a 7-element msgpack array (lua/common.lua)
+_RECORD_HEADS = (0x98, 0x97)
+"""A record is an 8-element msgpack array (lua/common.lua), or 7 in records written before the
+profile version was kept."""
 
 
 def _script(name: str) -> str:
@@ -76,8 +88,19 @@ def _fcall_command(keys: list[str], args: list[str]) -> bytes:
     return b"".join(out)
 
 
+def _evalsha_command(sha: str, keys: list[str], args: Sequence[object]) -> bytes:
+    """EVALSHA in the Redis protocol (words: bytes as they are, anything else as its str)."""
+    words: list[object] = ["EVALSHA", sha, len(keys), *keys, *args]
+    out = [b"*%d\r\n" % len(words)]
+    for word in words:
+        data = word if isinstance(word, bytes) else str(word).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
 def _function_missing(error: ResponseError) -> bool:
-    return str(error).startswith("Function not found")
+    """Redis lost the library or script a direct call named (restart, FLUSH)."""
+    return isinstance(error, NoScriptError) or str(error).startswith("Function not found")
 
 
 def _nearby_builder() -> Callable[[int, float, float, float, float], Nearby]:
@@ -156,8 +179,9 @@ class RedisLiveIndex(LiveIndex):
     async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
         await self._status(
             keys=self._keys(community_id),
-            args=[worker_id, int(status.available), _skills_field(status.skills)],
-        )
+            args=[worker_id, int(status.available), _skills_field(status.skills),
+                  int(status.version)],
+        )  # fmt: skip
 
     async def move(
         self,
@@ -167,22 +191,32 @@ class RedisLiveIndex(LiveIndex):
         *,
         in_area: Sequence[bool],
         max_speed_mps: float = MAX_SPEED_MPS,
+        expect_version: int | None = None,
     ) -> list[MoveResult]:
-        if not fixes:
+        n = len(fixes)
+        if not n:
             return []
-        if len(in_area) != len(fixes):
+        if len(in_area) != n:
             raise ValueError("one in_area flag per fix")
+        # lat, lng, ts per fix; the script works out the fine cell of the last accepted one.
         values: list[float] = []
         for fix in fixes:
-            lat, lng = float(fix.lat), float(fix.lng)
-            values += (lat, lng, float(fix.recorded_at), float(cell_code(lat, lng)))
-        packed = struct.pack(f">{len(values)}d", *values)
-        flags = "".join("1" if inside else "0" for inside in in_area)
-        codes = await self._move(
-            keys=self._keys(community_id),
-            args=[worker_id, repr(float(max_speed_mps)), packed, flags],
-        )
-        return [_CODES[int(c)] for c in codes]
+            values += (fix.lat, fix.lng, fix.recorded_at)
+        args = [
+            worker_id,
+            _DEFAULT_SPEED if max_speed_mps == MAX_SPEED_MPS else repr(float(max_speed_mps)),
+            struct.pack(f">{3 * n}d", *values),
+            bytes([49 if inside else 48 for inside in in_area]),
+            "" if expect_version is None else int(expect_version),
+        ]
+        keys = self._keys(community_id)
+        codes = await self._call_direct(_evalsha_command(self._move.sha, keys, args))
+        if codes is None:
+            codes = await self._move(keys=keys, args=args)
+        if codes[0] == 0:
+            found = codes[1] if len(codes) > 1 else None
+            raise ProfileChanged(community_id, worker_id, int(found) if found else None)
+        return [_RESULTS[c] for c in codes]
 
     async def search(
         self,
@@ -201,7 +235,7 @@ class RedisLiveIndex(LiveIndex):
         args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), str(int(limit)),
                 repr(float(min_recorded_at)), str(len(need)), *need]  # fmt: skip
         keys = self._keys(community_id)
-        reply = await self._call_direct(keys, args)
+        reply = await self._call_direct(_fcall_command(keys, args))
         if reply is None:
             reply = await self._call_search(keys, args)
         packed, *ids = reply
@@ -221,20 +255,20 @@ class RedisLiveIndex(LiveIndex):
         await self.client.function_load(_SEARCH_LIBRARY, replace=True)
         return await self.client.fcall(_SEARCH_FUNCTION, len(keys), *keys, *args)
 
-    async def _call_direct(self, keys: list[str], args: list[str]) -> list | None:
-        """The search's FCALL on a connection this index keeps, skipping the client's per-command
-        machinery (pool bookkeeping and health check, retry wrapper, response callbacks): about
-        65 us less per search on the benchmark machine. None when the fast path does not apply
-        (cluster or custom clients, function not loaded yet or lost, connection trouble): the
-        caller then goes through the client as usual (`_call_search`), with its retries, loading
-        the function if need be."""
+    async def _call_direct(self, command: bytes) -> list | None:
+        """A packed command (the search's FCALL, a move's EVALSHA) on a connection this index
+        keeps, skipping the client's per-command machinery (pool bookkeeping and health check,
+        retry wrapper, response callbacks): about 65 us less per search on the benchmark
+        machine. None when the fast path does not apply (cluster or custom clients, function or
+        script not loaded yet or lost, connection trouble): the caller then goes through the
+        client as usual, with its retries, loading the function or script if need be."""
         pool = getattr(self.client, "connection_pool", None)
         if not isinstance(pool, ConnectionPool) or self.client.single_connection_client:
             return None
         conn = self._idle.pop() if self._idle else await pool.get_connection()
         usable = False
         try:
-            await conn.send_packed_command(_fcall_command(keys, args))
+            await conn.send_packed_command(command)
             reply = await conn.read_response()
             usable = True
         except ResponseError as e:  # the connection is fine
@@ -255,7 +289,7 @@ class RedisLiveIndex(LiveIndex):
 
     async def position(self, community_id: int, worker_id: int) -> Position | None:
         raw = await self.client.hget(self._hash(community_id), str(worker_id))
-        if raw is None or raw[0] != _RECORD_HEAD:
+        if raw is None or raw[0] not in _RECORD_HEADS:
             return None
         s = msgpack.unpackb(raw)
         if s[2] < 0:

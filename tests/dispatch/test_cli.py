@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import jwt
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.processes import free_port, wait_ready
+from tests.processes import ServiceProcess, free_port, wait_ready
 
 DISPATCH = [sys.executable, "-m", "dispatch.cli"]
 
@@ -184,3 +185,42 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_serve_with_several_processes_shares_the_port_and_stops_together(server_urls) -> None:
+    """`dispatch serve --processes 2`: two server processes accept on one port, each answers,
+    and SIGTERM to the parent stops them all."""
+    server = ServiceProcess(server_urls, TEST_SECRET, "--processes", "2")
+    try:
+        server.wait_ready()
+        children = _children(server.proc.pid)
+        assert len(children) == 2, children
+        with httpx.Client(base_url=server.base, timeout=10) as http:
+            for _ in range(20):
+                assert http.get("/readyz").status_code == 200
+        server.proc.terminate()
+        assert server.proc.wait(30) == 0
+        for child in children:
+            assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
+    finally:
+        server.stop()
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()[0]
+    return ""

@@ -67,10 +67,10 @@ def round_trips(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
 
     original_direct = RedisLiveIndex._call_direct
 
-    async def direct(self, keys, args):
-        # The live index's search fast path: FCALL on a connection it keeps.
-        seen["redis"].append("FCALL")
-        return await original_direct(self, keys, args)
+    async def direct(self, command):
+        # The live index's fast path (search FCALL, move EVALSHA) on a connection it keeps.
+        seen["redis"].append(command.split(b"\r\n")[2].decode())
+        return await original_direct(self, command)
 
     original_pipelined = Pipeliner.call
 

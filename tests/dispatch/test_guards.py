@@ -3,6 +3,8 @@ and tokens that are expired, forged or tampered with are refused."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -220,3 +222,31 @@ async def test_correctly_signed_token_with_bad_claims_is_401(
     claims = {**claims_of(token_of(resident)), **change}
     token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
     assert_problem(await client.get("/v1/jobs", headers=bearer(token)), 401, "unauthorized")
+
+
+async def test_a_remembered_token_is_still_refused_once_expired_or_altered(
+    client, principals
+) -> None:
+    """The auth middleware remembers verified tokens (CachingJWTAuthenticationMiddleware): a
+    token it has accepted is refused once its exp has passed, and a copy differing in one byte of
+    its signature is checked in full and refused."""
+    uid, _ = await principals.user("worker")
+    token = issue_token(TEST_SECRET, uid, "worker", ttl_s=2)
+    profile = {"name": "W", "skills": [], "community_ids": []}
+    for _ in range(2):  # verified, then remembered
+        r = await client.put("/v1/workers/me", json=profile, headers=bearer(token))
+        assert r.status_code == 200, r.text
+    head, payload, signature = token.split(".")
+    altered = (
+        f"{head}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    )
+    assert_problem(
+        await client.put("/v1/workers/me", json=profile, headers=bearer(altered)),
+        401,
+        "unauthorized",
+    )
+    expires = claims_of(token)["exp"]
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)
+    assert_problem(
+        await client.put("/v1/workers/me", json=profile, headers=bearer(token)), 401, "unauthorized"
+    )

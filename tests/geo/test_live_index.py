@@ -8,9 +8,11 @@ import asyncio
 import itertools
 import math
 import os
+import struct
 from collections.abc import AsyncIterator
 
 import h3.api.basic_int as h3
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,8 +20,8 @@ from redis.asyncio import Redis
 
 from geo.areas import destination
 from geo.distance import haversine_m
-from geo.live import Fix, LiveIndex, MoveResult, WorkerStatus
-from geo.live.cover import FINE_LEVEL
+from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
+from geo.live.cover import FINE_LEVEL, cell_code
 from geo.live.memory import MemoryLiveIndex
 from geo.live.redis import RedisLiveIndex
 
@@ -135,9 +137,81 @@ async def test_communities_are_separate(index: LiveIndex) -> None:
     assert await index.search(C + 1, *HOME, 1000) == []
 
 
+async def test_move_checks_the_profile_version(index: LiveIndex) -> None:
+    """With expect_version, a move applies only where the worker's status carries that version."""
+    with pytest.raises(ProfileChanged) as no_status:
+        await index.move(C, 1, [Fix(*HOME, 1000.0)], in_area=[True], expect_version=3)
+    assert no_status.value.version is None
+    assert await index.position(C, 1) is None, "nothing was applied"
+    await index.set_status(C, 1, WorkerStatus(True, frozenset({"moving"}), version=3))
+    assert await index.move(C, 1, [Fix(*HOME, 1000.0)], in_area=[True], expect_version=3) == [
+        MoveResult.ACCEPTED
+    ]
+    await index.set_status(C, 1, WorkerStatus(True, frozenset({"moving"}), version=4))
+    later = destination(*HOME, 0.0, 30)
+    with pytest.raises(ProfileChanged) as changed:
+        await index.move(C, 1, [Fix(*later, 1010.0)], in_area=[True], expect_version=3)
+    assert changed.value.version == 4
+    pos = await index.position(C, 1)
+    assert pos is not None and pos.recorded_at == 1000.0, "nothing was applied"
+    # Without a version the move applies whatever the status holds, and keeps it.
+    assert await index.move(C, 1, [Fix(*later, 1010.0)], in_area=[True]) == [MoveResult.ACCEPTED]
+    assert await index.move(C, 1, [Fix(*HOME, 1020.0)], in_area=[True], expect_version=4) == [
+        MoveResult.ACCEPTED
+    ]
+    assert [n.worker_id for n in await index.search(C, *HOME, 10, skills=["moving"])] == [1]
+
+
+async def test_redis_move_files_the_fine_cell_python_computes(redis: Redis) -> None:
+    """move.lua works out the fine cell of the last accepted fix itself: the same code as
+    geo.live.cover.cell_code, on grid edges, the antimeridian and the poles too."""
+    index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    step = 180.0 / (1 << FINE_LEVEL)
+    points = [(90.0, 180.0), (-90.0, -180.0), (0.0, 0.0), (-0.0, -0.0), (89.9999, 179.99999),
+              (31.2304, 121.4737), (-33.8688, 151.2093), (51.5, -0.0001)]  # fmt: skip
+    for k in range(1, 40):
+        row, col = (k * 7919) % (1 << FINE_LEVEL), (k * 104729) % (1 << (FINE_LEVEL + 1))
+        lat, lng = -90.0 + row * step, -180.0 + col * step
+        points += [(lat, lng), (math.nextafter(lat, -91), math.nextafter(lng, -181))]
+    for wid, (lat, lng) in enumerate(points, start=1):
+        await index.set_status(C, wid, WorkerStatus(True))
+        # The first fix is too fast from nowhere only if there was a position: there is none.
+        await index.move(C, wid, [Fix(lat, lng, 1000.0)], in_area=[True])
+        raw = await redis.hget(f"{index.prefix}:{{c:{C}}}:w", str(wid))
+        record = msgpack.unpackb(raw)
+        assert record[5] == cell_code(lat, lng), (lat, lng)
+        assert await redis.zscore(f"{index.prefix}:{{c:{C}}}/cells", wid) == cell_code(lat, lng)
+
+
+async def test_redis_reads_records_written_before_versions(redis: Redis) -> None:
+    """A record of the 7-element layout (no version) keeps working: read, moved, searched; a
+    versioned move sees it as out of date."""
+    index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    skills = b",moving,"
+    old = (
+        bytes([0x97])
+        + struct.pack(">BdBdBdBBBd", 0xCB, HOME[0], 0xCB, HOME[1], 0xCB, 1000.0, 1, 1, 0xCB,
+                      float(cell_code(*HOME)))
+        + b"\xdb" + len(skills).to_bytes(4, "big") + skills
+    )  # fmt: skip
+    await redis.hset(f"{index.prefix}:{{c:{C}}}:w", "1", old)
+    for key in ("/cells", "/cells:moving"):
+        await redis.zadd(f"{index.prefix}:{{c:{C}}}{key}", {"1": cell_code(*HOME)})
+    pos = await index.position(C, 1)
+    assert pos is not None and (pos.lat, pos.recorded_at, pos.available) == (HOME[0], 1000.0, True)
+    later = destination(*HOME, 0.0, 30)
+    with pytest.raises(ProfileChanged) as changed:
+        await index.move(C, 1, [Fix(*later, 1010.0)], in_area=[True], expect_version=1)
+    assert changed.value.version is None
+    assert await index.move(C, 1, [Fix(*later, 1010.0)], in_area=[True]) == [MoveResult.ACCEPTED]
+    assert [n.worker_id for n in await index.search(C, *later, 10, skills=["moving"])] == [1]
+    await index.set_status(C, 1, WorkerStatus(True, frozenset({"moving"}), version=2))
+    assert msgpack.unpackb(await redis.hget(f"{index.prefix}:{{c:{C}}}:w", "1"))[7] == "2"
+
+
 async def test_redis_search_survives_function_flush_and_lost_connections(redis: Redis) -> None:
-    """The search's direct-connection path falls back to the client (reloading the function
-    library Redis lost, reconnecting) and keeps no broken connection."""
+    """The direct-connection path of searches and moves falls back to the client (reloading the
+    function library or script Redis lost, reconnecting) and keeps no broken connection."""
     index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
     await place(index, 1, *HOME)
     want = [1]
@@ -158,6 +232,15 @@ async def test_redis_search_survives_function_flush_and_lost_connections(redis: 
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
     searches = [index.search(C, *HOME, 10) for _ in range(20)]  # more at once than it keeps
     assert all([n.worker_id for n in found] == want for found in await asyncio.gather(*searches))
+    assert len(index._idle) <= 8
+    # Moves take the same path: after a script flush and with its connections killed too.
+    await redis.script_flush()
+    for conn in index._idle:
+        await redis.client_kill_filter(_id=await _client_id(conn))
+    for ts in (2000.0, 2001.0):
+        assert await index.move(C, 1, [Fix(*HOME, ts)], in_area=[True]) == [MoveResult.ACCEPTED]
+    moves = [index.move(C, 1, [Fix(*HOME, 3000.0 + k)], in_area=[True]) for k in range(20)]
+    assert sum(r == [MoveResult.ACCEPTED] for r in await asyncio.gather(*moves)) >= 1
     assert len(index._idle) <= 8
 
 

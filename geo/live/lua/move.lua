@@ -1,18 +1,24 @@
--- KEYS: state hash, cell set. ARGV: worker id, max speed (m/s), fixes, in_area: fixes packs
--- lat, lng, ts and cell (the fix's fine cell code) of each fix as big-endian float64s; in_area
--- has one character per fix, "1" inside the area, "0" outside.
--- Fixes are applied in order; returns one code per fix: 1 accepted, 2 stale, 3 too fast.
+-- KEYS: state hash, cell set. ARGV: worker id, max speed (m/s), fixes, in_area, version: fixes
+-- packs lat, lng and ts of each fix as big-endian float64s; in_area has one character per fix,
+-- "1" inside the area, "0" outside; version is the profile version the caller's view of the
+-- worker comes from, or "" to apply the fixes whatever the record holds.
+-- Returns {0, version} and writes nothing when a version is given and the worker's record holds
+-- another one (version "", or false when there is no record): the caller's view is out of date.
+-- Otherwise fixes are applied in order; returns one code per fix: 1 accepted, 2 stale, 3 too fast.
 -- Writes: the record (HSET), and the cell sets only when the worker changes fine cell or
--- becomes (un)searchable.
+-- becomes (un)searchable. The fine cell is worked out here, for the last accepted fix only.
 local hash, cells, wid = KEYS[1], KEYS[2], ARGV[1]
+local lat, lng, ts, available, in_area, cell, skills, version =
+  decode(redis.call("HGET", hash, wid))
+local expect = ARGV[5]
+if expect and expect ~= "" and version ~= expect then return { 0, version } end
 local max_speed = tonumber(ARGV[2])
-local lat, lng, ts, available, in_area, cell, skills = decode(redis.call("HGET", hash, wid))
 local was, was_cell = is_searchable(ts, available, in_area), cell
 local codes = {}
-local changed = false
+local last = 0
 local fixes, inside = ARGV[3], ARGV[4]
 for i = 1, #inside do
-  local flat, flng, fts, fcell = sunpack(">dddd", fixes, 32 * i - 31)
+  local flat, flng, fts = sunpack(">ddd", fixes, 24 * i - 23)
   local code = 1
   if ts >= 0 then
     if fts <= ts then
@@ -22,14 +28,15 @@ for i = 1, #inside do
     end
   end
   if code == 1 then
-    lat, lng, ts, cell = flat, flng, fts, fcell
-    in_area = byte(inside, i) - 48
-    changed = true
+    lat, lng, ts, last = flat, flng, fts, i
   end
-  codes[#codes + 1] = code
+  codes[i] = code
 end
-if changed then
+if last > 0 then
+  cell = cell_code(lat, lng)
+  in_area = byte(inside, last) - 48
   refile(cells, wid, was, was_cell, skills, is_searchable(ts, available, in_area), cell, skills)
-  redis.call("HSET", hash, wid, encode(lat, lng, ts, available, in_area, cell, skills))
+  local record = encode(lat, lng, ts, available, in_area, cell, skills, version or "")
+  redis.call("HSET", hash, wid, record)
 end
 return codes

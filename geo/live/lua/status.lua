@@ -1,9 +1,11 @@
 -- KEYS: state hash, cell set. ARGV: worker id, available (0/1), skills field (msgpack str32
--- ",a,b,"). The position is kept.
+-- ",a,b,"), version (decimal digits: the worker's profile version this status comes from). The
+-- position is kept.
 local hash, cells, wid = KEYS[1], KEYS[2], ARGV[1]
 local lat, lng, ts, available, in_area, cell, skills = decode(redis.call("HGET", hash, wid))
 local was = is_searchable(ts, available, in_area)
 available = tonumber(ARGV[2])
 refile(cells, wid, was, cell, skills, is_searchable(ts, available, in_area), cell, ARGV[3])
-redis.call("HSET", hash, wid, encode(lat, lng, ts, available, in_area, cell, ARGV[3]))
+local record = encode(lat, lng, ts, available, in_area, cell, ARGV[3], ARGV[4] or "")
+redis.call("HSET", hash, wid, record)
 return 1
