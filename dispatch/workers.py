@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import NoReturn, Protocol
 
 import h3.api.basic_int as h3
-from sqlalchemy import delete, exists, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -35,6 +35,16 @@ MAX_FIX_AGE_S = 24 * 3600
 MAX_ACCURACY_M = 500.0
 RESIDENT_SNAP_RES = 7
 BUSY_STATUSES = ("assigned", "in_progress")
+# What `publish` pushes to the index, in one statement (it runs after every assignment and
+# release; three ORM reads cost several times more CPU).
+_PUBLISHED = text(f"""
+SELECT w.online, w.verification, w.skills, w.version,
+       EXISTS (SELECT FROM jobs j WHERE j.worker_id = w.user_id
+               AND j.status IN ({", ".join(f"'{s}'" for s in BUSY_STATUSES)})),
+       ARRAY(SELECT c.community_id FROM worker_communities c
+             WHERE c.worker_id = w.user_id ORDER BY c.community_id)
+FROM workers w WHERE w.user_id = :worker_id
+""")  # noqa: S608 (constant statuses, no input)
 LISTING_TTL_S = 300.0
 """How long a process keeps a worker's listing (communities served) without re-reading it. Every
 move checks the listing's profile version against the one the worker's status carries in the
@@ -327,30 +337,20 @@ class WorkerService:
         await self.publish(session, who.user_id)
         return worker
 
-    async def is_busy(self, session: AsyncSession, worker_id: int) -> bool:
-        return bool(
-            await session.scalar(
-                select(exists().where(Job.worker_id == worker_id, Job.status.in_(BUSY_STATUSES)))
-            )
-        )
-
     async def publish(
         self, session: AsyncSession, worker_id: int, left: Sequence[int] = ()
     ) -> None:
         """Push the worker's availability and skills to the index of every community served."""
-        worker = await session.get(Worker, worker_id)
-        served = await self.communities_of(session, worker_id)
+        await session.flush()  # the read below must see this session's pending changes
+        row = (await session.execute(_PUBLISHED, {"worker_id": worker_id})).first()
         self._listings.pop(worker_id, None)
         for community_id in left:
             await self.live.remove(community_id, worker_id)
-        if worker is None:
+        if row is None:
             return
-        available = (
-            worker.online
-            and worker.verification == "verified"
-            and not await self.is_busy(session, worker_id)
-        )
-        status = WorkerStatus(available, frozenset(worker.skills), worker.version)
+        online, verification, skills, version, busy, served = row
+        available = online and verification == "verified" and not busy
+        status = WorkerStatus(available, frozenset(skills or ()), version)
         for community_id in served:
             await self.live.set_status(community_id, worker_id, status)
 
