@@ -66,16 +66,6 @@ async def wait_for(predicate, within: float = 15.0, every: float = 0.1) -> None:
     raise AssertionError("condition not reached in time")
 
 
-@pytest.fixture
-async def admin(principals) -> dict[str, str]:
-    return await principals.admin()
-
-
-@pytest.fixture
-async def resident(principals) -> dict[str, str]:
-    return (await principals.user("resident"))[1]
-
-
 async def test_first_wave_goes_to_the_nearest_eligible(client, principals, admin, resident) -> None:
     cid = await community(client, admin)
     near = await crew(client, principals, cid, [100, 200, 300, 400])

@@ -29,16 +29,6 @@ def settings(base_settings):
     return replace(base_settings, relay=False)
 
 
-@pytest.fixture
-async def admin(principals) -> dict[str, str]:
-    return await principals.admin()
-
-
-@pytest.fixture
-async def resident(principals) -> dict[str, str]:
-    return (await principals.user("resident"))[1]
-
-
 async def rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
     async with engine.connect() as conn:
         return list((await conn.execute(text(sql), params)).all())

@@ -359,10 +359,9 @@ def brute_force(workers, query, radius, need, limit, min_ts):
     return sorted(hits)[:limit]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(world=worlds())
-def test_redis_search_equals_brute_force(server_urls, world) -> None:
-    workers, query, radius, need, limit, min_ts = world
+def _redis_search(server_urls, workers, query, radius, **search) -> list[tuple[float, int]]:
+    """Load a world's workers into a fresh Redis index, search it, and clear it again:
+    (distance, worker id) per result."""
 
     async def run() -> list[tuple[float, int]]:
         client = Redis.from_url(server_urls[1])
@@ -371,15 +370,23 @@ def test_redis_search_equals_brute_force(server_urls, world) -> None:
             for wid, lat, lng, ts, skills, available, inside in workers:
                 await index.set_status(C, wid, WorkerStatus(available, skills))
                 await index.move(C, wid, [Fix(lat, lng, ts)], in_area=[inside])
-            found = await index.search(
-                C, *query, radius, skills=need, limit=limit, min_recorded_at=min_ts
-            )
+            found = await index.search(C, *query, radius, **search)
             await index.clear(C)
             return [(n.distance_m, n.worker_id) for n in found]
         finally:
             await client.aclose()
 
-    got = asyncio.run(run())
+    return asyncio.run(run())
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds())
+def test_redis_search_equals_brute_force(server_urls, world) -> None:
+    workers, query, radius, need, limit, min_ts = world
+
+    got = _redis_search(
+        server_urls, workers, query, radius, skills=need, limit=limit, min_recorded_at=min_ts
+    )
     expected = brute_force(workers, query, radius, need, limit, min_ts)
     assert [w for _, w in got] == [w for _, w in expected]
     for (gd, _), (ed, _) in zip(got, expected, strict=True):
@@ -425,17 +432,5 @@ def test_redis_search_finds_the_worker_on_a_cell_corner_at_the_rim(server_urls, 
     expected = brute_force(workers, query, radius, [], 100, 0.0)
     assert 1 in [w for _, w in expected]  # the world is what it claims to be
 
-    async def run() -> list[tuple[float, int]]:
-        client = Redis.from_url(server_urls[1])
-        index = RedisLiveIndex(client, prefix=f"p{next(_prefixes)}")
-        try:
-            for wid, lat, lng, ts, skills, available, inside in workers:
-                await index.set_status(C, wid, WorkerStatus(available, skills))
-                await index.move(C, wid, [Fix(lat, lng, ts)], in_area=[inside])
-            found = await index.search(C, *query, radius, limit=100)
-            await index.clear(C)
-            return [(n.distance_m, n.worker_id) for n in found]
-        finally:
-            await client.aclose()
-
-    assert [w for _, w in asyncio.run(run())] == [w for _, w in expected]
+    got = _redis_search(server_urls, workers, query, radius, limit=100)
+    assert [w for _, w in got] == [w for _, w in expected]
