@@ -43,9 +43,9 @@ from dispatch.grab import (
 )
 from dispatch.models import Alert, Assignment, Job, Offer, Worker
 from dispatch.models.base import is_db_id
-from dispatch.redis_client import Pipeliner
 from dispatch.workers import WorkerService
 from geo.live import LiveIndex, Nearby
+from geo.live.wire import Pipeliner
 from geo.shapes import wkb_to_latlng
 
 CLAIM_TTL_MS = 10_000

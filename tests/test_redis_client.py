@@ -16,9 +16,22 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dispatch.redis_client import (
     DirectWriteConnection,
     DirectWriteUnixConnection,
-    Pipeliner,
     open_redis,
 )
+from geo.live.wire import Pipeliner, pack
+
+
+def test_pack_writes_what_redis_py_writes() -> None:
+    from redis.asyncio.connection import Connection
+
+    conn = Connection()
+    for words in (
+        ("PING",),
+        ("EVALSHA", "a" * 40, 1, "offer:{grab}:7", 12, 1763942400.123456, 30000, "claim:{grab}:"),
+        ("SET", b"k\r\n\x00", "väl ü", -3, 0.1),
+        ("ECHO", ""),
+    ):
+        assert pack(*words) == b"".join(conn.pack_command(*words)), words
 
 
 async def test_the_client_uses_direct_write_connections(server_urls) -> None:

@@ -17,8 +17,8 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatch.redis_client import Pipeliner
 from geo.live.redis import RedisLiveIndex
+from geo.live.wire import Pipeliner
 from tests.dispatch.helpers import community
 from tests.dispatch.test_grab import crew, offers_of, post_job
 
