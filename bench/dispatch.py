@@ -34,7 +34,8 @@ One run:
      warmed; per round a resident posts a job in the race community (all 100 workers get an
      offer), then all 100 `POST /v1/offers/{id}/accept` are written at once and their responses
      awaited; and a burst of 100 `POST /bench/noop-auth` on the same connections with the same
-     tokens (the order of the two bursts alternates by round). Exactly one 200 per job, every
+     tokens (the order of the two bursts alternates by round; before each, the race waits for
+     the outbox relay to have handled everything due, then 0.25 s). Exactly one 200 per job, every
      other answer 409 `already_taken`; the winner completes the job (with its
      `assignment_version`) before the next round;
   5. one request at a time on one warmed connection (diagnostic): a loser's accept, the no-op,
@@ -138,6 +139,8 @@ OFFER_WAIT_S = 5.0
 """After the last POST, how long a job's first offer may still arrive before it is a miss."""
 BURST_GAP_S = 0.25
 """Pause before each burst of the race, so the server is idle when it starts."""
+OUTBOX_WAIT_S = 10.0
+"""How long the race waits, before a burst, for the outbox relay to finish what is due."""
 
 TARGET_FIRST_OFFER_VS_POST = 2.0
 TARGET_LOSER_VS_NOOP = 1.5
@@ -952,6 +955,8 @@ class Race:
     solo: dict[str, tuple[Series, float]]
     """One request at a time: kind -> (latencies, server CPU seconds per request)."""
     per_round: list[tuple[float, float]] = field(default_factory=list)
+    round_cpu: list[tuple[float, float]] = field(default_factory=list)
+    """Per measured round: server ON's CPU seconds in (its accept burst, its no-op burst)."""
     """Per measured round: (p99 of its losers, p99 of its no-op burst)."""
 
     @property
@@ -1026,6 +1031,27 @@ class RaceBench:
                 self.conns[j] = c = await Conn.open(self.port)
                 status, *_ = await c.call(http_request("GET", "/bench/noop", self.port))
                 assert status == 204
+
+    async def relayed(self, timeout_s: float = OUTBOX_WAIT_S) -> bool:
+        """Wait until the outbox relay has handled everything due (the offers of the job just
+        posted, the notices of the last take), so its batch does not land in the next burst.
+        False if it had not within `timeout_s`."""
+        from sqlalchemy import text
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            async with self.engine.connect() as db:
+                due = await db.scalar(
+                    text(
+                        "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending') "
+                        "AND (next_attempt_at IS NULL OR next_attempt_at <= now())"
+                    )
+                )
+            if not due:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
 
     async def call(self, i: int, raw: bytes) -> tuple[int, bytes, float, float]:
         await self.fresh(i)
@@ -1112,11 +1138,13 @@ async def race_phase(
     sent_log: list[Sent] = []
     solo: dict[str, tuple[Series, float]] = {}
     per_round: list[tuple[float, float]] = []
+    round_cpu: list[tuple[float, float]] = []
     before = cpu.snapshot()
     try:
         for r in range(warmup_rounds + rounds):
             measured = r >= warmup_rounds
             round_p99 = {"accept": math.nan, "noop": math.nan}
+            spent_in = {"accept": math.nan, "noop": math.nan}
             job_id, offer_of = await rb.post_job()
             for kind in kinds if r % 2 == 0 else kinds[::-1]:
                 tags = [f"{tag}-{r}-{kind}-{i}" for i in range(len(world.race))]
@@ -1127,10 +1155,14 @@ async def race_phase(
                 else:
                     reqs = [rb.noop(i, tags[i]) for i in range(len(world.race))]
                 await rb.fresh()
+                if not await rb.relayed():
+                    problems.append(f"round {r}: the outbox relay still had work after "
+                                    f"{OUTBOX_WAIT_S:g} s")  # fmt: skip
                 await asyncio.sleep(BURST_GAP_S)
                 c0 = proc_cpu_s(on.pid)
                 got = await burst(rb.conns, reqs)
                 spent = proc_cpu_s(on.pid) - c0
+                spent_in[kind] = spent
                 lat = [1000 * (done - t) for _, _, t, done in got]
                 if measured:
                     sent_log += [
@@ -1177,6 +1209,7 @@ async def race_phase(
                 job_ids.append(job_id)
                 if "noop" in kinds:
                     per_round.append((round_p99["accept"], round_p99["noop"]))
+                    round_cpu.append((spent_in["accept"], spent_in["noop"]))
         used = Cpu.used(before, cpu.snapshot())
         if solo_n:
             solo = await solo_requests(rb, solo_n, problems)
@@ -1211,6 +1244,7 @@ async def race_phase(
         sent=sent_log,
         solo=solo,
         per_round=per_round,
+        round_cpu=round_cpu,
     )
 
 
@@ -1523,6 +1557,8 @@ def probe_race(race: Race, dump: dict[str, Any]) -> list[str]:
     lines += [
         "",
         gc_line(dump, "server ON during the race phase (warm-up and diagnostics included)"),
+        "",
+        *burst_background_lines(race, dump),
     ]
     alone = {tag: r for r in dump["requests"] if (tag := r.get("tag") or "").startswith("solo-")}
     lines += trips_lines("Round trips of a loser's accept (alone)", alone.get("solo-loser"))
@@ -1538,6 +1574,45 @@ def probe_race(race: Race, dump: dict[str, Any]) -> list[str]:
         "which\") are parts of the row above them; in a burst, a request's wall time includes "
         "the other requests' work interleaved on the same event loop.",
     ]
+    return lines
+
+
+def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> list[str]:
+    """The slowest measured bursts beside a typical one: what the server did in the background
+    while each ran (relay batches, write-behind, SAQ), and how long its event loop stalled."""
+    bursts: dict[tuple[int, str], list[Sent]] = {}
+    for x in race.sent:
+        _, r, kind, _ = x.tag.rsplit("-", 3)
+        bursts.setdefault((int(r), kind), []).append(x)
+    if not bursts or "background" not in dump:
+        return []
+    spans = {
+        key: (min(x.sent for x in xs), max(x.done for x in xs), pct([1000 * (x.done - x.sent)
+              for x in xs], 99))
+        for key, xs in bursts.items()
+    }  # fmt: skip
+    ranked = sorted(spans, key=lambda k: spans[k][2], reverse=True)
+    picked = [*ranked[:show], ranked[len(ranked) // 2]]
+    lines = [
+        "Slowest measured bursts (and the median one, last): the server's background work that "
+        "overlapped each (`bench/dispatch_probe.py`: start relative to the burst's first write, "
+        "wall ms), and its event-loop stalls over 4 ms.",
+        "",
+        "| round, burst | p99 (ms) | background work during the burst | loop stalls (ms) |",
+        "|---|---:|---|---|",
+    ]
+    for key in picked:
+        t0, t1, p99 = spans[key]
+        work = [
+            f"{name} @{1000 * (start - t0):+.0f} ({1000 * dur:.1f})"
+            for name, start, dur in dump["background"]
+            if start < t1 and start + dur > t0
+        ]
+        stalls = [f"{1000 * late:.0f}" for when, late in dump.get("stalls", []) if t0 < when < t1]
+        lines.append(
+            f"| {key[0]}, {key[1]} | {p99:.0f} | {'; '.join(work) or '—'} | "
+            f"{', '.join(stalls) or '—'} |"
+        )
     return lines
 
 
@@ -1887,8 +1962,12 @@ def report(
             or max(other_pct(fo.cpu), other_pct(race.cpu)) > 50
             else []
         ),
-        "Per measured round, loser p99 / no-op burst p99 (ms): "
-        + ", ".join(f"{lo:.0f}/{no:.0f}" for lo, no in race.per_round)
+        "Per measured round, loser p99 / no-op burst p99 (ms), and in brackets server ON's CPU "
+        "in the accept burst / in the no-op burst (ms, 10 ms ticks): "
+        + ", ".join(
+            f"{lo:.0f}/{no:.0f} [{1000 * ca:.0f}/{1000 * cn:.0f}]"
+            for (lo, no), (ca, cn) in zip(race.per_round, race.round_cpu, strict=True)
+        )
         + ".",
         "",
         "Server CPU (steadier than latency when other jobs compete): per accept burst ÷ per "
@@ -1952,7 +2031,10 @@ def report(
         f"- Claim race: {race.rounds} measured rounds after {cfg.warmup_rounds} warm-up rounds; "
         f"each round one accept burst and one no-op burst of {len(world.race)} requests, one "
         "per already-open, warmed keep-alive connection, each written in one go right after "
-        f"the other (a {BURST_GAP_S:g} s pause before each burst); a request's latency runs "
+        "the other. Before each burst the race waits until the outbox relay has handled "
+        "everything due (the job's 100 offers, the last take's 99 notices: its batch, "
+        "70-95 ms on the loop, otherwise lands in whichever burst its 0.5 s tick meets), then "
+        f"pauses {BURST_GAP_S:g} s. A request's latency runs "
         "from its write to its whole response. Accept bursts come first in even rounds, no-op "
         "bursts in odd ones.",
         "- The no-op route goes through the same middleware and JWT authentication with the "

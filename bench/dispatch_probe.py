@@ -14,6 +14,10 @@ clock on the same machine):
 - PostgreSQL round trips (statements through asyncpg, and COMMIT/ROLLBACK) and Redis round
   trips (commands and pipelines), with the wall time spent waiting on them.
 
+Outside requests: every run of the service's background work (the outbox relay's batches, the
+position write-behind, SAQ's wake-ups and upkeep, the overdue sweep) with its start and wall
+time, and every event-loop stall over 4 ms (a 1 ms ticker that woke late).
+
 And, for the worker streams: when each job's first offer event was published, and when the
 first offer message for it was written to a WebSocket; and every garbage collection's pause.
 
@@ -41,6 +45,12 @@ WS_SENT: dict[int, float] = {}
 """job id -> when its first offer message was written to a worker's WebSocket."""
 GC_PAUSES: list[tuple[int, float, float, int]] = []
 """(generation, start, seconds, objects collected) of every garbage collection."""
+BACKGROUND: list[tuple[str, float, float]] = []
+"""(what, start, seconds) of background work run outside any probed request."""
+STALLS: list[tuple[float, float]] = []
+"""(when the loop got back, seconds it was late) for every tick of the 1 ms ticker late by more
+than STALL_S."""
+STALL_S = 0.004
 PROBED_PREFIXES = ("/v1/jobs", "/v1/offers", "/bench/noop-auth")
 _gc_started = 0.0
 
@@ -137,6 +147,45 @@ def note_published(items: list[tuple[int, Any]]) -> None:
             PUBLISHED.setdefault(event.offer.job_id, now)
 
 
+def background(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Start and wall time of each call made outside a probed request."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if REQ.get() is not None:
+            return await fn(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            BACKGROUND.append((name, t0, time.perf_counter() - t0))
+
+    return wrapper
+
+
+_TICKER: list[Any] = []
+
+
+async def start_stall_ticker() -> None:
+    import asyncio
+
+    _TICKER.append(asyncio.get_running_loop().create_task(stall_ticker()))
+
+
+async def stall_ticker() -> None:
+    """Sleeps 1 ms at a time; a wake-up more than STALL_S late means something held the loop
+    (or the process was not scheduled)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(0.001)
+        late = loop.time() - before - 0.001
+        if late > STALL_S:
+            STALLS.append((time.perf_counter(), late))
+
+
 def patch(owner: Any, attr: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     setattr(owner, attr, make(getattr(owner, attr)))
 
@@ -146,6 +195,7 @@ def install() -> None:
 
     gc.callbacks.append(_gc_callback)
     from redis.asyncio.client import Pipeline, Redis
+    from saq.queue.redis import RedisQueue
     from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
     from sqlalchemy.ext.asyncio.session import AsyncSession, AsyncSessionTransaction
 
@@ -155,14 +205,24 @@ def install() -> None:
     from dispatch.dispatcher import Dispatcher
     from dispatch.jobs import JobService
     from dispatch.timers import Timers
-    from dispatch.workers import WorkerService
+    from dispatch.workers import PositionSink, WorkerService
     from geo.live.redis import RedisLiveIndex
+    from notifications.relay import Relay
 
     for name in ("open_job", "_next_wave", "_send_wave", "run_after", "accept",
                  "_accept_in_db", "_retire_offers", "complete"):  # fmt: skip
         if not hasattr(Dispatcher, name):
             continue
         patch(Dispatcher, name, lambda fn, n=name: timed(f"Dispatcher.{n}", fn))
+    for owner, names in (
+        (Relay, ("drain_once",)),
+        (PositionSink, ("flush",)),
+        (Dispatcher, ("advance", "sweep_overdue")),
+        (RedisQueue, ("schedule", "sweep", "stats")),
+    ):
+        for name in names:
+            if hasattr(owner, name):
+                patch(owner, name, lambda fn, n=f"{owner.__name__}.{name}": background(n, fn))
     patch(JobService, "create", lambda fn: timed("JobService.create", fn))
     patch(WorkerService, "publish", lambda fn: timed("WorkerService.publish", fn))
     patch(RedisLiveIndex, "search", lambda fn: timed("RedisLiveIndex.search", fn))
@@ -282,7 +342,11 @@ async def probe_dump() -> dict[str, Any]:
         "ws_sent": {str(k): v for k, v in WS_SENT.items()},
         "gc": list(GC_PAUSES),
         "heap": heap_census(),
+        "background": list(BACKGROUND),
+        "stalls": list(STALLS),
     }
+    BACKGROUND.clear()
+    STALLS.clear()
     GC_PAUSES.clear()
     RECORDS.clear()
     PUBLISHED.clear()
@@ -317,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = build_app(settings)
     if not args.no_probe:
         app.register(probe_dump)
+        app.on_startup.append(start_stall_ticker)
     # Served exactly as `dispatch serve` serves (dispatch.cli.run_server: websockets-sansio,
     # 75 s keep-alive), unlike bench/serve.py's own uvicorn.run.
     run_server(app if args.no_probe else wrap_asgi(app), args.host, args.port,
