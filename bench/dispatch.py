@@ -615,6 +615,7 @@ async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -
             found = await live.search(c, *center, radius + 100, limit=n + 10, min_recorded_at=fresh)
             if len(found) != n:
                 raise RuntimeError(f"community {c}: {len(found)} of {n} workers are searchable")
+        await live.aclose()
         timings["total"] = time.perf_counter() - started
         return World(cid, race_cid, workers, stations, race, residents, admin, timings)
     finally:

@@ -199,6 +199,7 @@ class Ours:
 
         for start in range(0, len(ids), LOAD_CHUNK):
             await asyncio.gather(*(one(i) for i in range(start, min(len(ids), start + LOAD_CHUNK))))
+        await index.aclose()
         await client.aclose()
         await pool.disconnect()
 
@@ -866,6 +867,7 @@ async def run_case(
                     )
                 if not v.exact and len(s.failures) < 3:
                     s.failures.append(f"({la!r}, {ln!r}) r={r} skill={sk}: {v.why}")
+    await ours.index.aclose()
     await client.aclose()
     return CaseResult(
         size, dist, world.online, stats, profile, memory, load_s, geo_trips, explain, explain_line,

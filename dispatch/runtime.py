@@ -119,6 +119,7 @@ class Runtime:
         await self.workers.positions.flush()
         await self.bus.close()
         await self.dispatcher.close()
+        await self.live.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
         if self.local is not None:

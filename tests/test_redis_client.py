@@ -162,3 +162,46 @@ async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(
     )
     assert all(o == b"x" or isinstance(o, RedisConnectionError) for o in outcomes), outcomes
     assert await p.call("ECHO", "again") == b"again"
+
+
+async def test_a_redis_that_stops_answering_times_out_and_the_next_call_reconnects(
+    tmp_path,
+) -> None:
+    """Replies that never come fail every waiting call with redis-py's TimeoutError within the
+    socket timeout; a reply split across reads arrives whole; the next call reconnects."""
+    path = str(tmp_path / "mute.sock")
+    answering = asyncio.Event()
+    answering.set()
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while data := await reader.read(65536):
+            if not answering.is_set():
+                continue
+            n = data.count(b"\r\n*") + data.startswith(b"*")
+            reply = b"$5\r\nhello\r\n" * n
+            for i in range(len(reply)):  # one byte at a time: replies split across reads
+                writer.write(reply[i : i + 1])
+                await writer.drain()
+
+    server = await asyncio.start_unix_server(serve, path=path)
+    client = open_redis(f"unix://{path}?socket_timeout=0.5")
+    p = Pipeliner(client.connection_pool)
+    try:
+        assert await asyncio.gather(p.call("GET", "a"), p.call("GET", "b")) == [b"hello"] * 2
+        answering.clear()
+        started = asyncio.get_running_loop().time()
+        outcomes = await asyncio.gather(
+            *(p.call("GET", "a") for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(o, RedisTimeoutError) for o in outcomes), outcomes
+        assert asyncio.get_running_loop().time() - started < 5
+        answering.set()
+        assert await p.call("GET", "a") == b"hello"
+        assert connections == 2
+    finally:
+        await p.aclose()
+        await client.aclose()
+        server.close()

@@ -14,9 +14,16 @@ import contextlib
 from collections import deque
 from typing import Any
 
+import hiredis
+from redis._parsers.base import BaseParser
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import InvalidResponse
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+_MORE = object()
+"""What the reply parser gives while the bytes at hand hold no whole reply."""
+_READ_SIZE = 65536
 
 
 def pack(*words: object) -> bytes:
@@ -50,6 +57,7 @@ class Pipeliner:
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._flush_scheduled = False
         self._reader: asyncio.Task[None] | None = None
+        self._parser: hiredis.Reader = hiredis.Reader()
 
     async def call(self, *words: object) -> Any:
         """Send one command and return its raw reply (no response callbacks). Error replies
@@ -80,6 +88,13 @@ class Pipeliner:
                 await conn.disconnect()
             conn = self._pool.make_connection()
             await conn.connect()
+            # Replies are parsed here, not by redis-py's parser (which answered the handshake):
+            # its read_response costs a timeout context and three coroutines per reply.
+            self._parser = hiredis.Reader(
+                protocolError=InvalidResponse,
+                replyError=BaseParser.parse_error,
+                notEnoughData=_MORE,
+            )
             self._conn = conn
             return conn
 
@@ -99,25 +114,43 @@ class Pipeliner:
             self._reader = asyncio.get_running_loop().create_task(self._read(conn))
 
     async def _read(self, conn: AbstractConnection) -> None:
-        while self._waiting:
-            try:
-                reply = await conn.read_response()
-            except ResponseError as exc:  # an error reply: the connection is fine
-                reply = exc
-            except BaseException as exc:
-                self._fail(exc if isinstance(exc, Exception) else RedisConnectionError(str(exc)))
-                with contextlib.suppress(Exception):
-                    await conn.disconnect()
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            future = self._waiting.popleft()
-            if future.done():
-                continue  # its caller was cancelled; the reply is dropped
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
+        """Take replies off the connection for as long as calls wait for them: every reply the
+        bytes at hand hold, then one socket read (under the connection's socket timeout)."""
+        stream, parser = conn._reader, self._parser  # redis-py's stream reader, our parser
+        waiting = self._waiting
+        try:
+            while waiting:
+                reply = parser.gets()
+                if reply is _MORE:
+                    if stream is None:
+                        raise RedisConnectionError("connection to Redis lost")
+                    async with asyncio.timeout(conn.socket_timeout):
+                        data = await stream.read(_READ_SIZE)
+                    if not data:
+                        raise RedisConnectionError("Redis closed the connection")
+                    parser.feed(data)
+                    continue
+                future = waiting.popleft()
+                if future.done():
+                    continue  # its caller was cancelled; the reply is dropped
+                if isinstance(reply, Exception):  # an error reply: the connection is fine
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except BaseException as exc:
+            if isinstance(exc, TimeoutError):
+                failure: Exception = RedisTimeoutError("Timeout reading from Redis")
+            elif isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+                failure = exc
+            elif isinstance(exc, Exception):
+                failure = RedisConnectionError(f"Error while reading from Redis: {exc!r}")
             else:
-                future.set_result(reply)
+                failure = RedisConnectionError("the reader was stopped")
+            self._fail(failure)
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            if not isinstance(exc, Exception):
+                raise
 
     def _fail(self, exc: BaseException) -> None:
         self._queued.clear()

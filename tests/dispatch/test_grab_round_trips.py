@@ -17,7 +17,6 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from geo.live.redis import RedisLiveIndex
 from geo.live.wire import Pipeliner
 from tests.dispatch.helpers import community
 from tests.dispatch.test_grab import crew, offers_of, post_job
@@ -55,24 +54,17 @@ def round_trips(app: Litestar, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
         seen["redis"].append(f"pipeline of {len(self.command_stack)}")
         return await original_pipeline(self, *args, **kwargs)
 
-    original_direct = RedisLiveIndex._call_direct
+    original_pipelined = Pipeliner.send
 
-    async def direct(self, command):
-        # The live index's fast path (search FCALL, move EVALSHA) on a connection it keeps.
+    async def pipelined(self, command):
+        # The fast path of the live index (search FCALL, move EVALSHA) and of claims: commands
+        # of concurrent callers share socket writes.
         seen["redis"].append(command.split(b"\r\n")[2].decode())
-        return await original_direct(self, command)
+        return await original_pipelined(self, command)
 
-    original_pipelined = Pipeliner.call
-
-    async def pipelined(self, *args):
-        # The claim's path: commands of concurrent accepts share socket writes.
-        seen["redis"].append(str(args[0]))
-        return await original_pipelined(self, *args)
-
-    monkeypatch.setattr(Pipeliner, "call", pipelined)
+    monkeypatch.setattr(Pipeliner, "send", pipelined)
     monkeypatch.setattr(Redis, "execute_command", command)
     monkeypatch.setattr(Pipeline, "execute", pipeline)
-    monkeypatch.setattr(RedisLiveIndex, "_call_direct", direct)
     event.listen(rt.engine.sync_engine, "before_cursor_execute", statement)
     try:
         yield seen

@@ -35,7 +35,16 @@ async def index(request: pytest.FixtureRequest, redis: Redis) -> AsyncIterator[L
     if request.param == "memory":
         yield MemoryLiveIndex()
     else:
-        yield RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+        live = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+        yield live
+        await live.aclose()
+
+
+@pytest.fixture
+async def redis_index(redis: Redis) -> AsyncIterator[RedisLiveIndex]:
+    live = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    yield live
+    await live.aclose()
 
 
 async def place(
@@ -162,10 +171,12 @@ async def test_move_checks_the_profile_version(index: LiveIndex) -> None:
     assert [n.worker_id for n in await index.search(C, *HOME, 10, skills=["moving"])] == [1]
 
 
-async def test_redis_move_files_the_fine_cell_python_computes(redis: Redis) -> None:
+async def test_redis_move_files_the_fine_cell_python_computes(
+    redis: Redis, redis_index: RedisLiveIndex
+) -> None:
     """move.lua works out the fine cell of the last accepted fix itself: the same code as
     geo.live.cover.cell_code, on grid edges, the antimeridian and the poles too."""
-    index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    index = redis_index
     step = 180.0 / (1 << FINE_LEVEL)
     points = [(90.0, 180.0), (-90.0, -180.0), (0.0, 0.0), (-0.0, -0.0), (89.9999, 179.99999),
               (31.2304, 121.4737), (-33.8688, 151.2093), (51.5, -0.0001)]  # fmt: skip
@@ -183,10 +194,12 @@ async def test_redis_move_files_the_fine_cell_python_computes(redis: Redis) -> N
         assert await redis.zscore(f"{index.prefix}:{{c:{C}}}/cells", wid) == cell_code(lat, lng)
 
 
-async def test_redis_reads_records_written_before_versions(redis: Redis) -> None:
+async def test_redis_reads_records_written_before_versions(
+    redis: Redis, redis_index: RedisLiveIndex
+) -> None:
     """A record of the 7-element layout (no version) keeps working: read, moved, searched; a
     versioned move sees it as out of date."""
-    index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    index = redis_index
     skills = b",moving,"
     old = (
         bytes([0x97])
@@ -209,14 +222,17 @@ async def test_redis_reads_records_written_before_versions(redis: Redis) -> None
     assert msgpack.unpackb(await redis.hget(f"{index.prefix}:{{c:{C}}}:w", "1"))[7] == "2"
 
 
-async def test_redis_search_survives_function_flush_and_lost_connections(redis: Redis) -> None:
-    """The direct-connection path of searches and moves falls back to the client (reloading the
-    function library or script Redis lost, reconnecting) and keeps no broken connection."""
-    index = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+async def test_redis_search_survives_function_flush_and_lost_connections(
+    redis: Redis, redis_index: RedisLiveIndex
+) -> None:
+    """The pipelined path of searches and moves falls back to the client (reloading the function
+    library or script Redis lost) and reconnects after its connection was killed."""
+    index = redis_index
     await place(index, 1, *HOME)
     want = [1]
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
-    assert index._idle, "the fast path kept its connection"
+    pipeliner = index._pipeliner
+    assert pipeliner is not None and pipeliner._conn is not None, "the fast path is connected"
     await redis.function_flush()
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
     await redis.function_flush()  # and once more, found missing by the client's own path
@@ -226,27 +242,18 @@ async def test_redis_search_survives_function_flush_and_lost_connections(redis: 
     await place(index, 2, *HOME)
     want = [1, 2]
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
-    for conn in index._idle:
-        await redis.client_kill_filter(_id=await _client_id(conn))
+    await redis.client_kill_filter(_id=await pipeliner.call("CLIENT", "ID"))
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
-    searches = [index.search(C, *HOME, 10) for _ in range(20)]  # more at once than it keeps
+    searches = [index.search(C, *HOME, 10) for _ in range(20)]  # on one connection, together
     assert all([n.worker_id for n in found] == want for found in await asyncio.gather(*searches))
-    assert len(index._idle) <= 8
     # Moves take the same path: after a script flush and with its connections killed too.
     await redis.script_flush()
-    for conn in index._idle:
-        await redis.client_kill_filter(_id=await _client_id(conn))
+    await redis.client_kill_filter(_id=await pipeliner.call("CLIENT", "ID"))
     for ts in (2000.0, 2001.0):
         assert await index.move(C, 1, [Fix(*HOME, ts)], in_area=[True]) == [MoveResult.ACCEPTED]
     moves = [index.move(C, 1, [Fix(*HOME, 3000.0 + k)], in_area=[True]) for k in range(20)]
     assert sum(r == [MoveResult.ACCEPTED] for r in await asyncio.gather(*moves)) >= 1
-    assert len(index._idle) <= 8
-
-
-async def _client_id(conn) -> int:
-    await conn.send_command("CLIENT", "ID")
-    return int(await conn.read_response())
 
 
 # --- exactness: Redis search == brute force --------------------------------------------------
@@ -374,6 +381,7 @@ def _redis_search(server_urls, workers, query, radius, **search) -> list[tuple[f
             await index.clear(C)
             return [(n.distance_m, n.worker_id) for n in found]
         finally:
+            await index.aclose()
             await client.aclose()
 
     return asyncio.run(run())
