@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import gzip
 import json
 import math
@@ -79,7 +80,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -826,7 +827,8 @@ async def first_offer_phase(
             f"alternating ON/OFF ({len(plan) / cfg.rate:.0f} s)"
         )
         before = cpu.snapshot()
-        posted = await post_jobs(plan, pools, world, "run")
+        with client_gc_paused():
+            posted = await post_jobs(plan, pools, world, "run")
         used = Cpu.used(before, cpu.snapshot())
         # Late offers: wait until every ON job's first offer is in, or OFFER_WAIT_S.
         want = {p.job_id for p in posted if p.side == "on" and p.job_id is not None}
@@ -998,6 +1000,49 @@ async def burst(
     return [(s, b, t, done) for (s, b, done), t in zip(got, sent, strict=True)]
 
 
+CLIENT_GC_PAUSES: list[tuple[float, float]] = []
+"""(start, seconds) of every garbage collection in this process (the load generator)."""
+
+
+def _client_gc(phase: str, _info: dict[str, Any], started: list[float] = [0.0]) -> None:  # noqa: B006
+    if phase == "start":
+        started[0] = time.perf_counter()
+    else:
+        CLIENT_GC_PAUSES.append((started[0], time.perf_counter() - started[0]))
+
+
+def client_gc_line(race: Race) -> str:
+    spans: dict[str, tuple[float, float]] = {}
+    for x in race.sent:
+        key = x.tag.rsplit("-", 1)[0]
+        lo, hi = spans.get(key, (x.sent, x.done))
+        spans[key] = (min(lo, x.sent), max(hi, x.done))
+    inside = [
+        d for t, d in CLIENT_GC_PAUSES if any(lo < t + d and t < hi for lo, hi in spans.values())
+    ]
+    longest = max((d for _, d in CLIENT_GC_PAUSES), default=0.0)
+    return (
+        f"The load generator's own garbage collections over the run: {len(CLIENT_GC_PAUSES)}, "
+        f"the longest {1000 * longest:.0f} ms; during a measured burst: {len(inside)} "
+        "(automatic collection is off in bursts and in the open-loop posting)."
+    )
+
+
+@contextlib.contextmanager
+def client_gc_paused() -> Iterator[None]:
+    """No automatic garbage collection in the load generator while it measures: a collection
+    of its whole heap (10k workers, the sent log, 150 streams) delays the reading of every
+    response in flight, at the same allocation count in every run. Collections run between
+    rounds instead."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class RaceBench:
     """Keep-alive connections to server ON, one per race worker, and the race's jobs."""
 
@@ -1144,6 +1189,8 @@ async def race_phase(
     try:
         for r in range(warmup_rounds + rounds):
             measured = r >= warmup_rounds
+            # This process's own collections, between rounds: never inside a burst.
+            gc.collect()
             round_p99 = {"accept": math.nan, "noop": math.nan}
             spent_in = {"accept": math.nan, "noop": math.nan}
             job_id, offer_of = await rb.post_job()
@@ -1161,7 +1208,8 @@ async def race_phase(
                                     f"{OUTBOX_WAIT_S:g} s")  # fmt: skip
                 await asyncio.sleep(BURST_GAP_S)
                 c0 = proc_cpu_s(on.pid)
-                got = await burst(rb.conns, reqs)
+                with client_gc_paused():
+                    got = await burst(rb.conns, reqs)
                 spent = proc_cpu_s(on.pid) - c0
                 spent_in[kind] = spent
                 lat = [1000 * (done - t) for _, _, t, done in got]
@@ -1599,8 +1647,9 @@ def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> l
         "overlapped each (`bench/dispatch_probe.py`: start relative to the burst's first write, "
         "wall ms), and its event-loop stalls over 4 ms.",
         "",
-        "| round, burst | p99 (ms) | background work during the burst | loop stalls (ms) |",
-        "|---|---:|---|---|",
+        "| round, burst | p99 (ms) | background work during the burst | loop stalls (ms) | "
+        "server GC in the burst (ms) |",
+        "|---|---:|---|---|---|",
     ]
     for key in picked:
         t0, t1, p99 = spans[key]
@@ -1610,10 +1659,25 @@ def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> l
             if start < t1 and start + dur > t0
         ]
         stalls = [f"{1000 * late:.0f}" for when, late in dump.get("stalls", []) if t0 < when < t1]
+        gcs = [
+            f"{1000 * dur:.1f} (gen {gen})"
+            for gen, start, dur, _ in dump.get("gc", [])
+            if start < t1 and start + dur > t0 and dur > 0.0005
+        ]
         lines.append(
             f"| {key[0]}, {key[1]} | {p99:.0f} | {'; '.join(work) or '—'} | "
-            f"{', '.join(stalls) or '—'} |"
+            f"{', '.join(stalls) or '—'} | {', '.join(gcs) or '—'} |"
         )
+    in_bursts = {"accept": 0.0, "noop": 0.0}
+    for (_, kind), (t0, t1, _) in spans.items():
+        in_bursts[kind] += sum(
+            dur for _, start, dur, _ in dump.get("gc", []) if start < t1 and start + dur > t0
+        )
+    lines += [
+        "",
+        f"Server GC inside measured bursts, all rounds: accept {1000 * in_bursts['accept']:.0f} "
+        f"ms, no-op {1000 * in_bursts['noop']:.0f} ms.",
+    ]
     return lines
 
 
@@ -1971,6 +2035,8 @@ def report(
         )
         + ".",
         "",
+        client_gc_line(race),
+        "",
         "Server CPU (steadier than latency when other jobs compete): per accept burst ÷ per "
         f"no-op burst = **{race.cpu_accept_s / max(race.cpu_noop_s, 1e-9):.2f}x**; per job, "
         f"dispatch on ÷ off = **{cpu_job_on / max(cpu_job_off, 1e-9):.2f}x**.",
@@ -2258,6 +2324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
+    gc.callbacks.append(_client_gc)
     if args.profile and find_py_spy() is None:
         print(
             "--profile needs py-spy: uv pip install --python .venv/bin/python py-spy",
