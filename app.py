@@ -21,6 +21,7 @@ from dispatch.auth import (
     Principal,
     principal_from_token,
 )
+from dispatch.idle_gc import IDLE_GC
 from dispatch.logs import configure_logging
 from dispatch.runtime import Runtime, freeze_startup_heap
 from dispatch.settings import Settings
@@ -51,9 +52,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
             await seed_demo(runtime)
         freeze_startup_heap()
+        IDLE_GC.start()
         try:
             yield
         finally:
+            await IDLE_GC.stop()
             await runtime.close()
             await notifications.aclose()
 
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         on_app_init=[jwt.on_app_init],
         middleware=[
+            IDLE_GC.middleware,
             request_log_middleware,
             PrometheusConfig(
                 app_name="dispatch", prefix="dispatch", group_path=True, exclude=["/metrics"]
