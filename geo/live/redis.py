@@ -131,7 +131,7 @@ class RedisLiveIndex(LiveIndex):
             if isinstance(pool, ConnectionPool) and not client.single_connection_client
             else None
         )
-        """The fast path for searches and moves (`_call_direct`); None on cluster clients."""
+        """The fast path for searches and moves (`_call_fast`); None on cluster clients."""
 
     async def prepare(self) -> None:
         """Load the scripts and the search function now (one round trip each), so no request pays
@@ -189,7 +189,7 @@ class RedisLiveIndex(LiveIndex):
             "" if expect_version is None else int(expect_version),
         ]
         keys = self._keys(community_id)
-        codes = await self._call_direct(pack("EVALSHA", self._move.sha, len(keys), *keys, *args))
+        codes = await self._call_fast(pack("EVALSHA", self._move.sha, len(keys), *keys, *args))
         if codes is None:
             codes = await self._move(keys=keys, args=args)
         if codes[0] == 0:
@@ -214,7 +214,7 @@ class RedisLiveIndex(LiveIndex):
         args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), str(int(limit)),
                 repr(float(min_recorded_at)), str(len(need)), *need]  # fmt: skip
         keys = self._keys(community_id)
-        reply = await self._call_direct(pack("FCALL", _SEARCH_FUNCTION, len(keys), *keys, *args))
+        reply = await self._call_fast(pack("FCALL", _SEARCH_FUNCTION, len(keys), *keys, *args))
         if reply is None:
             reply = await self._call_search(keys, args)
         packed, *ids = reply
@@ -234,7 +234,7 @@ class RedisLiveIndex(LiveIndex):
         await self.client.function_load(_SEARCH_LIBRARY, replace=True)
         return await self.client.fcall(_SEARCH_FUNCTION, len(keys), *keys, *args)
 
-    async def _call_direct(self, command: bytes) -> list | None:
+    async def _call_fast(self, command: bytes) -> list | None:
         """A packed command (the search's FCALL, a move's EVALSHA) on the index's pipeliner,
         skipping the client's per-command machinery (pool bookkeeping and health check, retry
         wrapper, response callbacks); the commands of concurrent pings and searches share socket
