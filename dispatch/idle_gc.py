@@ -19,8 +19,20 @@ import gc
 import time
 
 from litestar.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import Counter, Histogram
 
 from dispatch.logs import log
+
+FULL_COLLECTIONS = Counter(
+    "dispatch_gc_full_collections",
+    "Full garbage collections made by the idle collector, by whether the service was quiet",
+    ["moment"],
+)
+FULL_PAUSE = Histogram(
+    "dispatch_gc_full_pause_seconds",
+    "How long each full garbage collection held the event loop",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
 
 AUTOMATIC_FULL_OFF = 1 << 30
 """A generation-2 threshold no process reaches: gen-1 collections needed before a gen-2 one."""
@@ -96,6 +108,8 @@ class IdleCollector:
         gc.collect()
         self.last_pause_s = time.perf_counter() - started
         self.collections += 1
+        FULL_COLLECTIONS.labels("quiet" if quiet else "busy").inc()
+        FULL_PAUSE.observe(self.last_pause_s)
         if not quiet:
             self.forced += 1
             log.info("gc_forced_while_busy", in_flight=self.in_flight, ms=self.last_pause_s * 1e3)

@@ -64,3 +64,7 @@ async def test_the_app_counts_its_requests_and_runs_the_collector(client) -> Non
     assert gc.get_threshold()[2] == AUTOMATIC_FULL_OFF  # the app's lifespan started it
     assert (await client.get("/healthz")).status_code == 200
     assert IDLE_GC.in_flight == 0
+    await IDLE_GC.collect_when_idle()
+    metrics = (await client.get("/metrics")).text
+    assert 'dispatch_gc_full_collections_total{moment="quiet"}' in metrics
+    assert "dispatch_gc_full_pause_seconds_count" in metrics
