@@ -86,6 +86,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.dispatch_probe import GC_PAUSES, record_gc
 from bench.ingest import (
     SKILLS,
     Server,
@@ -958,9 +959,9 @@ class Race:
     solo: dict[str, tuple[Series, float]]
     """One request at a time: kind -> (latencies, server CPU seconds per request)."""
     per_round: list[tuple[float, float]] = field(default_factory=list)
+    """Per measured round: (p99 of its losers, p99 of its no-op burst)."""
     round_cpu: list[tuple[float, float]] = field(default_factory=list)
     """Per measured round: server ON's CPU seconds in (its accept burst, its no-op burst)."""
-    """Per measured round: (p99 of its losers, p99 of its no-op burst)."""
 
     @property
     def paired_ratio(self) -> float:
@@ -1000,29 +1001,31 @@ async def burst(
     return [(s, b, t, done) for (s, b, done), t in zip(got, sent, strict=True)]
 
 
-CLIENT_GC_PAUSES: list[tuple[float, float]] = []
-"""(start, seconds) of every garbage collection in this process (the load generator)."""
+def burst_spans(race: Race) -> dict[tuple[int, str], tuple[float, float, float]]:
+    """Each measured burst, by (round, kind): its first write, its last response read, and the
+    p99 of its requests' latency (ms)."""
+    bursts: dict[tuple[int, str], list[Sent]] = {}
+    for x in race.sent:
+        _, r, kind, _ = x.tag.rsplit("-", 3)
+        bursts.setdefault((int(r), kind), []).append(x)
+    return {
+        key: (min(x.sent for x in xs), max(x.done for x in xs),
+              pct([1000 * (x.done - x.sent) for x in xs], 99))
+        for key, xs in bursts.items()
+    }  # fmt: skip
 
 
-def _client_gc(phase: str, _info: dict[str, Any], started: list[float] = [0.0]) -> None:  # noqa: B006
-    if phase == "start":
-        started[0] = time.perf_counter()
-    else:
-        CLIENT_GC_PAUSES.append((started[0], time.perf_counter() - started[0]))
+def overlaps(start: float, seconds: float, t0: float, t1: float) -> bool:
+    return start < t1 and start + seconds > t0
 
 
 def client_gc_line(race: Race) -> str:
-    spans: dict[str, tuple[float, float]] = {}
-    for x in race.sent:
-        key = x.tag.rsplit("-", 1)[0]
-        lo, hi = spans.get(key, (x.sent, x.done))
-        spans[key] = (min(lo, x.sent), max(hi, x.done))
-    inside = [
-        d for t, d in CLIENT_GC_PAUSES if any(lo < t + d and t < hi for lo, hi in spans.values())
-    ]
-    longest = max((d for _, d in CLIENT_GC_PAUSES), default=0.0)
+    """This process's own collections (`record_gc` puts them in GC_PAUSES here)."""
+    spans = burst_spans(race).values()
+    inside = [d for _, t, d, _ in GC_PAUSES if any(overlaps(t, d, t0, t1) for t0, t1, _ in spans)]
+    longest = max((d for _, _, d, _ in GC_PAUSES), default=0.0)
     return (
-        f"The load generator's own garbage collections over the run: {len(CLIENT_GC_PAUSES)}, "
+        f"The load generator's own garbage collections over the run: {len(GC_PAUSES)}, "
         f"the longest {1000 * longest:.0f} ms; during a measured burst: {len(inside)} "
         "(automatic collection is off in bursts and in the open-loop posting)."
     )
@@ -1629,17 +1632,9 @@ def probe_race(race: Race, dump: dict[str, Any]) -> list[str]:
 def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> list[str]:
     """The slowest measured bursts beside a typical one: what the server did in the background
     while each ran (relay batches, write-behind, SAQ), and how long its event loop stalled."""
-    bursts: dict[tuple[int, str], list[Sent]] = {}
-    for x in race.sent:
-        _, r, kind, _ = x.tag.rsplit("-", 3)
-        bursts.setdefault((int(r), kind), []).append(x)
-    if not bursts or "background" not in dump:
+    spans = burst_spans(race)
+    if not spans or "background" not in dump:
         return []
-    spans = {
-        key: (min(x.sent for x in xs), max(x.done for x in xs), pct([1000 * (x.done - x.sent)
-              for x in xs], 99))
-        for key, xs in bursts.items()
-    }  # fmt: skip
     ranked = sorted(spans, key=lambda k: spans[k][2], reverse=True)
     picked = [*ranked[:show], ranked[len(ranked) // 2]]
     lines = [
@@ -1656,13 +1651,13 @@ def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> l
         work = [
             f"{name} @{1000 * (start - t0):+.0f} ({1000 * dur:.1f})"
             for name, start, dur in dump["background"]
-            if start < t1 and start + dur > t0
+            if overlaps(start, dur, t0, t1)
         ]
         stalls = [f"{1000 * late:.0f}" for when, late in dump.get("stalls", []) if t0 < when < t1]
         gcs = [
             f"{1000 * dur:.1f} (gen {gen})"
             for gen, start, dur, _ in dump.get("gc", [])
-            if start < t1 and start + dur > t0 and dur > 0.0005
+            if overlaps(start, dur, t0, t1) and dur > 0.0005
         ]
         lines.append(
             f"| {key[0]}, {key[1]} | {p99:.0f} | {'; '.join(work) or '—'} | "
@@ -1671,7 +1666,7 @@ def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> l
     in_bursts = {"accept": 0.0, "noop": 0.0}
     for (_, kind), (t0, t1, _) in spans.items():
         in_bursts[kind] += sum(
-            dur for _, start, dur, _ in dump.get("gc", []) if start < t1 and start + dur > t0
+            dur for _, start, dur, _ in dump.get("gc", []) if overlaps(start, dur, t0, t1)
         )
     lines += [
         "",
@@ -2099,8 +2094,8 @@ def report(
         f"each round one accept burst and one no-op burst of {len(world.race)} requests, one "
         "per already-open, warmed keep-alive connection, each written in one go right after "
         "the other. Before each burst the race waits until the outbox relay has handled "
-        "everything due (the job's 100 offers, the last take's 99 notices: its batch, "
-        "70-95 ms on the loop, otherwise lands in whichever burst its 0.5 s tick meets), then "
+        "everything due (the job's 100 offers, the last take's 99 notices: its batch, ~13 ms "
+        "of CPU, otherwise lands in whichever burst its 0.5 s tick meets), then "
         f"pauses {BURST_GAP_S:g} s. A request's latency runs "
         "from its write to its whole response. Accept bursts come first in even rounds, no-op "
         "bursts in odd ones.",
@@ -2324,7 +2319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
-    gc.callbacks.append(_client_gc)
+    gc.callbacks.append(record_gc)
     if args.profile and find_py_spy() is None:
         print(
             "--profile needs py-spy: uv pip install --python .venv/bin/python py-spy",

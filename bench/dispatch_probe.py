@@ -55,7 +55,9 @@ PROBED_PREFIXES = ("/v1/jobs", "/v1/offers", "/bench/noop-auth")
 _gc_started = 0.0
 
 
-def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+def record_gc(phase: str, info: dict[str, Any]) -> None:
+    """A `gc.callbacks` entry: every collection's pause into GC_PAUSES (the servers' probes and
+    the load generator both use it)."""
     global _gc_started
     now = time.perf_counter()
     if phase == "start":
@@ -193,7 +195,7 @@ def patch(owner: Any, attr: str, make: Callable[[Callable[..., Any]], Callable[.
 def install() -> None:
     import gc
 
-    gc.callbacks.append(_gc_callback)
+    gc.callbacks.append(record_gc)
     from redis.asyncio.client import Pipeline, Redis
     from saq.queue.redis import RedisQueue
     from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
