@@ -21,7 +21,7 @@ from typing import Protocol
 
 import h3.api.basic_int as h3
 import msgspec
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -267,8 +267,7 @@ class Dispatcher:
         self.hooks: list[AssignmentHook] = []
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
-        pool = getattr(redis, "connection_pool", None)
-        self._pipeliner = Pipeliner(pool) if isinstance(pool, ConnectionPool) else None
+        self._pipeliner = Pipeliner.for_client(redis)
         """Claims of concurrent accepts share socket writes (None on a cluster client)."""
 
     async def close(self) -> None:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import msgpack
 from redis.asyncio import Redis
-from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -125,12 +124,7 @@ class RedisLiveIndex(LiveIndex):
         self._status = client.register_script(_script("status"))
         self._move = client.register_script(_script("move"))
         self._remove = client.register_script(_script("remove"))
-        pool = getattr(client, "connection_pool", None)
-        self._pipeliner = (
-            Pipeliner(pool)
-            if isinstance(pool, ConnectionPool) and not client.single_connection_client
-            else None
-        )
+        self._pipeliner = Pipeliner.for_client(client)
         """The fast path for searches and moves (`_call_fast`); None on cluster clients."""
 
     async def prepare(self) -> None:

@@ -61,6 +61,15 @@ class Pipeliner:
         self._reader_conn: AbstractConnection | None = None
         self._parser: hiredis.Reader = hiredis.Reader()
 
+    @classmethod
+    def for_client(cls, client: object) -> Pipeliner | None:
+        """A pipeliner on a plain redis-py client's pool; None for clients it cannot serve
+        (a cluster client, a single-connection client), whose callers use the client itself."""
+        pool = getattr(client, "connection_pool", None)
+        if not isinstance(pool, ConnectionPool) or getattr(client, "single_connection_client", 0):
+            return None
+        return cls(pool)
+
     async def call(self, *words: object) -> Any:
         """Send one command and return its raw reply (no response callbacks). Error replies
         raise as redis-py raises them (ResponseError, NoScriptError …)."""
