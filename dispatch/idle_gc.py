@@ -98,11 +98,11 @@ class IdleCollector:
         """Wait (up to `patience_s`) for a moment with no request in flight, then collect every
         generation. True if the moment was quiet."""
         if self.in_flight:
-            quiet = self._quiet = self._quiet or asyncio.Event()
-            quiet.clear()
+            event = self._quiet = self._quiet or asyncio.Event()
+            event.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.patience_s):
-                    await quiet.wait()
+                    await event.wait()
         quiet = not self.in_flight
         started = time.perf_counter()
         gc.collect()
