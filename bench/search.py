@@ -36,8 +36,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from dispatch.local_servers import LocalServers
 from geo.distance import EARTH_RADIUS_M
 from geo.live.base import Fix, MoveResult, Nearby, WorkerStatus
-from geo.live.cover import cell_code
-from geo.live.redis import RedisLiveIndex
+from geo.live.cells import cell_code
+from geo.live.redis import RedisLiveIndex, _search_args
 
 # --- the synthetic city -------------------------------------------------------------------------
 
@@ -626,8 +626,7 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
     for i in range(len(q)):
         skill = q.skill[i]
         need = [skill] if skill else []
-        prepared.append([repr(q.lat[i]), repr(q.lng[i]), repr(float(radius_m)), LIMIT,
-                         repr(MIN_RECORDED_AT), len(need), *need])  # fmt: skip
+        prepared.append(_search_args(q.lat[i], q.lng[i], radius_m, LIMIT, MIN_RECORDED_AT, need))
     calls, empties, parse = [], [], []
     server, inner, n_cmds = await _server_times(
         client, lambda: (index._call_search(keys, a) for a in prepared)
@@ -647,7 +646,7 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
     # What the script read: one more pass with every command logged.
     await client.config_set("slowlog-max-len", "100000")
     await client.config_set("slowlog-log-slower-than", "0")
-    ranges, counts, hmgets, records = [], [], [], []
+    ranges, counts, hgets, hmgets, records = [], [], [], [], []
     for a in prepared:
         await client.slowlog_reset()
         await index._call_search(keys, a)
@@ -655,6 +654,7 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
         verbs = [_command(e).split(" ", 1)[0].upper() for e in entries]
         ranges.append(verbs.count("ZRANGEBYSCORE"))
         counts.append(verbs.count("ZCOUNT"))
+        hgets.append(verbs.count("HGET"))
         hmgets.append(verbs.count("HMGET"))
         records.append(
             sum(_args_of(e) for e, v in zip(entries, verbs, strict=True) if v == "HMGET")
@@ -664,6 +664,7 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
     return {
         "ranges": float(np.mean(ranges)),
         "counts": float(np.mean(counts)),
+        "hgets": float(np.mean(hgets)),
         "hmgets": float(np.mean(hmgets)),
         "scanned": float(np.mean(records)),
         "scanned_p99": pct(records, 99),
@@ -1074,30 +1075,32 @@ def report(
     L.append("## Where our search spends its time")
     L.append("")
     L.append(
-        f"{cfg.profile} further points per row (not measured above), microseconds unless noted. "
-        "script call = the FCALL alone with prepared arguments, through the client, as seen by it; "
-        "public = the whole `search()` call (argument packing and reply parsing included); "
-        "server = its execution time inside Redis (INFO commandstats); in commands = the part "
-        "of it spent inside the ZRANGEBYSCORE/ZCOUNT/HMGET/ZCARD calls the script made (SLOWLOG "
-        "logs them too), the rest being Lua (cell bounds, heap, record decoding, haversine, "
-        "top-50 keeping, reply); commands = how many it made; ranges, counts, HMGETs = of which "
-        "ZRANGEBYSCORE (cells read), ZCOUNT (cells counted), HMGET (record batches), means; "
-        "scanned = worker records read (mean, p99); empty = the same call on an empty community "
-        "(round trip + fixed cost of the script)."
+        f"{cfg.profile} further points per row (not measured above), microseconds unless "
+        "noted. script call = the FCALL alone with prepared arguments, through the client, as"
+        " seen by it; public = the whole `search()` call (argument packing and reply parsing "
+        "included); server = its execution time inside Redis (INFO commandstats); in commands"
+        " = the part of it spent inside the ZRANGEBYSCORE/ZCOUNT/HGET/HMGET/ZCARD calls the "
+        "script made (SLOWLOG logs them too), the rest being Lua (cell bounds, heap, record "
+        "decoding, haversine, top-50 keeping, reply); commands = how many it made; ranges, "
+        "counts, entries, HMGETs = of which ZRANGEBYSCORE (cells read), ZCOUNT (cells "
+        "counted), HGET (cell entries read: one per cell split, plus the start cells' "
+        "parents), HMGET (record batches), means; scanned = worker records read (mean, p99); "
+        "empty = the same call on an empty community (round trip + fixed cost of the script)."
     )
     L.append("")
     L.append(
-        "| workers | distribution | r (m) | ranges | counts | HMGETs | scanned (p99) | "
+        "| workers | distribution | r (m) | ranges | counts | entries | HMGETs | scanned (p99) | "
         "script call p50, p99 | public p50 | server p50, p99 | in commands p50 | commands p50 | "
         "empty p50, p99 |"
     )
-    L.append("|" + "---|" * 13)
+    L.append("|" + "---|" * 14)
     for c in cases:
         for r in RADII:
             f = c.profile[r]
             L.append(
                 f"| {fmt_size(c.size)} | {c.dist} | {r} | {f['ranges']:.1f} | {f['counts']:.1f} | "
-                f"{f['hmgets']:.1f} | {f['scanned']:.0f} ({f['scanned_p99']:.0f}) | "
+                f"{f['hgets']:.1f} | {f['hmgets']:.1f} | "
+                f"{f['scanned']:.0f} ({f['scanned_p99']:.0f}) | "
                 f"{f['call50']:.0f}, {f['call99']:.0f} | {f['public50']:.0f} | "
                 f"{f['server50']:.0f}, {f['server99']:.0f} | {f['inner50']:.0f} | "
                 f"{f['cmds50']:.0f} | {f['empty50']:.0f}, {f['empty99']:.0f} |"

@@ -4,21 +4,25 @@ Keys of a community share the Redis Cluster hash tag `{c:ID}`, so one community'
 on one shard and every script touches a single slot:
 
     {prefix}:{c:ID}:w               hash        worker id -> record (msgpack array, lua/common.lua)
-    {prefix}:{c:ID}/cells           sorted set  searchable workers, scored by their fine grid cell
-    {prefix}:{c:ID}/cells:<skill>   sorted set  ... those of them with the skill
-    {prefix}:{c:ID}/built           marker: the index exists in this layout (absent after Redis
+    {prefix}:{c:ID}/h3              sorted set  searchable workers, scored by the code of their
+                                                fine H3 cell (cells.py: any coarser cell is one
+                                                range of codes)
+    {prefix}:{c:ID}/h3:<skill>      sorted set  ... those of them with the skill
+    {prefix}:{c:ID}/h3cells         hash        cell -> its children's centres and reaches, for
+                                                every cell above a fine cell a worker entered
+    {prefix}:{c:ID}/h3built         marker: the index exists in this layout (absent after Redis
                                     lost it, or when only an earlier layout's keys are there)
 
 The sorted sets hold only searchable workers (available, in the area, with a position); freshness
 and any further requested skill are checked per worker at search time, from the record. A location
 ping writes the record, plus the worker's sorted sets (all + one per skill) only when it changes
-fine cell (about 70 m) or becomes (un)searchable. A search sends only the query: the search walks
-the grid itself (lua/search.lua, a Redis function library loaded by `prepare` or on first use, and
-again whenever Redis lost it; the grid is described in cover.py).
+fine cell (about 66 m) or becomes (un)searchable. A search sends the query and its start cells
+(cells.py `start_cells`); the search walks the cells itself (lua/search.lua, a Redis function
+library loaded by `prepare` or on first use, and again whenever Redis lost it).
 
-The sorted sets and the marker are named with "/", apart from the ":"-named keys of the earlier (H3)
-layout, which `clear` also removes. Replies are binary: the client must not be created with
-decode_responses=True.
+`clear` removes every key under the community's tag, this layout's and earlier ones' (the
+":"-named H3 sets and the "/cells" quadtree sets). Replies are binary: the client must not be
+created with decode_responses=True.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
+import h3.api.basic_int as h3
 import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -45,6 +50,7 @@ from geo.live.base import (
     ProfileChanged,
     WorkerStatus,
 )
+from geo.live.cells import FINE_RES, cell_code, chain, start_cells
 from geo.live.wire import Pipeliner, pack
 
 _LUA_DIR = Path(__file__).with_name("lua")
@@ -117,6 +123,17 @@ def _skills_field(skills: frozenset[str]) -> bytes:
     return b"\xdb" + len(text).to_bytes(4, "big") + text
 
 
+def _search_args(
+    lat: float, lng: float, radius_m: float, limit: int, min_ts: float, skills: Sequence[str]
+) -> list[str | bytes]:
+    """The search function's arguments (lua/search.lua)."""
+    need = sorted({_skill_text(s) for s in skills})
+    res, first = start_cells(lat, lng, radius_m)
+    return [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), str(int(limit)),
+            repr(float(min_ts)), str(len(need)), *need, str(res),
+            struct.pack(f">{len(first)}d", *first)]  # fmt: skip
+
+
 class RedisLiveIndex(LiveIndex):
     def __init__(self, client: Redis, *, prefix: str = "live") -> None:
         self.client = client
@@ -145,9 +162,9 @@ class RedisLiveIndex(LiveIndex):
         return self._ns(community_id) + "w"
 
     def _keys(self, community_id: int) -> list[str]:
-        """[state hash, cell set]: the keys every script takes."""
+        """[state hash, cell set, cell entries]: the keys every script takes."""
         tagged = f"{self.prefix}:{{c:{community_id}}}"
-        return [tagged + ":w", tagged + "/cells"]
+        return [tagged + ":w", tagged + "/h3", tagged + "/h3cells"]
 
     async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
         await self._status(
@@ -171,14 +188,14 @@ class RedisLiveIndex(LiveIndex):
             return []
         if len(in_area) != n:
             raise ValueError("one in_area flag per fix")
-        # lat, lng, ts per fix; the script works out the fine cell of the last accepted one.
+        # lat, lng, ts and fine cell code per fix; the script files the last accepted one.
         values: list[float] = []
         for fix in fixes:
-            values += (fix.lat, fix.lng, fix.recorded_at)
+            values += (fix.lat, fix.lng, fix.recorded_at, cell_code(fix.lat, fix.lng))
         args = [
             worker_id,
             _DEFAULT_SPEED if max_speed_mps == MAX_SPEED_MPS else repr(float(max_speed_mps)),
-            struct.pack(f">{3 * n}d", *values),
+            struct.pack(f">{4 * n}d", *values),
             bytes([49 if inside else 48 for inside in in_area]),
             "" if expect_version is None else int(expect_version),
         ]
@@ -189,7 +206,16 @@ class RedisLiveIndex(LiveIndex):
         if codes[0] == 0:
             found = codes[1] if len(codes) > 1 else None
             raise ProfileChanged(community_id, worker_id, int(found) if found else None)
+        if codes[-1] == -1:  # the worker entered a cell the entries do not reach yet
+            codes.pop()
+            last = max(i for i, c in enumerate(codes) if c == 1)
+            await self._write_entries(keys[2], values[4 * last], values[4 * last + 1])
         return [_RESULTS[c] for c in codes]
+
+    async def _write_entries(self, key: str, lat: float, lng: float) -> None:
+        """The entries of every cell above the point's fine cell (written again as they are if
+        another process wrote them first: an entry only depends on its cell)."""
+        await self.client.hset(key, mapping=chain(h3.latlng_to_cell(lat, lng, FINE_RES)))
 
     async def search(
         self,
@@ -204,9 +230,7 @@ class RedisLiveIndex(LiveIndex):
     ) -> list[Nearby]:
         if limit <= 0 or radius_m < 0:
             return []
-        need = sorted({_skill_text(s) for s in skills})
-        args = [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), str(int(limit)),
-                repr(float(min_recorded_at)), str(len(need)), *need]  # fmt: skip
+        args = _search_args(lat, lng, radius_m, limit, min_recorded_at, skills)
         keys = self._keys(community_id)
         reply = await self._call_fast(pack("FCALL", _SEARCH_FUNCTION, len(keys), *keys, *args))
         if reply is None:
@@ -217,7 +241,7 @@ class RedisLiveIndex(LiveIndex):
         dists, lats, lngs, stamps = values[0::4], values[1::4], values[2::4], values[3::4]
         return list(map(_nearby, map(int, ids), dists, lats, lngs, stamps))
 
-    async def _call_search(self, keys: list[str], args: list[str]) -> list:
+    async def _call_search(self, keys: list[str], args: list[str | bytes]) -> list:
         """FCALL of the search through the client, loading the library first if Redis does not
         have it (never loaded, or lost in a restart or FUNCTION FLUSH)."""
         try:
@@ -277,5 +301,5 @@ class RedisLiveIndex(LiveIndex):
             await self.client.unlink(*batch)
 
     async def claim_rebuild(self, community_id: int) -> bool:
-        marker = f"{self.prefix}:{{c:{community_id}}}/built"
+        marker = f"{self.prefix}:{{c:{community_id}}}/h3built"
         return bool(await self.client.set(marker, 1, nx=True))

@@ -21,9 +21,17 @@ from redis.asyncio import Redis
 from geo.areas import destination
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
-from geo.live.cover import FINE_LEVEL, cell_code
+from geo.live.cells import (
+    FINE_RES,
+    cell_code,
+    code_range,
+    entry,
+    farthest_point,
+    field,
+    start_cells,
+)
 from geo.live.memory import MemoryLiveIndex
-from geo.live.redis import RedisLiveIndex
+from geo.live.redis import RedisLiveIndex, _search_args
 
 C = 7  # community id
 HOME = (31.2304, 121.4737)
@@ -171,27 +179,40 @@ async def test_move_checks_the_profile_version(index: LiveIndex) -> None:
     assert [n.worker_id for n in await index.search(C, *HOME, 10, skills=["moving"])] == [1]
 
 
-async def test_redis_move_files_the_fine_cell_python_computes(
+async def test_redis_files_the_fine_h3_cell_and_writes_the_entries_above_it(
     redis: Redis, redis_index: RedisLiveIndex
 ) -> None:
-    """move.lua works out the fine cell of the last accepted fix itself: the same code as
-    geo.live.cover.cell_code, on grid edges, the antimeridian and the poles too."""
+    """A worker is scored by its fine H3 cell's code, in the record and the sorted set, on cell
+    edges, the antimeridian and the poles too; its first move into a cell writes the entries of
+    every cell above it, which the search splits cells with."""
     index = redis_index
-    step = 180.0 / (1 << FINE_LEVEL)
+    tag = f"{index.prefix}:{{c:{C}}}"
     points = [(90.0, 180.0), (-90.0, -180.0), (0.0, 0.0), (-0.0, -0.0), (89.9999, 179.99999),
               (31.2304, 121.4737), (-33.8688, 151.2093), (51.5, -0.0001)]  # fmt: skip
-    for k in range(1, 40):
-        row, col = (k * 7919) % (1 << FINE_LEVEL), (k * 104729) % (1 << (FINE_LEVEL + 1))
-        lat, lng = -90.0 + row * step, -180.0 + col * step
-        points += [(lat, lng), (math.nextafter(lat, -91), math.nextafter(lng, -181))]
+    points += [v for res in (2, 6, 10) for v in h3.cell_to_boundary(h3.latlng_to_cell(*HOME, res))]
+    points += [h3.cell_to_latlng(p) for p in h3.get_pentagons(FINE_RES)]
     for wid, (lat, lng) in enumerate(points, start=1):
         await index.set_status(C, wid, WorkerStatus(True))
-        # The first fix is too fast from nowhere only if there was a position: there is none.
         await index.move(C, wid, [Fix(lat, lng, 1000.0)], in_area=[True])
-        raw = await redis.hget(f"{index.prefix}:{{c:{C}}}:w", str(wid))
-        record = msgpack.unpackb(raw)
-        assert record[5] == cell_code(lat, lng), (lat, lng)
-        assert await redis.zscore(f"{index.prefix}:{{c:{C}}}/cells", wid) == cell_code(lat, lng)
+        code = cell_code(lat, lng)
+        assert msgpack.unpackb(await redis.hget(f"{tag}:w", str(wid)))[5] == code, (lat, lng)
+        assert await redis.zscore(f"{tag}/h3", wid) == code
+        fine = h3.latlng_to_cell(lat, lng, FINE_RES)
+        assert code_range(fine) == (code, 1)
+        for res in range(FINE_RES):  # every cell above holds the worker's code, with its entry
+            parent = h3.cell_to_parent(fine, res)
+            first, n = code_range(parent)
+            assert first <= code < first + n
+            assert await redis.hget(f"{tag}/h3cells", field(res, first)) == entry(parent)
+        assert [n.worker_id for n in await index.search(C, lat, lng, 0)][-1:] == [wid]
+    # Entries lost (not Redis as a whole): the search reads cells whole, and stays exact.
+    await redis.delete(f"{tag}/h3cells")
+    for wid, (lat, lng) in enumerate(points, start=1):
+        assert wid in [n.worker_id for n in await index.search(C, lat, lng, 0)]
+    # The next move into a new cell writes them again.
+    away = destination(*HOME, 0.0, 500)
+    await index.move(C, 6, [Fix(*away, 2000.0)], in_area=[True])
+    assert await redis.hlen(f"{tag}/h3cells") == FINE_RES
 
 
 async def test_redis_reads_records_written_before_versions(
@@ -208,7 +229,7 @@ async def test_redis_reads_records_written_before_versions(
         + b"\xdb" + len(skills).to_bytes(4, "big") + skills
     )  # fmt: skip
     await redis.hset(f"{index.prefix}:{{c:{C}}}:w", "1", old)
-    for key in ("/cells", "/cells:moving"):
+    for key in ("/h3", "/h3:moving"):
         await redis.zadd(f"{index.prefix}:{{c:{C}}}{key}", {"1": cell_code(*HOME)})
     pos = await index.position(C, 1)
     assert pos is not None and (pos.lat, pos.recorded_at, pos.available) == (HOME[0], 1000.0, True)
@@ -236,7 +257,7 @@ async def test_redis_search_survives_function_flush_and_lost_connections(
     await redis.function_flush()
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
     await redis.function_flush()  # and once more, found missing by the client's own path
-    reply = await index._call_search(index._keys(C), [*HOME, 10.0, 5, 0.0, 0])
+    reply = await index._call_search(index._keys(C), _search_args(*HOME, 10.0, 5, 0.0, ()))
     assert reply[1:] == [b"1"]
     await redis.script_flush()  # the other scripts: reloaded by the client
     await place(index, 2, *HOME)
@@ -257,37 +278,40 @@ async def test_redis_search_survives_function_flush_and_lost_connections(
 
 
 # --- exactness: Redis search == brute force --------------------------------------------------
-# The index files workers under a latitude/longitude quadtree (geo/live/cover.py) and its search
-# bounds each cell's distance exactly; the worlds below put workers and query points on that
-# grid's cell edges and corners (and an ulp either side), on H3 cell vertices, on the
-# antimeridian and at the poles, and crowd them so cells get split.
+# The index files workers under H3 cells (geo/live/cells.py) and its search bounds each cell by
+# a disc around its centre; the worlds below put workers and query points on H3 cell vertices
+# and centres at every resolution the search uses (and an ulp either side), at the points of
+# cells farthest from their centres, next to pentagons, on the antimeridian and at the poles,
+# and crowd them so cells get split.
 
 SKILLS = ("a", "b", "c")
 EXAMPLES = int(os.environ.get("LIVE_INDEX_EXAMPLES", "250"))
 """Raise for a longer hunt, e.g. LIVE_INDEX_EXAMPLES=5000."""
+PENTAGONS = [h3.cell_to_latlng(p) for p in h3.get_pentagons(0)]
 
 
-def _grid_point(draw, near: tuple[float, float]) -> tuple[float, float]:
-    """A corner or edge point of the grid cell holding `near` at some level, maybe an ulp off."""
-    level = draw(st.integers(8, FINE_LEVEL))
-    step = 180.0 / (1 << level)
-    lat = -90.0 + math.floor((near[0] + 90.0) / step) * step
-    lng = -180.0 + math.floor(((near[1] + 180.0) % 360.0) / step) * step
-    lat += draw(st.sampled_from([0.0, step, step / 2, 0.0]))
-    lng += draw(st.sampled_from([0.0, step, step / 2, 0.0]))
+def _h3_point(draw, near: tuple[float, float]) -> tuple[float, float]:
+    """A vertex or the centre of the H3 cell holding `near` at some resolution, maybe an ulp off,
+    or the point of its fine cells farthest from its centre."""
+    res = draw(st.integers(4, FINE_RES))
+    cell = h3.latlng_to_cell(*near, res)
+    how = draw(st.sampled_from(["vertex", "vertex", "centre", "farthest"]))
+    if how == "vertex":
+        lat, lng = draw(st.sampled_from(h3.cell_to_boundary(cell)))
+    elif how == "farthest" and res >= 6:
+        lat, lng, _ = farthest_point(cell)
+    else:
+        lat, lng = h3.cell_to_latlng(cell)
     nudge = draw(st.sampled_from([0, 0, 1, -1]))
     lat = math.nextafter(lat, lat + nudge) if nudge else lat
     lng = math.nextafter(lng, lng + nudge) if nudge else lng
-    lng = (lng + 180.0) % 360.0 - 180.0 if not -180.0 <= lng <= 180.0 else lng
     return max(-90.0, min(90.0, lat)), lng
 
 
 def _point(draw, center: tuple[float, float], radius: float, edges) -> tuple[float, float]:
-    how = draw(st.sampled_from(["disc", "disc", "grid", "h3", "hotspot"]))
-    if how == "grid":
-        return _grid_point(
-            draw, center if draw(st.booleans()) else _point(draw, center, radius, ())
-        )
+    how = draw(st.sampled_from(["disc", "disc", "cell", "h3", "hotspot"]))
+    if how == "cell":
+        return _h3_point(draw, center if draw(st.booleans()) else _point(draw, center, radius, ()))
     if how == "h3" and edges:
         base = draw(st.sampled_from(edges))  # on an H3 cell vertex, give or take
         return destination(*base, draw(st.floats(0, 360)), draw(st.floats(0, 3)))
@@ -299,7 +323,9 @@ def _point(draw, center: tuple[float, float], radius: float, edges) -> tuple[flo
 @st.composite
 def worlds(draw):
     kind = draw(
-        st.sampled_from(["city", "antimeridian", "north_pole", "south_pole", "anywhere", "grid"])
+        st.sampled_from(
+            ["city", "antimeridian", "north_pole", "south_pole", "anywhere", "pentagon"]
+        )
     )
     if kind == "city":
         center = (draw(st.floats(-60, 60)), draw(st.floats(-179, 179)))
@@ -315,8 +341,9 @@ def worlds(draw):
             draw(st.sampled_from([-90.0, draw(st.floats(-90.0, -89.9))])),
             draw(st.floats(-180, 180)),
         )
-    elif kind == "grid":
-        center = _grid_point(draw, (draw(st.floats(-89, 89)), draw(st.floats(-180, 180))))
+    elif kind == "pentagon":  # where the H3 lattice bends: a pentagon at every resolution
+        center = destination(*draw(st.sampled_from(PENTAGONS)), draw(st.floats(0, 360)),
+                             draw(st.floats(0, 20_000)))  # fmt: skip
     else:
         center = (draw(st.floats(-90, 90)), draw(st.floats(-180, 180)))
     radius = draw(st.sampled_from([0.0, 50.0, 300.0, 1000.0, 2500.0, 5000.0]))
@@ -340,14 +367,14 @@ def worlds(draw):
                 draw(st.booleans()) or draw(st.booleans()),  # in area (mostly)
             )
         )
-    aim = draw(st.sampled_from(["near", "grid", "rim"]))
+    aim = draw(st.sampled_from(["near", "cell", "rim"]))
     if aim == "rim" and workers:
-        # A worker (often on a grid corner) right on the rim of the disc: a cell bound that is
+        # A worker (often on a cell vertex) right on the rim of the disc: a cell bound that is
         # too large by a hair drops it.
         _, lat, lng, *_ = draw(st.sampled_from(workers))
         query = destination(lat, lng, draw(st.floats(0, 360)), radius)
-    elif aim == "grid":
-        query = _grid_point(draw, center)
+    elif aim == "cell":
+        query = _h3_point(draw, center)
     else:
         query = destination(*center, draw(st.floats(0, 360)), draw(st.floats(0, radius / 2 + 1)))
     need = sorted(draw(st.sets(st.sampled_from(SKILLS), max_size=2)))
@@ -401,42 +428,67 @@ def test_redis_search_equals_brute_force(server_urls, world) -> None:
         assert gd == pytest.approx(ed, abs=1e-6)
 
 
+def _bearing(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Initial bearing (degrees) of the great circle from point 1 to point 2."""
+    phi1, phi2, dl = math.radians(lat1), math.radians(lat2), math.radians(lng2 - lng1)
+    y = math.sin(dl) * math.cos(phi2)
+    x = math.cos(phi1) * math.sin(phi2) - math.sin(phi1) * math.cos(phi2) * math.cos(dl)
+    return math.degrees(math.atan2(y, x))
+
+
 @st.composite
 def rim_worlds(draw):
-    """A worker on a grid corner (at every level from 6 down), or an ulp inside the cell to one
-    side of it, and a query point diagonally outside that cell, at distance just under the radius:
-    the corner is the cell's nearest point to the query, so a cell bound even a hair too large
-    (or one computed from the wrong corner or edge) loses the worker."""
-    step = 180.0 / (1 << 6)
-    lat = -90.0 + draw(st.integers(1, (1 << 6) - 1)) * step
-    lng = -180.0 + draw(st.integers(0, (1 << 7) - 1)) * step
-    lat = draw(st.sampled_from([lat, 89.0 - 89.0 % (180.0 / (1 << 12)), -88.9453125]))
-    north, east = draw(st.booleans()), draw(st.booleans())
-    # The cells own their south and west edges: nudge the worker into the cell whose corner
-    # faces the query.
-    wlat = lat if north else math.nextafter(lat, -90.0)
-    wlng = lng if east else math.nextafter(lng, -181.0)
-    wlng = (wlng + 180.0) % 360.0 - 180.0 if wlng < -180.0 else wlng
+    """A worker at the point of a cell's fine cells farthest from the cell's centre (a hair inside
+    its fine cell), and a query point just under the radius beyond it, on the great circle from
+    the centre through the worker: the cell's bound (centre distance less reach) is then within
+    `inside` of the worker's distance, so a reach too small by more than that loses the worker.
+    The cell is of the resolution the search starts at, or finer with a crowd at its centre so
+    that the cells above it are split."""
+    kind = draw(st.sampled_from(["city", "pentagon", "pole", "antimeridian"]))
+    if kind == "pentagon":
+        near = destination(*draw(st.sampled_from(PENTAGONS)), draw(st.floats(0, 360)),
+                           draw(st.floats(0, 5000)))  # fmt: skip
+    elif kind == "pole":
+        near = (draw(st.sampled_from([89.99, -89.99])), draw(st.floats(-180, 180)))
+    elif kind == "antimeridian":
+        near = (draw(st.floats(-60, 60)), draw(st.sampled_from([179.999, -179.999])))
+    else:
+        near = (draw(st.floats(-60, 60)), draw(st.floats(-180, 180)))
     radius = draw(st.sampled_from([50.0, 300.0, 1000.0, 2500.0, 5000.0]))
-    inside = draw(st.sampled_from([1e-3, 1e-2, 0.3]))
-    bearing = {(True, True): 225.0, (True, False): 135.0, (False, True): 315.0}.get(
-        (north, east), 45.0
-    ) + draw(st.floats(-20.0, 20.0))
-    query = destination(wlat, wlng, bearing, radius - inside)
+    res = min(FINE_RES - 1, start_cells(*near, radius)[0] + draw(st.sampled_from([0, 0, 1, 2])))
+    cell = h3.latlng_to_cell(*near, res)
+    far_lat, far_lng, _ = farthest_point(cell)
+    clat, clng = h3.cell_to_latlng(cell)
+    # Into the fine cell under `cell` that has this vertex: a millimetre towards its centre.
+    fine = next(
+        f for f in h3.grid_disk(h3.latlng_to_cell(far_lat, far_lng, FINE_RES), 1)
+        if h3.cell_to_parent(f, res) == cell
+        and any(haversine_m(far_lat, far_lng, *v) < 1e-6 for v in h3.cell_to_boundary(f))
+    )  # fmt: skip
+    w = destination(far_lat, far_lng, _bearing(far_lat, far_lng, *h3.cell_to_latlng(fine)), 1e-3)
+    if h3.latlng_to_cell(*w, FINE_RES) != fine:
+        w = h3.cell_to_latlng(fine)  # a vertex on a face edge: keep the world valid
+    inside = draw(st.sampled_from([2e-3, 1e-2, 0.3]))
+    query = destination(*w, _bearing(*w, clat, clng) + 180.0, radius - inside)
     others = [
         (wid, *destination(*query, draw(st.floats(0, 360)), draw(st.floats(0, radius * 1.2))))
         for wid in range(2, draw(st.integers(2, 30)))
     ]
-    return (wlat, wlng), query, radius, others
+    crowd = [] if res == start_cells(*query, radius)[0] else [(clat, clng)] * 60
+    return w, query, radius, others, crowd
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=rim_worlds())
-def test_redis_search_finds_the_worker_on_a_cell_corner_at_the_rim(server_urls, world) -> None:
-    (wlat, wlng), query, radius, others = world
-    workers = [(1, wlat, wlng, 1000.0, frozenset(), True, True)] + [
-        (wid, lat, lng, 1000.0, frozenset(), True, True) for wid, lat, lng in others
-    ]
+def test_redis_search_finds_the_worker_at_the_far_point_of_a_cell_at_the_rim(
+    server_urls, world
+) -> None:
+    (wlat, wlng), query, radius, others, crowd = world
+    workers = (
+        [(1, wlat, wlng, 1000.0, frozenset(), True, True)]
+        + [(wid, lat, lng, 1000.0, frozenset(), True, True) for wid, lat, lng in others]
+        + [(100 + k, *at, 1000.0, frozenset(), True, True) for k, at in enumerate(crowd)]
+    )  # fmt: skip
     expected = brute_force(workers, query, radius, [], 100, 0.0)
     assert 1 in [w for _, w in expected]  # the world is what it claims to be
 

@@ -2,8 +2,9 @@
 --
 -- KEYS[1]: the community's state hash, worker id -> record; KEYS[2]: the sorted set of its
 -- searchable workers (available, in the area, with a position), scored by the code of their fine
--- grid cell (geo/live/cover.py). For each skill, KEYS[2] .. ":" .. skill holds those of them with
--- the skill, scored the same way (all keys share the community's hash tag).
+-- H3 cell (geo/live/cells.py). For each skill, KEYS[2] .. ":" .. skill holds those of them with
+-- the skill, scored the same way; KEYS[3] is the hash of cell entries the search splits cells
+-- with (all keys share the community's hash tag).
 --
 -- A record is a msgpack array, so Python and tools can read it as before,
 --   [lat, lng, ts, available, in_area, cell, skills, version]
@@ -19,10 +20,9 @@
 -- before the version existed) reads with version "".
 local EARTH_RADIUS_M = 6371008.8
 local RAD = math.pi / 180
-local M_PER_DEG = RAD * EARTH_RADIUS_M
-local FINE_LEVEL = 18 -- geo/live/cover.py FINE_LEVEL
-local sin, cos, asin, sqrt, atan2 = math.sin, math.cos, math.asin, math.sqrt, math.atan2
-local min, floor = math.min, math.floor
+local FINE_RES = 10 -- geo/live/cells.py FINE_RES
+local sin, cos, asin, sqrt = math.sin, math.cos, math.asin, math.sqrt
+local min = math.min
 local spack, sunpack, byte, find = struct.pack, struct.unpack, string.byte, string.find
 
 local function haversine_m(lat1, lng1, lat2, lng2)
@@ -62,26 +62,10 @@ local function decode(raw)
   return 0, 0, -1, 0, 0, -1, NO_SKILLS, false
 end
 
--- The code of the fine cell holding the point: geo/live/cover.py cell_code, the same IEEE
--- operations (row and column by floor), bits interleaved by arithmetic (exact: codes < 2^38).
-local FINE_STEP = 180.0 / 2 ^ FINE_LEVEL
-local FINE_ROWS = 2 ^ FINE_LEVEL
-local function cell_code(lat, lng)
-  local row = floor((lat + 90.0) / FINE_STEP)
-  if row < 0 then row = 0 elseif row >= FINE_ROWS then row = FINE_ROWS - 1 end
-  if not (lng >= -180.0 and lng < 180.0) then lng = (lng + 180.0) % 360.0 - 180.0 end
-  local col = floor((lng + 180.0) / FINE_STEP) % (2 * FINE_ROWS)
-  local code = 0
-  if col >= FINE_ROWS then code, col = 1, col - FINE_ROWS end -- the hemisphere bit leads
-  local p = FINE_ROWS / 2
-  for _ = 1, FINE_LEVEL do
-    local bits = 0
-    if row >= p then row, bits = row - p, 2 end
-    if col >= p then col, bits = col - p, bits + 1 end
-    code = code * 4 + bits
-    p = p / 2
-  end
-  return code
+-- The field of the entry (geo/live/cells.py `entry`) of a fine cell's parent, in the community's
+-- cell-entries hash: resolution FINE_RES - 1, the first fine code under it (cells.py `field`).
+local function parent_field(code)
+  return spack(">Bd", FINE_RES - 1, code - code % 8)
 end
 
 local function is_searchable(ts, available, in_area)

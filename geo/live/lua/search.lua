@@ -4,55 +4,54 @@
 -- other scripts, this one does not get common.lua prepended (a library cannot reach `struct` while
 -- it loads), so it repeats the few constants it shares with it.
 --
--- FCALL <name> 2 <state hash> <cell set> lat lng radius_m limit min_ts n_skills skill...
--- (anything after is ignored). Returns {positions, id, id, ...}, nearest first (ties by id);
--- positions packs the distance, lat, lng and ts of each result as big-endian float64s.
+-- FCALL <name> 3 <state hash> <cell set> <cell entries> lat lng radius_m limit min_ts n_skills
+-- skill... start_res start_cells (anything after is ignored). Returns {positions, id, id, ...},
+-- nearest first (ties by id); positions packs the distance, lat, lng and ts of each result as
+-- big-endian float64s.
 --
--- Best-first walk of the grid (geo/live/cover.py) in the sorted set of the workers with a
--- requested skill (or of all): start from the few cells meeting the disc at a level about its
--- size; always take the cell with the smallest lower bound on its distance from the point (exact,
--- from the point itself); split it into its four children if it holds more than LEAF workers,
--- else fetch its ids; read the fetched workers' records in batches, keeping the nearest `limit`;
--- stop when the next bound exceeds the radius or the limit-th distance found.
+-- Best-first walk of the H3 cells (geo/live/cells.py) in the sorted set of the workers with a
+-- requested skill (or of all), scored by their fine cell's code, where any cell is one range of
+-- codes: start from the cells Python picked (start_res, and the first fine code of each packed as
+-- float64s), always take the cell with the smallest lower bound on its distance from the point
+-- (the distance to its centre less its reach, both from its parent's entry in the cell entries);
+-- split it into its children if it holds more than LEAF workers, else fetch its ids; read the
+-- fetched workers' records in batches, keeping the nearest `limit`; stop when the next bound
+-- exceeds the radius or the limit-th distance found. A cell whose entry is missing is read whole.
 local EARTH_RADIUS_M = 6371008.8 -- common.lua
 local PI = 3.141592653589793 -- math.pi
 local RAD = PI / 180
 local M_PER_DEG = RAD * EARTH_RADIUS_M
+local ENTRY = ">ddddddddddddddddddddd" -- cells.py ENTRY: 21 float64s
 local TWO_R = 2 * EARTH_RADIUS_M
-local FINE_LEVEL = 18 -- geo/live/cover.py FINE_LEVEL
+local FINE_RES = 10 -- geo/live/cells.py FINE_RES
 local POSITION = ">xxdxdxd" -- lat, lng, ts of a record (common.lua)
 local SKILL_TEXT_AT = 45 -- offset of a record's skills text (common.lua)
 -- Library functions: no global is reachable while a library loads, so these are bound by the
 -- first call.
-local sin, cos, asin, sqrt, atan2, min, max, floor
+local sin, cos, asin, sqrt, min, max
 local find, format, rep, concat, insert, unpack_, tonumber_, call, sunpack, spack
 
 local function bind()
-  sin, cos, asin, sqrt, atan2 = math.sin, math.cos, math.asin, math.sqrt, math.atan2
-  min, max, floor = math.min, math.max, math.floor
+  sin, cos, asin, sqrt = math.sin, math.cos, math.asin, math.sqrt
+  min, max = math.min, math.max
   find, format, rep, concat = string.find, string.format, string.rep, table.concat
   insert, unpack_, tonumber_ = table.insert, unpack, tonumber
   call, sunpack, spack = redis.call, struct.unpack, struct.pack
 end
 
--- A cell is fetched whole when it holds at most LEAF workers, else split into its four children.
--- Whether it does is known from ZCOUNT, or guessed from its parent's count (a quarter of it):
+-- A cell is fetched whole when it holds at most LEAF workers, else split into its children.
+-- Whether it does is known from ZCOUNT, or guessed from its parent's count (a seventh of it):
 -- a cell guessed to hold more than DENSE is split without counting, one guessed to hold at most
 -- SPARSE is fetched right away (LIMIT LEAF + 1: too many back means split, and count, after all).
 local LEAF, DENSE, SPARSE = 24, 96, 12
 local LEAF_LIMIT = "25" -- LEAF + 1
 local BATCH = 32 -- records to read at once (fewer HMGET calls)
--- Per level: cell side (degrees, 180 / 2^level), fine codes per cell (4^(FINE_LEVEL - level));
--- 2^k.
-local STEP, SPAN, POW2 = {}, {}, {}
-for level = 0, FINE_LEVEL do
-  STEP[level] = 180.0 / 2 ^ level
-  SPAN[level] = 4 ^ (FINE_LEVEL - level)
-end
-for k = 0, FINE_LEVEL + 1 do POW2[k] = 2 ^ k end
+-- Per resolution: fine codes per cell (8^(FINE_RES - res)).
+local SPAN = {}
+for res = 0, FINE_RES do SPAN[res] = 8 ^ (FINE_RES - res) end
 
 -- The query, set by each call.
-local hash, zset, qlat, qlng, radius, limit, min_ts
+local hash, zset, entries, qlat, qlng, radius, limit, min_ts
 local needle, needles, n_needles
 local phiq, sin_phiq, cos_phiq
 
@@ -68,49 +67,32 @@ local function distance(lat, lng)
   return TWO_R * asin(s)
 end
 
--- A lower bound on the distance from the query point to any point of the cell (level, row,
--- col): the exact least distance to the cell's lat/lng rectangle, less a margin for rounding.
--- The nearest point of a lat/lng rectangle is on its meridian edge nearest in longitude (or due
--- north/south when the point's longitude is inside), where the distance along the meridian has
--- a single minimum, at its foot or an end.
-local function cell_bound(level, row, col)
-  local step = STEP[level]
-  local south = -90 + row * step
-  local north = south + step
-  local west = -180 + col * step
-  local b
-  local off = (qlng - west) % 360 -- degrees the point lies east of the west edge
-  if off <= step then
-    if qlat < south then
-      b = (south - qlat) * M_PER_DEG
-    elseif qlat > north then
-      b = (qlat - north) * M_PER_DEG
-    else
-      return 0
-    end
-  else
-    local edge, dlng
-    if off - step <= 360 - off then
-      edge, dlng = west + step, off - step
-    else
-      edge, dlng = west, 360 - off
-    end
-    -- Latitude of the meridian's point nearest the query point (its foot); the distance grows
-    -- with the angle from it, so the nearest point of the edge is the foot or the end nearer it.
-    local foot = atan2(sin_phiq, cos_phiq * cos(dlng * RAD)) / RAD
-    if foot <= south or foot >= north then
-      local to_south, to_north = (south - foot) % 360, (foot - north) % 360
-      foot = to_south <= to_north and south or north
-    end
-    b = distance(foot, edge)
-  end
-  -- Computed distances are good to ~1e-9 m plus ~1e-15 relative (the haversine loses accuracy
-  -- only towards antipodal points, beyond 1e7 m).
-  if b > 1e7 then return b - 1 end
-  return b * (1 - 1e-9) - 1e-6
+-- A lower bound on the distance from the query point to any point within `reach` of (lat, lng),
+-- less a margin for rounding: computed distances are good to ~1e-9 m plus ~1e-15 relative (the
+-- haversine loses accuracy only towards antipodal points, beyond 1e7 m).
+local function bound(lat, lng, reach)
+  local d = distance(lat, lng)
+  local b = d - reach
+  if b <= 0 then return 0 end
+  if d > 1e7 then return b - 1 end
+  return b - d * 1e-9 - 1e-6
 end
 
--- The heap of cells to visit, by bound: {bound, level, row, col, code, guessed count or -1}.
+-- Cell entries read by this search, by field: the unpacked {lat, lng, reach} x 7, or false.
+local seen = {}
+
+local function entry_of(res, first)
+  local key = spack(">Bd", res, first)
+  local e = seen[key]
+  if e == nil then
+    local raw = call("HGET", entries, key)
+    e = raw and { sunpack(ENTRY, raw) } or false
+    seen[key] = e
+  end
+  return e
+end
+
+-- The heap of cells to visit, by bound: {bound, res, first fine code, guessed count or -1}.
 local heap, hn = {}, 0
 
 local function push(cell)
@@ -150,67 +132,21 @@ local function pop()
   return top
 end
 
--- SPREAD[x]: the 8 bits of x with a zero bit inserted above each (arithmetic only: the library
--- loads without `bit` or `math`).
-local SPREAD = {}
-for x = 0, 255 do
-  local out, rest, place = 0, x, 1
-  while rest > 0 do
-    out = out + rest % 2 * place
-    rest, place = (rest - rest % 2) / 2, place * 4
-  end
-  SPREAD[x] = out
-end
-
-local function spread(x) -- x < 2^24
-  local low, mid = x % 256, (x - x % 256) / 256
-  local high = (mid - mid % 256) / 256
-  return SPREAD[low] + SPREAD[mid % 256] * 65536 + SPREAD[high] * 4294967296
-end
-
--- code(level, row, col): the hemisphere (leading column) bit, then row and column bits
--- interleaved, most significant first (geo/live/cover.py).
-local function code_of(level, row, col)
-  local code = 0
-  if col >= POW2[level] then -- the hemisphere bit
-    code, col = SPAN[FINE_LEVEL - level], col - POW2[level] -- 4^level
-  end
-  return code + 2 * spread(row) + spread(col)
-end
-
--- Start cells: those meeting the disc's bounding box, at the finest level where the box spans at
--- most two cells each way (the disc touching a pole spans every longitude).
-local function start()
-  local a = radius / EARTH_RADIUS_M
-  local half_lat = a / RAD
-  local half_lng = 180
-  if a < 1.5 and phiq + a < PI / 2 and phiq - a > -PI / 2 and sin(a) < cos_phiq then
-    half_lng = asin(sin(a) / cos_phiq) / RAD
-  end
-  half_lat = half_lat * (1 + 1e-6) + 1e-9
-  half_lng = half_lng * (1 + 1e-6) + 1e-9
-  local level = FINE_LEVEL
-  local widest = 2 * max(half_lat, half_lng)
-  while level > 0 and STEP[level] < widest do level = level - 1 end
-  local step = STEP[level]
-  local rows, cols = POW2[level], POW2[level + 1]
-  local r0 = max(0, floor((qlat - half_lat + 90) / step))
-  local r1 = min(rows - 1, floor((qlat + half_lat + 90) / step))
-  local c0, c1
-  if half_lng >= 180 then
-    c0, c1 = 0, cols - 1
-  else
-    local lng = (qlng + 180) % 360 - 180
-    c0 = floor((lng - half_lng + 180) / step)
-    c1 = floor((lng + half_lng + 180) / step)
-    if c1 - c0 >= cols then c0, c1 = 0, cols - 1 end
-  end
-  for row = r0, r1 do
-    for c = c0, c1 do
-      local col = c % cols
-      local b = cell_bound(level, row, col)
-      if b <= radius then push({ b, level, row, col, code_of(level, row, col), -1 }) end
+-- Start cells: those Python picked (all of one resolution), bounded from their parents' entries;
+-- one without an entry is visited (bound 0).
+local function start(res, packed)
+  for at = 1, #packed, 8 do
+    local first = sunpack(">d", packed, at)
+    local b = 0
+    if res > 0 then
+      local parent = first - first % SPAN[res - 1]
+      local e = entry_of(res - 1, parent)
+      if e then
+        local k = 3 * (first - parent) / SPAN[res]
+        b = e[k + 3] < 0 and radius + 1 or bound(e[k + 1], e[k + 2], e[k + 3])
+      end
     end
+    if b <= radius then push({ b, res, first, -1 }) end
   end
 end
 
@@ -321,13 +257,27 @@ local function add(ids)
   np = np + #ids
 end
 
--- Split a cell: its children within the cut-off, each guessed to hold `guess`.
+-- Read a cell's ids whole.
+local function read(first, res)
+  add(call("ZRANGEBYSCORE", zset, format("%d", first), format("%d", first + SPAN[res] - 1)))
+end
+
+-- Split a cell: its children within the cut-off, each guessed to hold `guess` (read it whole if
+-- it has no entry).
 local function split(cell, cut, guess)
-  local level, row, col, code = cell[2] + 1, 2 * cell[3], 2 * cell[4], 4 * cell[5]
-  for dr = 0, 1 do
-    for dc = 0, 1 do
-      local b = cell_bound(level, row + dr, col + dc)
-      if b <= cut then take({ b, level, row + dr, col + dc, code + dr * 2 + dc, guess }) end
+  local res, first = cell[2], cell[3]
+  local e = entry_of(res, first)
+  if not e then
+    read(first, res)
+    return nil
+  end
+  local span = SPAN[res + 1]
+  for d = 0, 6 do
+    local k = 3 * d
+    local reach = e[k + 3]
+    if reach >= 0 then
+      local b = bound(e[k + 1], e[k + 2], reach)
+      if b <= cut then take({ b, res + 1, first + d * span, guess }) end
     end
   end
   return nearest_child()
@@ -336,13 +286,12 @@ end
 -- Visit a cell: read it (its ids join the pending ones) or split it. Returns the child to visit
 -- next, if any.
 local function visit(cell, cut)
-  local level, guess = cell[2], cell[6]
-  local first = cell[5] * SPAN[level] -- the cell's fine codes: [first, first + SPAN[level])
-  local lo, hi = format("%d", first), format("%d", first + SPAN[level] - 1)
-  if level == FINE_LEVEL then
+  local res, first, guess = cell[2], cell[3], cell[4]
+  local lo, hi = format("%d", first), format("%d", first + SPAN[res] - 1)
+  if res == FINE_RES then
     add(call("ZRANGEBYSCORE", zset, lo, hi))
   elseif guess > DENSE then
-    return split(cell, cut, guess / 4)
+    return split(cell, cut, guess / 7)
   elseif guess >= 0 and guess <= SPARSE then
     local ids = call("ZRANGEBYSCORE", zset, lo, hi, "LIMIT", "0", LEAF_LIMIT)
     if #ids > LEAF then return split(cell, cut, -1) end
@@ -350,7 +299,7 @@ local function visit(cell, cut)
   else
     local count = call("ZCOUNT", zset, lo, hi)
     if count > LEAF then
-      return split(cell, cut, count / 4)
+      return split(cell, cut, count / 7)
     elseif count > 0 then
       add(call("ZRANGEBYSCORE", zset, lo, hi))
     end
@@ -360,8 +309,8 @@ end
 
 local function search(keys, args)
   if not call then bind() end
-  hash = keys[1]
-  local cells = keys[2] or (string.sub(hash, 1, -3) .. "/cells") -- named as RedisLiveIndex does
+  hash, entries = keys[1], keys[3]
+  local cells = keys[2]
   qlat, qlng = tonumber_(args[1]), tonumber_(args[2])
   radius, limit, min_ts = tonumber_(args[3]), tonumber_(args[4]), tonumber_(args[5])
   local n_skills = tonumber_(args[6])
@@ -391,10 +340,10 @@ local function search(keys, args)
   needle, n_needles = needles[1], #needles
   phiq = qlat * RAD
   sin_phiq, cos_phiq = sin(phiq), cos(phiq)
-  heap, hn, best, n, np, near = {}, 0, {}, 0, 0, nil
+  heap, hn, best, n, np, near, seen = {}, 0, {}, 0, 0, nil, {}
 
   if limit > 0 and radius >= 0 then
-    start()
+    start(tonumber_(args[7 + n_skills]), args[8 + n_skills])
     local cell
     while true do
       local cut = cutoff()
@@ -425,7 +374,7 @@ local function search(keys, args)
     parts[#parts + 1] = spack(">" .. rep("d", last - k + 1), unpack_(values, k, last))
   end
   out[1] = concat(parts)
-  best, heap = {}, {} -- let the collector have this search's tables
+  best, heap, seen = {}, {}, {} -- let the collector have this search's tables
   -- Redis runs a large collection step every 50 calls, which made those calls slow (the p99);
   -- a small step after every search keeps each cheap and, measured, lowers the mean too.
   collectgarbage("step", 0)

@@ -1,6 +1,6 @@
--- KEYS: state hash, cell set. ARGV: worker id, available (0/1), skills field (msgpack str32
--- ",a,b,"), version (decimal digits: the worker's profile version this status comes from). The
--- position is kept.
+-- KEYS: state hash, cell set (, cell entries). ARGV: worker id, available (0/1), skills field
+-- (msgpack str32 ",a,b,"), version (decimal digits: the worker's profile version this status
+-- comes from). The position is kept.
 local hash, cells, wid = KEYS[1], KEYS[2], ARGV[1]
 local lat, lng, ts, available, in_area, cell, skills = decode(redis.call("HGET", hash, wid))
 local was = is_searchable(ts, available, in_area)

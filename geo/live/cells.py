@@ -1,0 +1,211 @@
+"""The H3 cells the live index files workers under.
+
+A worker is filed under its FINE_RES H3 cell (resolution 10: hexagons about 66 m across an edge),
+as a member of one sorted set per community (and one per skill) scored by that cell's *code*: the
+cell's base cell and its ten digits, the bits of the H3 index below the mode and resolution
+fields (37 bits: exact in a float score). The fine cells descending from any coarser cell P share
+P's base cell and first digits, so their codes form one contiguous range:
+
+    P at resolution r, fine codes under P = [lo(P), lo(P) + 8**(FINE_RES - r))
+
+(digits run 0..6 and 7 marks "unused", so the range holds a few codes no cell has). A worker is
+thereby listed in its fine cell and in every coarser parent at once, and a radius query reads a
+compacted cover of coarse and fine cells, each one ZRANGEBYSCORE.
+
+H3 children do not tile their parent exactly: the fine cells under P spill a little over P's
+hexagon. The search bounds a cell by a disc: every point of every fine cell under P lies within
+reach(P) = REACH * circumradius(P) of P's centre (measured: at most 1.062 times, over about
+3,000 cells of resolutions 1-9, a third of them next to pentagons, with a branch-and-bound over
+the fine descendants' vertices: `python -m geo.live.cells --measure 3000`). The search
+(lua/search.lua) walks cells nearest first; to split a cell it reads its children's centres and
+reaches from a hash kept per community, `entry(P)`, written for every cell from resolution 0 down
+to FINE_RES - 1 the first time a worker lands in a fine cell under it (move.lua reports the fine
+cell's parent missing; `RedisLiveIndex.move` then writes the chain). Python picks the start
+cells (`start_cells`): rings of cells about the radius's size around the query point.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from functools import lru_cache
+
+import h3.api.basic_int as h3
+
+from geo.distance import haversine_m
+
+FINE_RES = 10
+"""Resolution of the cell a worker is filed under. Must equal FINE_RES in lua/search.lua."""
+_DIGIT_BITS = 3
+_SHIFT = _DIGIT_BITS * (15 - FINE_RES)
+"""Bits of the digits finer than FINE_RES (all 7 in a FINE_RES index)."""
+_CODE_MASK = (1 << (7 + _DIGIT_BITS * FINE_RES)) - 1
+REACH = 1.15
+"""reach(P) / circumradius(P): the measured worst is 1.062 (module docstring)."""
+REACH_SLACK_M = 0.01
+"""Added to every reach: points an ulp outside their cell's hexagon, rounding of the centre."""
+ENTRY = struct.Struct(">" + "d" * 21)
+"""An entry: per child digit 0..6, the child's centre lat, lng and its reach (m); reach -1 where
+the digit has no child (the deleted digit 1 of pentagons)."""
+FIELD = struct.Struct(">Bd")
+"""An entry's field in the hash: the cell's resolution and the first fine code under it."""
+
+
+def span(res: int) -> int:
+    """How many fine codes a cell of this resolution spans."""
+    return 8 ** (FINE_RES - res)
+
+
+def code_range(cell: int) -> tuple[int, int]:
+    """(first fine code under the cell, how many codes it spans), for a cell of resolution <=
+    FINE_RES."""
+    res = h3.get_resolution(cell)
+    last = (cell >> _SHIFT) & _CODE_MASK  # the digits below res are 7: the range's last code
+    n = span(res)
+    return last - n + 1, n
+
+
+def cell_code(lat: float, lng: float) -> int:
+    """The code of the FINE_RES cell holding the point: the worker's score."""
+    return (h3.latlng_to_cell(lat, lng, FINE_RES) >> _SHIFT) & _CODE_MASK
+
+
+def fine_code(cell: int) -> int:
+    """The code of a FINE_RES cell."""
+    return (cell >> _SHIFT) & _CODE_MASK
+
+
+def circumradius_m(cell: int) -> float:
+    """Largest distance from the cell's centre to its boundary (a vertex: the edges are arcs of
+    great circles, along which the distance from a point has no interior maximum)."""
+    lat, lng = h3.cell_to_latlng(cell)
+    return max(haversine_m(lat, lng, a, b) for a, b in h3.cell_to_boundary(cell))
+
+
+def reach_m(cell: int) -> float:
+    """Bound on the distance from the cell's centre to any point of a fine cell under it."""
+    return REACH * circumradius_m(cell) + REACH_SLACK_M
+
+
+def field(res: int, first: int) -> bytes:
+    """The hash field of the entry of the cell (res, first fine code)."""
+    return FIELD.pack(res, float(first))
+
+
+@lru_cache(maxsize=1 << 16)
+def entry(cell: int) -> bytes:
+    """The cell's children (centre, reach) by digit, for the search to split it."""
+    res = h3.get_resolution(cell)
+    values = [0.0, 0.0, -1.0] * 7
+    shift = _DIGIT_BITS * (15 - res - 1)
+    for child in h3.cell_to_children(cell, res + 1):
+        digit = (child >> shift) & 7
+        lat, lng = h3.cell_to_latlng(child)
+        values[3 * digit : 3 * digit + 3] = (lat, lng, reach_m(child))
+    return ENTRY.pack(*values)
+
+
+def chain(fine_cell: int) -> dict[bytes, bytes]:
+    """The entries of every cell above a FINE_RES cell (resolutions 0..FINE_RES - 1), by field."""
+    out = {}
+    for res in range(FINE_RES):
+        parent = h3.cell_to_parent(fine_cell, res)
+        out[field(res, code_range(parent)[0])] = entry(parent)
+    return out
+
+
+def parent_field(code: int) -> bytes:
+    """The field of the entry of the fine cell's parent (what move.lua checks)."""
+    return field(FINE_RES - 1, code - code % 8)
+
+
+# Start cells. Around a cell of circumradius e, the centres of the cells m rings out are at least
+# 1.5 m e away on a regular hexagonal lattice; allowing 15% for the lattice's distortion near
+# pentagons and between neighbours, and 10% for a neighbour's larger size, no point under a cell
+# k + 1 or more rings out is within 1.275 (k + 1) e - e - 1.1 REACH e of the query point (which is
+# within e of its own cell's centre). tests/geo/test_live_cells.py checks the rings against the
+# bounds of the cells around them.
+_RING_STEP = 1.5 * 0.85
+_RING_LOSS = 1.0 + 1.1 * REACH
+_AVG_EDGE_M = [h3.average_hexagon_edge_length(res, "m") for res in range(16)]
+MAX_START_RING = 3
+
+
+def start_ring(radius_m: float, circumradius: float) -> int:
+    """Rings around the query's cell (of this circumradius) that hold every cell within
+    `radius_m` of the query point."""
+    need = (radius_m / circumradius + _RING_LOSS) / _RING_STEP - 1.0
+    return max(1, math.floor(need) + 1)
+
+
+def start_cells(lat: float, lng: float, radius_m: float) -> tuple[int, list[int]]:
+    """(resolution, first fine codes) of the cells to start a search from: every cell of that
+    resolution that may hold a point within `radius_m` of (lat, lng), and a few more."""
+    res = FINE_RES
+    # The finest resolution whose cells are about the radius's size or larger (two rings).
+    while res > 1 and _AVG_EDGE_M[res] * 1.5 < radius_m:
+        res -= 1
+    while True:
+        cell = h3.latlng_to_cell(lat, lng, res)
+        ring = start_ring(radius_m, circumradius_m(cell))
+        if ring <= MAX_START_RING or res == 1:
+            break
+        res -= 1
+    cells = h3.grid_disk(cell, ring)
+    if any(h3.is_pentagon(c) for c in cells):
+        cells = h3.grid_disk(cell, ring + 1)  # the lattice bends around a pentagon
+    n = span(res)
+    return res, [((c >> _SHIFT) & _CODE_MASK) - n + 1 for c in cells]
+
+
+def farthest_point(cell: int) -> tuple[float, float, float]:
+    """(lat, lng, distance): the vertex of a FINE_RES cell under the cell farthest from the cell's
+    centre, by branch-and-bound (children pruned when their centre's distance plus 1.6 times their
+    circumradius cannot beat the best so far)."""
+    clat, clng = h3.cell_to_latlng(cell)
+    best, stack = (clat, clng, 0.0), [cell]
+    while stack:
+        c = stack.pop()
+        r = h3.get_resolution(c)
+        if r == FINE_RES:
+            for a, b in h3.cell_to_boundary(c):
+                d = haversine_m(clat, clng, a, b)
+                if d > best[2]:
+                    best = (a, b, d)
+            continue
+        for child in h3.cell_to_children(c, r + 1):
+            a, b = h3.cell_to_latlng(child)
+            if haversine_m(clat, clng, a, b) + 1.6 * circumradius_m(child) > best[2]:
+                stack.append(child)
+    return best
+
+
+def measure(samples: int, seed: int = 1) -> dict[int, float]:
+    """Worst reach / circumradius seen per resolution, over random cells (a third of them next
+    to pentagons)."""
+    import random
+
+    rnd = random.Random(seed)
+    pentagons = [p for res in range(FINE_RES) for p in h3.get_pentagons(res)]
+    worst: dict[int, float] = {}
+    for _ in range(samples):
+        res = rnd.randint(0, FINE_RES - 1)
+        if rnd.random() < 0.33:
+            near = [p for p in pentagons if h3.get_resolution(p) == res]
+            cell = rnd.choice(list(h3.grid_disk(rnd.choice(near), 2)))
+        else:
+            lat = math.degrees(math.asin(rnd.uniform(-1, 1)))
+            cell = h3.latlng_to_cell(lat, rnd.uniform(-180, 180), res)
+        worst[res] = max(worst.get(res, 0.0), farthest_point(cell)[2] / circumradius_m(cell))
+    return worst
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--measure", type=int, default=300, help="cells to sample")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    for res, ratio in sorted(measure(args.measure, args.seed).items()):
+        print(f"resolution {res}: reach / circumradius <= {ratio:.4f} (REACH = {REACH})")

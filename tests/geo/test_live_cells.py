@@ -1,0 +1,101 @@
+"""The H3 cell arithmetic of the live index (geo/live/cells.py): code ranges, entries, reaches and
+start cells, against the h3 library itself."""
+
+from __future__ import annotations
+
+import math
+
+import h3.api.basic_int as h3
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo.areas import destination
+from geo.distance import haversine_m
+from geo.live.cells import (
+    ENTRY,
+    FINE_RES,
+    REACH,
+    cell_code,
+    chain,
+    code_range,
+    entry,
+    farthest_point,
+    field,
+    reach_m,
+    start_cells,
+)
+
+PENTAGONS = [h3.cell_to_latlng(p) for p in h3.get_pentagons(0)]
+
+points = st.one_of(
+    st.tuples(st.floats(-90, 90), st.floats(-180, 180)),
+    st.tuples(st.sampled_from([90.0, -90.0, 89.999, -89.999]), st.floats(-180, 180)),
+    st.tuples(st.floats(-60, 60), st.sampled_from([180.0, -180.0, 179.9999, -179.9999])),
+    st.builds(
+        lambda p, bearing, d: destination(*p, bearing, d),
+        st.sampled_from(PENTAGONS), st.floats(0, 360), st.floats(0, 50_000),
+    ),
+)  # fmt: skip
+
+
+@given(points, st.integers(0, FINE_RES))
+def test_a_cell_is_the_range_of_the_codes_of_the_fine_cells_under_it(point, res) -> None:
+    fine = h3.latlng_to_cell(*point, FINE_RES)
+    code = cell_code(*point)
+    assert code_range(fine) == (code, 1)
+    parent = h3.cell_to_parent(fine, res)
+    first, n = code_range(parent)
+    assert first <= code < first + n and n == 8 ** (FINE_RES - res)
+    # Its children's ranges are consecutive slices of it, by digit.
+    if res < FINE_RES:
+        for child in h3.cell_to_children(parent, res + 1):
+            digit = (child >> 3 * (15 - res - 1)) & 7
+            assert code_range(child) == (first + digit * n // 8, n // 8)
+
+
+@given(points, st.integers(0, FINE_RES - 1))
+def test_an_entry_holds_each_childs_centre_and_reach(point, res) -> None:
+    fine = h3.latlng_to_cell(*point, FINE_RES)
+    cell = h3.cell_to_parent(fine, res)  # not always the point's own cell at res: H3 spills
+    values = ENTRY.unpack(entry(cell))
+    children = {(c >> 3 * (15 - res - 1)) & 7: c for c in h3.cell_to_children(cell, res + 1)}
+    for digit in range(7):
+        lat, lng, reach = values[3 * digit : 3 * digit + 3]
+        if digit not in children:
+            assert reach == -1 and h3.is_pentagon(cell) and digit == 1
+            continue
+        assert (lat, lng) == h3.cell_to_latlng(children[digit])
+        assert reach == reach_m(children[digit])
+    assert chain(fine)[field(res, code_range(cell)[0])] == entry(cell)
+
+
+@settings(max_examples=60, deadline=None)
+@given(points, st.integers(2, FINE_RES - 1))
+def test_every_fine_cell_under_a_cell_is_within_its_reach(point, res) -> None:
+    cell = h3.latlng_to_cell(*point, res)
+    _, _, far = farthest_point(cell)
+    assert far <= reach_m(cell) / REACH * 1.08, "the measured margin holds here too"
+    assert far < reach_m(cell)
+
+
+@settings(max_examples=300, deadline=None)
+@given(points, st.sampled_from([0.0, 1.0, 50.0, 300.0, 999.0, 2500.0, 5000.0, 20_000.0, 50_000.0]))
+def test_start_cells_hold_every_cell_within_the_radius(point, radius) -> None:
+    """Every cell of the start resolution whose reach comes within the radius is a start cell:
+    checked over the rings around them."""
+    res, firsts = start_cells(*point, radius)
+    assert 1 <= res <= FINE_RES
+    chosen = set(firsts)
+    assert len(chosen) == len(firsts) <= 61
+    own = h3.latlng_to_cell(*point, res)
+    for cell in h3.grid_disk(own, 7 if radius <= 5000 else 4):
+        if code_range(cell)[0] in chosen:
+            continue
+        lat, lng = h3.cell_to_latlng(cell)
+        assert haversine_m(*point, lat, lng) - reach_m(cell) > radius, cell
+
+
+def test_codes_are_exact_in_a_float_score() -> None:
+    last = max(code_range(h3.latlng_to_cell(lat, lng, 0))[0] for lat, lng in PENTAGONS)
+    assert last + 8**FINE_RES < 2**53
+    assert math.ulp(float(last + 8**FINE_RES)) <= 1.0
