@@ -21,7 +21,8 @@ the fine descendants' vertices: `python -m geo.live.cells --measure 3000`). The 
 reaches from a hash kept per community, `entry(P)`, written for every cell from resolution 0 down
 to FINE_RES - 1 the first time a worker lands in a fine cell under it (move.lua reports the fine
 cell's parent missing; `RedisLiveIndex.move` then writes the chain). Python picks the start
-cells (`start_cells`): rings of cells about the radius's size around the query point.
+cells (`start_cells`): rings of cells about the radius's size around the query point, with
+their centres and reaches (cached per query cell and radius).
 """
 
 from __future__ import annotations
@@ -138,24 +139,43 @@ def start_ring(radius_m: float, circumradius: float) -> int:
     return max(1, math.floor(need) + 1)
 
 
-def start_cells(lat: float, lng: float, radius_m: float) -> tuple[int, list[int]]:
-    """(resolution, first fine codes) of the cells to start a search from: every cell of that
-    resolution that may hold a point within `radius_m` of (lat, lng), and a few more."""
+def start_cells(lat: float, lng: float, radius_m: float) -> tuple[int, bytes]:
+    """(resolution, cells) to start a search from: every cell of that resolution that may hold a
+    point within `radius_m` of (lat, lng), and a few more; per cell its first fine code, centre
+    and reach, packed as float64s (START)."""
     res = FINE_RES
     # The finest resolution whose cells are about the radius's size or larger (two rings).
     while res > 1 and _AVG_EDGE_M[res] * 1.5 < radius_m:
         res -= 1
     while True:
-        cell = h3.latlng_to_cell(lat, lng, res)
-        ring = start_ring(radius_m, circumradius_m(cell))
-        if ring <= MAX_START_RING or res == 1:
-            break
+        start = _start(h3.latlng_to_cell(lat, lng, res), radius_m)
+        if start is not None:
+            return res, start
         res -= 1
+
+
+START = struct.Struct(">dddd")
+"""A start cell: first fine code, centre lat, lng, reach (m)."""
+
+
+@lru_cache(maxsize=1 << 13)
+def _start(cell: int, radius_m: float) -> bytes | None:
+    """The start cells around a query point in `cell` (they depend on nothing else), or None if
+    there would be more than MAX_START_RING rings of them (start coarser)."""
+    res = h3.get_resolution(cell)
+    ring = start_ring(radius_m, circumradius_m(cell))
+    if ring > MAX_START_RING and res > 1:
+        return None
     cells = h3.grid_disk(cell, ring)
     if any(h3.is_pentagon(c) for c in cells):
         cells = h3.grid_disk(cell, ring + 1)  # the lattice bends around a pentagon
-    n = span(res)
-    return res, [((c >> _SHIFT) & _CODE_MASK) - n + 1 for c in cells]
+    return b"".join(map(_start_record, cells))
+
+
+@lru_cache(maxsize=1 << 16)
+def _start_record(cell: int) -> bytes:
+    """START of one cell (each is in the rings of 19 or more query cells)."""
+    return START.pack(code_range(cell)[0], *h3.cell_to_latlng(cell), reach_m(cell))
 
 
 def farthest_point(cell: int) -> tuple[float, float, float]:

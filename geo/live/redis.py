@@ -128,10 +128,9 @@ def _search_args(
 ) -> list[str | bytes]:
     """The search function's arguments (lua/search.lua)."""
     need = sorted({_skill_text(s) for s in skills})
-    res, first = start_cells(lat, lng, radius_m)
+    res, start = start_cells(lat, lng, radius_m)
     return [repr(float(lat)), repr(float(lng)), repr(float(radius_m)), str(int(limit)),
-            repr(float(min_ts)), str(len(need)), *need, str(res),
-            struct.pack(f">{len(first)}d", *first)]  # fmt: skip
+            repr(float(min_ts)), str(len(need)), *need, str(res), start]  # fmt: skip
 
 
 class RedisLiveIndex(LiveIndex):

@@ -15,6 +15,7 @@ from geo.live.cells import (
     ENTRY,
     FINE_RES,
     REACH,
+    START,
     cell_code,
     chain,
     code_range,
@@ -83,10 +84,15 @@ def test_every_fine_cell_under_a_cell_is_within_its_reach(point, res) -> None:
 def test_start_cells_hold_every_cell_within_the_radius(point, radius) -> None:
     """Every cell of the start resolution whose reach comes within the radius is a start cell:
     checked over the rings around them."""
-    res, firsts = start_cells(*point, radius)
+    res, packed = start_cells(*point, radius)
     assert 1 <= res <= FINE_RES
-    chosen = set(firsts)
-    assert len(chosen) == len(firsts) <= 61
+    cells = [START.unpack_from(packed, at) for at in range(0, len(packed), START.size)]
+    chosen = {int(first) for first, *_ in cells}
+    assert len(chosen) == len(cells) <= 61
+    for first, lat, lng, reach in cells:  # each with its centre and reach
+        cell = h3.cell_to_parent(h3.latlng_to_cell(lat, lng, FINE_RES), res)
+        assert code_range(cell)[0] == first
+        assert (lat, lng, reach) == (*h3.cell_to_latlng(cell), reach_m(cell))
     own = h3.latlng_to_cell(*point, res)
     for cell in h3.grid_disk(own, 7 if radius <= 5000 else 4):
         if code_range(cell)[0] in chosen:

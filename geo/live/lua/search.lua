@@ -11,8 +11,8 @@
 --
 -- Best-first walk of the H3 cells (geo/live/cells.py) in the sorted set of the workers with a
 -- requested skill (or of all), scored by their fine cell's code, where any cell is one range of
--- codes: start from the cells Python picked (start_res, and the first fine code of each packed as
--- float64s), always take the cell with the smallest lower bound on its distance from the point
+-- codes: start from the cells Python picked (start_res, and the first fine code, centre lat, lng
+-- and reach of each, packed as float64s), always take the cell with the smallest lower bound on its distance from the point
 -- (the distance to its centre less its reach, both from its parent's entry in the cell entries);
 -- split it into its children if it holds more than LEAF workers, else fetch its ids; read the
 -- fetched workers' records in batches, keeping the nearest `limit`; stop when the next bound
@@ -43,8 +43,8 @@ end
 -- Whether it does is known from ZCOUNT, or guessed from its parent's count (a seventh of it):
 -- a cell guessed to hold more than DENSE is split without counting, one guessed to hold at most
 -- SPARSE is fetched right away (LIMIT LEAF + 1: too many back means split, and count, after all).
-local LEAF, DENSE, SPARSE = 24, 96, 12
-local LEAF_LIMIT = "25" -- LEAF + 1
+local LEAF, DENSE, SPARSE = 32, 128, 16
+local LEAF_LIMIT = "33" -- LEAF + 1
 local BATCH = 32 -- records to read at once (fewer HMGET calls)
 -- Per resolution: fine codes per cell (8^(FINE_RES - res)).
 local SPAN = {}
@@ -78,18 +78,10 @@ local function bound(lat, lng, reach)
   return b - d * 1e-9 - 1e-6
 end
 
--- Cell entries read by this search, by field: the unpacked {lat, lng, reach} x 7, or false.
-local seen = {}
-
+-- A cell's entry (its children's centres and reaches): {lat, lng, reach} x 7, or nil.
 local function entry_of(res, first)
-  local key = spack(">Bd", res, first)
-  local e = seen[key]
-  if e == nil then
-    local raw = call("HGET", entries, key)
-    e = raw and { sunpack(ENTRY, raw) } or false
-    seen[key] = e
-  end
-  return e
+  local raw = call("HGET", entries, spack(">Bd", res, first))
+  return raw and { sunpack(ENTRY, raw) }
 end
 
 -- The heap of cells to visit, by bound: {bound, res, first fine code, guessed count or -1}.
@@ -132,20 +124,11 @@ local function pop()
   return top
 end
 
--- Start cells: those Python picked (all of one resolution), bounded from their parents' entries;
--- one without an entry is visited (bound 0).
+-- Start cells: those Python picked (all of one resolution), each with its centre and reach.
 local function start(res, packed)
-  for at = 1, #packed, 8 do
-    local first = sunpack(">d", packed, at)
-    local b = 0
-    if res > 0 then
-      local parent = first - first % SPAN[res - 1]
-      local e = entry_of(res - 1, parent)
-      if e then
-        local k = 3 * (first - parent) / SPAN[res]
-        b = e[k + 3] < 0 and radius + 1 or bound(e[k + 1], e[k + 2], e[k + 3])
-      end
-    end
+  for at = 1, #packed, 32 do
+    local first, lat, lng, reach = sunpack(">dddd", packed, at)
+    local b = bound(lat, lng, reach)
     if b <= radius then push({ b, res, first, -1 }) end
   end
 end
@@ -340,7 +323,7 @@ local function search(keys, args)
   needle, n_needles = needles[1], #needles
   phiq = qlat * RAD
   sin_phiq, cos_phiq = sin(phiq), cos(phiq)
-  heap, hn, best, n, np, near, seen = {}, 0, {}, 0, 0, nil, {}
+  heap, hn, best, n, np, near = {}, 0, {}, 0, 0, nil
 
   if limit > 0 and radius >= 0 then
     start(tonumber_(args[7 + n_skills]), args[8 + n_skills])
@@ -374,7 +357,7 @@ local function search(keys, args)
     parts[#parts + 1] = spack(">" .. rep("d", last - k + 1), unpack_(values, k, last))
   end
   out[1] = concat(parts)
-  best, heap, seen = {}, {}, {} -- let the collector have this search's tables
+  best, heap = {}, {} -- let the collector have this search's tables
   -- Redis runs a large collection step every 50 calls, which made those calls slow (the p99);
   -- a small step after every search keeps each cheap and, measured, lowers the mean too.
   collectgarbage("step", 0)
