@@ -1,6 +1,6 @@
 """The live index contract, run against every backend, and the exactness law: Redis search equals
-brute force over random worlds, near grid and H3 cell edges, the antimeridian and the poles
-included."""
+brute force over random worlds, on H3 cell vertices and far corners, next to pentagons, on the
+antimeridian and at the poles."""
 
 from __future__ import annotations
 
@@ -213,6 +213,23 @@ async def test_redis_files_the_fine_h3_cell_and_writes_the_entries_above_it(
     away = destination(*HOME, 0.0, 500)
     await index.move(C, 6, [Fix(*away, 2000.0)], in_area=[True])
     assert await redis.hlen(f"{tag}/h3cells") == FINE_RES
+
+
+async def test_redis_an_index_of_an_earlier_layout_is_claimed_for_rebuild_and_cleared(
+    redis: Redis, redis_index: RedisLiveIndex
+) -> None:
+    """A Redis holding the quadtree layout (its "/built" marker and "/cells" sets) reads as an
+    index that is missing: the rebuild claims it and clear removes the old keys."""
+    index = redis_index
+    tag = f"{index.prefix}:{{c:{C}}}"
+    await redis.set(f"{tag}/built", 1)
+    await redis.zadd(f"{tag}/cells", {"9": 123.0})
+    await redis.zadd(f"{tag}/cells:moving", {"9": 123.0})
+    assert await index.claim_rebuild(C) is True
+    await index.clear(C)
+    assert await redis.exists(f"{tag}/built", f"{tag}/cells", f"{tag}/cells:moving") == 0
+    assert await index.claim_rebuild(C) is True
+    assert await index.claim_rebuild(C) is False
 
 
 async def test_redis_reads_records_written_before_versions(
