@@ -12,11 +12,12 @@
 -- Best-first walk of the H3 cells (geo/live/cells.py) in the sorted set of the workers with a
 -- requested skill (or of all), scored by their fine cell's code, where any cell is one range of
 -- codes: start from the cells Python picked (start_res, and the first fine code, centre lat, lng
--- and reach of each, packed as float64s), always take the cell with the smallest lower bound on its distance from the point
--- (the distance to its centre less its reach, both from its parent's entry in the cell entries);
--- split it into its children if it holds more than LEAF workers, else fetch its ids; read the
--- fetched workers' records in batches, keeping the nearest `limit`; stop when the next bound
--- exceeds the radius or the limit-th distance found. A cell whose entry is missing is read whole.
+-- and reach of each, packed as float64s); always take the cell with the smallest lower bound on
+-- its distance from the point (the distance to its centre less its reach); split it into its
+-- children if it holds more than LEAF workers (their centres and reaches from its entry in the
+-- cell entries), else fetch its ids; read the fetched workers' records in batches, keeping the
+-- nearest `limit`; stop when the next bound exceeds the radius or the limit-th distance found.
+-- A cell to split whose entry is missing is read whole.
 local EARTH_RADIUS_M = 6371008.8 -- common.lua
 local PI = 3.141592653589793 -- math.pi
 local RAD = PI / 180
@@ -28,12 +29,12 @@ local POSITION = ">xxdxdxd" -- lat, lng, ts of a record (common.lua)
 local SKILL_TEXT_AT = 45 -- offset of a record's skills text (common.lua)
 -- Library functions: no global is reachable while a library loads, so these are bound by the
 -- first call.
-local sin, cos, asin, sqrt, min, max
+local sin, cos, asin, sqrt, min
 local find, format, rep, concat, insert, unpack_, tonumber_, call, sunpack, spack
 
 local function bind()
   sin, cos, asin, sqrt = math.sin, math.cos, math.asin, math.sqrt
-  min, max = math.min, math.max
+  min = math.min
   find, format, rep, concat = string.find, string.format, string.rep, table.concat
   insert, unpack_, tonumber_ = table.insert, unpack, tonumber
   call, sunpack, spack = redis.call, struct.unpack, struct.pack
