@@ -93,7 +93,7 @@ def field(res: int, first: int) -> bytes:
     return FIELD.pack(res, float(first))
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 13)
 def entry(cell: int) -> bytes:
     """The cell's children (centre, reach) by digit, for the search to split it."""
     res = h3.get_resolution(cell)
@@ -158,7 +158,7 @@ START = struct.Struct(">dddd")
 """A start cell: first fine code, centre lat, lng, reach (m)."""
 
 
-@lru_cache(maxsize=1 << 13)
+@lru_cache(maxsize=1 << 11)
 def _start(cell: int, radius_m: float) -> bytes | None:
     """The start cells around a query point in `cell` (they depend on nothing else), or None if
     there would be more than MAX_START_RING rings of them (start coarser)."""
@@ -172,7 +172,7 @@ def _start(cell: int, radius_m: float) -> bytes | None:
     return b"".join(map(_start_record, cells))
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def _start_record(cell: int) -> bytes:
     """START of one cell (each is in the rings of 19 or more query cells)."""
     return START.pack(code_range(cell)[0], *h3.cell_to_latlng(cell), reach_m(cell))
