@@ -71,11 +71,6 @@ def cell_code(lat: float, lng: float) -> int:
     return (h3.latlng_to_cell(lat, lng, FINE_RES) >> _SHIFT) & _CODE_MASK
 
 
-def fine_code(cell: int) -> int:
-    """The code of a FINE_RES cell."""
-    return (cell >> _SHIFT) & _CODE_MASK
-
-
 def circumradius_m(cell: int) -> float:
     """Largest distance from the cell's centre to its boundary (a vertex: the edges are arcs of
     great circles, along which the distance from a point has no interior maximum)."""

@@ -28,6 +28,7 @@ from geo.live.cells import (
     entry,
     farthest_point,
     field,
+    parent_field,
     start_cells,
 )
 from geo.live.memory import MemoryLiveIndex
@@ -205,6 +206,20 @@ async def test_redis_files_the_fine_h3_cell_and_writes_the_entries_above_it(
             assert first <= code < first + n
             assert await redis.hget(f"{tag}/h3cells", field(res, first)) == entry(parent)
         assert [n.worker_id for n in await index.search(C, lat, lng, 0)][-1:] == [wid]
+    # A worker entering another fine cell under a parent that has its entry writes no entries
+    # (the field move.lua checks is the one Python names): one deleted above stays deleted.
+    fine = h3.latlng_to_cell(*HOME, FINE_RES)
+    assert await redis.hexists(f"{tag}/h3cells", parent_field(cell_code(*HOME)))
+    siblings = h3.cell_to_children(h3.cell_to_parent(fine, FINE_RES - 1), FINE_RES)
+    sibling = next(c for c in siblings if c != fine)
+    top = field(0, code_range(h3.cell_to_parent(fine, 0))[0])
+    await redis.hdel(f"{tag}/h3cells", top)
+    await index.set_status(C, 999, WorkerStatus(True))
+    assert await index.move(C, 999, [Fix(*h3.cell_to_latlng(sibling), 1500.0)], in_area=[True]) == [
+        MoveResult.ACCEPTED
+    ]
+    assert await redis.zscore(f"{tag}/h3", 999) == code_range(sibling)[0]
+    assert not await redis.hexists(f"{tag}/h3cells", top)
     # Entries lost (not Redis as a whole): the search reads cells whole, and stays exact.
     await redis.delete(f"{tag}/h3cells")
     for wid, (lat, lng) in enumerate(points, start=1):

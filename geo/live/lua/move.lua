@@ -41,7 +41,7 @@ if last > 0 then
   refile(cells, wid, was, was_cell, skills, is_searchable(ts, available, in_area), cell, skills)
   local record = encode(lat, lng, ts, available, in_area, cell, skills, version or "")
   redis.call("HSET", hash, wid, record)
-  if cell ~= was_cell and KEYS[3] and redis.call("HEXISTS", KEYS[3], parent_field(cell)) == 0 then
+  if cell ~= was_cell and redis.call("HEXISTS", KEYS[3], parent_field(cell)) == 0 then
     codes[#codes + 1] = -1
   end
 end
