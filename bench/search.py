@@ -1083,8 +1083,8 @@ def report(
         "script made (SLOWLOG logs them too), the rest being Lua (cell bounds, heap, record "
         "decoding, haversine, top-50 keeping, reply); commands = how many it made; ranges, "
         "counts, entries, HMGETs = of which ZRANGEBYSCORE (cells read), ZCOUNT (cells "
-        "counted), HGET (cell entries read: one per cell split, plus the start cells' "
-        "parents), HMGET (record batches), means; scanned = worker records read (mean, p99); "
+        "counted), HGET (cell entries read: one per cell split; start cells come with their "
+        "centres), HMGET (record batches), means; scanned = worker records read (mean, p99); "
         "empty = the same call on an empty community (round trip + fixed cost of the script)."
     )
     L.append("")
