@@ -138,7 +138,7 @@ def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from dispatch.auth import issue_token
     from dispatch.db import make_engine, make_sessionmaker
-    from dispatch.phones import PhoneVault, is_e164
+    from dispatch.phones import InvalidPhone, PhoneVault, normalize_phone
     from dispatch.principals import handle_user, upsert_phone_user
 
     settings = settings.with_secret()
@@ -154,12 +154,13 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     if role == "operator" and not communities:
         print("--role operator needs at least one --community", file=sys.stderr)
         return 2
-    bad = [p for p in phones if not is_e164(p)]
-    if bad:
-        print(f"not E.164 phone numbers: {len(bad)} given", file=sys.stderr)
+    try:
+        phones = [normalize_phone(p, settings.phone_region) for p in phones]
+    except InvalidPhone:
+        print(f"not valid phone numbers among the {len(phones)} given", file=sys.stderr)
         return 2
     vault = PhoneVault(settings.auth.secret_key)
-    ttl = args.ttl or settings.auth.token_ttl_s
+    ttl = settings.auth.token_ttl_s if args.ttl is None else args.ttl
 
     async def make(url: str) -> list[str]:
         engine = make_engine(url, pool_size=1)
@@ -195,6 +196,18 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _positive_seconds(raw: str) -> int:
+    """A token lifetime: a whole number of seconds, at least 1 (argparse prints the refusal on
+    one line and exits with 2)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dispatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--phone", action="append", help="E.164 phone of a resident or worker (repeatable)"
     )
-    token.add_argument("--ttl", type=int, help="token lifetime in seconds")
+    token.add_argument("--ttl", type=_positive_seconds, help="token lifetime in seconds")
     token.set_defaults(func=cmd_token)
     return parser
 

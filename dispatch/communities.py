@@ -15,6 +15,7 @@ from dispatch import params
 from dispatch.errors import NotFound, Unprocessable, ValidationFailed
 from dispatch.models import Community, CommunityCell
 from dispatch.models.base import is_db_id
+from dispatch.phones import DEFAULT_REGION, region_of_timezone
 from geo.areas import ServiceArea, point_cells
 from geo.distance import haversine_m
 from geo.errors import GeoError
@@ -36,6 +37,9 @@ class CommunityView:
     overrides: dict[str, Any]
     cell_count: int
     area: ServiceArea
+    phone_region: str = DEFAULT_REGION
+    """The country national phone numbers typed here are read in (from the timezone, else the
+    service's default): pool numbers and numbers hidden in people's text."""
 
     @property
     def dispatch(self) -> params.DispatchParams:
@@ -45,8 +49,9 @@ class CommunityView:
 class AreaCache:
     """ServiceAreas built from rows, kept per (id, updated_at) so shapes are parsed once."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_region: str = DEFAULT_REGION) -> None:
         self._views: dict[int, tuple[Any, CommunityView]] = {}
+        self.default_region = default_region
 
     def view(self, row: Community) -> CommunityView:
         cached = self._views.get(row.id)
@@ -65,14 +70,17 @@ class AreaCache:
             overrides=dict(row.dispatch or {}),
             cell_count=row.cell_count,
             area=area,
+            phone_region=region_of_timezone(row.timezone, self.default_region),
         )
         self._views[row.id] = (row.updated_at, view)
         return view
 
 
 class CommunityService:
-    def __init__(self, cache: AreaCache | None = None) -> None:
-        self.cache = cache or AreaCache()
+    def __init__(
+        self, cache: AreaCache | None = None, default_region: str = DEFAULT_REGION
+    ) -> None:
+        self.cache = cache or AreaCache(default_region)
 
     async def create(
         self,

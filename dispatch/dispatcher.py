@@ -43,6 +43,7 @@ from dispatch.grab import (
 )
 from dispatch.models import Alert, Assignment, Job, Offer, Worker
 from dispatch.models.base import is_db_id
+from dispatch.phones import hide_phones
 from dispatch.workers import WorkerService
 from geo.live import LiveIndex, Nearby
 from geo.live.wire import Pipeliner
@@ -705,7 +706,10 @@ class Dispatcher:
                 )
                 holder = job.worker_id if job.status in ("assigned", "in_progress") else None
                 job.status, job.cancelled_at, job.cancelled_by = "cancelled", now, "resident"
-                job.cancel_reason, job.cancellation_fee_cents = reason, fee
+                region = (await self.communities.get(session, job.community_id)).phone_region
+                # The worker reads the reason: no phone number goes with it.
+                job.cancel_reason = hide_phones(reason, region)
+                job.cancellation_fee_cents = fee
                 job.wave_deadline, job.version = None, job.version + 1
                 await self._retire_offers(session, job.id, "withdrawn", now, after)
                 if holder is not None:

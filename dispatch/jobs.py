@@ -16,6 +16,7 @@ from dispatch.communities import CommunityService, CommunityView
 from dispatch.errors import Forbidden, NotFound, Unprocessable
 from dispatch.models import Job
 from dispatch.models.base import is_db_id
+from dispatch.phones import hide_phones
 from geo.shapes import point_to_wkb
 
 JOB_CELL_RES = 9
@@ -87,22 +88,24 @@ class JobService:
         check_window(new.mode, new.window, now)
         community = await self.communities.serving(session, new.lat, new.lng, new.community_id)
         reason = review_reason(new.title, new.description)
+        # Workers read all of this: a phone number in it would take the contact off the platform.
+        region = community.phone_region
         job = Job(
             community_id=community.id,
             resident_id=resident.user_id,
-            title=new.title,
-            description=new.description,
+            title=hide_phones(new.title, region),
+            description=hide_phones(new.description, region),
             category=new.category,
             skills=sorted(set(new.skills)),
             location=point_to_wkb(new.lat, new.lng),
             cell=h3.latlng_to_cell(new.lat, new.lng, JOB_CELL_RES),
-            address=new.address,
+            address=hide_phones(new.address, region) if new.address else new.address,
             mode=new.mode,
             window_start=new.window[0].astimezone(UTC) if new.window else None,
             window_end=new.window[1].astimezone(UTC) if new.window else None,
             price_cents=new.price_cents,
             currency=new.currency,
-            materials=new.materials,
+            materials=[{**m, "name": hide_phones(m["name"], region)} for m in new.materials],
             insured=new.insured,
             status="under_review" if reason else "open",
             review_reason=reason,

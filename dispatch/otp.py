@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch import ratelimit
 from dispatch.errors import Unauthorized
 from dispatch.models import OtpCode, OutboxMessage, User
-from dispatch.phones import PhoneVault, phone_hint
+from dispatch.phones import DEFAULT_REGION, PhoneVault, normalize_phone, phone_hint
+from dispatch.principals import refuse_pool_number, upsert_phone_user
 from dispatch.settings import AuthSettings
 from dispatch.smsbudget import SmsBudget
 
@@ -38,8 +39,11 @@ class OtpService:
         settings: AuthSettings,
         sms_status: str = "held",
         budget: SmsBudget | None = None,
+        region: str = DEFAULT_REGION,
     ) -> None:
         self.vault = vault
+        self.region = region
+        """Country a number typed without its country code is read in."""
         self.sms_status = sms_status
         self.budget = budget
         """Status new SMS rows start in: `held` without a provider, `pending` with one."""
@@ -47,9 +51,12 @@ class OtpService:
         self.settings = settings
         self._code_key = hashlib.sha256(b"otp:" + settings.secret_key.encode()).digest()
 
-    async def request(self, session: AsyncSession, phone: str, client: str) -> None:
-        """Issue a code for `phone` and queue its SMS in the outbox (same transaction)."""
+    async def request(self, session: AsyncSession, raw_phone: str, client: str) -> None:
+        """Issue a code for the phone and queue its SMS in the outbox (same transaction). The
+        number is normalized first: its canonical form keys the limits, the code and the user."""
         s = self.settings
+        phone = normalize_phone(raw_phone, self.region)
+        await refuse_pool_number(session, phone)
         phone_hash = self.vault.hash(phone)
         subject = phone_hash.hex()
         await ratelimit.hit(
@@ -103,6 +110,13 @@ class OtpService:
                 status=self.sms_status,
             )
         )
+
+    async def sign_in(self, session: AsyncSession, raw_phone: str, code: str, role: str) -> int:
+        """Spend the phone's code and return its user (created on first sign-in) with `role`
+        added. The caller commits."""
+        phone = normalize_phone(raw_phone, self.region)
+        phone_hash = await self.verify(session, phone, code)
+        return await upsert_phone_user(session, self.vault, phone, phone_hash, role)
 
     async def verify(self, session: AsyncSession, phone: str, code: str) -> bytes:
         """Spend the phone's live code if `code` matches and return the phone hash; else 401.

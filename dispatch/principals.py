@@ -6,8 +6,8 @@ from sqlalchemy import any_, case, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.errors import NotFound
-from dispatch.models import Community, User
+from dispatch.errors import Conflict, NotFound
+from dispatch.models import Community, ProxyNumber, User
 from dispatch.phones import PhoneVault, phone_hint
 
 
@@ -33,10 +33,21 @@ async def handle_user(session: AsyncSession, handle: str, role: str, communities
     return int(await session.scalar(stmt))  # type: ignore[arg-type]
 
 
+async def refuse_pool_number(session: AsyncSession, phone: str) -> None:
+    """A masked-number pool's number is the platform's, never a person's: 409."""
+    if await session.scalar(select(ProxyNumber.id).where(ProxyNumber.number == phone).limit(1)):
+        raise Conflict(
+            "this number is one of the service's masked numbers and cannot be an account",
+            code="phone_is_a_proxy_number",
+        )
+
+
 async def upsert_phone_user(
     session: AsyncSession, vault: PhoneVault, phone: str, phone_hash: bytes, role: str
 ) -> int:
-    """The user with this phone (created if new), with `role` added to their roles."""
+    """The user with this phone (created if new), with `role` added to their roles. `phone` is
+    canonical E.164 (`phones.normalize_phone`); a masked-number pool's number is refused."""
+    await refuse_pool_number(session, phone)
     user_id = await session.scalar(
         insert(User)
         .values(

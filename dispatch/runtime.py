@@ -60,7 +60,7 @@ class Runtime:
         redis = open_redis(redis_url, cluster=settings.storage.redis_cluster)
         vault = PhoneVault(settings.auth.secret_key)
         sessions = make_sessionmaker(engine)
-        communities = CommunityService()
+        communities = CommunityService(default_region=settings.phone_region)
         live = RedisLiveIndex(redis)
         workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
         bus = EventBus(redis)
@@ -78,6 +78,7 @@ class Runtime:
                 settings.auth,
                 sms_status="pending" if settings.sms_provider_configured else "held",
                 budget=sms_budget,
+                region=settings.phone_region,
             ),
             communities=communities,
             live=live,

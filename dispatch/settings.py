@@ -75,6 +75,9 @@ class Settings:
     push_allow_http: bool = False
     """Accept plain-http Web Push endpoints (`PUSH_ALLOW_HTTP=1`; for a local push service in
     tests). Browsers' push services are always https."""
+    phone_region: str = "CN"
+    """Country (ISO 3166 alpha-2) a phone number typed without a country code is read in, where
+    no community tells (`DISPATCH_PHONE_REGION`): sign-in, the CLI."""
     sms_daily_budget: int = 2000
     """SMS the service may send per UTC day, all kinds together (`SMS_DAILY_BUDGET`); operators
     are alerted at 80%, sign-in requests get 429 when it is spent."""
@@ -127,6 +130,7 @@ class Settings:
             vapid_private_key=_env("VAPID_PRIVATE_KEY"),
             vapid_subject=_env("VAPID_SUBJECT"),
             push_allow_http=_env("PUSH_ALLOW_HTTP", "0") in ("1", "true", "yes"),
+            phone_region=(_env("DISPATCH_PHONE_REGION", "CN") or "CN").upper(),
             sms_daily_budget=_env_int("SMS_DAILY_BUDGET", 2000),
             relay=_env("DISPATCH_RELAY", "1") not in ("0", "false", "no"),
             relay_lease_s=float(_env("DISPATCH_RELAY_LEASE_S", "60") or 60),

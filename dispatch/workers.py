@@ -24,7 +24,7 @@ from dispatch.communities import CommunityService, CommunityView
 from dispatch.errors import Conflict, Forbidden, NotFound, Unprocessable
 from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import is_db_id
-from dispatch.phones import PhoneVault
+from dispatch.phones import PhoneVault, hide_phones
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
 from geo.shapes import wkb_to_latlng
@@ -235,6 +235,10 @@ class WorkerService:
         missing = [c for c in wanted if c not in found]
         if missing:
             raise Unprocessable(f"no community {missing}", code="community_not_found")
+        # Residents read the name and bio: no phone number goes with them.
+        region = self.communities.cache.default_region
+        name = hide_phones(name, region)
+        bio = hide_phones(bio, region) if bio else bio
         await session.execute(
             insert(Worker)
             .values(

@@ -29,8 +29,9 @@ from dispatch.models import (
     ProxyHold,
     ProxyNumber,
     PushSubscription,
+    User,
 )
-from dispatch.phones import PHONE_IN_TEXT, phone_hint
+from dispatch.phones import hide_phones, normalize_phone, phone_hint
 from notifications.provider import CALL_RANK, MESSAGE_RANK
 from notifications.push import check_subscription
 from notifications.service import Notifications
@@ -45,15 +46,10 @@ REFUSAL_TEXT = (
 )
 RELAY_LIMIT = ratelimit.Limit("relay-sms", 30, 3600)
 """Texts one participant may relay through proxy numbers per hour."""
-HIDDEN = "[number hidden]"
 
 
 def notifications_of(state: State) -> Notifications:
     return state.notifications  # type: ignore[no-any-return]
-
-
-def hide_numbers(text: str) -> str:
-    return PHONE_IN_TEXT.sub(HIDDEN, text)
 
 
 # --- telephony webhooks -----------------------------------------------------------------------
@@ -134,7 +130,9 @@ async def telephony_sms(request: Request[Any, Any, Any], state: State) -> Respon
         except DomainError as exc:
             log.warning("relay_text_dropped", session_id=route.session_id, reason=exc.code)
             return _markup(n, n.provider.reply_text(None))
-        body = inbound.text.strip()[:1200] or "(empty message)"
+        # Texting through a masked number must not hand over a real one either.
+        body = hide_phones(inbound.text.strip()[:1200], rt.settings.phone_region)
+        body = body or "(empty message)"
         await session.execute(
             insert(OutboxMessage)
             .values(
@@ -340,12 +338,25 @@ async def add_proxy_numbers(
     community_id: FromPath[Id], data: JSONBody[ProxyNumbersIn], state: State
 ) -> ProxyPoolOut:
     """Add the provider numbers to the community's masked-number pool (idempotent per number).
-    A number already in another community's pool → 409 `proxy_number_taken`."""
+    A number already in another community's pool → 409 `proxy_number_taken`; a registered
+    user's own number → 409 `proxy_number_is_a_user`. National numbers are read in the
+    community's country."""
     rt = runtime_of(state)
-    numbers = sorted(set(data.numbers))
     now = datetime.now(UTC)
     async with rt.sessions.begin() as session:
-        await _community_exists(session, community_id)
+        view = await rt.communities.get(session, community_id)
+        numbers = sorted({normalize_phone(x, view.phone_region) for x in data.numbers})
+        people = await session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.phone_hash.in_([rt.vault.hash(x) for x in numbers]))
+        )
+        if people:
+            raise Conflict(
+                f"{people} of these numbers belong to registered users; a masked number must "
+                "be the service's own",
+                code="proxy_number_is_a_user",
+            )
         elsewhere = (
             await session.scalars(
                 select(ProxyNumber.number).where(
@@ -444,7 +455,8 @@ async def post_job_message(
             raise Forbidden("only the job's resident and worker write here", code="not_yours")
         if recipient is None:
             raise Conflict("nobody has taken this job yet", code="no_counterpart")
-        text = hide_numbers(data.text.strip())
+        region = (await rt.communities.get(session, job.community_id)).phone_region
+        text = hide_phones(data.text.strip(), region)
         message = JobMessage(
             job_id=job.id, sender_id=who.user_id, recipient_id=recipient, text=text, created_at=now
         )

@@ -12,9 +12,8 @@ from sqlalchemy import or_, select
 from dispatch.api.deps import runtime_of
 from dispatch.api.schemas import OutboxOut
 from dispatch.auth import admin_only
-from dispatch.errors import ValidationFailed
 from dispatch.models import OutboxMessage
-from dispatch.phones import PHONE_IN_TEXT, is_e164
+from dispatch.phones import hide_phones, normalize_phone
 
 # A body is shown only where no provider carried the message and none will: then it never left
 # us and the admin reading it here is how the local default delivers (say, a sign-in code to a
@@ -28,7 +27,7 @@ STATUSES = Literal[
 @get("/v1/admin/outbox", guards=[admin_only], tags=["admin"])
 async def list_outbox(
     state: State,
-    to: Annotated[str | None, QueryParameter(max_length=16)] = None,
+    to: Annotated[str | None, QueryParameter(max_length=40)] = None,
     channel: FromQuery[Literal["sms", "push", "ws", "app", "held"] | None] = None,
     status: FromQuery[STATUSES | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
@@ -38,9 +37,8 @@ async def list_outbox(
     rt = runtime_of(state)
     stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if to is not None:
-        if not is_e164(to):
-            raise ValidationFailed("`to` must be an E.164 phone number", code="invalid_phone")
-        stmt = stmt.where(OutboxMessage.to_hash == rt.vault.hash(to))
+        phone = normalize_phone(to, rt.settings.phone_region)
+        stmt = stmt.where(OutboxMessage.to_hash == rt.vault.hash(phone))
     if channel is not None:
         stmt = stmt.where(or_(OutboxMessage.channel == channel, OutboxMessage.via == channel))
     if status is not None:
@@ -55,7 +53,7 @@ async def list_outbox(
             to_user_id=m.to_user_id,
             to_hint=m.to_hint,
             status=m.status,
-            body=PHONE_IN_TEXT.sub("[number hidden]", m.body)
+            body=hide_phones(m.body, rt.settings.phone_region)
             if m.provider is None and m.status in _BODY_VISIBLE
             else None,
             created_at=m.created_at,

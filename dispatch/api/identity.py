@@ -11,7 +11,6 @@ from litestar.params import JSONBody
 from dispatch.api.deps import client_of, runtime_of
 from dispatch.api.schemas import OtpRequest, TokenRequest, TokenResponse
 from dispatch.auth import issue_token
-from dispatch.principals import upsert_phone_user
 
 
 @post("/v1/auth/otp", exclude_from_auth=True, status_code=202, tags=["identity"])
@@ -30,9 +29,8 @@ async def exchange_code(data: JSONBody[TokenRequest], state: State) -> TokenResp
     """Trade a phone's one-time code for a bearer token in the role asked for."""
     rt = runtime_of(state)
     async with rt.sessions() as session:
-        # verify() commits a failed attempt itself before raising, so guesses are counted.
-        phone_hash = await rt.otp.verify(session, data.phone, data.code)
-        user_id = await upsert_phone_user(session, rt.vault, data.phone, phone_hash, data.role)
+        # A failed attempt is committed before the error is raised, so guesses are counted.
+        user_id = await rt.otp.sign_in(session, data.phone, data.code, data.role)
         await session.commit()
     token = issue_token(
         rt.settings.auth.secret_key, user_id, data.role, ttl_s=rt.settings.auth.token_ttl_s

@@ -12,7 +12,15 @@ _TEXT = r"^[^\x00]*$"
 Lat = Annotated[float, Meta(ge=-90, le=90, description="WGS84 latitude")]
 Lng = Annotated[float, Meta(ge=-180, le=180, description="WGS84 longitude")]
 Phone = Annotated[
-    str, Meta(pattern=r"^\+[1-9]\d{6,14}$", description="E.164 phone number", max_length=16)
+    str,
+    Meta(
+        min_length=1,
+        max_length=40,
+        description="a phone number: E.164 (`+8613812345678`) or as typed (spaces, dashes, "
+        "brackets, a leading 00, full-width digits; a national number is read in the "
+        "community's country). Normalized to E.164; not a valid number → 422 `invalid_phone`",
+        examples=["+8613812345678"],
+    ),
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
 MAX_ID = 2**63 - 1

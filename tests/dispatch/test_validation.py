@@ -426,8 +426,6 @@ async def test_reading_an_id_beyond_bigint_is_404(
 @pytest.mark.parametrize(
     "body",
     [
-        pytest.param({"phone": "12345"}, id="too-short-no-plus"),
-        pytest.param({"phone": "+0123"}, id="leading-zero"),
         pytest.param({"phone": ""}, id="empty"),
         pytest.param({"phone": 123}, id="number"),
         pytest.param({}, id="missing"),
@@ -439,6 +437,27 @@ async def test_otp_for_a_bad_phone_is_refused_and_no_code_is_sent(
 ) -> None:
     r = await client.post("/v1/auth/otp", json=body)
     assert_problem(r, 400, "validation_error")
+    assert await count(engine, OtpCode) == 0
+    outbox = await client.get("/v1/admin/outbox", headers=await principals.admin())
+    assert outbox.status_code == 200 and outbox.json() == []
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        pytest.param("12345", id="too-short-no-plus"),
+        pytest.param("+0123", id="leading-zero"),
+        pytest.param("+86138123456789012", id="too-long"),
+        pytest.param("1-800-FLOWERS", id="letters"),
+        pytest.param("+8613812345678 ext. 12", id="extension"),
+        pytest.param("+86 10", id="not-a-number-of-its-country"),
+    ],
+)
+async def test_otp_for_a_phone_that_is_no_number_is_422_and_no_code_is_sent(
+    client: httpx.AsyncClient, principals: Any, engine: AsyncEngine, phone: str
+) -> None:
+    r = await client.post("/v1/auth/otp", json={"phone": phone})
+    assert_problem(r, 422, "invalid_phone")
     assert await count(engine, OtpCode) == 0
     outbox = await client.get("/v1/admin/outbox", headers=await principals.admin())
     assert outbox.status_code == 200 and outbox.json() == []
@@ -493,7 +512,6 @@ async def test_token_for_the_admin_role_is_refused_even_with_the_right_code(
         pytest.param(
             {"phone": "+8613900000077", "code": "123456", "role": "operator"}, id="operator"
         ),
-        pytest.param({"phone": "12345", "code": "123456", "role": "resident"}, id="bad-phone"),
         pytest.param({"phone": "+8613900000077", "role": "resident"}, id="missing-code"),
     ],
 )
@@ -502,6 +520,14 @@ async def test_malformed_token_request_is_refused_with_400(
 ) -> None:
     r = await client.post("/v1/auth/token", json=body)
     assert_problem(r, 400, "validation_error")
+
+
+async def test_token_request_for_a_phone_that_is_no_number_is_422(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"phone": "12345", "code": "123456", "role": "resident"}
+    r = await client.post("/v1/auth/token", json=body)
+    assert_problem(r, 422, "invalid_phone")
 
 
 # --- GET /v1/communities?lat=&lng= ----------------------------------------------------------

@@ -346,7 +346,7 @@ async def test_pool_admin(client, principals) -> None:
         "total": 2,
     }
     r = await client.post(path, json={"numbers": ["12345"]}, headers=world.admin)
-    assert r.status_code == 400
+    assert r.status_code == 422 and r.json()["code"] == "invalid_phone"
     r = await client.post(path, json={"numbers": [FROM]}, headers=world.resident.headers)
     assert r.status_code == 403
     other = await make_world(client, principals, pool=[])
