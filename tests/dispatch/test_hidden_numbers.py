@@ -52,7 +52,8 @@ async def test_messages_hide_numbers_in_every_form(client, principals, admin, re
     _, worker = await ready_worker(client, principals, cid, CENTER, skills=("moving",))
     job = await post_job(client, resident)
     (offer,) = await offers_of(client, worker)
-    assert (await client.post(f"/v1/offers/{offer['id']}/accept", headers=worker)).status_code == 200
+    taken = await client.post(f"/v1/offers/{offer['id']}/accept", headers=worker)
+    assert taken.status_code == 200, taken.text
     path = f"/v1/jobs/{job['id']}/messages"
     for form in FORMS:
         r = await client.post(path, json={"text": f"call me on {form} ok?"}, headers=resident)
