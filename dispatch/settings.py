@@ -22,6 +22,10 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw is not None else default
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(x.strip().lower() for x in (_env(name) or "").split(",") if x.strip())
+
+
 @dataclass(frozen=True)
 class StorageSettings:
     database_url: str | None = None
@@ -78,6 +82,15 @@ class Settings:
     phone_region: str = "CN"
     """Country (ISO 3166 alpha-2) a phone number typed without a country code is read in, where
     no community tells (`DISPATCH_PHONE_REGION`): sign-in, the CLI."""
+    egress_allowed_hosts: tuple[str, ...] = ()
+    """Hosts (`host` or `host:port`) the service may call on a user's behalf although they are
+    not public addresses (`EGRESS_ALLOWED_HOSTS`, comma-separated; the tests' local push
+    service). Every other push endpoint on a loopback, private, link-local, multicast or
+    reserved address is refused."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (`TRUSTED_PROXIES`, comma-separated CIDRs) whose
+    `X-Forwarded-For` is believed, for rate limits and logs; none by default: the peer address
+    is the client."""
     sms_daily_budget: int = 2000
     """SMS the service may send per UTC day, all kinds together (`SMS_DAILY_BUDGET`); operators
     are alerted at 80%, sign-in requests get 429 when it is spent."""
@@ -131,6 +144,8 @@ class Settings:
             vapid_subject=_env("VAPID_SUBJECT"),
             push_allow_http=_env("PUSH_ALLOW_HTTP", "0") in ("1", "true", "yes"),
             phone_region=(_env("DISPATCH_PHONE_REGION", "CN") or "CN").upper(),
+            egress_allowed_hosts=_env_list("EGRESS_ALLOWED_HOSTS"),
+            trusted_proxies=_env_list("TRUSTED_PROXIES"),
             sms_daily_budget=_env_int("SMS_DAILY_BUDGET", 2000),
             relay=_env("DISPATCH_RELAY", "1") not in ("0", "false", "no"),
             relay_lease_s=float(_env("DISPATCH_RELAY_LEASE_S", "60") or 60),

@@ -244,7 +244,11 @@ async def add_push_subscription(
     rt = runtime_of(state)
     who = principal_of(request)
     check_subscription(
-        data.endpoint, data.keys.p256dh, data.keys.auth, allow_http=rt.settings.push_allow_http
+        data.endpoint,
+        data.keys.p256dh,
+        data.keys.auth,
+        allow_http=rt.settings.push_allow_http,
+        allowed_hosts=rt.settings.egress_allowed_hosts,
     )
     now = datetime.now(UTC)
     stmt = insert(PushSubscription).values(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from os import path
 from urllib.parse import urlsplit
@@ -15,6 +16,12 @@ from py_vapid import Vapid
 from pywebpush import WebPusher
 
 from dispatch.errors import Unprocessable
+from notifications.egress import (
+    NonPublicAddress,
+    PublicOnlyResolver,
+    check_public_url,
+    refused_by_rule,
+)
 
 VAPID_TTL_S = 12 * 3600
 
@@ -31,16 +38,29 @@ def _b64url_decode(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
-def check_subscription(endpoint: str, p256dh: str, auth: str, *, allow_http: bool) -> None:
+def check_subscription(
+    endpoint: str, p256dh: str, auth: str, *, allow_http: bool, allowed_hosts: Collection[str] = ()
+) -> None:
     """Refuse subscriptions that cannot be real (422 `invalid_subscription`), and endpoints we
-    must not post to (anything but https unless allowed, credentials in the URL)."""
-    parts = urlsplit(endpoint)
-    if parts.scheme not in (("https", "http") if allow_http else ("https",)) or not parts.hostname:
+    must not post to (anything but https unless allowed, credentials in the URL, a host that is
+    not a public address: `notifications.egress`)."""
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if host is None or parts.scheme not in (("https", "http") if allow_http else ("https",)):
         raise Unprocessable(
             "endpoint must be an https URL of a push service", code="invalid_subscription"
         )
     if parts.username or parts.password:
         raise Unprocessable("endpoint must not carry credentials", code="invalid_subscription")
+    try:
+        check_public_url(endpoint, allowed_hosts)
+    except NonPublicAddress as exc:
+        raise Unprocessable(
+            f"endpoint must be a public push service: {exc}", code="invalid_subscription"
+        ) from exc
     try:
         key, secret = _b64url_decode(p256dh), _b64url_decode(auth)
     except (ValueError, TypeError) as exc:
@@ -73,10 +93,19 @@ def load_vapid(private_key: str) -> Vapid:
 
 
 class Pusher:
-    def __init__(self, private_key: str, subject: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        private_key: str,
+        subject: str,
+        *,
+        timeout_s: float = 10.0,
+        allowed_hosts: Collection[str] = (),
+    ) -> None:
         self.vapid = load_vapid(private_key)
         self.subject = subject
         self.timeout_s = timeout_s
+        self.allowed_hosts = frozenset(allowed_hosts)
+        """Hosts exempt from the public-address rule (`EGRESS_ALLOWED_HOSTS`)."""
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, tuple[float, dict[str, str]]] = {}
 
@@ -95,8 +124,13 @@ class Pusher:
     async def send(
         self, endpoint: str, p256dh: str, auth: str, data: bytes, *, ttl_s: int, urgency: str
     ) -> PushResult:
+        try:
+            check_public_url(endpoint, self.allowed_hosts)  # subscriptions stored before the rule
+        except NonPublicAddress as exc:
+            return PushResult("gone", None, f"endpoint refused: {exc}")
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(resolver=PublicOnlyResolver(self.allowed_hosts))
+            self._session = aiohttp.ClientSession(connector=connector)
         pusher = WebPusher(
             {"endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}},
             aiohttp_session=self._session,
@@ -108,6 +142,8 @@ class Pusher:
                 data, headers=headers, ttl=max(0, ttl_s), timeout=self.timeout_s
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if refused_by_rule(exc):  # the name resolves to an address we must not call
+                return PushResult("gone", None, f"endpoint refused: {exc}"[:300])
             return PushResult("retry", None, f"push service unreachable: {exc!r}"[:300])
         status = response.status  # type: ignore[union-attr]
         if status in (200, 201, 202):

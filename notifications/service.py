@@ -49,7 +49,7 @@ class Notifications:
             s.twilio_account_sid, s.twilio_auth_token, s.twilio_from_number, s.twilio_api_base
         )
         pusher = (
-            Pusher(s.vapid_private_key, s.vapid_subject)
+            Pusher(s.vapid_private_key, s.vapid_subject, allowed_hosts=s.egress_allowed_hosts)
             if s.vapid_private_key and s.vapid_subject
             else None
         )

@@ -50,6 +50,14 @@ def vapid_key() -> str:
 
 def live_settings(base: Settings, twilio: TwilioApiPeer, vapid_key: str, **extra: Any) -> Settings:
     """The service with Twilio and Web Push configured, pointed at the local peers."""
+    values: dict[str, Any] = {
+        "push_allow_http": True,
+        "egress_allowed_hosts": ("127.0.0.1",),  # the local push service
+        "relay_backoff_s": 0.05,
+        "relay_max_attempts": 3,
+        "relay_lease_s": 5.0,
+        **extra,
+    }
     return replace(
         base,
         public_base_url=PUBLIC,
@@ -59,11 +67,7 @@ def live_settings(base: Settings, twilio: TwilioApiPeer, vapid_key: str, **extra
         twilio_api_base=twilio.base_url,
         vapid_private_key=vapid_key,
         vapid_subject=SUBJECT,
-        push_allow_http=True,
-        relay_backoff_s=0.05,
-        relay_max_attempts=3,
-        relay_lease_s=5.0,
-        **extra,
+        **values,
     )
 
 
