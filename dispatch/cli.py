@@ -47,12 +47,28 @@ _UVICORN = {
 }
 
 
-def run_server(app: Any, host: str, port: int, log_level: str | None = None) -> None:
+def uvicorn_options(trusted_proxies: tuple[str, ...] = ()) -> dict[str, Any]:
+    """uvicorn's settings for us. Forwarding headers (`X-Forwarded-For`, `-Proto`) are believed
+    only from the proxies named in `TRUSTED_PROXIES`: uvicorn's default trusts 127.0.0.1, so any
+    local client could reset its own rate limits by naming another address."""
+    if not trusted_proxies:
+        return {**_UVICORN, "proxy_headers": False}
+    return {**_UVICORN, "proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
+
+
+def run_server(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str | None = None,
+    trusted_proxies: tuple[str, ...] = (),
+) -> None:
     """Serve an ASGI app in this process the way `dispatch serve` does (one uvicorn process;
     the benchmarks start their servers through this too)."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **_UVICORN)  # type: ignore[arg-type]
+    options = uvicorn_options(trusted_proxies)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **options)
 
 
 def run_servers(
@@ -61,13 +77,14 @@ def run_servers(
     port: int,
     processes: int,
     log_level: str | None = None,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> int:
     """`dispatch serve --processes N`: N uvicorn processes accepting on one listening socket,
     each with its own app (built after the fork: its own pools, caches and event loop). The
     parent only supervises: SIGTERM/SIGINT go to every child; when one child exits, the others
     are stopped too, and the exit status is the first child's that failed (0 if none did)."""
     if processes <= 1:
-        run_server(make_app(), host, port, log_level)
+        run_server(make_app(), host, port, log_level, trusted_proxies)
         return 0
     import uvicorn
 
@@ -81,7 +98,8 @@ def run_servers(
         if pid == 0:  # the child: serve until told to stop
             status = 1
             try:
-                config = uvicorn.Config(make_app(), log_level=log_level, **_UVICORN)  # type: ignore[arg-type]
+                options = uvicorn_options(trusted_proxies)
+                config = uvicorn.Config(make_app(), log_level=log_level, **options)
                 uvicorn.Server(config).run(sockets=[sock])
                 status = 0
             finally:
@@ -122,7 +140,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print("--demo seeds once, from one process: use it with --processes 1", file=sys.stderr)
         return 2
     served = replace(settings, demo=args.demo)
-    return run_servers(lambda: create_app(served), args.host, args.port, args.processes)
+    return run_servers(
+        lambda: create_app(served),
+        args.host,
+        args.port,
+        args.processes,
+        trusted_proxies=settings.trusted_proxies,
+    )
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
