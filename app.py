@@ -14,6 +14,7 @@ from litestar.security.jwt import JWTAuth, Token
 from dispatch.api import admin, communities, health, identity, jobs, offers, ops, stream, workers
 from dispatch.api.errors import EXCEPTION_HANDLERS
 from dispatch.api.middleware import request_log_middleware
+from dispatch.api.strict import strict_json_body
 from dispatch.auth import (
     ALGORITHM,
     ISSUER,
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],
+        before_request=strict_json_body,
         on_app_init=[jwt.on_app_init],
         middleware=[
             IDLE_GC.middleware,
