@@ -80,4 +80,6 @@ def geojson_to_polygon(data: dict[str, Any]) -> Polygon:
     minx, _, maxx, _ = polygon.bounds
     if maxx - minx > 180:
         raise InvalidShapeError("boundaries crossing the antimeridian are not supported")
-    return shapely.normalize(polygon)
+    # The caller's rings as sent: same orientation, same starting vertex (RFC 7946 recommends
+    # counter-clockwise shells but readers must accept either, and so must we).
+    return polygon

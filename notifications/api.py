@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from dispatch import ratelimit
 from dispatch.api.deps import principal_of, runtime_of
-from dispatch.api.schemas import Id, Phone
+from dispatch.api.schemas import VISIBLE_TEXT, Id, Phone
 from dispatch.auth import admin_only, workers_only
 from dispatch.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from dispatch.jobs import JobService
@@ -414,9 +414,7 @@ async def list_proxy_numbers(community_id: FromPath[Id], state: State) -> list[P
 
 
 class JobMessageIn(Struct, forbid_unknown_fields=True):
-    text: Annotated[
-        str, Meta(min_length=1, max_length=1000, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")
-    ]
+    text: Annotated[str, Meta(min_length=1, max_length=1000, pattern=VISIBLE_TEXT)]
 
 
 class JobMessageOut(Struct):

@@ -7,8 +7,19 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
+from dispatch.money import CURRENCY_CODES
+
 # PostgreSQL text cannot hold NUL, and no person's text needs it: refuse it at the door.
 _TEXT = r"^[^\x00]*$"
+# Characters that show nothing: whitespace, controls, zero-width and joiner characters, direction
+# marks, invisible separators, variation selectors, fillers. A name or title must have at least
+# one character outside them.
+INVISIBLE = (
+    r"\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    r"\u200b-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
+VISIBLE_TEXT = rf"^[^\x00]*[^{INVISIBLE}][^\x00]*$"
+"""Text with something to read in it (and no NUL)."""
 Lat = Annotated[float, Meta(ge=-90, le=90, description="WGS84 latitude")]
 Lng = Annotated[float, Meta(ge=-180, le=180, description="WGS84 longitude")]
 Phone = Annotated[
@@ -22,21 +33,22 @@ Phone = Annotated[
         examples=["+8613812345678"],
     ),
 ]
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=VISIBLE_TEXT)]
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
 
 
 Timezone = Annotated[str, Meta(min_length=1, max_length=64, pattern=_TEXT)]
-Category = Annotated[str, Meta(min_length=1, max_length=64, pattern=_TEXT)]
-PersonName = Annotated[str, Meta(min_length=1, max_length=120, pattern=_TEXT)]
+Category = Annotated[str, Meta(min_length=1, max_length=64, pattern=VISIBLE_TEXT)]
+PersonName = Annotated[str, Meta(min_length=1, max_length=120, pattern=VISIBLE_TEXT)]
 Description = Annotated[str, Meta(max_length=5000, pattern=_TEXT)]
 Address = Annotated[str, Meta(max_length=500, pattern=_TEXT)]
 Bio = Annotated[str, Meta(max_length=2000, pattern=_TEXT)]
 
 Skill = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[\w\-]+$")]
 Cents = Annotated[int, Meta(ge=0, le=100_000_000)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Currency = Literal[CURRENCY_CODES]  # type: ignore[valid-type]
+"""An ISO 4217 currency code of money people pay with (`CNY`, `HKD`, `USD`, …)."""
 
 
 class Point(Struct, forbid_unknown_fields=True):
@@ -238,7 +250,7 @@ class NearbyOut(Struct):
 
 
 class CancelIn(Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, Meta(min_length=1, max_length=500, pattern=_TEXT)]
+    reason: Annotated[str, Meta(min_length=1, max_length=500, pattern=VISIBLE_TEXT)]
     assignment_version: Annotated[int, Meta(ge=1)] | None = None
 
 

@@ -224,3 +224,18 @@ def _state(pid: int) -> str:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat[stat.rindex(")") + 2 :].split()[0]
     return ""
+
+
+@pytest.mark.parametrize("ttl", ["-100", "0", "abc", "1.5"])
+def test_token_refuses_a_lifetime_below_a_second_in_one_line(cli_env, ttl: str) -> None:
+    out = run_cli(["token", "--role", "admin", f"--ttl={ttl}"], cli_env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "Traceback" not in out.stderr and "--ttl" in out.stderr
+    assert len([line for line in out.stderr.splitlines() if "error" in line]) == 1
+
+
+def test_token_lifetime_is_the_one_asked_for(cli_env, clean_state) -> None:
+    out = run_cli(["token", "--role", "admin", "--ttl", "60"], cli_env)
+    assert out.returncode == 0, out.stderr
+    c = claims(out.stdout.strip())
+    assert c["exp"] - c["iat"] == 60

@@ -622,3 +622,61 @@ def test_continent_sized_boundary_is_refused_quickly_as_area_too_large() -> None
         pytest.fail("covering the boundary took longer than 30 s")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "area_too_large"
+
+
+# --- text that shows nothing, currencies, ring orientation ------------------------------------
+
+INVISIBLE_TITLES = ["   ", "\u200b\u200b", "\u3000\u3000", "\ufeff", "\u200d\u2060", "\t\n"]
+
+
+@pytest.mark.parametrize("title", INVISIBLE_TITLES)
+async def test_a_title_that_shows_nothing_is_400(
+    client: httpx.AsyncClient, principals: Any, engine: AsyncEngine, title: str
+) -> None:
+    await make_community(client, await principals.admin())
+    _, resident = await principals.user("resident")
+    headers = {**resident, "Idempotency-Key": "k"}
+    r = await client.post("/v1/jobs", json=job_body(title=title), headers=headers)
+    assert_problem(r, 400, "validation_error")
+    r = await client.post("/v1/jobs", json=job_body(category=title), headers=headers)
+    assert_problem(r, 400, "validation_error")
+    assert await count(engine, Job) == 0
+
+
+@pytest.mark.parametrize("currency", ["ZZZ", "XXX", "XTS", "cny", "RMB"])
+async def test_a_currency_that_is_no_iso_4217_money_is_400(
+    client: httpx.AsyncClient, principals: Any, engine: AsyncEngine, currency: str
+) -> None:
+    await make_community(client, await principals.admin())
+    _, resident = await principals.user("resident")
+    r = await client.post(
+        "/v1/jobs", json=job_body(currency=currency), headers={**resident, "Idempotency-Key": "k"}
+    )
+    assert_problem(r, 400, "validation_error")
+    assert await count(engine, Job) == 0
+
+
+async def test_an_iso_4217_currency_is_kept(client: httpx.AsyncClient, principals: Any) -> None:
+    await make_community(client, await principals.admin())
+    _, resident = await principals.user("resident")
+    r = await client.post(
+        "/v1/jobs", json=job_body(currency="HKD"), headers={**resident, "Idempotency-Key": "k"}
+    )
+    assert r.status_code == 201 and r.json()["currency"] == "HKD"
+
+
+@pytest.mark.parametrize("clockwise", [False, True], ids=["counter-clockwise", "clockwise"])
+async def test_a_boundary_comes_back_as_it_was_sent(
+    client: httpx.AsyncClient, principals: Any, clockwise: bool
+) -> None:
+    ring = square(121.46, 31.22, 0.02)
+    if clockwise:
+        ring = ring[::-1]
+    boundary = {"type": "Polygon", "coordinates": [ring]}
+    r = await client.post(
+        "/v1/communities", json=community_body(boundary=boundary), headers=await principals.admin()
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["boundary"]["coordinates"] == [ring]
+    read = await client.get(f"/v1/communities/{r.json()['id']}", headers=await principals.admin())
+    assert read.json()["boundary"]["coordinates"] == [ring]
