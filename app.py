@@ -11,9 +11,20 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.security.jwt import JWTAuth, Token
 
-from dispatch.api import admin, communities, health, identity, jobs, offers, ops, stream, workers
+from dispatch.api import (
+    admin,
+    communities,
+    health,
+    identity,
+    jobs,
+    offers,
+    openapi,
+    ops,
+    stream,
+    workers,
+)
 from dispatch.api.errors import EXCEPTION_HANDLERS
-from dispatch.api.middleware import request_log_middleware
+from dispatch.api.middleware import options_middleware, request_log_middleware
 from dispatch.api.strict import strict_json_body
 from dispatch.auth import (
     ALGORITHM,
@@ -70,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exclude_opt_key="exclude_from_auth",
         authentication_middleware_class=CachingJWTAuthenticationMiddleware,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health.healthz,
             health.readyz,
@@ -97,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             IDLE_GC.middleware,
             request_log_middleware,
+            options_middleware,
             PrometheusConfig(
                 app_name="dispatch", prefix="dispatch", group_path=True, exclude=["/metrics"]
             ).middleware,
@@ -107,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1",
             description="Geo-aware local odd-jobs dispatch",
             path="/schema",
+            render_plugins=openapi.render_plugins(PUBLIC_PATHS),
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
@@ -117,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=settings.debug,
         logging_config=None,
     )
+    return app
 
 
 def __getattr__(name: str) -> Litestar:

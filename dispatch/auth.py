@@ -104,7 +104,8 @@ def require_roles(*roles: str):
     # A coroutine function: Litestar runs a plain-function guard in a thread pool on every
     # request (a hand-off that cost ~20% of a ping's CPU); this one runs on the loop.
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal = connection.user
+        # Not `connection.user`: it raises (a 500) where the auth middleware set no user.
+        principal = connection.scope.get("user")
         if not isinstance(principal, Principal) or principal.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}", code="forbidden_role")
 

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch import params
-from dispatch.errors import NotFound, Unprocessable, ValidationFailed
+from dispatch.errors import NotFound, Unprocessable
 from dispatch.models import Community, CommunityCell
 from dispatch.models.base import is_db_id
 from dispatch.phones import DEFAULT_REGION, region_of_timezone
@@ -97,7 +97,7 @@ class CommunityService:
         try:
             zoneinfo.ZoneInfo(tz)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValidationFailed(f"unknown timezone {tz!r}", code="invalid_timezone") from exc
+            raise Unprocessable(f"unknown timezone {tz!r}", code="invalid_timezone") from exc
         overrides = params.validate_overrides(dispatch or {})
         if boundary is not None:
             radius_m = None
@@ -108,7 +108,7 @@ class CommunityService:
             # Covering a large shape takes a while: keep the event loop serving others.
             res, cells = await asyncio.to_thread(area.cover)
         except GeoError as exc:
-            raise ValidationFailed(str(exc), code=exc.code) from exc
+            raise Unprocessable(str(exc), code=exc.code) from exc
         row = Community(
             name=name,
             center=point_to_wkb(*center),

@@ -4,6 +4,7 @@ fingerprint; a retry with the same body replays it, a different body is refused.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from dispatch.errors import Unprocessable, ValidationFailed
 from dispatch.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 200
+_KEY = re.compile(r"[\x20-\x7e]+")
 
 
 def fingerprint(method: str, path: str, body: bytes) -> bytes:
@@ -26,9 +28,9 @@ def check_key(key: str | None) -> str:
         raise ValidationFailed(
             "this call needs an Idempotency-Key header", code="idempotency_key_required"
         )
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
         raise ValidationFailed(
-            f"Idempotency-Key must be printable and at most {MAX_KEY_LENGTH} characters",
+            f"Idempotency-Key must be printable ASCII, at most {MAX_KEY_LENGTH} characters",
             code="invalid_idempotency_key",
         )
     return key

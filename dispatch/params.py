@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
-from dispatch.errors import ValidationFailed
+from dispatch.errors import Unprocessable
 
 PositiveSeconds = Annotated[int, Meta(ge=1, le=86_400)]
 
@@ -47,7 +47,7 @@ def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     try:
         msgspec.convert({**DEFAULTS, **overrides}, DispatchParams)
     except msgspec.ValidationError as exc:
-        raise ValidationFailed(f"dispatch: {exc}", code="invalid_dispatch_params") from exc
+        raise Unprocessable(f"dispatch: {exc}", code="invalid_dispatch_params") from exc
     return overrides
 
 

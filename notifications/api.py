@@ -73,7 +73,13 @@ def _markup(n: Notifications, body: str) -> Response[str]:
     return Response(content=body, media_type=n.provider.webhook_media_type, status_code=200)
 
 
-@post("/v1/telephony/voice", exclude_from_auth=True, status_code=200, tags=["telephony"])
+@post(
+    "/v1/telephony/voice",
+    exclude_from_auth=True,
+    status_code=200,
+    media_type="application/xml",
+    tags=["telephony"],
+)
 async def telephony_voice(request: Request[Any, Any, Any], state: State) -> Response[str]:
     """A call to a proxy number: bridge it to the other participant of the caller's session
     (showing the proxy number), or refuse politely. A replayed webhook answers the same and
@@ -108,7 +114,13 @@ async def telephony_voice(request: Request[Any, Any, Any], state: State) -> Resp
     return _markup(n, n.provider.connect_call(route.proxy, route.other_phone))
 
 
-@post("/v1/telephony/sms", exclude_from_auth=True, status_code=200, tags=["telephony"])
+@post(
+    "/v1/telephony/sms",
+    exclude_from_auth=True,
+    status_code=200,
+    media_type="application/xml",
+    tags=["telephony"],
+)
 async def telephony_sms(request: Request[Any, Any, Any], state: State) -> Response[str]:
     """A text to a proxy number: relayed to the other participant from the same proxy number
     (through the outbox, once per provider message id), or a polite refusal to the sender."""

@@ -12,7 +12,7 @@ from dispatch.api.deps import runtime_of
 from dispatch.api.schemas import CommunityCreate, CommunityOut, Point
 from dispatch.auth import admin_only
 from dispatch.communities import CommunityView
-from dispatch.errors import ValidationFailed
+from dispatch.errors import Unprocessable
 from geo.errors import GeoError
 from geo.shapes import geojson_to_polygon, polygon_to_geojson
 
@@ -43,7 +43,7 @@ class CommunityController(Controller):
             try:
                 boundary = geojson_to_polygon(data.boundary)
             except GeoError as exc:
-                raise ValidationFailed(str(exc), code=exc.code) from exc
+                raise Unprocessable(str(exc), code=exc.code) from exc
         async with rt.sessions.begin() as session:
             view = await rt.communities.create(
                 session,

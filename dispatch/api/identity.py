@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, post
+from litestar import Request, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
 from dispatch.api.deps import client_of, runtime_of
-from dispatch.api.schemas import OtpRequest, TokenRequest, TokenResponse
+from dispatch.api.schemas import OtpRequest, OtpSent, TokenRequest, TokenResponse
 from dispatch.auth import issue_token
 
 
 @post("/v1/auth/otp", exclude_from_auth=True, status_code=202, tags=["identity"])
 async def request_otp(
     data: JSONBody[OtpRequest], request: Request[Any, Any, Any], state: State
-) -> Response[Any]:
+) -> OtpSent:
     """Send a one-time sign-in code by SMS (through the outbox)."""
     rt = runtime_of(state)
     async with rt.sessions.begin() as session:
         await rt.otp.request(session, data.phone, client_of(request))
-    return Response({"status": "sent", "expires_in_s": rt.settings.auth.otp_ttl_s}, status_code=202)
+    return OtpSent(status="sent", expires_in_s=rt.settings.auth.otp_ttl_s)
 
 
 @post("/v1/auth/token", exclude_from_auth=True, status_code=200, tags=["identity"])

@@ -115,7 +115,7 @@ class JobController(Controller):
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", required=False)
         ] = None,
-    ) -> Response[Any]:
+    ) -> Response[JobOut]:
         """Post a job. A retry with the same Idempotency-Key and body replays the first answer."""
         rt = runtime_of(state)
         who = principal_of(request)

@@ -13,6 +13,7 @@ from dispatch import idempotency
 from dispatch.api.deps import principal_of, runtime_of
 from dispatch.api.errors import domain_error
 from dispatch.api.jobs import job_response
+from dispatch.api.schemas import JobOut
 from dispatch.auth import workers_only
 from dispatch.errors import DomainError
 from dispatch.events import OfferOut
@@ -34,7 +35,7 @@ async def accept_offer(
     idempotency_key: Annotated[
         str | None, HeaderParameter(name="Idempotency-Key", required=False)
     ] = None,
-) -> Response[Any]:
+) -> Response[JobOut]:
     """Take the job. 200 with the job (now `assigned`) for the one winner; 409 `already_taken`
     for everyone else; 410 `offer_expired` when too late; 403 `not_your_offer`."""
     rt = runtime_of(state)

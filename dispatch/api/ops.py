@@ -61,7 +61,9 @@ class OpsController(Controller):
         )
         if not include_acked:
             stmt = stmt.where(Alert.acked_at.is_(None))
-        async with runtime_of(state).sessions() as session:
+        rt = runtime_of(state)
+        async with rt.sessions() as session:
+            await rt.communities.get(session, community_id)  # 404 for a community that is not
             return [alert_out(a) for a in (await session.scalars(stmt)).all()]
 
     @post("/alerts/{alert_id:int}/ack", status_code=200)

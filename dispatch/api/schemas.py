@@ -27,14 +27,26 @@ Phone = Annotated[
     Meta(
         min_length=1,
         max_length=40,
-        description="a phone number: E.164 (`+8613812345678`) or as typed (spaces, dashes, "
+        description="a phone number: E.164 (`+86…`, no spaces) or as typed (spaces, dashes, "
         "brackets, a leading 00, full-width digits; a national number is read in the "
         "community's country). Normalized to E.164; not a valid number → 422 `invalid_phone`",
-        examples=["+8613812345678"],
+        examples=["+86 138 1234 5678"],
     ),
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=VISIBLE_TEXT)]
 MAX_ID = 2**63 - 1
+RFC3339 = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r":[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+)
+Timestamp = Annotated[
+    datetime,
+    Meta(
+        description="RFC 3339 date and time, with its UTC offset (`2026-12-24T09:00:00+08:00`)",
+        extra_json_schema={"format": "date-time", "pattern": RFC3339},
+    ),
+]
+"""A point in time on the wire (msgspec's own schema says only "string" for it)."""
 Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
 
 
@@ -67,6 +79,11 @@ class Problem(Struct, omit_defaults=True):
 
 class OtpRequest(Struct, forbid_unknown_fields=True):
     phone: Phone
+
+
+class OtpSent(Struct):
+    status: Literal["sent"]
+    expires_in_s: int
 
 
 class TokenRequest(Struct, forbid_unknown_fields=True):
@@ -109,8 +126,8 @@ class Material(Struct, forbid_unknown_fields=True):
 
 
 class Window(Struct, forbid_unknown_fields=True):
-    start: datetime
-    end: datetime
+    start: Timestamp
+    end: Timestamp
 
 
 class JobCreate(Struct, forbid_unknown_fields=True):
@@ -143,7 +160,7 @@ class Cancellation(Struct):
     by: str
     reason: str | None
     fee_cents: int
-    at: datetime
+    at: Timestamp
 
 
 class JobOut(Struct):
@@ -164,7 +181,7 @@ class JobOut(Struct):
     currency: str
     materials: list[Material]
     insured: bool
-    created_at: datetime
+    created_at: Timestamp
     proxy_number: str | None = None
     review_reason: str | None = None
     offers: OffersSummary | None = None
@@ -181,7 +198,7 @@ class OutboxOut(Struct):
     to_hint: str | None
     status: str
     body: str | None
-    created_at: datetime
+    created_at: Timestamp
     attempts: int
     provider: str | None
     via: str | None = None
@@ -224,7 +241,7 @@ class LocationIn(Struct, forbid_unknown_fields=True):
     lat: Lat
     lng: Lng
     accuracy_m: Annotated[float, Meta(ge=0, le=100_000)] | None = None
-    recorded_at: datetime | None = None
+    recorded_at: Timestamp | None = None
 
 
 class LocationsIn(Struct, forbid_unknown_fields=True):
@@ -243,7 +260,7 @@ class NearbyOut(Struct):
     worker_id: int
     distance_m: float
     location: Point
-    recorded_at: datetime
+    recorded_at: Timestamp
     name: str
     skills: list[str]
     rating: float | None
@@ -270,5 +287,5 @@ class AlertOut(Struct):
     job_id: int | None
     worker_id: int | None
     detail: dict[str, Any]
-    created_at: datetime
-    acked_at: datetime | None
+    created_at: Timestamp
+    acked_at: Timestamp | None

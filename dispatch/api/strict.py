@@ -44,6 +44,26 @@ def _decoder_for(request: Request[Any, Any, Any]) -> msgspec.json.Decoder[Any] |
     return decoder
 
 
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    return value
+
+
+def _integral_floats_fit(plain: Any, decoder: msgspec.json.Decoder[Any]) -> bool:
+    """`82.0` is the integer 82 in JSON (and in JSON Schema): a body whose only fault is such a
+    number is accepted (Litestar's conversion reads it as 82)."""
+    try:
+        msgspec.convert(_integral(plain), decoder.type, strict=True)
+    except (msgspec.ValidationError, TypeError, ValueError):
+        return False
+    return True
+
+
 def is_json(media_type: str) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -66,9 +86,11 @@ async def strict_json_body(request: Request[Any, Any, Any]) -> None:
         decoder.decode(body)
     except msgspec.ValidationError as exc:
         try:  # only on the error path: is it JSON at all? (nesting too deep, say)
-            msgspec.json.decode(body)
+            plain = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             return  # Litestar answers it (400 bad_request) as before
+        if _integral_floats_fit(plain, decoder):
+            return
         message = str(exc)
         found = _PATH.search(message)
         error: dict[str, Any] = {"message": _PATH.sub("", message), "source": "body"}
