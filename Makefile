@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: run demo test test-quick lint fmt deps system-deps python-deps bench-deps \
+.PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
 	bench-search bench-ingest bench-dispatch bench-telephony
 
 run: deps
@@ -30,6 +30,11 @@ test: deps
 # Everything but the multi-process and slow tests (about 2 minutes).
 test-quick: deps
 	$(UV) run --locked pytest -m "not slow" $(PYTEST_ARGS)
+
+# The schemathesis run of `make test`, longer: 500 examples an operation, a random seed.
+fuzz: deps
+	SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-500} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-$$RANDOM} \
+	  $(UV) run --locked pytest tests/test_openapi.py -k schemathesis $(PYTEST_ARGS)
 
 # Benchmarks (not part of `make test`): each prints a table and writes bench/results/.
 bench-deps: deps
