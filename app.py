@@ -11,32 +11,29 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.security.jwt import JWTAuth, Token
 
-from dispatch.api import (
-    admin,
-    communities,
-    health,
-    identity,
-    jobs,
-    offers,
-    openapi,
-    ops,
-    stream,
-    workers,
-)
-from dispatch.api.errors import EXCEPTION_HANDLERS
-from dispatch.api.middleware import options_middleware, request_log_middleware
-from dispatch.api.strict import strict_json_body
-from dispatch.auth import (
+from dispatch.communities import controllers as communities
+from dispatch.grab import controllers as offers
+from dispatch.grab import stream
+from dispatch.identity import controllers as identity
+from dispatch.identity.auth import (
     ALGORITHM,
     ISSUER,
     CachingJWTAuthenticationMiddleware,
     Principal,
     principal_from_token,
 )
-from dispatch.idle_gc import IDLE_GC
-from dispatch.logs import configure_logging
-from dispatch.runtime import Runtime, freeze_startup_heap
-from dispatch.settings import Settings
+from dispatch.infra.idle_gc import IDLE_GC
+from dispatch.infra.logs import configure_logging
+from dispatch.infra.runtime import Runtime, freeze_startup_heap
+from dispatch.infra.settings import Settings
+from dispatch.jobs import controllers as jobs
+from dispatch.ops import admin
+from dispatch.ops import controllers as ops
+from dispatch.web import health, openapi
+from dispatch.web.errors import EXCEPTION_HANDLERS
+from dispatch.web.middleware import options_middleware, request_log_middleware
+from dispatch.web.strict import strict_json_body
+from dispatch.workers import controllers as workers
 from notifications import api as notifications_api
 from notifications.service import Notifications
 
@@ -60,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await runtime.start_background()
         notifications.start()
         if settings.demo:
-            from dispatch.demo import seed_demo
+            from dispatch.devtools.demo import seed_demo
 
             await seed_demo(runtime)
         freeze_startup_heap()

@@ -101,10 +101,11 @@ from bench.ingest import (
     wait_for_quiet,
 )
 from bench.servers import private_servers
-from dispatch.auth import issue_token
-from dispatch.db import make_engine, make_sessionmaker
-from dispatch.local_servers import LocalServers
-from dispatch.principals import handle_user
+from dispatch.devtools.local_servers import LocalServers
+from dispatch.identity.auth import issue_token
+from dispatch.identity.principals import handle_user
+from dispatch.infra.db import make_engine, make_sessionmaker
+from dispatch.infra.wire import Pipeliner
 from geo.areas import destination
 
 REPO = Path(__file__).resolve().parent.parent
@@ -608,7 +609,7 @@ async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -
             timings["station and race pings (API)"] = time.perf_counter() - t
 
         # Every worker must be findable: available, inside the area and fresh.
-        live = RedisLiveIndex(redis)
+        live = RedisLiveIndex(redis, pipe=Pipeliner.for_client(redis))
         fresh = time.time() - MAIN_DISPATCH["location_max_age_s"] + 60
         for c, center, radius, n in (
             (cid, CENTER, COMMUNITY_RADIUS_M, cfg.workers),
@@ -617,7 +618,7 @@ async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -
             found = await live.search(c, *center, radius + 100, limit=n + 10, min_recorded_at=fresh)
             if len(found) != n:
                 raise RuntimeError(f"community {c}: {len(found)} of {n} workers are searchable")
-        await live.aclose()
+        await live.on_shutdown()
         timings["total"] = time.perf_counter() - started
         return World(cid, race_cid, workers, stations, race, residents, admin, timings)
     finally:
@@ -1877,7 +1878,7 @@ def _sh(*cmd: str) -> str:
 def machine_lines() -> list[str]:
     from importlib.metadata import version
 
-    from dispatch.local_servers import find_pg_bindir
+    from dispatch.devtools.local_servers import find_pg_bindir
 
     cpu = "?"
     with contextlib.suppress(OSError):

@@ -141,7 +141,7 @@ def _pipeline(pipe: Any, *_: Any) -> str:
 
 
 def note_published(items: list[tuple[int, Any]]) -> None:
-    from dispatch import events
+    from dispatch.grab import events
 
     now = time.perf_counter()
     for _, event in items:
@@ -201,13 +201,14 @@ def install() -> None:
     from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
     from sqlalchemy.ext.asyncio.session import AsyncSession, AsyncSessionTransaction
 
-    import dispatch.api.jobs as api_jobs
-    import dispatch.api.offers as api_offers
-    from dispatch import events, idempotency
-    from dispatch.dispatcher import Dispatcher
-    from dispatch.jobs import JobService
-    from dispatch.timers import Timers
-    from dispatch.workers import PositionSink, WorkerService
+    import dispatch.grab.controllers as api_offers
+    import dispatch.jobs.controllers as api_jobs
+    from dispatch.grab import events
+    from dispatch.grab.dispatcher import Dispatcher
+    from dispatch.infra import idempotency
+    from dispatch.infra.timers import Timers
+    from dispatch.jobs.service import JobService
+    from dispatch.workers.service import PositionSink, WorkerService
     from geo.live.redis import RedisLiveIndex
     from notifications.relay import Relay
 
@@ -362,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench.serve import build_app
     from dispatch.cli import run_server
-    from dispatch.settings import Settings
+    from dispatch.infra.settings import Settings
 
     parser = argparse.ArgumentParser(
         prog="bench.dispatch_probe", description=__doc__.split("\n")[0]

@@ -63,11 +63,11 @@ from typing import Any
 import msgpack
 
 from bench.servers import private_servers
-from dispatch.auth import issue_token
-from dispatch.db import make_engine, make_sessionmaker
-from dispatch.local_servers import LocalServers
-from dispatch.phones import PhoneVault
-from dispatch.principals import handle_user, upsert_phone_user
+from dispatch.devtools.local_servers import LocalServers
+from dispatch.identity.auth import issue_token
+from dispatch.identity.phones import PhoneVault
+from dispatch.identity.principals import handle_user, upsert_phone_user
+from dispatch.infra.db import make_engine, make_sessionmaker
 from geo.areas import destination
 
 REPO = Path(__file__).resolve().parent.parent
@@ -999,7 +999,7 @@ def machine(processes: int = 1) -> list[str]:
                 break
     from importlib.metadata import version
 
-    from dispatch.local_servers import find_pg_bindir
+    from dispatch.devtools.local_servers import find_pg_bindir
 
     pg = "?"
     with contextlib.suppress(Exception):

@@ -33,7 +33,8 @@ import asyncpg
 import numpy as np
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from dispatch.local_servers import LocalServers
+from dispatch.devtools.local_servers import LocalServers
+from dispatch.infra.wire import Pipeliner
 from geo.distance import EARTH_RADIUS_M
 from geo.live.base import Fix, MoveResult, Nearby, WorkerStatus
 from geo.live.cells import cell_code
@@ -179,13 +180,13 @@ class Ours:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
-        self.index = RedisLiveIndex(client)
+        self.index = RedisLiveIndex(client, pipe=Pipeliner.for_client(client))
 
     async def load(self, url: str, w: World) -> None:
         # Through the public API, many calls in flight over a bounded pool of connections.
         pool = BlockingConnectionPool.from_url(url, max_connections=32, timeout=None)
         client = Redis(connection_pool=pool)
-        index = RedisLiveIndex(client)
+        index = RedisLiveIndex(client, pipe=Pipeliner.for_client(client))
         ids, lat, lng, ts = w.ids.tolist(), w.lat.tolist(), w.lng.tolist(), w.ts.tolist()
         masks, elig = w.skills.tolist(), w.eligible.tolist()
 
@@ -199,7 +200,7 @@ class Ours:
 
         for start in range(0, len(ids), LOAD_CHUNK):
             await asyncio.gather(*(one(i) for i in range(start, min(len(ids), start + LOAD_CHUNK))))
-        await index.aclose()
+        await index.on_shutdown()
         await client.aclose()
         await pool.disconnect()
 

@@ -26,9 +26,9 @@ from litestar import Litestar, Request, get, post
 from litestar.handlers import HTTPRouteHandler
 
 from app import create_app
-from dispatch.api.deps import principal_of
-from dispatch.auth import workers_only
-from dispatch.settings import Settings
+from dispatch.identity.auth import workers_only
+from dispatch.infra.settings import Settings
+from dispatch.web.deps import principal_of
 
 
 def bench_routes() -> list[HTTPRouteHandler]:

@@ -8,8 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from dispatch.db import migrate
-from dispatch.local_servers import LocalServers
+from dispatch.devtools.local_servers import LocalServers
+from dispatch.infra.db import migrate
 
 
 @contextlib.contextmanager

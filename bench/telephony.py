@@ -36,10 +36,10 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from bench.servers import private_servers
-from dispatch.auth import issue_token
-from dispatch.db import make_engine, make_sessionmaker
-from dispatch.phones import PhoneVault
-from dispatch.principals import handle_user, upsert_phone_user
+from dispatch.identity.auth import issue_token
+from dispatch.identity.phones import PhoneVault
+from dispatch.identity.principals import handle_user, upsert_phone_user
+from dispatch.infra.db import make_engine, make_sessionmaker
 from tests.processes import ServiceProcess
 
 SECRET = "bench-telephony-secret-key-0123456789abcdef"

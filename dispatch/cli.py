@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dispatch.settings import Settings
+from dispatch.infra.settings import Settings
 
 
 @contextmanager
@@ -22,8 +22,8 @@ def database_url(settings: Settings) -> Iterator[str]:
     if settings.storage.database_url:
         yield settings.storage.database_url
         return
-    from dispatch.db import migrate
-    from dispatch.local_servers import LocalPostgres
+    from dispatch.devtools.local_servers import LocalPostgres
+    from dispatch.infra.db import migrate
 
     pg = LocalPostgres(settings.data_dir.resolve() / "servers" / "pg")
     url = pg.start()
@@ -150,7 +150,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from dispatch.db import migrate
+    from dispatch.infra.db import migrate
 
     with database_url(settings) as url:
         if settings.storage.database_url:
@@ -160,10 +160,10 @@ def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from dispatch.auth import issue_token
-    from dispatch.db import make_engine, make_sessionmaker
-    from dispatch.phones import InvalidPhone, PhoneVault, normalize_phone
-    from dispatch.principals import handle_user, upsert_phone_user
+    from dispatch.identity.auth import issue_token
+    from dispatch.identity.phones import InvalidPhone, PhoneVault, normalize_phone
+    from dispatch.identity.principals import handle_user, upsert_phone_user
+    from dispatch.infra.db import make_engine, make_sessionmaker
 
     settings = settings.with_secret()
     role: str = args.role
@@ -207,7 +207,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await engine.dispose()
 
-    from dispatch.errors import DomainError
+    from dispatch.core.errors import DomainError
 
     with database_url(settings) as url:
         try:

@@ -8,7 +8,7 @@ from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy.engine import Connection
 
-from dispatch.db import include_in_migrations, make_engine
+from dispatch.infra.db import include_in_migrations, make_engine
 from dispatch.models import Base
 
 config = context.config

@@ -13,13 +13,12 @@ from msgspec import Meta, Struct
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from dispatch import ratelimit
-from dispatch.api.deps import principal_of, runtime_of
-from dispatch.api.schemas import VISIBLE_TEXT, Id, Phone
-from dispatch.auth import admin_only, workers_only
-from dispatch.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
-from dispatch.jobs import JobService
-from dispatch.logs import log
+from dispatch.core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from dispatch.identity.auth import admin_only, workers_only
+from dispatch.identity.phones import hide_phones, normalize_phone, phone_hint
+from dispatch.infra import ratelimit
+from dispatch.infra.logs import log
+from dispatch.jobs.service import JobService
 from dispatch.models import (
     CallRecord,
     Community,
@@ -31,7 +30,8 @@ from dispatch.models import (
     PushSubscription,
     User,
 )
-from dispatch.phones import hide_phones, normalize_phone, phone_hint
+from dispatch.web.deps import principal_of, runtime_of
+from dispatch.web.schemas import VISIBLE_TEXT, Id, Phone
 from notifications.provider import CALL_RANK, MESSAGE_RANK
 from notifications.push import check_subscription
 from notifications.service import Notifications

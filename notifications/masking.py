@@ -21,10 +21,10 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.communities import CommunityService
-from dispatch.logs import log
+from dispatch.communities.service import CommunityService
+from dispatch.identity.phones import PhoneVault
+from dispatch.infra.logs import log
 from dispatch.models import Alert, Job, ProxyHold, ProxyNumber, ProxySession, User
-from dispatch.phones import PhoneVault
 
 CANDIDATES = 8
 """Numbers tried per allocation before giving up (each failure is a concurrent allocation that

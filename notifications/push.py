@@ -15,7 +15,7 @@ import aiohttp
 from py_vapid import Vapid
 from pywebpush import WebPusher
 
-from dispatch.errors import Unprocessable
+from dispatch.core.errors import Unprocessable
 from notifications.egress import (
     NonPublicAddress,
     PublicOnlyResolver,

@@ -35,11 +35,11 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatch.events import worker_channel
-from dispatch.logs import log
+from dispatch.grab.events import worker_channel
+from dispatch.identity.phones import PhoneVault
+from dispatch.infra.logs import log
+from dispatch.infra.smsbudget import SmsBudget
 from dispatch.models import OutboxMessage, PushSubscription, User
-from dispatch.phones import PhoneVault
-from dispatch.smsbudget import SmsBudget
 from notifications.provider import MESSAGE_RANK, PhoneProvider, ProviderError
 from notifications.push import Pusher
 

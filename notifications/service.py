@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from dispatch.logs import log
+from dispatch.infra.logs import log
+from dispatch.infra.runtime import Runtime
 from dispatch.models import Alert, Community, Job
-from dispatch.runtime import Runtime
 from notifications.masking import ProxyBroker
 from notifications.provider import PhoneProvider
 from notifications.push import Pusher

@@ -15,7 +15,7 @@ from twilio.request_validator import (
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from dispatch.phones import PHONE_IN_TEXT
+from dispatch.identity.phones import PHONE_IN_TEXT
 from notifications.provider import (
     InboundCall,
     InboundText,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from alembic import command
 
-from dispatch.db import alembic_config, migrate
-from dispatch.local_servers import LocalServers
+from dispatch.devtools.local_servers import LocalServers
+from dispatch.infra.db import alembic_config, migrate
 
 
 def main(message: str) -> None:

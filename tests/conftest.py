@@ -21,13 +21,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import create_app
-from dispatch.auth import issue_token
-from dispatch.db import make_engine, make_sessionmaker, migrate
-from dispatch.local_servers import LocalServers
+from dispatch.devtools.local_servers import LocalServers
+from dispatch.identity.auth import issue_token
+from dispatch.identity.phones import PhoneVault
+from dispatch.identity.principals import handle_user, upsert_phone_user
+from dispatch.infra.db import make_engine, make_sessionmaker, migrate
+from dispatch.infra.settings import AuthSettings, Settings, StorageSettings
 from dispatch.models import Base
-from dispatch.phones import PhoneVault
-from dispatch.principals import handle_user, upsert_phone_user
-from dispatch.settings import AuthSettings, Settings, StorageSettings
 
 TEST_SECRET = "test-secret-key-not-for-production"
 E164_ANYWHERE = re.compile(rb"\+[1-9]\d{6,14}")

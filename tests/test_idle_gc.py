@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from dispatch.idle_gc import AUTOMATIC_FULL_OFF, IDLE_GC, IdleCollector
+from dispatch.infra.idle_gc import AUTOMATIC_FULL_OFF, IDLE_GC, IdleCollector
 
 
 def blocking_app(release: asyncio.Event):

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatch.db import alembic_config, include_in_migrations
+from dispatch.infra.db import alembic_config, include_in_migrations
 from dispatch.models import Base
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dispatch.api.openapi import ERRORS, operations
+from dispatch.web.openapi import ERRORS, operations
 from tests.conftest import TEST_SECRET
 from tests.processes import ServiceProcess
 

@@ -13,12 +13,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatch.redis_client import (
+from dispatch.infra.redis_client import (
     DirectWriteConnection,
     DirectWriteUnixConnection,
     open_redis,
 )
-from geo.live.wire import Pipeliner, pack
+from dispatch.infra.wire import Pipeliner, pack
 
 
 def test_pack_writes_what_redis_py_writes() -> None:

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, Protocol
 
 MAX_SPEED_MPS = 200 / 3.6
 """Faster than this since the last accepted fix is taken for a GPS glitch (200 km/h)."""
@@ -75,8 +76,30 @@ class Position:
     in_area: bool
 
 
+class CommandPipe(Protocol):
+    """What a Redis backend may send its hot commands through instead of its client: one
+    command, its raw reply (the service's `Pipeliner`, which shares socket writes between
+    concurrent callers). The backend does not build it: geo depends on no part of the service."""
+
+    async def call(self, *words: object) -> Any:
+        """Send one command; return its raw reply, or raise as redis-py raises."""
+
+    async def aclose(self) -> None:
+        """Close its connection."""
+
+
 class LiveIndex(ABC):
-    """Live positions and availability of workers, per community."""
+    """Live positions and availability of workers, per community.
+
+    Its lifecycle: `on_startup()` once before the first call (load scripts, warm caches),
+    `on_shutdown()` once after the last (close what the index opened itself; a client it was
+    given stays the caller's)."""
+
+    async def on_startup(self) -> None:  # noqa: B027 - a backend with nothing to prepare
+        """Make the first calls as fast as the rest."""
+
+    async def on_shutdown(self) -> None:  # noqa: B027 - a backend with nothing to close
+        """Release what the index holds itself."""
 
     @abstractmethod
     async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:

@@ -18,7 +18,7 @@ and any further requested skill are checked per worker at search time, from the 
 ping writes the record, plus the worker's sorted sets (all + one per skill) only when it changes
 fine cell (about 66 m) or becomes (un)searchable. A search sends the query and its start cells
 (cells.py `start_cells`); the search walks the cells itself (lua/search.lua, a Redis function
-library loaded by `prepare` or on first use, and again whenever Redis lost it).
+library loaded by `on_startup` or on first use, and again whenever Redis lost it).
 
 `clear` removes every key under the community's tag, this layout's and earlier ones' (the
 ":"-named H3 sets and the "/cells" quadtree sets). Replies are binary: the client must not be
@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from geo.live.base import (
     MAX_SPEED_MPS,
+    CommandPipe,
     Fix,
     LiveIndex,
     MoveResult,
@@ -51,7 +52,6 @@ from geo.live.base import (
     WorkerStatus,
 )
 from geo.live.cells import FINE_RES, cell_code, chain, start_cells
-from geo.live.wire import Pipeliner, pack
 
 _LUA_DIR = Path(__file__).with_name("lua")
 _RESULTS = (None, MoveResult.ACCEPTED, MoveResult.STALE, MoveResult.TOO_FAST)
@@ -134,16 +134,19 @@ def _search_args(
 
 
 class RedisLiveIndex(LiveIndex):
-    def __init__(self, client: Redis, *, prefix: str = "live") -> None:
+    def __init__(
+        self, client: Redis, *, prefix: str = "live", pipe: CommandPipe | None = None
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self._status = client.register_script(_script("status"))
         self._move = client.register_script(_script("move"))
         self._remove = client.register_script(_script("remove"))
-        self._pipeliner = Pipeliner.for_client(client)
-        """The fast path for searches and moves (`_call_fast`); None on cluster clients."""
+        self._pipeliner = pipe
+        """The fast path for searches and moves (`_call_fast`), given by the caller (the service
+        passes its Pipeliner on the client's pool); None: every call goes through the client."""
 
-    async def prepare(self) -> None:
+    async def on_startup(self) -> None:
         """Load the scripts and the search function now (one round trip each), so no request pays
         for it later."""
         for script in (self._status, self._move, self._remove):
@@ -199,7 +202,7 @@ class RedisLiveIndex(LiveIndex):
             "" if expect_version is None else int(expect_version),
         ]
         keys = self._keys(community_id)
-        codes = await self._call_fast(pack("EVALSHA", self._move.sha, len(keys), *keys, *args))
+        codes = await self._call_fast("EVALSHA", self._move.sha, len(keys), *keys, *args)
         if codes is None:
             codes = await self._move(keys=keys, args=args)
         if codes[0] == 0:
@@ -231,7 +234,7 @@ class RedisLiveIndex(LiveIndex):
             return []
         args = _search_args(lat, lng, radius_m, limit, min_recorded_at, skills)
         keys = self._keys(community_id)
-        reply = await self._call_fast(pack("FCALL", _SEARCH_FUNCTION, len(keys), *keys, *args))
+        reply = await self._call_fast("FCALL", _SEARCH_FUNCTION, len(keys), *keys, *args)
         if reply is None:
             reply = await self._call_search(keys, args)
         packed, *ids = reply
@@ -251,8 +254,8 @@ class RedisLiveIndex(LiveIndex):
         await self.client.function_load(_SEARCH_LIBRARY, replace=True)
         return await self.client.fcall(_SEARCH_FUNCTION, len(keys), *keys, *args)
 
-    async def _call_fast(self, command: bytes) -> list | None:
-        """A packed command (the search's FCALL, a move's EVALSHA) on the index's pipeliner,
+    async def _call_fast(self, *command: object) -> list | None:
+        """A command (the search's FCALL, a move's EVALSHA) on the index's pipe,
         skipping the client's per-command machinery (pool bookkeeping and health check, retry
         wrapper, response callbacks); the commands of concurrent pings and searches share socket
         writes. None when the fast path does not apply (cluster or custom clients, function or
@@ -261,7 +264,7 @@ class RedisLiveIndex(LiveIndex):
         if self._pipeliner is None:
             return None
         try:
-            return await self._pipeliner.send(command)
+            return await self._pipeliner.call(*command)
         except ResponseError as e:
             if not _function_missing(e):
                 raise  # the search or move failed
@@ -269,7 +272,7 @@ class RedisLiveIndex(LiveIndex):
         except (RedisConnectionError, RedisTimeoutError):
             return None
 
-    async def aclose(self) -> None:
+    async def on_shutdown(self) -> None:
         """Close the pipeliner's connection (the client is the caller's to close)."""
         if self._pipeliner is not None:
             await self._pipeliner.aclose()

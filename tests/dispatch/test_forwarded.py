@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from dispatch.settings import AuthSettings
+from dispatch.infra.settings import AuthSettings
 from tests.conftest import TEST_SECRET
 from tests.processes import ServiceProcess
 

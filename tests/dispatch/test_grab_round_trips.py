@@ -17,7 +17,7 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from geo.live.wire import Pipeliner
+from dispatch.infra.wire import Pipeliner
 from tests.dispatch.helpers import community
 from tests.dispatch.test_grab import crew, offers_of, post_job
 

@@ -15,8 +15,8 @@ from litestar import Litestar
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from dispatch import events as ev
-from dispatch.auth import issue_token
+from dispatch.grab import events as ev
+from dispatch.identity.auth import issue_token
 from tests.conftest import TEST_SECRET
 from tests.processes import free_port
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dispatch.auth import issue_token
+from dispatch.identity.auth import issue_token
 from dispatch.models import Community
 from tests.conftest import TEST_SECRET
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dispatch.identity.phones import InvalidPhone, hide_phones, normalize_phone, region_of_timezone
 from dispatch.models import User
-from dispatch.phones import InvalidPhone, hide_phones, normalize_phone, region_of_timezone
 from tests.dispatch.test_identity import latest_code, request_code, sign_in
 
 PHONE = "+8613812345678"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from dispatch.workers import LISTING_TTL_S
+from dispatch.workers.service import LISTING_TTL_S
 from geo.areas import destination
 from tests.conftest import TEST_SECRET
 from tests.dispatch.helpers import CENTER, community, nearby_ids, ready_worker

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from dispatch.infra.wire import Pipeliner
 from geo.areas import destination
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
@@ -44,16 +45,16 @@ async def index(request: pytest.FixtureRequest, redis: Redis) -> AsyncIterator[L
     if request.param == "memory":
         yield MemoryLiveIndex()
     else:
-        live = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+        live = RedisLiveIndex(redis, pipe=Pipeliner.for_client(redis), prefix=f"t{next(_prefixes)}")
         yield live
-        await live.aclose()
+        await live.on_shutdown()
 
 
 @pytest.fixture
 async def redis_index(redis: Redis) -> AsyncIterator[RedisLiveIndex]:
-    live = RedisLiveIndex(redis, prefix=f"t{next(_prefixes)}")
+    live = RedisLiveIndex(redis, pipe=Pipeliner.for_client(redis), prefix=f"t{next(_prefixes)}")
     yield live
-    await live.aclose()
+    await live.on_shutdown()
 
 
 async def place(
@@ -431,7 +432,9 @@ def _redis_search(server_urls, workers, query, radius, **search) -> list[tuple[f
 
     async def run() -> list[tuple[float, int]]:
         client = Redis.from_url(server_urls[1])
-        index = RedisLiveIndex(client, prefix=f"p{next(_prefixes)}")
+        index = RedisLiveIndex(
+            client, pipe=Pipeliner.for_client(client), prefix=f"p{next(_prefixes)}"
+        )
         try:
             for wid, lat, lng, ts, skills, available, inside in workers:
                 await index.set_status(C, wid, WorkerStatus(available, skills))
@@ -440,7 +443,7 @@ def _redis_search(server_urls, workers, query, radius, **search) -> list[tuple[f
             await index.clear(C)
             return [(n.distance_m, n.worker_id) for n in found]
         finally:
-            await index.aclose()
+            await index.on_shutdown()
             await client.aclose()
 
     return asyncio.run(run())

@@ -14,7 +14,7 @@ from py_vapid import Vapid
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
-from dispatch.settings import Settings
+from dispatch.infra.settings import Settings
 from tests.conftest import Principals
 from tests.dispatch.helpers import CENTER
 from tests.notifications.peers.push_service import PushServicePeer, b64url

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import text
 
-from dispatch.phones import PhoneVault, phone_hint
+from dispatch.identity.phones import PhoneVault, phone_hint
 from tests.conftest import TEST_SECRET
 from tests.notifications.conftest import FROM, SID, TOKEN, wait_for
 from tests.processes import ServiceProcess

@@ -1,1 +1,0 @@
-"""HTTP controllers: thin translations between the wire and the services."""

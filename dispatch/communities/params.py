@@ -1,0 +1,55 @@
+"""Community dispatch parameters: defaults, per-community overrides, validation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+from dispatch.core.errors import Unprocessable
+
+PositiveSeconds = Annotated[int, Meta(ge=1, le=86_400)]
+
+
+class Wave(Struct, forbid_unknown_fields=True):
+    radius_m: Annotated[int, Meta(ge=50, le=100_000)] | None = None
+    """None: the whole community."""
+    size: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    """None: everyone eligible."""
+
+
+class DispatchParams(Struct, forbid_unknown_fields=True, kw_only=True):
+    offer_ttl_s: PositiveSeconds = 20
+    waves: Annotated[list[Wave], Meta(min_length=1, max_length=10)] = msgspec.field(
+        default_factory=lambda: [Wave(1000, 3), Wave(2500, 10), Wave(None, None)]
+    )
+    location_max_age_s: PositiveSeconds = 120
+    arrival_geofence_m: Annotated[int, Meta(ge=10, le=5000)] = 150
+    night_hours: Annotated[
+        list[Annotated[int, Meta(ge=0, le=23)]], Meta(min_length=2, max_length=2)
+    ] = msgspec.field(default_factory=lambda: [22, 6])
+    checkin_interval_min: Annotated[int, Meta(ge=1, le=1440)] = 30
+    checkin_grace_min: Annotated[int, Meta(ge=0, le=240)] = 5
+    proxy_grace_h: Annotated[int, Meta(ge=0, le=720)] = 24
+    commission_bps: Annotated[int, Meta(ge=0, le=10_000)] = 1500
+    booking_confirm_ttl_s: PositiveSeconds = 900
+    reminder_before_min: Annotated[
+        list[Annotated[int, Meta(ge=1, le=20_160)]], Meta(max_length=5)
+    ] = msgspec.field(default_factory=lambda: [1440, 60])
+
+
+DEFAULTS = msgspec.to_builtins(DispatchParams())
+
+
+def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Check overrides against the schema; return them as stored (only the keys given)."""
+    try:
+        msgspec.convert({**DEFAULTS, **overrides}, DispatchParams)
+    except msgspec.ValidationError as exc:
+        raise Unprocessable(f"dispatch: {exc}", code="invalid_dispatch_params") from exc
+    return overrides
+
+
+def effective(overrides: dict[str, Any]) -> DispatchParams:
+    return msgspec.convert({**DEFAULTS, **overrides}, DispatchParams)

@@ -1,0 +1,163 @@
+"""Communities: creation (with the H3 cover computed once), look-up, and point-in-community."""
+
+from __future__ import annotations
+
+import asyncio
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from shapely.geometry import Polygon
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.communities import params
+from dispatch.core.errors import NotFound, Unprocessable
+from dispatch.identity.phones import DEFAULT_REGION, region_of_timezone
+from dispatch.models import Community, CommunityCell
+from dispatch.models.base import is_db_id
+from geo.areas import ServiceArea, point_cells
+from geo.distance import haversine_m
+from geo.errors import GeoError
+from geo.shapes import point_to_wkb, polygon_to_wkb, wkb_to_latlng, wkb_to_polygon
+
+DEFAULT_RADIUS_M = 5000
+
+
+@dataclass(frozen=True)
+class CommunityView:
+    """A community with its area ready for exact tests; what services pass around."""
+
+    id: int
+    name: str
+    center: tuple[float, float]
+    radius_m: int | None
+    boundary: Polygon | None
+    timezone: str
+    overrides: dict[str, Any]
+    cell_count: int
+    area: ServiceArea
+    phone_region: str = DEFAULT_REGION
+    """The country national phone numbers typed here are read in (from the timezone, else the
+    service's default): pool numbers and numbers hidden in people's text."""
+
+    @property
+    def dispatch(self) -> params.DispatchParams:
+        return params.effective(self.overrides)
+
+
+class AreaCache:
+    """ServiceAreas built from rows, kept per (id, updated_at) so shapes are parsed once."""
+
+    def __init__(self, default_region: str = DEFAULT_REGION) -> None:
+        self._views: dict[int, tuple[Any, CommunityView]] = {}
+        self.default_region = default_region
+
+    def view(self, row: Community) -> CommunityView:
+        cached = self._views.get(row.id)
+        if cached is not None and cached[0] == row.updated_at:
+            return cached[1]
+        lat, lng = wkb_to_latlng(row.center)
+        polygon = wkb_to_polygon(row.boundary) if row.boundary is not None else None
+        area = ServiceArea(lat, lng, radius_m=None if polygon else row.radius_m, polygon=polygon)
+        view = CommunityView(
+            id=row.id,
+            name=row.name,
+            center=(lat, lng),
+            radius_m=row.radius_m,
+            boundary=polygon,
+            timezone=row.timezone,
+            overrides=dict(row.dispatch or {}),
+            cell_count=row.cell_count,
+            area=area,
+            phone_region=region_of_timezone(row.timezone, self.default_region),
+        )
+        self._views[row.id] = (row.updated_at, view)
+        return view
+
+
+class CommunityService:
+    def __init__(
+        self, cache: AreaCache | None = None, default_region: str = DEFAULT_REGION
+    ) -> None:
+        self.cache = cache or AreaCache(default_region)
+
+    async def create(
+        self,
+        session: AsyncSession,
+        *,
+        name: str,
+        center: tuple[float, float],
+        radius_m: int | None,
+        boundary: Polygon | None,
+        timezone: str | None,
+        dispatch: dict[str, Any] | None,
+    ) -> CommunityView:
+        tz = timezone or "UTC"
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise Unprocessable(f"unknown timezone {tz!r}", code="invalid_timezone") from exc
+        overrides = params.validate_overrides(dispatch or {})
+        if boundary is not None:
+            radius_m = None
+        elif radius_m is None:
+            radius_m = DEFAULT_RADIUS_M
+        try:
+            area = ServiceArea(center[0], center[1], radius_m=radius_m, polygon=boundary)
+            # Covering a large shape takes a while: keep the event loop serving others.
+            res, cells = await asyncio.to_thread(area.cover)
+        except GeoError as exc:
+            raise Unprocessable(str(exc), code=exc.code) from exc
+        row = Community(
+            name=name,
+            center=point_to_wkb(*center),
+            radius_m=radius_m,
+            boundary=polygon_to_wkb(boundary) if boundary is not None else None,
+            timezone=tz,
+            dispatch=overrides,
+            cover_res=res,
+            cell_count=len(cells),
+        )
+        session.add(row)
+        await session.flush()
+        await session.execute(
+            insert(CommunityCell), [{"cell": c, "community_id": row.id} for c in cells]
+        )
+        await session.refresh(row)
+        return self.cache.view(row)
+
+    async def get(self, session: AsyncSession, community_id: int) -> CommunityView:
+        row = await session.get(Community, community_id) if is_db_id(community_id) else None
+        if row is None:
+            raise NotFound(f"community {community_id} does not exist", code="community_not_found")
+        return self.cache.view(row)
+
+    async def containing(
+        self, session: AsyncSession, lat: float, lng: float
+    ) -> list[CommunityView]:
+        """Communities whose area holds the point (boundary included), nearest centre first."""
+        candidates = select(CommunityCell.community_id).where(
+            CommunityCell.cell.in_(point_cells(lat, lng))
+        )
+        rows = (await session.scalars(select(Community).where(Community.id.in_(candidates)))).all()
+        views = [v for v in map(self.cache.view, rows) if v.area.contains(lat, lng)]
+        views.sort(key=lambda v: (haversine_m(v.center[0], v.center[1], lat, lng), v.id))
+        return views
+
+    async def serving(
+        self, session: AsyncSession, lat: float, lng: float, community_id: int | None
+    ) -> CommunityView:
+        """The community that serves a job at the point; 422 when none does."""
+        if community_id is not None:
+            view = await self.get(session, community_id)
+            if not view.area.contains(lat, lng):
+                raise Unprocessable(
+                    f"the location is outside community {community_id}",
+                    code="outside_community",
+                )
+            return view
+        found = await self.containing(session, lat, lng)
+        if not found:
+            raise Unprocessable("no community serves this location yet", code="out_of_service_area")
+        return found[0]

@@ -1,0 +1,837 @@
+"""Grab-order dispatch: offer waves, claims with exactly one winner, expiry and escalation,
+cancellation, completion and manual assignment.
+
+The database decides every outcome. Locks are always taken job row first (then offers, then
+assignments), so concurrent claims, declines, expiries and cancellations serialise on the job
+row and cannot deadlock. A claim is a conditional UPDATE of the job on (status 'open', version);
+a partial unique index allows one active assignment per job. Redis only pre-filters: a
+provisional claim key lets racing losers get their 409 without touching the database.
+
+Effects that must not happen unless the transaction commits (events to workers, wake-up timers,
+Redis caches, live-index availability) are collected in `AfterCommit` and run after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import h3.api.basic_int as h3
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+
+from dispatch.communities.service import CommunityService, CommunityView
+from dispatch.core.errors import Conflict, Forbidden, Gone, NotFound, Unprocessable
+from dispatch.grab import events as ev
+from dispatch.grab.rules import (
+    cancellation_fee,
+    check_transition,
+    pick_offerees,
+    wave_reach_m,
+    wave_size,
+)
+from dispatch.identity.auth import Principal
+from dispatch.identity.phones import hide_phones
+from dispatch.infra.wire import Pipeliner
+from dispatch.models import Alert, Assignment, Job, Offer, Worker
+from dispatch.models.base import is_db_id
+from dispatch.workers.service import WorkerService
+from geo.live import LiveIndex, Nearby
+from geo.shapes import wkb_to_latlng
+
+CLAIM_TTL_MS = 10_000
+"""A provisional claim lapses after this if its holder dies before the database decides."""
+SETTLED_CLAIM_TTL_S = 7 * 24 * 3600
+OFFER_CACHE_GRACE_S = 3600
+"""An offer's cache entry outlives its expiry by this much (late accepts get their 410 from it;
+later still, from the database). They all live in one slot (see CLAIM_TAG): keep them few."""
+APPROX_RES = 8
+
+Schedule = Callable[[int, int, datetime], Awaitable[None]]
+
+
+class AssignmentHook(Protocol):
+    """Work that must commit or roll back with an assignment (masked-number sessions, say):
+    called inside the assigning or releasing transaction, after the job row is locked."""
+
+    async def assigned(
+        self, session: AsyncSession, job: Job, worker_id: int, now: datetime
+    ) -> None: ...
+
+    async def released(
+        self, session: AsyncSession, job: Job, worker_id: int, reason: str, now: datetime
+    ) -> None: ...
+
+
+_CLAIM = """
+-- One round trip for an accept: check the cached offer, then take the job's provisional claim.
+-- KEYS[1] the offer's cache entry; ARGV: worker id, now (epoch s), claim TTL (ms), the claim
+-- key's prefix. The claim key is named after the job the offer names, so it is built here; it
+-- shares KEYS[1]'s hash tag, hence its slot on a Redis Cluster.
+local offer = redis.call('HMGET', KEYS[1], 'w', 'j', 'x')
+if not offer[1] then return {'unknown', ''} end
+if offer[1] ~= ARGV[1] then return {'not_yours', offer[2]} end
+if tonumber(offer[3]) <= tonumber(ARGV[2]) then return {'expired', offer[2]} end
+local claim = ARGV[4] .. offer[2]
+local holder = redis.call('GET', claim)
+if not holder then
+  redis.call('SET', claim, ARGV[1], 'PX', ARGV[3])
+  return {'claimed', offer[2]}
+end
+if holder == ARGV[1] then return {'claimed', offer[2]} end
+return {'taken', offer[2]}
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+CLAIM_TAG = "{grab}"
+"""The one hash tag of offer-cache and claim keys. An accept names only the offer, and a job's
+claim key must be reachable from any of its offers' keys in one script, so they all share one
+slot (on a Redis Cluster, one shard: a claim is a few small commands, far from its limit)."""
+_CLAIM_PREFIX = f"claim:{CLAIM_TAG}:"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _claim_key(job_id: int) -> str:
+    return f"{_CLAIM_PREFIX}{job_id}"
+
+
+def _offer_key(offer_id: int) -> str:
+    return f"offer:{CLAIM_TAG}:{offer_id}"
+
+
+# A wave in one statement: the job's wave and deadline, its offers, and an outbox row per offer
+# (the offer event with the offer's new id put in). :rows is a JSON array of
+# {w: worker id, d: distance, b: outbox body, p: event payload}.
+_SEND_WAVE = text("""
+WITH moved AS (
+    UPDATE jobs SET wave = :wave, wave_deadline = :expires, updated_at = now()
+    WHERE id = :job_id
+), made AS (
+    INSERT INTO offers (job_id, worker_id, wave, status, distance_m, created_at, expires_at)
+    SELECT :job_id, r.w, :wave, 'pending', r.d, :now, :expires
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, d float8)
+    RETURNING id, worker_id
+), told AS (
+    INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)
+    SELECT 'ws', 'offer', made.worker_id, r.b, jsonb_set(r.p, '{offer,id}', to_jsonb(made.id)),
+           'pending', 'offer:' || made.id, 0
+    FROM made JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, b text, p jsonb)
+         ON r.w = made.worker_id
+)
+SELECT id, worker_id FROM made
+""")
+
+# Close a job's pending offers (taken or withdrawn) and write each offeree's notice to the outbox
+# from them, in one statement. :event is the notice with offer_id 0; each row gets its offer's.
+_TELL_RETIRED = """
+told AS (
+    INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)
+    SELECT 'ws', CAST(:kind AS text), retired.worker_id, CAST(:body AS text),
+           jsonb_set(CAST(:event AS jsonb), '{offer_id}', to_jsonb(retired.id)),
+           'pending', CAST(:kind AS text) || ':' || retired.id, 0
+    FROM retired
+)"""
+_RETIRE_OFFERS = text(f"""
+WITH retired AS (
+    UPDATE offers SET status = CAST(:status AS text), responded_at = :now
+    WHERE job_id = :job_id AND status = 'pending'
+    RETURNING id, worker_id
+), {_TELL_RETIRED}
+SELECT id, worker_id FROM retired ORDER BY id
+""")  # noqa: S608 (constant fragments, no input)
+
+# The rest of a won claim in one statement: the winner's offer accepted (if still pending and
+# not expired), the assignment, and every other pending offer retired as taken with its notice.
+# No row back means the offer had expired; otherwise one row per retired offer (or one with
+# NULLs when there were none).
+_TAKE_OFFER = text(f"""
+WITH taken AS (
+    UPDATE offers SET status = 'accepted', responded_at = :now
+    WHERE id = :offer_id AND status = 'pending' AND expires_at > :now
+    RETURNING id
+), assigned AS (
+    INSERT INTO assignments (job_id, worker_id, offer_id, version, active, source, created_at)
+    SELECT :job_id, :worker_id, taken.id, :version, true, 'grab', :now FROM taken
+), retired AS (
+    UPDATE offers SET status = 'taken', responded_at = :now
+    WHERE job_id = :job_id AND status = 'pending' AND id <> :offer_id
+      AND EXISTS (SELECT FROM taken)
+    RETURNING id, worker_id
+), {_TELL_RETIRED}
+SELECT retired.id, retired.worker_id FROM taken LEFT JOIN retired ON true ORDER BY retired.id
+""")  # noqa: S608 (constant fragments, no input)
+_TAKEN_BODY = "The job you were offered has been taken."
+
+_OFFER_AND_JOB = (
+    select(Offer, Job).join(Job, Job.id == Offer.job_id).where(Offer.id == bindparam("offer_id"))
+)
+# The claim, with the job's new row loaded into the session's copy.
+_CLAIM_JOB = (
+    update(Job)
+    .where(
+        Job.id == bindparam("claim_job"),
+        Job.status == "open",
+        Job.version == bindparam("claim_version"),
+    )
+    .values(
+        status="assigned",
+        worker_id=bindparam("claimant"),
+        version=Job.version + 1,
+        assignment_version=Job.assignment_version + 1,
+        assigned_at=bindparam("claimed_at"),
+        wave_deadline=None,
+    )
+    .returning(Job)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+
+
+@dataclass
+class AfterCommit:
+    """What to do once the transaction has committed."""
+
+    events: list[tuple[int, ev.Event]] = field(default_factory=list)
+    timers: list[tuple[int, int, datetime]] = field(default_factory=list)
+    offers: list[tuple[int, int, int, float]] = field(default_factory=list)
+    """(offer id, worker id, job id, expiry as epoch seconds) to cache for the claim script."""
+    availability: set[int] = field(default_factory=set)
+    settled_claims: list[tuple[int, int]] = field(default_factory=list)
+    reopened: list[int] = field(default_factory=list)
+    """Jobs open again after being held: their settled claim must go."""
+    delivered: list[int] = field(default_factory=list)
+    """Set by `run_after`: per event, how many Redis connections (processes with a stream of
+    that worker open) the PUBLISH reached."""
+
+
+def job_summary(job: Job) -> ev.JobSummary:
+    lat, lng = wkb_to_latlng(job.location)
+    clat, clng = h3.cell_to_latlng(h3.latlng_to_cell(lat, lng, APPROX_RES))
+    return ev.JobSummary(
+        id=job.id,
+        title=job.title,
+        category=job.category,
+        skills=list(job.skills),
+        price_cents=job.price_cents,
+        currency=job.currency,
+        approx_location={"lat": clat, "lng": clng},
+        mode=job.mode,
+    )
+
+
+def offer_out(offer: Offer, job: Job | None = None) -> ev.OfferOut:
+    return ev.OfferOut(
+        id=offer.id,
+        job_id=offer.job_id,
+        worker_id=offer.worker_id,
+        status=offer.status,
+        wave=offer.wave,
+        distance_m=round(offer.distance_m, 1),
+        expires_at=offer.expires_at,
+        job=job_summary(job) if job is not None else None,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        live: LiveIndex,
+        communities: CommunityService,
+        workers: WorkerService,
+        bus: ev.EventBus,
+        redis: Redis,
+    ) -> None:
+        self.sessions = sessions
+        self.live = live
+        self.communities = communities
+        self.workers = workers
+        self.bus = bus
+        self.redis = redis
+        self.schedule: Schedule | None = None
+        """Arms a durable wake-up for (job, wave) at a time; set by the timer queue."""
+        self.hooks: list[AssignmentHook] = []
+        self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
+        self._pipeliner = Pipeliner.for_client(redis)
+        """Claims of concurrent accepts share socket writes (None on a cluster client)."""
+
+    async def close(self) -> None:
+        if self._pipeliner is not None:
+            await self._pipeliner.aclose()
+
+    async def _claim_offer(self, keys: list[str], args: list[object]) -> list:
+        """The claim script: pipelined with concurrent claims when it can be, else (cluster,
+        script not loaded, connection trouble) through the client as usual."""
+        if self._pipeliner is not None:
+            sha = self._claim.sha
+            try:
+                return await self._pipeliner.call("EVALSHA", sha, len(keys), *keys, *args)
+            except (NoScriptError, RedisConnectionError, RedisTimeoutError):
+                pass
+        return await self._claim(keys=keys, args=args)
+
+    # --- waves -------------------------------------------------------------------------------
+
+    async def open_job(
+        self,
+        session: AsyncSession,
+        job: Job,
+        after: AfterCommit,
+        view: CommunityView | None = None,
+    ) -> int:
+        """Send the first wave of a just-posted grab job (in the posting transaction); `view` is
+        its community as the posting found it. Returns how many offers went out."""
+        if job.mode != "grab" or job.status != "open":
+            return 0
+        if view is None or view.id != job.community_id:
+            view = await self.communities.get(session, job.community_id)
+        # Nobody has been offered a job that has sent no wave yet.
+        offered: set[int] | None = set() if job.wave == 0 else None
+        return await self._next_wave(session, job, view, utcnow(), after, offered)
+
+    async def _next_wave(
+        self,
+        session: AsyncSession,
+        job: Job,
+        view: CommunityView,
+        now: datetime,
+        after: AfterCommit,
+        offered: set[int] | None = None,
+    ) -> int:
+        """Send the job's next wave that finds someone not yet offered it; returns the number of
+        offers sent. `offered`: the workers offered it before, if the caller knows."""
+        params = view.dispatch
+        lat, lng = wkb_to_latlng(job.location)
+        if offered is None:
+            offered = set(
+                (await session.scalars(select(Offer.worker_id).where(Offer.job_id == job.id))).all()
+            )
+        wave = job.wave
+        while wave < len(params.waves):
+            wave += 1
+            spec = params.waves[wave - 1]
+            size = wave_size(spec)
+            found = await self.live.search(
+                view.id,
+                lat,
+                lng,
+                wave_reach_m(spec, view.area, lat, lng),
+                skills=list(job.skills),
+                limit=size + len(offered) + 1,
+                min_recorded_at=now.timestamp() - params.location_max_age_s,
+            )
+            chosen = pick_offerees(found, offered, job.resident_id, size)
+            expires = now + timedelta(seconds=params.offer_ttl_s)
+            if not chosen:
+                if wave < len(params.waves):
+                    continue  # nobody new this close: widen at once
+                # The last wave found nobody: hold the job open for one offer lifetime (workers
+                # come online) before declaring it unfilled.
+                job.wave, job.wave_deadline = wave, expires
+                after.timers.append((job.id, wave, expires))
+                return 0
+            await self._send_wave(session, job, wave, chosen, now, expires, after)
+            return len(chosen)
+        check_transition(job.status, "unfilled")
+        job.status = "unfilled"
+        job.wave = wave
+        job.wave_deadline = None
+        job.version += 1
+        await self._alert(session, job, "job_unfilled", {"waves": wave}, now)
+        return 0
+
+    async def _send_wave(
+        self,
+        session: AsyncSession,
+        job: Job,
+        wave: int,
+        chosen: list[Nearby],
+        now: datetime,
+        expires: datetime,
+        after: AfterCommit,
+    ) -> None:
+        """The wave's offers, their outbox rows and the job's new wave and deadline: one
+        statement. The offer events go out after commit."""
+        summary = job_summary(job)
+        outs: dict[int, ev.OfferOut] = {}
+        rows = []
+        for n in chosen:
+            out = ev.OfferOut(
+                id=0,  # the database gives it; the statement puts it into the payload
+                job_id=job.id,
+                worker_id=n.worker_id,
+                status="pending",
+                wave=wave,
+                distance_m=round(n.distance_m, 1),
+                expires_at=expires,
+                job=summary,
+            )
+            outs[n.worker_id] = out
+            rows.append(
+                {
+                    "w": n.worker_id,
+                    "d": n.distance_m,
+                    "b": f"New job nearby: {job.title} ({job.price_cents / 100:.2f} "
+                    f"{job.currency}), {out.distance_m:.0f} m away. Open the app to take it.",
+                    "p": ev.OfferSent(out),
+                }
+            )
+        made = (
+            await session.execute(
+                _SEND_WAVE,
+                {
+                    "job_id": job.id,
+                    "wave": wave,
+                    "now": now,
+                    "expires": expires,
+                    "rows": msgspec.json.encode(rows).decode(),
+                },
+            )
+        ).all()
+        if len(made) != len(chosen):
+            raise RuntimeError(f"job {job.id} wave {wave}: {len(made)} of {len(chosen)} offers")
+        # The row already holds these; keep the loaded job in step without another UPDATE.
+        set_committed_value(job, "wave", wave)
+        set_committed_value(job, "wave_deadline", expires)
+        expires_ts = expires.timestamp()
+        ids = {worker_id: offer_id for offer_id, worker_id in made}
+        for n in chosen:  # nearest first, as before
+            out = outs[n.worker_id]
+            out.id = ids[n.worker_id]
+            after.events.append((n.worker_id, ev.OfferSent(out)))
+            after.offers.append((out.id, n.worker_id, job.id, expires_ts))
+        after.timers.append((job.id, wave, expires))
+
+    async def _alert(
+        self, session: AsyncSession, job: Job, kind: str, detail: dict, now: datetime
+    ) -> None:
+        await session.execute(
+            insert(Alert)
+            .values(
+                community_id=job.community_id,
+                kind=kind,
+                job_id=job.id,
+                detail=detail,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[Alert.job_id, Alert.kind], index_where=Alert.job_id.is_not(None)
+            )
+        )
+
+    async def advance(self, job_id: int, wave: int) -> bool:
+        """The wave's timer fired: expire its offers and send the next wave. Safe to repeat:
+        nothing happens unless the job is still open at that wave and the wave is due."""
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status != "open" or job.wave != wave:
+                return False
+            now = utcnow()
+            if job.wave_deadline is not None and job.wave_deadline > now:
+                if await self._wave_has_pending(session, job):
+                    after.timers.append((job.id, job.wave, job.wave_deadline))  # woke early
+                    await self.run_after(after)
+                    return False
+            await self._close_wave(session, job, now, after)
+            view = await self.communities.get(session, job.community_id)
+            await self._next_wave(session, job, view, now, after)
+        await self.run_after(after)
+        return True
+
+    async def _wave_has_pending(self, session: AsyncSession, job: Job) -> bool:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Offer)
+            .where(Offer.job_id == job.id, Offer.wave == job.wave, Offer.status == "pending")
+        )
+        return bool(count)
+
+    async def _close_wave(
+        self, session: AsyncSession, job: Job, now: datetime, after: AfterCommit
+    ) -> None:
+        expired = (
+            await session.execute(
+                update(Offer)
+                .where(Offer.job_id == job.id, Offer.wave == job.wave, Offer.status == "pending")
+                .values(status="expired", responded_at=now)
+                .returning(Offer.id, Offer.worker_id)
+            )
+        ).all()
+        after.events.extend((w, ev.OfferExpired(offer_id=o, job_id=job.id)) for o, w in expired)
+
+    async def sweep_overdue(self, grace_s: float = 1.0) -> int:
+        """Advance every open job whose wave deadline has passed (timers lost or late)."""
+        cutoff = utcnow() - timedelta(seconds=grace_s)
+        async with self.sessions() as session:
+            due = (
+                await session.execute(
+                    select(Job.id, Job.wave).where(Job.status == "open", Job.wave_deadline < cutoff)
+                )
+            ).all()
+        advanced = 0
+        for job_id, wave in due:
+            advanced += await self.advance(job_id, wave)
+        return advanced
+
+    # --- claims ------------------------------------------------------------------------------
+
+    async def accept(self, who: Principal, offer_id: int) -> Job:
+        """Take the offered job. Exactly one accept per job wins; the rest get 409."""
+        if not is_db_id(offer_id):
+            raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+        # One round trip: the cached offer is checked and the job's provisional claim taken.
+        outcome, job_ref = await self._claim_offer(
+            keys=[_offer_key(offer_id)],
+            args=[who.user_id, time.time(), CLAIM_TTL_MS, _CLAIM_PREFIX],
+        )
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if outcome == "not_yours":
+            raise Forbidden("this offer was made to another worker", code="not_your_offer")
+        if outcome == "expired":
+            raise Gone("the offer has expired", code="offer_expired")
+        if outcome == "taken":
+            raise Conflict("another worker took this job first", code="already_taken")
+        # "claimed" (ours now: the database decides) or "unknown" (not cached: it decides alone)
+        job_id = int(job_ref) if outcome == "claimed" else None
+        try:
+            return await self._accept_in_db(who, offer_id)
+        except BaseException:
+            if job_id is not None:
+                await self._release(keys=[_claim_key(job_id)], args=[who.user_id])
+            raise
+
+    async def _accept_in_db(self, who: Principal, offer_id: int) -> Job:
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            found = (await session.execute(_OFFER_AND_JOB, {"offer_id": offer_id})).first()
+            if found is None:
+                raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+            offer, job = found
+            if offer.worker_id != who.user_id:
+                raise Forbidden("this offer was made to another worker", code="not_your_offer")
+            if offer.status == "accepted" and job.worker_id == who.user_id:
+                return job  # a retry of the winning accept
+            now = utcnow()
+            # The claim: only the first conditional update of an open job succeeds; the rest
+            # wait on its row lock, then find it no longer open.
+            won = await session.scalar(
+                _CLAIM_JOB,
+                {
+                    "claim_job": job.id,
+                    "claim_version": job.version,
+                    "claimant": who.user_id,
+                    "claimed_at": now,
+                },
+            )
+            if won is None:
+                await session.refresh(job)
+                await session.refresh(offer)
+                if job.status == "cancelled" or offer.status == "withdrawn":
+                    raise Gone("the job was cancelled", code="offer_withdrawn")
+                if job.status == "open":
+                    raise Conflict("the job changed meanwhile; try again", code="retry")
+                raise Conflict("another worker took this job first", code="already_taken")
+            notice = ev.OfferTaken(offer_id=0, job_id=job.id)
+            retired = (
+                await session.execute(
+                    _TAKE_OFFER,
+                    {
+                        "offer_id": offer.id,
+                        "job_id": job.id,
+                        "worker_id": who.user_id,
+                        "version": job.assignment_version,
+                        "now": now,
+                        "kind": "offer_taken",
+                        "body": _TAKEN_BODY,
+                        "event": ev.encode(notice).decode(),
+                    },
+                )
+            ).all()
+            if not retired:
+                raise Gone("the offer has expired", code="offer_expired")
+            for other_id, worker_id in retired:
+                if other_id is not None:
+                    after.events.append(
+                        (worker_id, msgspec.structs.replace(notice, offer_id=other_id))
+                    )
+            for hook in self.hooks:
+                await hook.assigned(session, job, who.user_id, now)
+            after.events.append(
+                (
+                    who.user_id,
+                    ev.JobAssigned(
+                        job_id=job.id,
+                        worker_id=who.user_id,
+                        assignment_version=job.assignment_version,
+                    ),
+                )
+            )
+            after.availability.add(who.user_id)
+            after.settled_claims.append((job.id, who.user_id))
+        await self.run_after(after)
+        return job
+
+    async def _retire_offers(
+        self, session: AsyncSession, job_id: int, status: str, now: datetime, after: AfterCommit
+    ) -> None:
+        """Close every pending offer of the job (taken by someone, or withdrawn), each with its
+        outbox notice, in one statement; the events go out after commit."""
+        notice: ev.OfferTaken | ev.OfferWithdrawn = (
+            ev.OfferTaken(offer_id=0, job_id=job_id)
+            if status == "taken"
+            else ev.OfferWithdrawn(offer_id=0, job_id=job_id, reason="cancelled")
+        )
+        rows = (
+            await session.execute(
+                _RETIRE_OFFERS,
+                {
+                    "job_id": job_id,
+                    "status": status,
+                    "now": now,
+                    "kind": f"offer_{status}",
+                    "body": _TAKEN_BODY
+                    if status == "taken"
+                    else "The job you were offered was cancelled.",
+                    "event": ev.encode(notice).decode(),
+                },
+            )
+        ).all()
+        for offer_id, worker_id in rows:
+            after.events.append((worker_id, msgspec.structs.replace(notice, offer_id=offer_id)))
+
+    async def decline(self, who: Principal, offer_id: int) -> None:
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            offer = await session.get(Offer, offer_id) if is_db_id(offer_id) else None
+            if offer is None:
+                raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+            if offer.worker_id != who.user_id:
+                raise Forbidden("this offer was made to another worker", code="not_your_offer")
+            job = await session.get(Job, offer.job_id, with_for_update=True)
+            assert job is not None
+            await session.refresh(offer)
+            if offer.status == "declined":
+                return
+            if offer.status != "pending":
+                raise Gone(f"the offer is already {offer.status}", code="offer_closed")
+            now = utcnow()
+            offer.status, offer.responded_at = "declined", now
+            await session.flush()
+            if job.status == "open" and offer.wave == job.wave:
+                if not await self._wave_has_pending(session, job):
+                    # Everyone in this wave said no: do not wait for the timer.
+                    view = await self.communities.get(session, job.community_id)
+                    await self._next_wave(session, job, view, now, after)
+        await self.run_after(after)
+
+    async def pending_offers(self, session: AsyncSession, worker_id: int) -> list[ev.OfferOut]:
+        rows = (
+            await session.execute(
+                select(Offer, Job)
+                .join(Job, Job.id == Offer.job_id)
+                .where(
+                    Offer.worker_id == worker_id,
+                    Offer.status == "pending",
+                    Offer.expires_at > utcnow(),
+                )
+                .order_by(Offer.expires_at)
+            )
+        ).all()
+        return [offer_out(o, j) for o, j in rows]
+
+    # --- after the claim ---------------------------------------------------------------------
+
+    async def _held_job(
+        self, session: AsyncSession, who: Principal, job_id: int, version: int
+    ) -> Job:
+        """The job, locked, if `who` holds it under assignment `version` (the fencing check)."""
+        job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+        if job.worker_id != who.user_id:
+            raise Forbidden("you do not hold this job", code="not_assigned")
+        if job.assignment_version != version:
+            raise Conflict(
+                f"assignment {version} is no longer current (now {job.assignment_version})",
+                code="stale_assignment",
+            )
+        return job
+
+    async def complete(self, who: Principal, job_id: int, version: int) -> Job:
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await self._held_job(session, who, job_id, version)
+            check_transition(job.status, "completed")
+            now = utcnow()
+            job.status, job.completed_at, job.version = "completed", now, job.version + 1
+            await self._end_assignment(session, job, "completed", now)
+            after.availability.add(who.user_id)
+        await self.run_after(after)
+        return job
+
+    async def cancel(self, who: Principal, job_id: int, reason: str, version: int | None) -> Job:
+        """Cancel by the resident (fee by the rules) or by the holding worker (fenced; the job
+        goes back out to other workers)."""
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+            now = utcnow()
+            if who.role == "resident" and job.resident_id == who.user_id:
+                check_transition(job.status, "cancelled")
+                fee = cancellation_fee(
+                    status=job.status,
+                    cancelled_by="resident",
+                    price_cents=job.price_cents,
+                    assigned_at=job.assigned_at,
+                    now=now,
+                )
+                holder = job.worker_id if job.status in ("assigned", "in_progress") else None
+                job.status, job.cancelled_at, job.cancelled_by = "cancelled", now, "resident"
+                region = (await self.communities.get(session, job.community_id)).phone_region
+                # The worker reads the reason: no phone number goes with it.
+                job.cancel_reason = hide_phones(reason, region)
+                job.cancellation_fee_cents = fee
+                job.wave_deadline, job.version = None, job.version + 1
+                await self._retire_offers(session, job.id, "withdrawn", now, after)
+                if holder is not None:
+                    await self._end_assignment(session, job, "cancelled", now)
+                    after.events.append((holder, ev.JobReleased(job_id=job.id, reason="cancelled")))
+                    after.availability.add(holder)
+            elif who.role == "worker":
+                if version is None:
+                    raise Unprocessable(
+                        "a worker cancelling must give assignment_version", code="version_required"
+                    )
+                job = await self._held_job(session, who, job_id, version)
+                if job.status != "assigned":
+                    raise Conflict("only a job not yet started can be handed back", code="started")
+                await self._end_assignment(session, job, "worker_cancelled", now)
+                job.status, job.worker_id, job.assigned_at = "open", None, None
+                job.version += 1
+                after.reopened.append(job.id)
+                after.availability.add(who.user_id)
+                await self._alert(session, job, "worker_cancelled", {"worker_id": who.user_id}, now)
+                view = await self.communities.get(session, job.community_id)
+                await self._next_wave(session, job, view, now, after)
+            else:
+                raise Forbidden(
+                    "only the job's resident or its worker may cancel", code="not_yours"
+                )
+        await self.run_after(after)
+        return job
+
+    async def assign(self, who: Principal, job_id: int, worker_id: int) -> Job:
+        """An operator hands the job to a worker (manual dispatch); any earlier holder's
+        assignment version becomes stale."""
+        after = AfterCommit()
+        async with self.sessions.begin() as session:
+            job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
+            if job is None:
+                raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+            if not who.can_operate(job.community_id):
+                raise Forbidden("not an operator of this job's community", code="not_yours")
+            worker = await session.get(Worker, worker_id) if is_db_id(worker_id) else None
+            if worker is None or job.community_id not in await self.workers.communities_of(
+                session, worker_id
+            ):
+                raise Unprocessable("that worker does not serve this community", code="bad_worker")
+            if worker.verification != "verified":
+                raise Unprocessable("that worker is not verified", code="worker_unverified")
+            check_transition(job.status, "assigned")
+            now = utcnow()
+            previous = job.worker_id
+            if previous is not None:
+                await self._end_assignment(session, job, "reassigned", now)
+                after.events.append((previous, ev.JobReleased(job_id=job.id, reason="reassigned")))
+                after.availability.add(previous)
+            await self._retire_offers(session, job.id, "taken", now, after)
+            job.status, job.worker_id, job.assigned_at = "assigned", worker_id, now
+            job.assignment_version += 1
+            job.version += 1
+            job.wave_deadline = None
+            await session.flush()
+            session.add(
+                Assignment(
+                    job_id=job.id,
+                    worker_id=worker_id,
+                    version=job.assignment_version,
+                    active=True,
+                    source="manual",
+                    created_at=now,
+                )
+            )
+            after.events.append(
+                (
+                    worker_id,
+                    ev.JobAssigned(
+                        job_id=job.id,
+                        worker_id=worker_id,
+                        assignment_version=job.assignment_version,
+                    ),
+                )
+            )
+            for hook in self.hooks:
+                await hook.assigned(session, job, worker_id, now)
+            after.availability.add(worker_id)
+            after.settled_claims.append((job.id, worker_id))
+        await self.run_after(after)
+        return job
+
+    async def _end_assignment(
+        self, session: AsyncSession, job: Job, reason: str, now: datetime
+    ) -> None:
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.job_id == job.id, Assignment.active.is_(True))
+            .values(active=False, ended_at=now, end_reason=reason)
+        )
+        if job.worker_id is not None:
+            for hook in self.hooks:
+                await hook.released(session, job, job.worker_id, reason, now)
+
+    # --- after commit ------------------------------------------------------------------------
+
+    async def run_after(self, after: AfterCommit) -> None:
+        """Carry out what a committed transaction promised."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # One round trip, in this order: offers are cached (for the claim script) before
+            # their events can reach anyone who might accept them.
+            for offer_id, worker_id, job_id, expires_ts in after.offers:
+                key = _offer_key(offer_id)
+                pipe.hset(key, mapping={"w": worker_id, "j": job_id, "x": expires_ts})
+                pipe.expireat(key, int(expires_ts) + OFFER_CACHE_GRACE_S)
+            for job_id in after.reopened:
+                pipe.delete(_claim_key(job_id))
+            for job_id, worker_id in after.settled_claims:
+                pipe.set(_claim_key(job_id), worker_id, ex=SETTLED_CLAIM_TTL_S)
+            self.bus.publish_in(pipe, after.events)
+            if len(pipe):
+                results = await pipe.execute()
+                if after.events:
+                    after.delivered = [int(n) for n in results[-1]]
+        if self.schedule is not None:
+            for job_id, wave, due in after.timers:
+                await self.schedule(job_id, wave, due)
+        if after.availability:
+            async with self.sessions() as session:
+                for worker_id in after.availability:
+                    await self.workers.publish(session, worker_id)

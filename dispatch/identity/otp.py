@@ -1,0 +1,154 @@
+"""Phone sign-in by one-time code: codes are random, stored hashed, expire, are used once, and
+burn after too many wrong guesses. Requests are limited per phone and per client."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.core.errors import Unauthorized
+from dispatch.identity.phones import DEFAULT_REGION, PhoneVault, normalize_phone, phone_hint
+from dispatch.identity.principals import refuse_pool_number, upsert_phone_user
+from dispatch.infra import ratelimit
+from dispatch.infra.settings import AuthSettings
+from dispatch.infra.smsbudget import SmsBudget
+from dispatch.models import OtpCode, OutboxMessage, User
+
+CODE_DIGITS = 6
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def code_hash(vault_key: bytes, phone_hash: bytes, code: str) -> bytes:
+    return hmac.new(vault_key, phone_hash + b":" + code.encode(), hashlib.sha256).digest()
+
+
+class OtpService:
+    def __init__(
+        self,
+        vault: PhoneVault,
+        redis: Redis,
+        settings: AuthSettings,
+        sms_status: str = "held",
+        budget: SmsBudget | None = None,
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        self.vault = vault
+        self.region = region
+        """Country a number typed without its country code is read in."""
+        self.sms_status = sms_status
+        self.budget = budget
+        """Status new SMS rows start in: `held` without a provider, `pending` with one."""
+        self.redis = redis
+        self.settings = settings
+        self._code_key = hashlib.sha256(b"otp:" + settings.secret_key.encode()).digest()
+
+    async def request(self, session: AsyncSession, raw_phone: str, client: str) -> None:
+        """Issue a code for the phone and queue its SMS in the outbox (same transaction). The
+        number is normalized first: its canonical form keys the limits, the code and the user."""
+        s = self.settings
+        phone = normalize_phone(raw_phone, self.region)
+        await refuse_pool_number(session, phone)
+        phone_hash = self.vault.hash(phone)
+        subject = phone_hash.hex()
+        await ratelimit.hit(
+            self.redis,
+            ratelimit.Limit("otp-client", s.otp_per_client_limit, s.otp_per_client_window_s),
+            client,
+            detail="too many sign-in codes requested from this client",
+        )
+        await ratelimit.hit(
+            self.redis,
+            ratelimit.Limit("otp-gap", 1, s.otp_min_interval_s),
+            subject,
+            detail="a code was sent moments ago; wait before asking again",
+        )
+        await ratelimit.hit(
+            self.redis,
+            ratelimit.Limit("otp-phone", s.otp_per_phone_limit, s.otp_per_phone_window_s),
+            subject,
+            detail="too many sign-in codes requested for this phone",
+        )
+        if self.budget is not None and self.sms_status != "held":
+            await self.budget.check()
+        now = datetime.now(UTC)
+        code = new_code()
+        # A new code replaces any earlier one still live for this phone.
+        await session.execute(
+            update(OtpCode)
+            .where(OtpCode.phone_hash == phone_hash, OtpCode.consumed_at.is_(None))
+            .values(consumed_at=now)
+        )
+        session.add(
+            OtpCode(
+                phone_hash=phone_hash,
+                code_hash=code_hash(self._code_key, phone_hash, code),
+                expires_at=now + timedelta(seconds=s.otp_ttl_s),
+                attempts=0,
+                created_at=now,
+            )
+        )
+        user_id = await session.scalar(select(User.id).where(User.phone_hash == phone_hash))
+        session.add(
+            OutboxMessage(
+                channel="sms",
+                kind="otp",
+                to_user_id=user_id,
+                to_hash=phone_hash,
+                to_enc=self.vault.encrypt(phone),
+                to_hint=phone_hint(phone),
+                body=f"Your sign-in code is {code}. It expires in {s.otp_ttl_s // 60} minutes.",
+                payload={},
+                status=self.sms_status,
+            )
+        )
+
+    async def sign_in(self, session: AsyncSession, raw_phone: str, code: str, role: str) -> int:
+        """Spend the phone's code and return its user (created on first sign-in) with `role`
+        added. The caller commits."""
+        phone = normalize_phone(raw_phone, self.region)
+        phone_hash = await self.verify(session, phone, code)
+        return await upsert_phone_user(session, self.vault, phone, phone_hash, role)
+
+    async def verify(self, session: AsyncSession, phone: str, code: str) -> bytes:
+        """Spend the phone's live code if `code` matches and return the phone hash; else 401.
+
+        A failed attempt is committed before the error is raised, so wrong guesses count even
+        though the request fails.
+        """
+        phone_hash = self.vault.hash(phone)
+        now = datetime.now(UTC)
+        row = await session.scalar(
+            select(OtpCode)
+            .where(OtpCode.phone_hash == phone_hash, OtpCode.consumed_at.is_(None))
+            .order_by(OtpCode.created_at.desc())
+            .limit(1)
+            .with_for_update()
+        )
+        if row is None:
+            raise Unauthorized(
+                "no live code for this phone; request a new one", code="invalid_code"
+            )
+        failure: str | None = None
+        if row.expires_at <= now:
+            row.consumed_at = now
+            failure = "the code has expired; request a new one"
+        elif not hmac.compare_digest(code_hash(self._code_key, phone_hash, code), row.code_hash):
+            row.attempts += 1
+            failure = "wrong code"
+            if row.attempts >= self.settings.otp_max_attempts:
+                row.consumed_at = now
+                failure = "too many wrong codes; request a new one"
+        if failure is not None:
+            await session.commit()
+            raise Unauthorized(failure, code="invalid_code")
+        row.consumed_at = now
+        return phone_hash

@@ -1,0 +1,75 @@
+"""Creating principals outside the OTP flow: the CLI's admins, operators and seeded users."""
+
+from __future__ import annotations
+
+from sqlalchemy import any_, case, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.core.errors import Conflict, NotFound
+from dispatch.identity.phones import PhoneVault, phone_hint
+from dispatch.models import Community, ProxyNumber, User
+
+
+async def handle_user(session: AsyncSession, handle: str, role: str, communities: list[int]) -> int:
+    """The user named `handle` (created if missing) holding `role` over `communities`."""
+    if communities:
+        found = set(
+            (await session.scalars(select(Community.id).where(Community.id.in_(communities)))).all()
+        )
+        missing = sorted(set(communities) - found)
+        if missing:
+            raise NotFound(f"no community {missing}", code="community_not_found")
+    stmt = insert(User).values(
+        handle=handle, roles=[role], operator_community_ids=sorted(communities), name=handle
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[User.handle],
+        set_={
+            "roles": stmt.excluded.roles,
+            "operator_community_ids": stmt.excluded.operator_community_ids,
+        },
+    ).returning(User.id)
+    return int(await session.scalar(stmt))  # type: ignore[arg-type]
+
+
+async def refuse_pool_number(session: AsyncSession, phone: str) -> None:
+    """A masked-number pool's number is the platform's, never a person's: 409."""
+    if await session.scalar(select(ProxyNumber.id).where(ProxyNumber.number == phone).limit(1)):
+        raise Conflict(
+            "this number is one of the service's masked numbers and cannot be an account",
+            code="phone_is_a_proxy_number",
+        )
+
+
+async def upsert_phone_user(
+    session: AsyncSession, vault: PhoneVault, phone: str, phone_hash: bytes, role: str
+) -> int:
+    """The user with this phone (created if new), with `role` added to their roles. `phone` is
+    canonical E.164 (`phones.normalize_phone`); a masked-number pool's number is refused."""
+    await refuse_pool_number(session, phone)
+    user_id = await session.scalar(
+        insert(User)
+        .values(
+            phone_hash=phone_hash,
+            phone_enc=vault.encrypt(phone),
+            phone_hint=phone_hint(phone),
+            roles=[role],
+            operator_community_ids=[],
+        )
+        .on_conflict_do_nothing(index_elements=[User.phone_hash])
+        .returning(User.id)
+    )
+    if user_id is None:
+        user_id = await session.scalar(
+            update(User)
+            .where(User.phone_hash == phone_hash)
+            .values(
+                roles=case(
+                    (literal(role) == any_(User.roles), User.roles),
+                    else_=func.array_append(User.roles, role),
+                )
+            )
+            .returning(User.id)
+        )
+    return int(user_id)

@@ -1,0 +1,141 @@
+"""Jobs: the rules a new job must meet, and storing and reading jobs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import h3.api.basic_int as h3
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.communities.service import CommunityService, CommunityView
+from dispatch.core.errors import Forbidden, NotFound, Unprocessable
+from dispatch.identity.auth import Principal
+from dispatch.identity.phones import hide_phones
+from dispatch.models import Job
+from dispatch.models.base import is_db_id
+from geo.shapes import point_to_wkb
+
+JOB_CELL_RES = 9
+MAX_BOOKING_AHEAD = timedelta(days=90)
+MAX_BOOKING_LENGTH = timedelta(hours=24)
+
+# Jobs asking the worker to pay (deposits, "registration" or "training" fees) are a classic scam
+# on odd-job boards; they wait for an operator instead of going out.
+_WORKER_PAYS = re.compile(
+    r"(押金|保证金|报名费|培训费|服装费|入职费|先交|预交|deposit|registration fee|training fee|"
+    r"upfront fee|pay (?:a|the) fee)",
+    re.IGNORECASE,
+)
+
+
+def review_reason(title: str, description: str) -> str | None:
+    """Why a job must be reviewed before it goes out, or None."""
+    match = _WORKER_PAYS.search(f"{title}\n{description}")
+    if match:
+        return f"asks the worker to pay ({match.group(0)})"
+    return None
+
+
+def check_window(mode: str, window: tuple[datetime, datetime] | None, now: datetime) -> None:
+    if mode == "booking" and window is None:
+        raise Unprocessable("a booking needs a window {start, end}", code="window_required")
+    if window is None:
+        return
+    start, end = window
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Unprocessable("window times need a UTC offset", code="invalid_window")
+    if end <= start:
+        raise Unprocessable("the window must end after it starts", code="invalid_window")
+    if end <= now:
+        raise Unprocessable("the window is already over", code="invalid_window")
+    if start - now > MAX_BOOKING_AHEAD:
+        raise Unprocessable("bookings open at most 90 days ahead", code="invalid_window")
+    if end - start > MAX_BOOKING_LENGTH:
+        raise Unprocessable("a window may last at most 24 hours", code="invalid_window")
+
+
+@dataclass
+class NewJob:
+    title: str
+    category: str
+    lat: float
+    lng: float
+    mode: str
+    price_cents: int
+    description: str = ""
+    skills: list[str] = field(default_factory=list)
+    address: str | None = None
+    window: tuple[datetime, datetime] | None = None
+    currency: str = "CNY"
+    materials: list[dict[str, Any]] = field(default_factory=list)
+    insured: bool = False
+    community_id: int | None = None
+
+
+class JobService:
+    def __init__(self, communities: CommunityService) -> None:
+        self.communities = communities
+
+    async def create(
+        self, session: AsyncSession, resident: Principal, new: NewJob
+    ) -> tuple[Job, CommunityView]:
+        """Store the job; returns it with the community that serves it."""
+        now = datetime.now(UTC)
+        check_window(new.mode, new.window, now)
+        community = await self.communities.serving(session, new.lat, new.lng, new.community_id)
+        reason = review_reason(new.title, new.description)
+        # Workers read all of this: a phone number in it would take the contact off the platform.
+        region = community.phone_region
+        job = Job(
+            community_id=community.id,
+            resident_id=resident.user_id,
+            title=hide_phones(new.title, region),
+            description=hide_phones(new.description, region),
+            category=new.category,
+            skills=sorted(set(new.skills)),
+            location=point_to_wkb(new.lat, new.lng),
+            cell=h3.latlng_to_cell(new.lat, new.lng, JOB_CELL_RES),
+            address=hide_phones(new.address, region) if new.address else new.address,
+            mode=new.mode,
+            window_start=new.window[0].astimezone(UTC) if new.window else None,
+            window_end=new.window[1].astimezone(UTC) if new.window else None,
+            price_cents=new.price_cents,
+            currency=new.currency,
+            materials=[{**m, "name": hide_phones(m["name"], region)} for m in new.materials],
+            insured=new.insured,
+            status="under_review" if reason else "open",
+            review_reason=reason,
+            version=1,
+        )
+        session.add(job)
+        # The INSERT returns the server-set columns (id, created_at, updated_at).
+        await session.flush()
+        return job, community
+
+    async def get_visible(self, session: AsyncSession, who: Principal, job_id: int) -> Job:
+        job = await session.get(Job, job_id) if is_db_id(job_id) else None
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+        if not (
+            job.resident_id == who.user_id
+            or (job.worker_id is not None and job.worker_id == who.user_id)
+            or who.can_operate(job.community_id)
+        ):
+            raise Forbidden(
+                "only the job's participants and its operators see it", code="not_yours"
+            )
+        return job
+
+    async def list_mine(self, session: AsyncSession, who: Principal, limit: int = 50) -> list[Job]:
+        stmt = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        if who.role == "resident":
+            stmt = stmt.where(Job.resident_id == who.user_id)
+        elif who.role == "worker":
+            stmt = stmt.where(Job.worker_id == who.user_id)
+        elif who.role == "operator":
+            stmt = stmt.where(Job.community_id.in_(sorted(who.community_ids)))
+        return list((await session.scalars(stmt)).all())

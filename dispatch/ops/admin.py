@@ -1,0 +1,67 @@
+"""Admin views: the outbox."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import get
+from litestar.datastructures import State
+from litestar.params import FromQuery, QueryParameter
+from sqlalchemy import or_, select
+
+from dispatch.identity.auth import admin_only
+from dispatch.identity.phones import hide_phones, normalize_phone
+from dispatch.models import OutboxMessage
+from dispatch.web.deps import runtime_of
+from dispatch.web.schemas import OutboxOut
+
+# A body is shown only where no provider carried the message and none will: then it never left
+# us and the admin reading it here is how the local default delivers (say, a sign-in code to a
+# tester). A message still pending or being sent may yet go out through a provider: hidden.
+_BODY_VISIBLE = frozenset({"held", "skipped", "dead"})
+STATUSES = Literal[
+    "pending", "sending", "held", "sent", "delivered", "undelivered", "skipped", "dead"
+]
+
+
+@get("/v1/admin/outbox", guards=[admin_only], tags=["admin"])
+async def list_outbox(
+    state: State,
+    to: Annotated[str | None, QueryParameter(max_length=40)] = None,
+    channel: FromQuery[Literal["sms", "push", "ws", "app", "held"] | None] = None,
+    status: FromQuery[STATUSES | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+) -> list[OutboxOut]:
+    """Messages in the outbox, newest first, filtered by recipient phone, channel (as addressed
+    or as carried) and status (`dead` is the dead-letter queue)."""
+    rt = runtime_of(state)
+    stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if to is not None:
+        phone = normalize_phone(to, rt.settings.phone_region)
+        stmt = stmt.where(OutboxMessage.to_hash == rt.vault.hash(phone))
+    if channel is not None:
+        stmt = stmt.where(or_(OutboxMessage.channel == channel, OutboxMessage.via == channel))
+    if status is not None:
+        stmt = stmt.where(OutboxMessage.status == status)
+    async with rt.sessions() as session:
+        rows = (await session.scalars(stmt)).all()
+    return [
+        OutboxOut(
+            id=m.id,
+            channel=m.channel,
+            kind=m.kind,
+            to_user_id=m.to_user_id,
+            to_hint=m.to_hint,
+            status=m.status,
+            body=hide_phones(m.body, rt.settings.phone_region)
+            if m.provider is None and m.status in _BODY_VISIBLE
+            else None,
+            created_at=m.created_at,
+            attempts=m.attempts,
+            provider=m.provider,
+            via=m.via,
+            provider_status=m.provider_status,
+            last_error=m.last_error,
+        )
+        for m in rows
+    ]

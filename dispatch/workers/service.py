@@ -1,0 +1,577 @@
+"""Workers: profiles, verification, presence, location pings, nearby search, index rebuilds.
+
+The live index holds, per community, who is available (online, verified, not busy) and where; the
+database holds the same facts durably (positions written behind every few seconds), so the index
+can be rebuilt after Redis loses everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import NoReturn, Protocol
+
+import h3.api.basic_int as h3
+from sqlalchemy import delete, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from dispatch.communities.service import CommunityService, CommunityView
+from dispatch.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from dispatch.identity.auth import Principal
+from dispatch.identity.phones import PhoneVault, hide_phones
+from dispatch.models import Community, Job, Worker, WorkerCommunity
+from dispatch.models.base import is_db_id
+from geo.distance import haversine_m
+from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
+from geo.shapes import wkb_to_latlng
+
+FUTURE_SLACK_S = 30
+"""A fix may claim a time this far ahead of our clock (phones drift)."""
+MAX_FIX_AGE_S = 24 * 3600
+MAX_ACCURACY_M = 500.0
+RESIDENT_SNAP_RES = 7
+BUSY_STATUSES = ("assigned", "in_progress")
+# What `publish` pushes to the index, in one statement (it runs after every assignment and
+# release; three ORM reads cost several times more CPU).
+_PUBLISHED = text(f"""
+SELECT w.online, w.verification, w.skills, w.version,
+       EXISTS (SELECT FROM jobs j WHERE j.worker_id = w.user_id
+               AND j.status IN ({", ".join(f"'{s}'" for s in BUSY_STATUSES)})),
+       ARRAY(SELECT c.community_id FROM worker_communities c
+             WHERE c.worker_id = w.user_id ORDER BY c.community_id)
+FROM workers w WHERE w.user_id = :worker_id
+""")  # noqa: S608 (constant statuses, no input)
+LISTING_TTL_S = 300.0
+"""How long a process keeps a worker's listing (communities served) without re-reading it. Every
+move checks the listing's profile version against the one the worker's status carries in the
+community (`LiveIndex.move(expect_version=)`), so a profile change is seen at the next ping; the
+TTL bounds only how late a change to a community row itself (its area) reaches the ping path."""
+UNCHECKED_LISTING_TTL_S = 2.0
+"""A listing that cannot be checked that way (no profile, no community, or the index's version
+disagrees with the database's) is re-read this often instead."""
+
+
+class PingLike(Protocol):
+    """What check_ping reads: a `Ping`, or the API's `LocationIn` as decoded."""
+
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lng(self) -> float: ...
+    @property
+    def recorded_at(self) -> datetime | None: ...
+    @property
+    def accuracy_m(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    lat: float
+    lng: float
+    recorded_at: datetime | None = None
+    accuracy_m: float | None = None
+
+
+def check_ping(ping: PingLike, now: float) -> Fix:
+    """The fix a ping stands for, or a 422 saying why it cannot be true. `now`: Unix seconds."""
+    accuracy = ping.accuracy_m
+    if accuracy is not None and accuracy > MAX_ACCURACY_M:
+        _inaccurate()
+    at = ping.recorded_at
+    if at is None:
+        return Fix(ping.lat, ping.lng, now)
+    if at.tzinfo is None:
+        raise Unprocessable("recorded_at needs a UTC offset", code="invalid_timestamp")
+    ts = at.timestamp()
+    age = now - ts
+    if age < -FUTURE_SLACK_S:
+        raise Unprocessable("recorded_at is in the future", code="timestamp_in_future")
+    if age > MAX_FIX_AGE_S:
+        raise Unprocessable("recorded_at is more than a day old", code="timestamp_too_old")
+    return Fix(ping.lat, ping.lng, ts)
+
+
+def _inaccurate() -> NoReturn:
+    raise Unprocessable(
+        f"a fix less accurate than {MAX_ACCURACY_M:.0f} m cannot place a worker",
+        code="low_accuracy",
+    )
+
+
+_LISTING_SQL = text(
+    "SELECT wc.community_id, c.updated_at, w.version FROM workers w "
+    "LEFT JOIN worker_communities wc ON wc.worker_id = w.user_id "
+    "LEFT JOIN communities c ON c.id = wc.community_id "
+    "WHERE w.user_id = :worker_id ORDER BY wc.community_id"
+)
+"""A worker's communities and their last change, and the profile's version; no row when the
+worker has no profile."""
+_LISTING_PG = str(_LISTING_SQL).replace(":worker_id", "$1")
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What the live path needs to know about a worker, cached per process (see LISTING_TTL_S)."""
+
+    communities: tuple[CommunityView, ...]
+    has_profile: bool
+    version: int
+    """The profile version (workers.version) it was read at; every `publish` stamps the worker's
+    status in each community it serves with the version it published."""
+    expires: float
+
+
+def _usable(listing: Listing) -> Listing:
+    """The listing, if the worker can report positions at all; else the 409 saying why not."""
+    if not listing.has_profile:
+        raise Conflict("create a worker profile first (PUT /v1/workers/me)", code="no_profile")
+    if not listing.communities:
+        raise Conflict("the profile serves no community yet", code="no_community")
+    return listing
+
+
+_ACCEPTED = MoveResult.ACCEPTED
+
+
+class PositionSink:
+    """Last accepted positions, written to the database in one statement every few seconds."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], interval_s: float = 2.0) -> None:
+        self.sessions = sessions
+        self.interval_s = interval_s
+        self._pending: dict[int, Fix] = {}
+
+    def record(self, worker_id: int, fix: Fix) -> None:
+        current = self._pending.get(worker_id)
+        if current is None or fix.recorded_at > current.recorded_at:
+            self._pending[worker_id] = fix
+
+    async def flush(self) -> int:
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, {}
+        ids = list(batch)
+        async with self.sessions.begin() as session:
+            await session.execute(
+                text(
+                    "UPDATE workers SET location = ST_SetSRID(ST_MakePoint(u.lng, u.lat), 4326)"
+                    "::geography, location_at = to_timestamp(u.ts) "
+                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:lats AS float8[]), "
+                    "CAST(:lngs AS float8[]), CAST(:tss AS float8[])) AS u(id, lat, lng, ts) "
+                    "WHERE workers.user_id = u.id "
+                    "AND (workers.location_at IS NULL OR workers.location_at < to_timestamp(u.ts))"
+                ),
+                {
+                    "ids": ids,
+                    "lats": [batch[i].lat for i in ids],
+                    "lngs": [batch[i].lng for i in ids],
+                    "tss": [batch[i].recorded_at for i in ids],
+                },
+            )
+        return len(ids)
+
+    async def run(self) -> None:
+        from dispatch.infra.logs import log
+
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("position_flush_failed", error=repr(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class NearbyWorker:
+    worker_id: int
+    distance_m: float
+    lat: float
+    lng: float
+    recorded_at: float
+    name: str
+    skills: tuple[str, ...]
+    rating: float | None
+
+
+class WorkerService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        live: LiveIndex,
+        communities: CommunityService,
+        vault: PhoneVault,
+        positions: PositionSink,
+    ) -> None:
+        self.sessions = sessions
+        self.live = live
+        self.communities = communities
+        self.vault = vault
+        self.positions = positions
+        self._listings: dict[int, Listing] = {}
+        self._views: dict[int, tuple[datetime, CommunityView]] = {}
+        """Community views the listings use, with the row's updated_at they were built from."""
+
+    # --- profile and verification ------------------------------------------------------------
+
+    async def save_profile(
+        self,
+        session: AsyncSession,
+        who: Principal,
+        *,
+        name: str,
+        skills: Sequence[str],
+        community_ids: Sequence[int],
+        bio: str | None,
+        hourly_rate_cents: int | None,
+    ) -> Worker:
+        wanted = sorted(set(community_ids))
+        found = set(
+            (await session.scalars(select(Community.id).where(Community.id.in_(wanted)))).all()
+        )
+        missing = [c for c in wanted if c not in found]
+        if missing:
+            raise Unprocessable(f"no community {missing}", code="community_not_found")
+        # Residents read the name and bio: no phone number goes with them.
+        region = self.communities.cache.default_region
+        name = hide_phones(name, region)
+        bio = hide_phones(bio, region) if bio else bio
+        await session.execute(
+            insert(Worker)
+            .values(
+                user_id=who.user_id,
+                name=name,
+                skills=sorted(set(skills)),
+                bio=bio,
+                hourly_rate_cents=hourly_rate_cents,
+                verification="unverified",
+                rating_sum=0,
+                rating_count=0,
+                version=1,
+                online=False,
+            )
+            .on_conflict_do_update(
+                index_elements=[Worker.user_id],
+                set_={
+                    "name": name,
+                    "skills": sorted(set(skills)),
+                    "bio": bio,
+                    "hourly_rate_cents": hourly_rate_cents,
+                    "version": Worker.version + 1,
+                },
+            )
+        )
+        left = (
+            await session.scalars(
+                delete(WorkerCommunity)
+                .where(
+                    WorkerCommunity.worker_id == who.user_id,
+                    WorkerCommunity.community_id.not_in(wanted),
+                )
+                .returning(WorkerCommunity.community_id)
+            )
+        ).all()
+        if wanted:
+            await session.execute(
+                insert(WorkerCommunity)
+                .values([{"worker_id": who.user_id, "community_id": c} for c in wanted])
+                .on_conflict_do_nothing()
+            )
+        worker = await session.get(Worker, who.user_id, populate_existing=True)
+        assert worker is not None
+        await session.flush()
+        await self.publish(session, who.user_id, left=list(left))
+        return worker
+
+    async def communities_of(self, session: AsyncSession, worker_id: int) -> list[int]:
+        return list(
+            (
+                await session.scalars(
+                    select(WorkerCommunity.community_id)
+                    .where(WorkerCommunity.worker_id == worker_id)
+                    .order_by(WorkerCommunity.community_id)
+                )
+            ).all()
+        )
+
+    async def profile(self, session: AsyncSession, worker_id: int) -> Worker:
+        worker = await session.get(Worker, worker_id)
+        if worker is None:
+            raise NotFound("no worker profile yet; PUT /v1/workers/me first", code="no_profile")
+        return worker
+
+    async def request_verification(
+        self, session: AsyncSession, who: Principal, legal_name: str, id_number: str
+    ) -> Worker:
+        worker = await self.profile(session, who.user_id)
+        if worker.verification == "verified":
+            raise Conflict("already verified", code="already_verified")
+        worker.legal_name_enc = self.vault.encrypt(legal_name)
+        worker.id_number_enc = self.vault.encrypt(id_number)
+        worker.verification = "pending"
+        return worker
+
+    async def verify(self, session: AsyncSession, who: Principal, worker_id: int) -> Worker:
+        worker = (
+            await session.get(Worker, worker_id, with_for_update=True)
+            if is_db_id(worker_id)
+            else None
+        )
+        if worker is None:
+            raise NotFound(f"worker {worker_id} does not exist", code="worker_not_found")
+        served = await self.communities_of(session, worker_id)
+        if who.role != "admin" and not any(who.can_operate(c) for c in served):
+            raise Forbidden("this worker serves none of your communities", code="not_yours")
+        worker.verification = "verified"
+        worker.version += 1
+        await session.flush()
+        await self.publish(session, worker_id)
+        return worker
+
+    # --- presence and the live index ---------------------------------------------------------
+
+    async def set_presence(self, session: AsyncSession, who: Principal, online: bool) -> Worker:
+        worker = await self.profile(session, who.user_id)
+        worker.online = online
+        worker.presence_at = datetime.now(UTC)
+        await session.flush()
+        await self.publish(session, who.user_id)
+        return worker
+
+    async def publish(
+        self, session: AsyncSession, worker_id: int, left: Sequence[int] = ()
+    ) -> None:
+        """Push the worker's availability and skills to the index of every community served."""
+        await session.flush()  # the read below must see this session's pending changes
+        row = (await session.execute(_PUBLISHED, {"worker_id": worker_id})).first()
+        self._listings.pop(worker_id, None)
+        for community_id in left:
+            await self.live.remove(community_id, worker_id)
+        if row is None:
+            return
+        online, verification, skills, version, busy, served = row
+        available = online and verification == "verified" and not busy
+        status = WorkerStatus(available, frozenset(skills or ()), version)
+        for community_id in served:
+            await self.live.set_status(community_id, worker_id, status)
+
+    async def listing(self, worker_id: int, *, fresh: bool = False) -> Listing:
+        """The worker's listing: cached (unless `fresh`), else read from the database."""
+        now = time.monotonic()
+        cached = self._listings.get(worker_id)
+        if not fresh and cached is not None and cached.expires > now:
+            return cached
+        # One light query (no ORM objects, no transaction): does the profile exist, which
+        # communities does it serve, and have they changed since their views were built.
+        # Community rows are loaded only for views not seen yet or out of date.
+        rows = await self._listing_rows(worker_id)
+        stale = {cid: at for cid, at, _ in rows if cid is not None and self._view_at(cid) != at}
+        if stale:
+            async with self.sessions() as session:
+                found = await session.scalars(select(Community).where(Community.id.in_(stale)))
+                for row in found.all():
+                    self._views[row.id] = (stale[row.id], self.communities.cache.view(row))
+        views = tuple(
+            self._views[cid][1] for cid, _, _ in rows if cid is not None and cid in self._views
+        )
+        # A listing without communities is never checked against the index (no move is made),
+        # so a profile or community added later must be seen by re-reading it.
+        ttl = LISTING_TTL_S if views else UNCHECKED_LISTING_TTL_S
+        listing = Listing(views, bool(rows), rows[0][2] if rows else 0, now + ttl)
+        self._listings[worker_id] = listing
+        return listing
+
+    async def _listing_rows(self, worker_id: int) -> list[tuple[int | None, datetime | None, int]]:
+        """_LISTING_SQL's rows, straight from the asyncpg connection when there is one (about a
+        quarter of the CPU of the same query through a session: no session, no BEGIN/ROLLBACK,
+        no result processing), else through a session."""
+        engine = self.sessions.kw.get("bind")
+        if isinstance(engine, AsyncEngine) and engine.dialect.driver == "asyncpg":
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                records = await raw.driver_connection.fetch(_LISTING_PG, worker_id)
+                return [(r[0], r[1], r[2]) for r in records]
+        async with self.sessions() as session:
+            conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            result = await conn.execute(_LISTING_SQL, {"worker_id": worker_id})
+            return [(r[0], r[1], r[2]) for r in result]
+
+    def _view_at(self, community_id: int) -> datetime | None:
+        hit = self._views.get(community_id)
+        return hit[0] if hit is not None else None
+
+    async def report(self, who: Principal, fixes: Sequence[Fix]) -> list[MoveResult]:
+        """Apply a worker's checked fixes (in time order, whatever order given); one result each.
+
+        The cached listing says which communities to move the worker in; each move checks the
+        listing's profile version against the worker's status there, so a listing that a profile
+        change (in any process) made stale is re-read before anything is applied."""
+        worker_id = who.user_id
+        listing = _usable(await self.listing(worker_id))
+        n = len(fixes)
+        if not n:
+            return []
+        order = None
+        if n > 1:
+            times = [f.recorded_at for f in fixes]
+            if any(times[i] > times[i + 1] for i in range(n - 1)):
+                order = sorted(range(n), key=times.__getitem__)
+        ordered = [fixes[i] for i in order] if order else list(fixes)
+        try:
+            results = await self._move(listing, worker_id, ordered, checked=True)
+        except ProfileChanged:
+            listing = _usable(await self.listing(worker_id, fresh=True))
+            try:
+                results = await self._move(listing, worker_id, ordered, checked=True)
+            except ProfileChanged:
+                # The index and the database disagree on the version (a profile change not yet
+                # committed, or statuses published before versions were kept): apply by the
+                # fresh listing, and read it again soon rather than trust it for long.
+                self._listings[worker_id] = replace(
+                    listing, expires=time.monotonic() + UNCHECKED_LISTING_TTL_S
+                )
+                results = await self._move(listing, worker_id, ordered, checked=False)
+        for i in range(n - 1, -1, -1):
+            if results[i] is _ACCEPTED:
+                self.positions.record(worker_id, ordered[i])
+                break
+        if order is None:
+            return results
+        by_input = list(results)
+        for position, i in enumerate(order):
+            by_input[i] = results[position]
+        return by_input
+
+    async def _move(
+        self, listing: Listing, worker_id: int, ordered: list[Fix], *, checked: bool
+    ) -> list[MoveResult]:
+        """Move the worker in each community of the listing; the last community's results."""
+        results: list[MoveResult] = []
+        expect = listing.version if checked else None
+        for view in listing.communities:
+            contains = view.area.contains
+            results = await self.live.move(
+                view.id,
+                worker_id,
+                ordered,
+                in_area=[contains(f.lat, f.lng) for f in ordered],
+                expect_version=expect,
+            )
+        return results
+
+    async def nearby(
+        self,
+        session: AsyncSession,
+        who: Principal,
+        *,
+        lat: float,
+        lng: float,
+        radius_m: float,
+        skills: Sequence[str],
+        community_id: int | None,
+        limit: int,
+    ) -> list[NearbyWorker]:
+        community = await self.communities.serving(session, lat, lng, community_id)
+        if who.role in ("operator", "admin") and not who.can_operate(community.id):
+            raise Forbidden("not an operator of this community", code="not_yours")
+        fresh_after = time.time() - community.dispatch.location_max_age_s
+        found = await self.live.search(
+            community.id,
+            lat,
+            lng,
+            radius_m,
+            skills=skills,
+            limit=limit,
+            min_recorded_at=fresh_after,
+        )
+        if not found:
+            return []
+        rows = {
+            w.user_id: w
+            for w in (
+                await session.scalars(
+                    select(Worker).where(Worker.user_id.in_([n.worker_id for n in found]))
+                )
+            ).all()
+        }
+        out = []
+        for n in found:
+            w = rows.get(n.worker_id)
+            if w is None:
+                continue
+            rating = round(w.rating_sum / w.rating_count, 2) if w.rating_count else None
+            item = NearbyWorker(
+                n.worker_id,
+                n.distance_m,
+                n.lat,
+                n.lng,
+                n.recorded_at,
+                w.name,
+                tuple(w.skills),
+                rating,
+            )
+            out.append(item if who.role in ("operator", "admin") else snapped(item, lat, lng))
+        if who.role not in ("operator", "admin"):
+            out.sort(key=lambda w: (w.distance_m, w.worker_id))
+        return out
+
+    async def rebuild_lost(self) -> list[int]:
+        """Rebuild every community whose live index is gone (Redis restarted empty).
+
+        A marker key per community says its index exists; whichever process claims a missing
+        marker first (SET NX) does the rebuild, so concurrent start-ups rebuild once.
+        """
+        async with self.sessions() as session:
+            ids = (await session.scalars(select(Community.id).order_by(Community.id))).all()
+            rebuilt = []
+            for community_id in ids:
+                if await self.live.claim_rebuild(community_id):
+                    await self.rebuild(session, community_id)
+                    rebuilt.append(community_id)
+        return rebuilt
+
+    async def rebuild(self, session: AsyncSession, community_id: int) -> int:
+        """Refill a community's live index from the database; returns workers indexed."""
+        view = await self.communities.get(session, community_id)
+        await self.live.clear(community_id)
+        await self.live.claim_rebuild(community_id)
+        busy = select(Job.worker_id).where(
+            Job.status.in_(BUSY_STATUSES), Job.worker_id.is_not(None)
+        )
+        rows = (
+            await session.execute(
+                select(Worker, Worker.user_id.in_(busy))
+                .join(WorkerCommunity, WorkerCommunity.worker_id == Worker.user_id)
+                .where(WorkerCommunity.community_id == community_id)
+            )
+        ).all()
+        for worker, is_busy in rows:
+            available = worker.online and worker.verification == "verified" and not is_busy
+            await self.live.set_status(
+                community_id,
+                worker.user_id,
+                WorkerStatus(available, frozenset(worker.skills), worker.version),
+            )
+            if worker.location is not None and worker.location_at is not None:
+                lat, lng = wkb_to_latlng(worker.location)
+                await self.live.move(
+                    community_id,
+                    worker.user_id,
+                    [Fix(lat, lng, worker.location_at.timestamp())],
+                    in_area=[view.area.contains(lat, lng)],
+                )
+        return len(rows)
+
+
+def snapped(item: NearbyWorker, lat: float, lng: float) -> NearbyWorker:
+    """The worker as a resident may see them before assignment: at their res-7 cell's centre,
+    with the distance to that centre rounded to 100 m (so no exact position can be recovered)."""
+    clat, clng = h3.cell_to_latlng(h3.latlng_to_cell(item.lat, item.lng, RESIDENT_SNAP_RES))
+    distance = round(haversine_m(lat, lng, clat, clng), -2)
+    return NearbyWorker(
+        item.worker_id, distance, clat, clng, round(item.recorded_at, -1), item.name, item.skills,
+        item.rating,
+    )  # fmt: skip
