@@ -15,8 +15,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from dispatch.core.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from dispatch.identity.auth import admin_only, workers_only
-from dispatch.identity.phones import hide_phones, normalize_phone, phone_hint
-from dispatch.infra import ratelimit
+from dispatch.identity.phones import hide_phones, normalize_phone
+from dispatch.infra import outbox, ratelimit
 from dispatch.infra.logs import log
 from dispatch.jobs.service import JobService
 from dispatch.models import (
@@ -145,24 +145,20 @@ async def telephony_sms(request: Request[Any, Any, Any], state: State) -> Respon
         # Texting through a masked number must not hand over a real one either.
         body = hide_phones(inbound.text.strip()[:1200], rt.settings.phone_region)
         body = body or "(empty message)"
-        await session.execute(
-            insert(OutboxMessage)
-            .values(
+        await outbox.enqueue(
+            session,
+            outbox.Outgoing(
                 channel="sms",
                 kind="relay",
                 to_user_id=route.other_id,
-                to_hash=rt.vault.hash(route.other_phone),
-                to_enc=rt.vault.encrypt(route.other_phone),
-                to_hint=phone_hint(route.other_phone),
+                phone=outbox.Recipient.of(rt.vault, route.other_phone),
                 from_number=route.proxy,
                 body=body,
                 payload={"job_id": route.job_id, "session_id": route.session_id},
                 status="pending" if n.provider.can_send else "held",
                 dedupe_key=f"relay:{inbound.ref[:150]}",
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+            ),
+            now,
         )
     n.relay.poke()
     return _markup(n, n.provider.reply_text(None))
@@ -477,8 +473,9 @@ async def post_job_message(
         session.add(message)
         await session.flush()
         out = _message_out(message)
-        session.add(
-            OutboxMessage(
+        await outbox.enqueue(
+            session,
+            outbox.Outgoing(
                 channel="app",
                 kind="message",
                 to_user_id=recipient,
@@ -490,9 +487,9 @@ async def post_job_message(
                     "sender_id": who.user_id,
                     "text": text,
                 },
-                status="pending",
                 dedupe_key=f"message:{message.id}",
-            )
+            ),
+            now,
         )
     n.relay.poke()
     return out

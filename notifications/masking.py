@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.communities.service import CommunityService
 from dispatch.identity.phones import PhoneVault
 from dispatch.infra.logs import log
-from dispatch.models import Alert, Job, ProxyHold, ProxyNumber, ProxySession, User
+from dispatch.models import Job, ProxyHold, ProxyNumber, ProxySession, User
+from dispatch.ops.alerts import raise_alert
 
 CANDIDATES = 8
 """Numbers tried per allocation before giving up (each failure is a concurrent allocation that
@@ -135,22 +135,17 @@ class ProxyBroker:
             await self._close_ended(session, participants, now)
             closed = True
         log.warning("proxy_pool_exhausted", job_id=job.id, community_id=job.community_id)
-        await session.execute(
-            pg_insert(Alert)
-            .values(
-                community_id=job.community_id,
-                kind="proxy_pool_exhausted",
-                job_id=job.id,
-                worker_id=worker_id,
-                detail={
-                    "message": "no free masked number for this job; the resident and the "
-                    "worker can still message each other in the app"
-                },
-                created_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[Alert.job_id, Alert.kind], index_where=Alert.job_id.is_not(None)
-            )
+        await raise_alert(
+            session,
+            community_id=job.community_id,
+            kind="proxy_pool_exhausted",
+            job_id=job.id,
+            worker_id=worker_id,
+            detail={
+                "message": "no free masked number for this job; the resident and the "
+                "worker can still message each other in the app"
+            },
+            now=now,
         )
 
     async def released(

@@ -6,12 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-
 from dispatch.infra.logs import log
 from dispatch.infra.runtime import Runtime
-from dispatch.models import Alert, Community, Job
+from dispatch.ops.alerts import alert_communities, raise_alert
 from notifications.masking import ProxyBroker
 from notifications.provider import PhoneProvider
 from notifications.push import Pusher
@@ -71,25 +68,14 @@ class Notifications:
         matter is service-wide (the SMS budget, a message that names no job)."""
         now = datetime.now(UTC)
         async with self.rt.sessions.begin() as session:
-            if job_id is not None:
-                community_id = await session.scalar(
-                    select(Job.community_id).where(Job.id == job_id)
-                )
-                targets = [community_id] if community_id is not None else []
-            else:
-                targets = list(await session.scalars(select(Community.id)))
+            targets = list(await alert_communities(session, job_id))
             for community_id in targets:
-                stmt = insert(Alert).values(
+                await raise_alert(
+                    session,
                     community_id=community_id,
                     kind=kind,
                     job_id=job_id,
                     detail=detail,
-                    created_at=now,
+                    now=now,
                 )
-                if job_id is not None:
-                    stmt = stmt.on_conflict_do_nothing(
-                        index_elements=[Alert.job_id, Alert.kind],
-                        index_where=Alert.job_id.is_not(None),
-                    )
-                await session.execute(stmt)
         log.warning("alert_raised", kind=kind, job_id=job_id, communities=len(targets))

@@ -26,7 +26,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -42,9 +41,11 @@ from dispatch.grab.rules import (
 )
 from dispatch.identity.auth import Principal
 from dispatch.identity.phones import hide_phones
+from dispatch.infra.outbox import ROWS_INSERT
 from dispatch.infra.wire import Pipeliner
-from dispatch.models import Alert, Assignment, Job, Offer, Worker
+from dispatch.models import Assignment, Job, Offer, Worker
 from dispatch.models.base import is_db_id
+from dispatch.ops.alerts import raise_alert
 from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex, Nearby
 from geo.shapes import wkb_to_latlng
@@ -118,7 +119,8 @@ def _offer_key(offer_id: int) -> str:
 # A wave in one statement: the job's wave and deadline, its offers, and an outbox row per offer
 # (the offer event with the offer's new id put in). :rows is a JSON array of
 # {w: worker id, d: distance, b: outbox body, p: event payload}.
-_SEND_WAVE = text("""
+_SEND_WAVE = text(
+    """
 WITH moved AS (
     UPDATE jobs SET wave = :wave, wave_deadline = :expires, updated_at = now()
     WHERE id = :job_id
@@ -128,25 +130,26 @@ WITH moved AS (
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, d float8)
     RETURNING id, worker_id
 ), told AS (
-    INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)
+    {ROWS_INSERT}
     SELECT 'ws', 'offer', made.worker_id, r.b, jsonb_set(r.p, '{offer,id}', to_jsonb(made.id)),
            'pending', 'offer:' || made.id, 0
     FROM made JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, b text, p jsonb)
          ON r.w = made.worker_id
 )
 SELECT id, worker_id FROM made
-""")
+""".replace("{ROWS_INSERT}", ROWS_INSERT)
+)
 
 # Close a job's pending offers (taken or withdrawn) and write each offeree's notice to the outbox
 # from them, in one statement. :event is the notice with offer_id 0; each row gets its offer's.
 _TELL_RETIRED = """
 told AS (
-    INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)
+    {ROWS_INSERT}
     SELECT 'ws', CAST(:kind AS text), retired.worker_id, CAST(:body AS text),
            jsonb_set(CAST(:event AS jsonb), '{offer_id}', to_jsonb(retired.id)),
            'pending', CAST(:kind AS text) || ':' || retired.id, 0
     FROM retired
-)"""
+)""".replace("{ROWS_INSERT}", ROWS_INSERT)
 _RETIRE_OFFERS = text(f"""
 WITH retired AS (
     UPDATE offers SET status = CAST(:status AS text), responded_at = :now
@@ -421,18 +424,8 @@ class Dispatcher:
     async def _alert(
         self, session: AsyncSession, job: Job, kind: str, detail: dict, now: datetime
     ) -> None:
-        await session.execute(
-            insert(Alert)
-            .values(
-                community_id=job.community_id,
-                kind=kind,
-                job_id=job.id,
-                detail=detail,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[Alert.job_id, Alert.kind], index_where=Alert.job_id.is_not(None)
-            )
+        await raise_alert(
+            session, community_id=job.community_id, kind=kind, job_id=job.id, detail=detail, now=now
         )
 
     async def advance(self, job_id: int, wave: int) -> bool:

@@ -13,12 +13,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.errors import Unauthorized
-from dispatch.identity.phones import DEFAULT_REGION, PhoneVault, normalize_phone, phone_hint
+from dispatch.identity.phones import DEFAULT_REGION, PhoneVault, normalize_phone
 from dispatch.identity.principals import refuse_pool_number, upsert_phone_user
-from dispatch.infra import ratelimit
+from dispatch.infra import outbox, ratelimit
 from dispatch.infra.settings import AuthSettings
 from dispatch.infra.smsbudget import SmsBudget
-from dispatch.models import OtpCode, OutboxMessage, User
+from dispatch.models import OtpCode, User
 
 CODE_DIGITS = 6
 
@@ -97,18 +97,17 @@ class OtpService:
             )
         )
         user_id = await session.scalar(select(User.id).where(User.phone_hash == phone_hash))
-        session.add(
-            OutboxMessage(
+        await outbox.enqueue(
+            session,
+            outbox.Outgoing(
                 channel="sms",
                 kind="otp",
                 to_user_id=user_id,
-                to_hash=phone_hash,
-                to_enc=self.vault.encrypt(phone),
-                to_hint=phone_hint(phone),
+                phone=outbox.Recipient.of(self.vault, phone, phone_hash),
                 body=f"Your sign-in code is {code}. It expires in {s.otp_ttl_s // 60} minutes.",
-                payload={},
                 status=self.sms_status,
-            )
+            ),
+            now,
         )
 
     async def sign_in(self, session: AsyncSession, raw_phone: str, code: str, role: str) -> int:

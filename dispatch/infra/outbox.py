@@ -1,0 +1,82 @@
+"""The one writer of the outbox: every message the service means to send is enqueued here, in the
+transaction of the state change that caused it; the relay (`notifications.relay`) delivers it
+after commit. A message with a `dedupe_key` is enqueued once, however often its cause repeats
+(a replayed webhook, a retried request).
+
+The grab dispatcher writes its offers and notices set-based, inside the one statement that
+creates or retires the offers (that statement is the loser-latency and first-offer budget):
+it takes the column list from `ROWS_INSERT` so the outbox's shape is still written down once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.identity.phones import PhoneVault, phone_hint
+from dispatch.models import OutboxMessage
+
+ROWS_INSERT = (
+    "INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)"
+)
+"""For set-based writers: follow it with a SELECT of these columns, in this order."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A phone the message goes to (stored as hash, ciphertext and hint, never in plain)."""
+
+    hash: bytes
+    enc: bytes
+    hint: str
+
+    @classmethod
+    def of(cls, vault: PhoneVault, phone: str, phone_hash: bytes | None = None) -> Recipient:
+        return cls(phone_hash or vault.hash(phone), vault.encrypt(phone), phone_hint(phone))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    channel: str
+    """`sms` (to a phone), `app` (to a user, by their channels in order) or `ws`."""
+    kind: str
+    body: str
+    to_user_id: int | None = None
+    phone: Recipient | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    status: str = "pending"
+    """`pending` for the relay; `held` where no provider will carry it (the local default)."""
+    dedupe_key: str | None = None
+    from_number: str | None = None
+    """A relayed text's proxy number, which it must come from."""
+
+
+async def enqueue(session: AsyncSession, message: Outgoing, now: datetime | None = None) -> bool:
+    """Add the message to the outbox in the caller's transaction; False when a message with its
+    dedupe key is there already."""
+    now = now or datetime.now(UTC)
+    phone = message.phone
+    stmt = insert(OutboxMessage).values(
+        channel=message.channel,
+        kind=message.kind,
+        to_user_id=message.to_user_id,
+        to_hash=phone.hash if phone else None,
+        to_enc=phone.enc if phone else None,
+        to_hint=phone.hint if phone else None,
+        from_number=message.from_number,
+        body=message.body,
+        payload=message.payload,
+        status=message.status,
+        dedupe_key=message.dedupe_key,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    if message.dedupe_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
+    result = await session.execute(stmt.returning(OutboxMessage.id))
+    return result.scalar_one_or_none() is not None
