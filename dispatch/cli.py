@@ -25,7 +25,8 @@ def database_url(settings: Settings) -> Iterator[str]:
     from dispatch.devtools.local_servers import LocalPostgres
     from dispatch.infra.db import migrate
 
-    pg = LocalPostgres(settings.data_dir.resolve() / "servers" / "pg")
+    home = settings.data_dir.resolve()
+    pg = LocalPostgres(home / "servers" / "pg", home=home)
     url = pg.start()
     try:
         migrate(url)

@@ -81,6 +81,9 @@ class LocalPostgres:
 
     root: Path
     durable: bool = True
+    home: Path | None = None
+    """The directory the service owns (its data dir): it and the directories between it and
+    `root` are opened for the server user to pass through; None → `root`'s parent."""
     owned: bool = field(default=False, init=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
@@ -97,7 +100,7 @@ class LocalPostgres:
         user = _service_user()
         self.root.mkdir(parents=True, exist_ok=True)
         if user is not None:
-            _make_reachable(self.root, user)
+            _make_reachable(self.root, user, self.home or self.root.parent)
         if self._running_pid() is not None:
             return self.url
         if not (self.pgdata / "PG_VERSION").exists():
@@ -198,17 +201,28 @@ class LocalPostgres:
                            capture_output=True, check=True)  # fmt: skip
 
 
-def _make_reachable(path: Path, user: pwd.struct_passwd) -> None:
-    """Let the unprivileged server user reach `path` (owned by it) and traverse its parents."""
+def _make_reachable(path: Path, user: pwd.struct_passwd, home: Path) -> None:
+    """Let the unprivileged server user reach `path` (owned by it). The directories from `path`
+    up to `home` (the service's data dir) are the service's own: they are opened for passing
+    through (o+x: searching, not listing or reading), whatever mode `mktemp -d` gave them.
+    Above `home`, a directory the user cannot pass is not ours to change: refused, with the
+    command that fixes it."""
     os.chown(path, user.pw_uid, user.pw_gid)
     os.chmod(path, 0o700)
+    home = home.resolve()
     for parent in path.resolve().parents:
         mode = parent.stat().st_mode
-        if not mode & 0o001:
-            raise LocalServerError(
-                f"{parent} is not searchable by user {user.pw_name!r}, which runs the private "
-                "PostgreSQL; choose a DISPATCH_DATA_DIR under a world-searchable directory"
-            )
+        if mode & 0o001:
+            continue
+        ours = (parent == home or home in parent.parents) and parent.stat().st_uid == os.geteuid()
+        if ours:
+            os.chmod(parent, (mode & 0o7777) | 0o001)
+            continue
+        raise LocalServerError(
+            f"{parent} cannot be passed by user {user.pw_name!r}, which runs the private "
+            f"PostgreSQL; allow it with `chmod o+x {parent}`, or choose a DISPATCH_DATA_DIR "
+            "elsewhere"
+        )
 
 
 @dataclass
@@ -291,11 +305,13 @@ class LocalServers:
 
     root: Path
     durable: bool = True
+    home: Path | None = None
+    """The service's data dir, which `root` is inside (see LocalPostgres.home)."""
     postgres: LocalPostgres = field(init=False)
     redis: LocalRedis = field(init=False)
 
     def __post_init__(self) -> None:
-        self.postgres = LocalPostgres(self.root / "pg", durable=self.durable)
+        self.postgres = LocalPostgres(self.root / "pg", durable=self.durable, home=self.home)
         self.redis = LocalRedis(self.root / "redis", durable=self.durable)
 
     def start(self) -> tuple[str, str]:

@@ -52,7 +52,8 @@ class Runtime:
         local = None
         db_url, redis_url = settings.storage.database_url, settings.storage.redis_url
         if db_url is None or redis_url is None:
-            local = LocalServers(settings.data_dir.resolve() / "servers")
+            home = settings.data_dir.resolve()
+            local = LocalServers(home / "servers", home=home)
             local_db, local_redis = local.start()
             if db_url is None:
                 # Our own private database: keep its schema current without a separate step.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 import jwt
 import pytest
 
+from dispatch.devtools.local_servers import LocalServerError, LocalServers
 from tests.conftest import TEST_SECRET
 from tests.processes import ServiceProcess, free_port, wait_ready
 
@@ -239,3 +241,44 @@ def test_token_lifetime_is_the_one_asked_for(cli_env, clean_state) -> None:
     assert out.returncode == 0, out.stderr
     c = claims(out.stdout.strip())
     assert c["exp"] - c["iat"] == 60
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server user differs from ours only as root")
+def test_a_private_data_dir_as_root_serves(tmp_path) -> None:
+    """`DISPATCH_DATA_DIR=$(mktemp -d) dispatch serve` as root: the data dir is 0700 and ours,
+    so the service opens it for the server user to pass through."""
+    home = Path(tempfile.mkdtemp(prefix="dispatch-home-"))  # 0700, like mktemp -d
+    assert home.stat().st_mode & 0o777 == 0o700
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["DISPATCH_DATA_DIR"] = str(home)
+    port = free_port()
+    proc = subprocess.Popen(
+        [*DISPATCH, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        assert home.stat().st_mode & 0o777 == 0o701  # passable, not listable
+        assert (home / "secret_key").stat().st_mode & 0o077 == 0
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server user differs from ours only as root")
+def test_a_closed_parent_of_the_data_dir_is_refused_with_the_fix(tmp_path) -> None:
+    closed = Path(tempfile.mkdtemp(prefix="dispatch-closed-"))
+    try:
+        home = closed / "var"
+        home.mkdir()
+        servers = LocalServers(home / "servers", durable=False, home=home)
+        with pytest.raises(LocalServerError) as refused:
+            servers.start()
+        assert f"chmod o+x {closed}" in str(refused.value)
+        assert closed.stat().st_mode & 0o777 == 0o700  # not ours to open
+    finally:
+        shutil.rmtree(closed, ignore_errors=True)
