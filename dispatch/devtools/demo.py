@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from dispatch.core.errors import DomainError
-from dispatch.identity.auth import Principal, issue_token
+from dispatch.identity.auth import issue_token
+from dispatch.identity.principal import Principal
 from dispatch.identity.principals import handle_user, upsert_phone_user
 from dispatch.infra.logs import log
 from dispatch.infra.runtime import Runtime

@@ -39,8 +39,8 @@ from dispatch.grab.rules import (
     wave_reach_m,
     wave_size,
 )
-from dispatch.identity.auth import Principal
 from dispatch.identity.phones import hide_phones
+from dispatch.identity.principal import Principal
 from dispatch.infra.outbox import ROWS_INSERT
 from dispatch.infra.wire import Pipeliner
 from dispatch.models import Assignment, Job, Offer, Worker

@@ -12,7 +12,8 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.security.jwt import Token
 
 from dispatch.grab import events as ev
-from dispatch.identity.auth import ALGORITHM, ISSUER, Principal, principal_from_token
+from dispatch.identity.auth import ALGORITHM, ISSUER, principal_from_token
+from dispatch.identity.principal import Principal
 from dispatch.web.deps import runtime_of
 
 _POLICY_VIOLATION = 1008

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,27 +16,14 @@ from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuthenticationMiddleware, Token
 
 from dispatch.core.errors import Forbidden
+from dispatch.identity.principal import ROLES, Principal
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
 
-ROLES = ("resident", "worker", "operator", "admin")
 ALGORITHM = "HS256"
 ISSUER = "dispatch"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    user_id: int
-    role: str
-    community_ids: frozenset[int] = frozenset()
-
-    def can_operate(self, community_id: int) -> bool:
-        """Admins operate everywhere; operators only in their communities."""
-        return self.role == "admin" or (
-            self.role == "operator" and community_id in self.community_ids
-        )
 
 
 def issue_token(

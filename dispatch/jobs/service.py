@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import h3.api.basic_int as h3
@@ -12,50 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.communities.service import CommunityService, CommunityView
-from dispatch.core.errors import Forbidden, NotFound, Unprocessable
-from dispatch.identity.auth import Principal
+from dispatch.core.errors import Forbidden, NotFound
 from dispatch.identity.phones import hide_phones
+from dispatch.identity.principal import Principal
+from dispatch.jobs.rules import check_window, review_reason
 from dispatch.models import Job
 from dispatch.models.base import is_db_id
 from geo.shapes import point_to_wkb
 
 JOB_CELL_RES = 9
-MAX_BOOKING_AHEAD = timedelta(days=90)
-MAX_BOOKING_LENGTH = timedelta(hours=24)
-
-# Jobs asking the worker to pay (deposits, "registration" or "training" fees) are a classic scam
-# on odd-job boards; they wait for an operator instead of going out.
-_WORKER_PAYS = re.compile(
-    r"(押金|保证金|报名费|培训费|服装费|入职费|先交|预交|deposit|registration fee|training fee|"
-    r"upfront fee|pay (?:a|the) fee)",
-    re.IGNORECASE,
-)
-
-
-def review_reason(title: str, description: str) -> str | None:
-    """Why a job must be reviewed before it goes out, or None."""
-    match = _WORKER_PAYS.search(f"{title}\n{description}")
-    if match:
-        return f"asks the worker to pay ({match.group(0)})"
-    return None
-
-
-def check_window(mode: str, window: tuple[datetime, datetime] | None, now: datetime) -> None:
-    if mode == "booking" and window is None:
-        raise Unprocessable("a booking needs a window {start, end}", code="window_required")
-    if window is None:
-        return
-    start, end = window
-    if start.tzinfo is None or end.tzinfo is None:
-        raise Unprocessable("window times need a UTC offset", code="invalid_window")
-    if end <= start:
-        raise Unprocessable("the window must end after it starts", code="invalid_window")
-    if end <= now:
-        raise Unprocessable("the window is already over", code="invalid_window")
-    if start - now > MAX_BOOKING_AHEAD:
-        raise Unprocessable("bookings open at most 90 days ahead", code="invalid_window")
-    if end - start > MAX_BOOKING_LENGTH:
-        raise Unprocessable("a window may last at most 24 hours", code="invalid_window")
 
 
 @dataclass

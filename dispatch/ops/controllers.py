@@ -11,7 +11,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select
 
 from dispatch.core.errors import Forbidden, NotFound
-from dispatch.identity.auth import Principal, operators
+from dispatch.identity.auth import operators
+from dispatch.identity.principal import Principal
 from dispatch.jobs.controllers import job_response
 from dispatch.models import Alert
 from dispatch.models.base import is_db_id

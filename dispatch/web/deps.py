@@ -8,7 +8,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from dispatch.core.errors import Unauthorized
-from dispatch.identity.auth import Principal
+from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
 
 

@@ -25,7 +25,7 @@ from dispatch.web.schemas import (
     WorkerOut,
     WorkerProfileIn,
 )
-from dispatch.workers.service import check_ping
+from dispatch.workers.rules import check_ping
 from geo.live import MoveResult
 
 

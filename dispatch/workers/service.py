@@ -12,7 +12,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import NoReturn, Protocol
 
 import h3.api.basic_int as h3
 from sqlalchemy import delete, select, text
@@ -21,18 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from dispatch.identity.auth import Principal
 from dispatch.identity.phones import PhoneVault, hide_phones
+from dispatch.identity.principal import Principal
 from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import is_db_id
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
 from geo.shapes import wkb_to_latlng
 
-FUTURE_SLACK_S = 30
-"""A fix may claim a time this far ahead of our clock (phones drift)."""
-MAX_FIX_AGE_S = 24 * 3600
-MAX_ACCURACY_M = 500.0
 RESIDENT_SNAP_RES = 7
 BUSY_STATUSES = ("assigned", "in_progress")
 # What `publish` pushes to the index, in one statement (it runs after every assignment and
@@ -53,53 +48,6 @@ TTL bounds only how late a change to a community row itself (its area) reaches t
 UNCHECKED_LISTING_TTL_S = 2.0
 """A listing that cannot be checked that way (no profile, no community, or the index's version
 disagrees with the database's) is re-read this often instead."""
-
-
-class PingLike(Protocol):
-    """What check_ping reads: a `Ping`, or the API's `LocationIn` as decoded."""
-
-    @property
-    def lat(self) -> float: ...
-    @property
-    def lng(self) -> float: ...
-    @property
-    def recorded_at(self) -> datetime | None: ...
-    @property
-    def accuracy_m(self) -> float | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    lat: float
-    lng: float
-    recorded_at: datetime | None = None
-    accuracy_m: float | None = None
-
-
-def check_ping(ping: PingLike, now: float) -> Fix:
-    """The fix a ping stands for, or a 422 saying why it cannot be true. `now`: Unix seconds."""
-    accuracy = ping.accuracy_m
-    if accuracy is not None and accuracy > MAX_ACCURACY_M:
-        _inaccurate()
-    at = ping.recorded_at
-    if at is None:
-        return Fix(ping.lat, ping.lng, now)
-    if at.tzinfo is None:
-        raise Unprocessable("recorded_at needs a UTC offset", code="invalid_timestamp")
-    ts = at.timestamp()
-    age = now - ts
-    if age < -FUTURE_SLACK_S:
-        raise Unprocessable("recorded_at is in the future", code="timestamp_in_future")
-    if age > MAX_FIX_AGE_S:
-        raise Unprocessable("recorded_at is more than a day old", code="timestamp_too_old")
-    return Fix(ping.lat, ping.lng, ts)
-
-
-def _inaccurate() -> NoReturn:
-    raise Unprocessable(
-        f"a fix less accurate than {MAX_ACCURACY_M:.0f} m cannot place a worker",
-        code="low_accuracy",
-    )
 
 
 _LISTING_SQL = text(

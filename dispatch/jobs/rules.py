@@ -1,0 +1,45 @@
+"""What a new job must meet, and which jobs wait for an operator (plain: no framework)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from dispatch.core.errors import Unprocessable
+
+MAX_BOOKING_AHEAD = timedelta(days=90)
+MAX_BOOKING_LENGTH = timedelta(hours=24)
+
+# Jobs asking the worker to pay (deposits, "registration" or "training" fees) are a classic scam
+# on odd-job boards; they wait for an operator instead of going out.
+_WORKER_PAYS = re.compile(
+    r"(押金|保证金|报名费|培训费|服装费|入职费|先交|预交|deposit|registration fee|training fee|"
+    r"upfront fee|pay (?:a|the) fee)",
+    re.IGNORECASE,
+)
+
+
+def review_reason(title: str, description: str) -> str | None:
+    """Why a job must be reviewed before it goes out, or None."""
+    match = _WORKER_PAYS.search(f"{title}\n{description}")
+    if match:
+        return f"asks the worker to pay ({match.group(0)})"
+    return None
+
+
+def check_window(mode: str, window: tuple[datetime, datetime] | None, now: datetime) -> None:
+    if mode == "booking" and window is None:
+        raise Unprocessable("a booking needs a window {start, end}", code="window_required")
+    if window is None:
+        return
+    start, end = window
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Unprocessable("window times need a UTC offset", code="invalid_window")
+    if end <= start:
+        raise Unprocessable("the window must end after it starts", code="invalid_window")
+    if end <= now:
+        raise Unprocessable("the window is already over", code="invalid_window")
+    if start - now > MAX_BOOKING_AHEAD:
+        raise Unprocessable("bookings open at most 90 days ahead", code="invalid_window")
+    if end - start > MAX_BOOKING_LENGTH:
+        raise Unprocessable("a window may last at most 24 hours", code="invalid_window")
