@@ -30,6 +30,7 @@ from dispatch.jobs import controllers as jobs
 from dispatch.ops import admin
 from dispatch.ops import controllers as ops
 from dispatch.web import health, openapi
+from dispatch.web.deps import DEPENDENCIES
 from dispatch.web.errors import EXCEPTION_HANDLERS
 from dispatch.web.middleware import options_middleware, request_log_middleware
 from dispatch.web.strict import strict_json_body
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
         before_request=strict_json_body,
         on_app_init=[jwt.on_app_init],
         middleware=[

@@ -1,4 +1,9 @@
-"""Access to the process runtime from handlers."""
+"""What handlers receive by Litestar's dependency injection: the caller and the services, built
+once per process on the runtime (`dispatch.infra.runtime.Runtime`).
+
+A handler names what it needs as a parameter (`who: Principal`, `workers: WorkerService`);
+`DEPENDENCIES` is given to the app once. Providers are plain synchronous functions run on the
+event loop (`sync_to_thread=False`): each costs about a microsecond a request."""
 
 from __future__ import annotations
 
@@ -6,10 +11,15 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import Provide
 
+from dispatch.communities.service import CommunityService
 from dispatch.core.errors import Unauthorized
+from dispatch.grab.dispatcher import Dispatcher
+from dispatch.identity.otp import OtpService
 from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
+from dispatch.workers.service import WorkerService
 
 
 def runtime_of(state: State) -> Runtime:
@@ -17,12 +27,40 @@ def runtime_of(state: State) -> Runtime:
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    user = request.user
+    user = request.scope.get("user")
     if not isinstance(user, Principal):
         raise Unauthorized("sign in first")
     return user
 
 
 def client_of(request: Request[Any, Any, Any]) -> str:
-    """The client address rate limits are keyed on."""
+    """The client address rate limits are keyed on (the peer, or what a trusted proxy says:
+    `TRUSTED_PROXIES`)."""
     return request.client.host if request.client else "unknown"
+
+
+def _workers(state: State) -> WorkerService:
+    return runtime_of(state).workers
+
+
+def _dispatcher(state: State) -> Dispatcher:
+    return runtime_of(state).dispatcher
+
+
+def _communities(state: State) -> CommunityService:
+    return runtime_of(state).communities
+
+
+def _otp(state: State) -> OtpService:
+    return runtime_of(state).otp
+
+
+DEPENDENCIES = {
+    "rt": Provide(runtime_of, sync_to_thread=False),
+    "who": Provide(principal_of, sync_to_thread=False),
+    "client": Provide(client_of, sync_to_thread=False),
+    "workers": Provide(_workers, sync_to_thread=False),
+    "dispatcher": Provide(_dispatcher, sync_to_thread=False),
+    "communities": Provide(_communities, sync_to_thread=False),
+    "otp": Provide(_otp, sync_to_thread=False),
+}

@@ -6,14 +6,12 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post, put
-from litestar.datastructures import State
+from litestar import Controller, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from dispatch.core.errors import DomainError, Forbidden, Unprocessable
+from dispatch.core.errors import DomainError, Unprocessable
 from dispatch.identity.auth import operators, require_roles, workers_only
-from dispatch.models import Worker
-from dispatch.web.deps import principal_of, runtime_of
+from dispatch.identity.principal import Principal
 from dispatch.web.schemas import (
     LocationIn,
     LocationsIn,
@@ -26,10 +24,12 @@ from dispatch.web.schemas import (
     WorkerProfileIn,
 )
 from dispatch.workers.rules import check_ping
+from dispatch.workers.service import WorkerCard, WorkerService
 from geo.live import MoveResult
 
 
-def worker_out(worker: Worker, community_ids: list[int]) -> WorkerOut:
+def worker_out(card: WorkerCard) -> WorkerOut:
+    worker, community_ids = card.worker, card.community_ids
     return WorkerOut(
         id=worker.user_id,
         name=worker.name,
@@ -50,57 +50,45 @@ class WorkerSelfController(Controller):
     guards = [workers_only]
 
     @put("/")
-    async def save(self, data: JSONBody[WorkerProfileIn], request: Request[Any, Any, Any],
-                   state: State) -> WorkerOut:  # fmt: skip
+    async def save(
+        self, data: JSONBody[WorkerProfileIn], who: Principal, workers: WorkerService
+    ) -> WorkerOut:
         """Create or update the worker profile: name, skills, communities served."""
-        rt = runtime_of(state)
-        async with rt.sessions.begin() as session:
-            worker = await rt.workers.save_profile(
-                session,
-                principal_of(request),
-                name=data.name,
-                skills=data.skills,
-                community_ids=data.community_ids,
-                bio=data.bio,
-                hourly_rate_cents=data.hourly_rate_cents,
-            )
-            return worker_out(worker, await rt.workers.communities_of(session, worker.user_id))
+        card = await workers.save_profile(
+            who,
+            name=data.name,
+            skills=data.skills,
+            community_ids=data.community_ids,
+            bio=data.bio,
+            hourly_rate_cents=data.hourly_rate_cents,
+        )
+        return worker_out(card)
 
     @get("/")
-    async def read(self, request: Request[Any, Any, Any], state: State) -> WorkerOut:
-        rt = runtime_of(state)
-        who = principal_of(request)
-        async with rt.sessions() as session:
-            worker = await rt.workers.profile(session, who.user_id)
-            return worker_out(worker, await rt.workers.communities_of(session, who.user_id))
+    async def read(self, who: Principal, workers: WorkerService) -> WorkerOut:
+        return worker_out(await workers.card(who.user_id))
 
     @post("/verification", status_code=202)
-    async def verification(self, data: JSONBody[VerificationIn], request: Request[Any, Any, Any],
-                           state: State) -> dict[str, str]:  # fmt: skip
+    async def verification(
+        self, data: JSONBody[VerificationIn], who: Principal, workers: WorkerService
+    ) -> dict[str, str]:
         """Submit real-name details; an operator checks them. Only verified workers get offers."""
-        rt = runtime_of(state)
-        async with rt.sessions.begin() as session:
-            worker = await rt.workers.request_verification(
-                session, principal_of(request), data.legal_name, data.id_number
-            )
-            return {"verification": worker.verification}
+        status = await workers.request_verification(who, data.legal_name, data.id_number)
+        return {"verification": status}
 
     @post("/presence", status_code=200)
-    async def presence(self, data: JSONBody[PresenceIn], request: Request[Any, Any, Any],
-                       state: State) -> WorkerOut:  # fmt: skip
-        rt = runtime_of(state)
-        who = principal_of(request)
-        async with rt.sessions.begin() as session:
-            worker = await rt.workers.set_presence(session, who, data.status == "online")
-            return worker_out(worker, await rt.workers.communities_of(session, who.user_id))
+    async def presence(
+        self, data: JSONBody[PresenceIn], who: Principal, workers: WorkerService
+    ) -> WorkerOut:
+        return worker_out(await workers.set_presence(who, data.status == "online"))
 
     @post("/location", status_code=204)
-    async def location(self, data: JSONBody[LocationIn], request: Request[Any, Any, Any],
-                       state: State) -> None:  # fmt: skip
+    async def location(
+        self, data: JSONBody[LocationIn], who: Principal, workers: WorkerService
+    ) -> None:
         """One position report. Out-of-order reports are ignored; impossible ones are 422."""
-        rt = runtime_of(state)
         fix = check_ping(data, time.time())
-        (result,) = await rt.workers.report(principal_of(request), [fix])
+        (result,) = await workers.report(who, [fix])
         if result is MoveResult.TOO_FAST:
             raise Unprocessable(
                 "this position implies an impossible speed from the last one; kept the last one",
@@ -108,10 +96,10 @@ class WorkerSelfController(Controller):
             )
 
     @post("/locations", status_code=200)
-    async def locations(self, data: JSONBody[LocationsIn], request: Request[Any, Any, Any],
-                        state: State) -> LocationsOut:  # fmt: skip
+    async def locations(
+        self, data: JSONBody[LocationsIn], who: Principal, workers: WorkerService
+    ) -> LocationsOut:
         """A batch of position reports (say, buffered while offline), applied in time order."""
-        rt = runtime_of(state)
         now = time.time()
         rejected: list[dict[str, Any]] = []
         fixes, where = [], []
@@ -121,7 +109,7 @@ class WorkerSelfController(Controller):
                 where.append(i)
             except DomainError as exc:
                 rejected.append({"index": i, "code": exc.code})
-        results = await rt.workers.report(principal_of(request), fixes)
+        results = await workers.report(who, fixes)
         accepted = results.count(MoveResult.ACCEPTED)
         ignored = 0
         if accepted < len(results):
@@ -136,13 +124,11 @@ class WorkerSelfController(Controller):
 
 
 @post("/v1/ops/workers/{worker_id:int}/verify", guards=[operators], status_code=200, tags=["ops"])
-async def verify_worker(worker_id: FromPath[int], request: Request[Any, Any, Any],
-                        state: State) -> WorkerOut:  # fmt: skip
+async def verify_worker(
+    worker_id: FromPath[int], who: Principal, workers: WorkerService
+) -> WorkerOut:
     """Mark a worker verified (operators of a community the worker serves, or admins)."""
-    rt = runtime_of(state)
-    async with rt.sessions.begin() as session:
-        worker = await rt.workers.verify(session, principal_of(request), worker_id)
-        return worker_out(worker, await rt.workers.communities_of(session, worker_id))
+    return worker_out(await workers.verify(who, worker_id))
 
 
 @get(
@@ -151,8 +137,8 @@ async def verify_worker(worker_id: FromPath[int], request: Request[Any, Any, Any
     tags=["workers"],
 )
 async def nearby(
-    request: Request[Any, Any, Any],
-    state: State,
+    who: Principal,
+    workers: WorkerService,
     lat: Annotated[float, QueryParameter(ge=-90, le=90)],
     lng: Annotated[float, QueryParameter(ge=-180, le=180)],
     radius_m: Annotated[float, QueryParameter(gt=0, le=50_000)] = 2000,
@@ -162,21 +148,15 @@ async def nearby(
 ) -> list[NearbyOut]:
     """Eligible workers near a point, nearest first. Operators see positions; residents see
     each worker at the centre of a ~5 km² cell, with the distance rounded to 100 m."""
-    rt = runtime_of(state)
-    who = principal_of(request)
-    if who.role == "resident":
-        limit = min(limit, 20)
-    async with rt.sessions() as session:
-        found = await rt.workers.nearby(
-            session,
-            who,
-            lat=lat,
-            lng=lng,
-            radius_m=radius_m,
-            skills=[s for s in skill or [] if s],
-            community_id=community_id,
-            limit=limit,
-        )
+    found = await workers.nearby(
+        who,
+        lat=lat,
+        lng=lng,
+        radius_m=radius_m,
+        skills=[s for s in skill or [] if s],
+        community_id=community_id,
+        limit=limit,
+    )
     return [
         NearbyOut(
             worker_id=n.worker_id,
@@ -197,13 +177,8 @@ async def nearby(
     status_code=200,
     tags=["ops"],
 )
-async def rebuild_index(community_id: FromPath[int], request: Request[Any, Any, Any],
-                        state: State) -> dict[str, int]:  # fmt: skip
+async def rebuild_index(
+    community_id: FromPath[int], who: Principal, workers: WorkerService
+) -> dict[str, int]:
     """Refill the community's live index from the database (after Redis lost its data)."""
-    rt = runtime_of(state)
-    who = principal_of(request)
-    if not who.can_operate(community_id):
-        raise Forbidden("not an operator of this community", code="not_yours")
-    async with rt.sessions() as session:
-        await rt.workers.positions.flush()
-        return {"workers": await rt.workers.rebuild(session, community_id)}
+    return {"workers": await workers.rebuild_for(who, community_id)}

@@ -145,6 +145,14 @@ class NearbyWorker:
     rating: float | None
 
 
+@dataclass(frozen=True)
+class WorkerCard:
+    """A worker's profile with the communities it serves: what the API shows of a worker."""
+
+    worker: Worker
+    community_ids: list[int]
+
+
 class WorkerService:
     def __init__(
         self,
@@ -165,7 +173,64 @@ class WorkerService:
 
     # --- profile and verification ------------------------------------------------------------
 
+    # --- the worker's own profile (each call one transaction) ----------------------------------
+
     async def save_profile(
+        self,
+        who: Principal,
+        *,
+        name: str,
+        skills: Sequence[str],
+        community_ids: Sequence[int],
+        bio: str | None,
+        hourly_rate_cents: int | None,
+    ) -> WorkerCard:
+        """Create or update the caller's profile and the communities it serves."""
+        async with self.sessions.begin() as session:
+            worker = await self._save_profile(
+                session,
+                who,
+                name=name,
+                skills=skills,
+                community_ids=community_ids,
+                bio=bio,
+                hourly_rate_cents=hourly_rate_cents,
+            )
+            return WorkerCard(worker, await self.communities_of(session, worker.user_id))
+
+    async def card(self, worker_id: int) -> WorkerCard:
+        async with self.sessions() as session:
+            worker = await self.profile(session, worker_id)
+            return WorkerCard(worker, await self.communities_of(session, worker_id))
+
+    async def request_verification(self, who: Principal, legal_name: str, id_number: str) -> str:
+        """Submit real-name details (encrypted at rest) for an operator to check; the status."""
+        async with self.sessions.begin() as session:
+            worker = await self._request_verification(session, who, legal_name, id_number)
+            return worker.verification
+
+    async def verify(self, who: Principal, worker_id: int) -> WorkerCard:
+        """An operator of a community the worker serves (or an admin) marks them verified."""
+        async with self.sessions.begin() as session:
+            worker = await self._verify(session, who, worker_id)
+            return WorkerCard(worker, await self.communities_of(session, worker_id))
+
+    async def set_presence(self, who: Principal, online: bool) -> WorkerCard:
+        async with self.sessions.begin() as session:
+            worker = await self._set_presence(session, who, online)
+            return WorkerCard(worker, await self.communities_of(session, who.user_id))
+
+    async def rebuild_for(self, who: Principal, community_id: int) -> int:
+        """An operator refills their community's live index from the database."""
+        if not who.can_operate(community_id):
+            raise Forbidden("not an operator of this community", code="not_yours")
+        async with self.sessions() as session:
+            await self.positions.flush()
+            return await self.rebuild(session, community_id)
+
+    # --- inside a caller's transaction ----------------------------------------------------------
+
+    async def _save_profile(
         self,
         session: AsyncSession,
         who: Principal,
@@ -251,7 +316,7 @@ class WorkerService:
             raise NotFound("no worker profile yet; PUT /v1/workers/me first", code="no_profile")
         return worker
 
-    async def request_verification(
+    async def _request_verification(
         self, session: AsyncSession, who: Principal, legal_name: str, id_number: str
     ) -> Worker:
         worker = await self.profile(session, who.user_id)
@@ -262,7 +327,7 @@ class WorkerService:
         worker.verification = "pending"
         return worker
 
-    async def verify(self, session: AsyncSession, who: Principal, worker_id: int) -> Worker:
+    async def _verify(self, session: AsyncSession, who: Principal, worker_id: int) -> Worker:
         worker = (
             await session.get(Worker, worker_id, with_for_update=True)
             if is_db_id(worker_id)
@@ -281,7 +346,7 @@ class WorkerService:
 
     # --- presence and the live index ---------------------------------------------------------
 
-    async def set_presence(self, session: AsyncSession, who: Principal, online: bool) -> Worker:
+    async def _set_presence(self, session: AsyncSession, who: Principal, online: bool) -> Worker:
         worker = await self.profile(session, who.user_id)
         worker.online = online
         worker.presence_at = datetime.now(UTC)
@@ -411,6 +476,33 @@ class WorkerService:
         return results
 
     async def nearby(
+        self,
+        who: Principal,
+        *,
+        lat: float,
+        lng: float,
+        radius_m: float,
+        skills: Sequence[str],
+        community_id: int | None,
+        limit: int,
+    ) -> list[NearbyWorker]:
+        """Eligible workers near a point, nearest first: exact for operators; for residents at
+        the centre of a coarse cell with the distance rounded (and at most 20)."""
+        if who.role == "resident":
+            limit = min(limit, 20)
+        async with self.sessions() as session:
+            return await self._nearby(
+                session,
+                who,
+                lat=lat,
+                lng=lng,
+                radius_m=radius_m,
+                skills=skills,
+                community_id=community_id,
+                limit=limit,
+            )
+
+    async def _nearby(
         self,
         session: AsyncSession,
         who: Principal,
