@@ -18,7 +18,6 @@ from dispatch.identity.auth import admin_only, workers_only
 from dispatch.identity.phones import hide_phones, normalize_phone
 from dispatch.infra import outbox, ratelimit
 from dispatch.infra.logs import log
-from dispatch.jobs.service import JobService
 from dispatch.models import (
     CallRecord,
     Community,
@@ -456,7 +455,7 @@ async def post_job_message(
     await ratelimit.hit(rt.redis, MESSAGE_LIMIT, str(who.user_id))
     now = datetime.now(UTC)
     async with rt.sessions.begin() as session:
-        job = await JobService(rt.communities).get_visible(session, who, job_id)
+        job = await rt.jobs.get_visible(session, who, job_id)
         if who.user_id == job.resident_id:
             recipient = job.worker_id
         elif who.user_id == job.worker_id:
@@ -507,7 +506,7 @@ async def list_job_messages(
     rt = runtime_of(state)
     who = principal_of(request)
     async with rt.sessions() as session:
-        job: Job = await JobService(rt.communities).get_visible(session, who, job_id)
+        job: Job = await rt.jobs.get_visible(session, who, job_id)
         rows = await session.scalars(
             select(JobMessage)
             .where(JobMessage.job_id == job.id, JobMessage.id > after_id)

@@ -41,6 +41,7 @@ from dispatch.grab.rules import (
 )
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
+from dispatch.infra import idempotency
 from dispatch.infra.outbox import ROWS_INSERT
 from dispatch.infra.wire import Pipeliner
 from dispatch.models import Assignment, Job, Offer, Worker
@@ -290,6 +291,31 @@ class Dispatcher:
         return await self._claim(keys=keys, args=args)
 
     # --- waves -------------------------------------------------------------------------------
+
+    async def offers_for(self, worker_id: int) -> list[ev.OfferOut]:
+        """The worker's pending offers, soonest to expire first."""
+        async with self.sessions() as session:
+            return await self.pending_offers(session, worker_id)
+
+    async def remember_answer(
+        self, who: Principal, key: str, fingerprint: bytes, body: bytes
+    ) -> tuple[int, bytes]:
+        """Store an accept's answer under its Idempotency-Key (or replay the one stored).
+
+        A transaction of its own after the claim's, not inside it: the claim's transaction is
+        the winner's latency budget, and the claim is idempotent by itself (a winner's retry
+        gets the job again), so the key only makes a retry replay byte for byte and refuses
+        the key's reuse for another offer."""
+        async with self.sessions.begin() as session:
+
+            async def produce() -> tuple[int, bytes]:
+                return 200, body
+
+            return await idempotency.run_once(session, who.user_id, key, fingerprint, produce)
+
+    def after_commit(self) -> AfterCommit:
+        """A fresh record of what to do once a transaction that dispatched has committed."""
+        return AfterCommit()
 
     async def open_job(
         self,

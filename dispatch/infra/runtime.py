@@ -23,6 +23,7 @@ from dispatch.infra.settings import Settings
 from dispatch.infra.smsbudget import SmsBudget
 from dispatch.infra.timers import Timers
 from dispatch.infra.wire import Pipeliner
+from dispatch.jobs.service import JobService
 from dispatch.workers.service import PositionSink, WorkerService
 from geo.live import LiveIndex
 from geo.live.redis import RedisLiveIndex
@@ -41,6 +42,7 @@ class Runtime:
     workers: WorkerService
     bus: EventBus
     dispatcher: Dispatcher
+    jobs: JobService
     timers: Timers
     sms_budget: SmsBudget
     local: LocalServers | None = field(default=None)
@@ -88,6 +90,7 @@ class Runtime:
             workers=workers,
             bus=bus,
             dispatcher=dispatcher,
+            jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             timers=Timers(redis, dispatcher),
             sms_budget=sms_budget,
             local=local,

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import h3.api.basic_int as h3
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Forbidden, NotFound
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
+from dispatch.infra import idempotency
+from dispatch.jobs.proxies import proxy_number_for
+from dispatch.jobs.queries import offer_counts
 from dispatch.jobs.rules import check_window, review_reason
 from dispatch.models import Job
 from dispatch.models.base import is_db_id
@@ -40,9 +44,93 @@ class NewJob:
     community_id: int | None = None
 
 
+@dataclass(frozen=True)
+class JobView:
+    """A job with what its viewer sees beside it: offer counts by status, and the masked number
+    the viewer reaches the other participant on (participants only)."""
+
+    job: Job
+    offer_counts: dict[str, int]
+    proxy_number: str | None = None
+
+
+class Dispatch(Protocol):
+    """What posting needs from a dispatcher (the grab dispatcher): send the first wave in the
+    posting's transaction, and its live events and timers after commit."""
+
+    def after_commit(self) -> Any: ...
+
+    async def open_job(
+        self, session: AsyncSession, job: Job, after: Any, community: CommunityView
+    ) -> int: ...
+
+    async def run_after(self, after: Any) -> None: ...
+
+
 class JobService:
-    def __init__(self, communities: CommunityService) -> None:
+    """Posting and reading jobs. Each public call is one transaction of its own."""
+
+    def __init__(
+        self,
+        communities: CommunityService,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        dispatch: Dispatch | None = None,
+    ) -> None:
         self.communities = communities
+        self.sessions = sessions
+        self.dispatch = dispatch
+        """None: jobs are stored and not sent out (`DISPATCH_AUTO=0`, for benchmarks)."""
+
+    async def post(
+        self,
+        who: Principal,
+        new: NewJob,
+        key: str,
+        fingerprint: bytes,
+        render: Callable[[Job, int], bytes],
+    ) -> tuple[int, bytes]:
+        """Store the job and send its first wave, in one transaction keyed by the caller's
+        Idempotency-Key: a retry with the same key and body gets the first answer (`render`ed
+        from the job and the offers sent) again, and nothing is posted twice."""
+        assert self.sessions is not None
+        after = self.dispatch.after_commit() if self.dispatch else None
+        async with self.sessions.begin() as session:
+
+            async def produce() -> tuple[int, bytes]:
+                job, community = await self.create(session, who, new)
+                offered = 0
+                if self.dispatch is not None:
+                    offered = await self.dispatch.open_job(session, job, after, community)
+                return 201, render(job, offered)
+
+            answer = await idempotency.run_once(session, who.user_id, key, fingerprint, produce)
+        if self.dispatch is not None:
+            await self.dispatch.run_after(after)
+        return answer
+
+    async def read(self, who: Principal, job_id: int) -> JobView:
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            job = await self.get_visible(session, who, job_id)
+            return await self._view(session, job, who.user_id)
+
+    async def view(self, job: Job, viewer: int | None = None) -> JobView:
+        """How a job just changed looks now (after a cancellation, say)."""
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            return await self._view(session, job, viewer)
+
+    async def mine(self, who: Principal, limit: int = 50) -> list[JobView]:
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            jobs = await self.list_mine(session, who, limit)
+            counts = await offer_counts(session, [j.id for j in jobs])
+            return [JobView(j, counts[j.id]) for j in jobs]
+
+    async def _view(self, session: AsyncSession, job: Job, viewer: int | None) -> JobView:
+        counts = (await offer_counts(session, [job.id]))[job.id]
+        number = await proxy_number_for(session, job, viewer) if viewer is not None else None
+        return JobView(job, counts, number)
 
     async def create(
         self, session: AsyncSession, resident: Principal, new: NewJob

@@ -11,9 +11,11 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select
 
 from dispatch.core.errors import Forbidden, NotFound
+from dispatch.grab.dispatcher import Dispatcher
 from dispatch.identity.auth import operators
 from dispatch.identity.principal import Principal
-from dispatch.jobs.controllers import job_response
+from dispatch.jobs.service import JobService
+from dispatch.jobs.views import job_view_out
 from dispatch.models import Alert
 from dispatch.models.base import is_db_id
 from dispatch.web.deps import principal_of, runtime_of
@@ -90,11 +92,11 @@ class OpsController(Controller):
         self,
         job_id: FromPath[int],
         data: JSONBody[AssignIn],
-        request: Request[Any, Any, Any],
-        state: State,
+        who: Principal,
+        dispatcher: Dispatcher,
+        jobs: JobService,
     ) -> JobOut:
         """Manual dispatch: hand the job to a verified worker of its community. Any earlier
         holder's `assignment_version` stops working."""
-        rt = runtime_of(state)
-        job = await rt.dispatcher.assign(principal_of(request), job_id, data.worker_id)
-        return await job_response(rt.sessions, job)
+        job = await dispatcher.assign(who, job_id, data.worker_id)
+        return job_view_out(await jobs.view(job))

@@ -19,6 +19,7 @@ from dispatch.grab.dispatcher import Dispatcher
 from dispatch.identity.otp import OtpService
 from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
+from dispatch.jobs.service import JobService
 from dispatch.workers.service import WorkerService
 
 
@@ -51,6 +52,10 @@ def _communities(state: State) -> CommunityService:
     return runtime_of(state).communities
 
 
+def _jobs(state: State) -> JobService:
+    return runtime_of(state).jobs
+
+
 def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
@@ -62,5 +67,6 @@ DEPENDENCIES = {
     "workers": Provide(_workers, sync_to_thread=False),
     "dispatcher": Provide(_dispatcher, sync_to_thread=False),
     "communities": Provide(_communities, sync_to_thread=False),
+    "jobs": Provide(_jobs, sync_to_thread=False),
     "otp": Provide(_otp, sync_to_thread=False),
 }
