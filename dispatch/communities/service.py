@@ -9,7 +9,7 @@ from typing import Any
 
 from shapely.geometry import Polygon
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities import params
 from dispatch.core.errors import NotFound, Unprocessable
@@ -19,7 +19,14 @@ from dispatch.models.base import is_db_id
 from geo.areas import ServiceArea, point_cells
 from geo.distance import haversine_m
 from geo.errors import GeoError
-from geo.shapes import point_to_wkb, polygon_to_wkb, wkb_to_latlng, wkb_to_polygon
+from geo.live import LiveIndex
+from geo.shapes import (
+    geojson_to_polygon,
+    point_to_wkb,
+    polygon_to_wkb,
+    wkb_to_latlng,
+    wkb_to_polygon,
+)
 
 DEFAULT_RADIUS_M = 5000
 
@@ -78,9 +85,64 @@ class AreaCache:
 
 class CommunityService:
     def __init__(
-        self, cache: AreaCache | None = None, default_region: str = DEFAULT_REGION
+        self,
+        cache: AreaCache | None = None,
+        default_region: str = DEFAULT_REGION,
+        *,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        live: LiveIndex | None = None,
     ) -> None:
         self.cache = cache or AreaCache(default_region)
+        self.sessions = sessions
+        self.live = live
+
+    # --- each call one transaction ---------------------------------------------------------------
+
+    async def add(
+        self,
+        *,
+        name: str,
+        center: tuple[float, float],
+        radius_m: int | None,
+        boundary: dict[str, Any] | None,
+        timezone: str | None,
+        dispatch: dict[str, Any] | None,
+    ) -> CommunityView:
+        """A new community from a centre and radius or a GeoJSON Polygon boundary (422 with
+        the shape's fault when it is not a usable polygon), with its (empty) live index."""
+        assert self.sessions is not None
+        polygon = None
+        if boundary is not None:
+            try:
+                polygon = geojson_to_polygon(boundary)
+            except GeoError as exc:
+                raise Unprocessable(str(exc), code=exc.code) from exc
+        async with self.sessions.begin() as session:
+            view = await self.create(
+                session,
+                name=name,
+                center=center,
+                radius_m=radius_m,
+                boundary=polygon,
+                timezone=timezone,
+                dispatch=dispatch,
+            )
+        if self.live is not None:
+            await self.live.claim_rebuild(view.id)
+        return view
+
+    async def read(self, community_id: int) -> CommunityView:
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            return await self.get(session, community_id)
+
+    async def around(self, lat: float, lng: float) -> list[CommunityView]:
+        """Communities whose area holds the point, nearest centre first."""
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            return await self.containing(session, lat, lng)
+
+    # --- inside a caller's transaction -----------------------------------------------------------
 
     async def create(
         self,

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.core.errors import Unauthorized
+from dispatch.identity.auth import issue_token
 from dispatch.identity.phones import DEFAULT_REGION, PhoneVault, normalize_phone
 from dispatch.identity.principals import refuse_pool_number, upsert_phone_user
 from dispatch.infra import outbox, ratelimit
@@ -40,7 +41,9 @@ class OtpService:
         sms_status: str = "held",
         budget: SmsBudget | None = None,
         region: str = DEFAULT_REGION,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        self.sessions = sessions
         self.vault = vault
         self.region = region
         """Country a number typed without its country code is read in."""
@@ -50,6 +53,23 @@ class OtpService:
         self.redis = redis
         self.settings = settings
         self._code_key = hashlib.sha256(b"otp:" + settings.secret_key.encode()).digest()
+
+    async def send_code(self, raw_phone: str, client: str) -> int:
+        """Issue a sign-in code and queue its text, in one transaction; the code's lifetime."""
+        assert self.sessions is not None
+        async with self.sessions.begin() as session:
+            await self.request(session, raw_phone, client)
+        return self.settings.otp_ttl_s
+
+    async def token_for(self, raw_phone: str, code: str, role: str) -> tuple[int, str]:
+        """Trade a phone's code for (user id, bearer token). A wrong guess is committed before
+        the 401 is raised, so guesses count even though the call fails."""
+        assert self.sessions is not None
+        async with self.sessions() as session:
+            user_id = await self.sign_in(session, raw_phone, code, role)
+            await session.commit()
+        s = self.settings
+        return user_id, issue_token(s.secret_key, user_id, role, ttl_s=s.token_ttl_s)
 
     async def request(self, session: AsyncSession, raw_phone: str, client: str) -> None:
         """Issue a code for the phone and queue its SMS in the outbox (same transaction). The

@@ -24,6 +24,7 @@ from dispatch.infra.smsbudget import SmsBudget
 from dispatch.infra.timers import Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
+from dispatch.ops.alerts import AlertService
 from dispatch.workers.service import PositionSink, WorkerService
 from geo.live import LiveIndex
 from geo.live.redis import RedisLiveIndex
@@ -43,6 +44,7 @@ class Runtime:
     bus: EventBus
     dispatcher: Dispatcher
     jobs: JobService
+    alerts: AlertService
     timers: Timers
     sms_budget: SmsBudget
     local: LocalServers | None = field(default=None)
@@ -65,8 +67,10 @@ class Runtime:
         redis = open_redis(redis_url, cluster=settings.storage.redis_cluster)
         vault = PhoneVault(settings.auth.secret_key)
         sessions = make_sessionmaker(engine)
-        communities = CommunityService(default_region=settings.phone_region)
         live = RedisLiveIndex(redis, pipe=Pipeliner.for_client(redis))
+        communities = CommunityService(
+            default_region=settings.phone_region, sessions=sessions, live=live
+        )
         workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
         bus = EventBus(redis)
         dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
@@ -84,6 +88,7 @@ class Runtime:
                 sms_status="pending" if settings.sms_provider_configured else "held",
                 budget=sms_budget,
                 region=settings.phone_region,
+                sessions=sessions,
             ),
             communities=communities,
             live=live,
@@ -91,6 +96,7 @@ class Runtime:
             bus=bus,
             dispatcher=dispatcher,
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
+            alerts=AlertService(sessions, communities),
             timers=Timers(redis, dispatcher),
             sms_budget=sms_budget,
             local=local,

@@ -10,9 +10,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dispatch.communities.service import CommunityService
+from dispatch.core.errors import Forbidden, NotFound
+from dispatch.identity.principal import Principal
 from dispatch.models import Alert, Community, Job
+from dispatch.models.base import is_db_id
 
 
 async def raise_alert(
@@ -50,3 +54,50 @@ async def alert_communities(session: AsyncSession, job_id: int | None) -> Iterab
         community_id = await session.scalar(select(Job.community_id).where(Job.id == job_id))
         return [community_id] if community_id is not None else []
     return list(await session.scalars(select(Community.id)))
+
+
+def _check_scope(who: Principal, community_id: int) -> None:
+    if not who.can_operate(community_id):
+        raise Forbidden("not an operator of this community", code="not_yours")
+
+
+class AlertService:
+    """The operators' alert queue: reading it and acknowledging (each call one transaction)."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], communities: CommunityService
+    ) -> None:
+        self.sessions = sessions
+        self.communities = communities
+
+    async def queue(
+        self, who: Principal, community_id: int, *, include_acked: bool, limit: int
+    ) -> list[Alert]:
+        """The community's alerts, newest first; unacknowledged only unless asked."""
+        _check_scope(who, community_id)
+        stmt = (
+            select(Alert)
+            .where(Alert.community_id == community_id)
+            .order_by(Alert.created_at.desc(), Alert.id.desc())
+            .limit(limit)
+        )
+        if not include_acked:
+            stmt = stmt.where(Alert.acked_at.is_(None))
+        async with self.sessions() as session:
+            await self.communities.get(session, community_id)  # 404 for one that is not
+            return list((await session.scalars(stmt)).all())
+
+    async def ack(self, who: Principal, alert_id: int) -> Alert:
+        """Acknowledge an alert (once: a second ack keeps the first's time and operator)."""
+        async with self.sessions.begin() as session:
+            alert = (
+                await session.get(Alert, alert_id, with_for_update=True)
+                if is_db_id(alert_id)
+                else None
+            )
+            if alert is None:
+                raise NotFound(f"alert {alert_id} does not exist", code="alert_not_found")
+            _check_scope(who, alert.community_id)
+            if alert.acked_at is None:
+                alert.acked_at, alert.acked_by = datetime.now(UTC), who.user_id
+            return alert

@@ -20,6 +20,7 @@ from dispatch.identity.otp import OtpService
 from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
 from dispatch.jobs.service import JobService
+from dispatch.ops.alerts import AlertService
 from dispatch.workers.service import WorkerService
 
 
@@ -56,6 +57,10 @@ def _jobs(state: State) -> JobService:
     return runtime_of(state).jobs
 
 
+def _alerts(state: State) -> AlertService:
+    return runtime_of(state).alerts
+
+
 def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
@@ -69,4 +74,5 @@ DEPENDENCIES = {
     "communities": Provide(_communities, sync_to_thread=False),
     "jobs": Provide(_jobs, sync_to_thread=False),
     "otp": Provide(_otp, sync_to_thread=False),
+    "alerts": Provide(_alerts, sync_to_thread=False),
 }
