@@ -46,8 +46,7 @@ async def worker_stream(socket: WebSocket[Any, Any, Any], state: State) -> None:
     # The process's one pub/sub connection carries this worker's events (see EventBus); the
     # subscription is confirmed before the pending offers are read, so none falls between.
     async with rt.bus.subscription(principal.user_id) as events:
-        async with rt.sessions() as session:
-            pending = await rt.dispatcher.pending_offers(session, principal.user_id)
+        pending = await rt.dispatcher.offers_for(principal.user_id)
         await socket.send_bytes(ev.encode(ev.Hello(offers=pending)))
 
         async def forward() -> None:

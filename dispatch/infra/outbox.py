@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.identity.phones import PhoneVault, phone_hint
 from dispatch.models import OutboxMessage
@@ -80,3 +81,23 @@ async def enqueue(session: AsyncSession, message: Outgoing, now: datetime | None
         stmt = stmt.on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
     result = await session.execute(stmt.returning(OutboxMessage.id))
     return result.scalar_one_or_none() is not None
+
+
+async def recent(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    to_hash: bytes | None = None,
+    channel: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[OutboxMessage]:
+    """Messages newest first, by recipient, channel (as addressed or as carried) and status."""
+    stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if to_hash is not None:
+        stmt = stmt.where(OutboxMessage.to_hash == to_hash)
+    if channel is not None:
+        stmt = stmt.where(or_(OutboxMessage.channel == channel, OutboxMessage.via == channel))
+    if status is not None:
+        stmt = stmt.where(OutboxMessage.status == status)
+    async with sessions() as session:
+        return list((await session.scalars(stmt)).all())

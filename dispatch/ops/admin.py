@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import get
-from litestar.datastructures import State
 from litestar.params import FromQuery, QueryParameter
-from sqlalchemy import or_, select
 
 from dispatch.identity.auth import admin_only
 from dispatch.identity.phones import hide_phones, normalize_phone
-from dispatch.models import OutboxMessage
-from dispatch.web.deps import runtime_of
+from dispatch.infra import outbox
+from dispatch.infra.runtime import Runtime
 from dispatch.web.schemas import OutboxOut
 
 # A body is shown only where no provider carried the message and none will: then it never left
@@ -26,7 +24,7 @@ STATUSES = Literal[
 
 @get("/v1/admin/outbox", guards=[admin_only], tags=["admin"])
 async def list_outbox(
-    state: State,
+    rt: Runtime,
     to: Annotated[str | None, QueryParameter(max_length=40)] = None,
     channel: FromQuery[Literal["sms", "push", "ws", "app", "held"] | None] = None,
     status: FromQuery[STATUSES | None] = None,
@@ -34,17 +32,10 @@ async def list_outbox(
 ) -> list[OutboxOut]:
     """Messages in the outbox, newest first, filtered by recipient phone, channel (as addressed
     or as carried) and status (`dead` is the dead-letter queue)."""
-    rt = runtime_of(state)
-    stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
-    if to is not None:
-        phone = normalize_phone(to, rt.settings.phone_region)
-        stmt = stmt.where(OutboxMessage.to_hash == rt.vault.hash(phone))
-    if channel is not None:
-        stmt = stmt.where(or_(OutboxMessage.channel == channel, OutboxMessage.via == channel))
-    if status is not None:
-        stmt = stmt.where(OutboxMessage.status == status)
-    async with rt.sessions() as session:
-        rows = (await session.scalars(stmt)).all()
+    to_hash = rt.vault.hash(normalize_phone(to, rt.settings.phone_region)) if to else None
+    rows = await outbox.recent(
+        rt.sessions, to_hash=to_hash, channel=channel, status=status, limit=limit
+    )
     return [
         OutboxOut(
             id=m.id,
