@@ -35,7 +35,7 @@ from dispatch.web.errors import EXCEPTION_HANDLERS
 from dispatch.web.middleware import options_middleware, request_log_middleware
 from dispatch.web.strict import strict_json_body
 from dispatch.workers import controllers as workers
-from notifications import api as notifications_api
+from notifications import controllers as notifications_api
 from notifications.service import Notifications
 
 PUBLIC_PATHS = ["/healthz", "/readyz", "/metrics", "/schema", "/v1/auth/", "/v1/telephony/"]
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],
-        dependencies=DEPENDENCIES,
+        dependencies={**DEPENDENCIES, **notifications_api.DEPENDENCIES},
         before_request=strict_json_body,
         on_app_init=[jwt.on_app_init],
         middleware=[

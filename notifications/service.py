@@ -10,10 +10,14 @@ from dispatch.infra.logs import log
 from dispatch.infra.runtime import Runtime
 from dispatch.ops.alerts import alert_communities, raise_alert
 from notifications.masking import ProxyBroker
+from notifications.messages import Messages
+from notifications.pool import Pool
 from notifications.provider import PhoneProvider
 from notifications.push import Pusher
 from notifications.relay import Relay
+from notifications.subscriptions import Subscriptions
 from notifications.twilio import TwilioProvider
+from notifications.webhooks import Webhooks
 
 STATUS_PATH = "/v1/telephony/status"
 
@@ -38,6 +42,10 @@ class Notifications:
             max_attempts=s.relay_max_attempts,
             backoff_first_s=s.relay_backoff_s,
         )
+        self.webhooks = Webhooks(self)
+        self.subscriptions = Subscriptions(rt.sessions, s)
+        self.pool = Pool(rt.sessions, rt.communities, rt.vault)
+        self.messages = Messages(self)
 
     @classmethod
     def open(cls, rt: Runtime) -> Notifications:
