@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
@@ -101,6 +102,22 @@ class Runtime:
             sms_budget=sms_budget,
             local=local,
         )
+
+    async def readiness(self) -> dict[str, str]:
+        """`ok`, or why not, for the database and Redis (each given two seconds)."""
+        checks: dict[str, str] = {}
+
+        async def database() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        for name, probe in (("database", database), ("redis", self.redis.ping)):
+            try:
+                await asyncio.wait_for(probe(), timeout=2.0)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"down: {type(exc).__name__}"
+        return checks
 
     async def start_background(self) -> None:
         """Work that runs beside requests for the life of the process."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from litestar import Response, get
-from litestar.datastructures import State
 from msgspec import Struct
-from sqlalchemy import text
 
-from dispatch.web.deps import runtime_of
+from dispatch.infra.runtime import Runtime
 from dispatch.web.errors import problem
 
 
@@ -29,20 +26,8 @@ def healthz() -> Health:
 
 
 @get("/readyz", exclude_from_auth=True)
-async def readyz(state: State) -> Response[Readiness]:
-    rt = runtime_of(state)
-    checks: dict[str, str] = {}
-
-    async def database() -> None:
-        async with rt.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-
-    for name, probe in (("database", database), ("redis", rt.redis.ping)):
-        try:
-            await asyncio.wait_for(probe(), timeout=2.0)
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"down: {type(exc).__name__}"
+async def readyz(rt: Runtime) -> Response[Readiness]:
+    checks = await rt.readiness()
     if all(v == "ok" for v in checks.values()):
         return Response(Readiness(status="ready", checks=checks))
     failing = ", ".join(k for k, v in checks.items() if v != "ok")
