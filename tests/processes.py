@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 
@@ -68,3 +71,17 @@ class ServiceProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@asynccontextmanager
+async def serving(
+    urls: tuple[str, str], secret: str, *args: str, **env: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`dispatch serve` as a child process, ready, with an HTTP client on it; stopped after."""
+    server = ServiceProcess(urls, secret, *args, **env)
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
+            yield http
+    finally:
+        server.stop()

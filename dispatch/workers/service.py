@@ -491,22 +491,12 @@ class WorkerService:
         if who.role == "resident":
             limit = min(limit, 20)
         async with self.sessions() as session:
-            return await self._nearby(
-                session,
-                who,
-                lat=lat,
-                lng=lng,
-                radius_m=radius_m,
-                skills=skills,
-                community_id=community_id,
-                limit=limit,
-            )
+            return await self._nearby(session, who, lat, lng, radius_m, skills, community_id, limit)
 
     async def _nearby(
         self,
         session: AsyncSession,
         who: Principal,
-        *,
         lat: float,
         lng: float,
         radius_m: float,

@@ -4,30 +4,15 @@ processes, since uvicorn is what reads those headers."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import httpx
 import pytest
 
 from dispatch.infra.settings import AuthSettings
 from tests.conftest import TEST_SECRET
-from tests.processes import ServiceProcess
+from tests.processes import serving
 
 LIMIT = AuthSettings().otp_per_client_limit
 pytestmark = pytest.mark.slow
-
-
-@asynccontextmanager
-async def serving(urls: tuple[str, str], **env: str) -> AsyncIterator[httpx.AsyncClient]:
-    server = ServiceProcess(urls, TEST_SECRET, **env)
-    try:
-        await asyncio.to_thread(server.wait_ready)
-        async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
-            yield http
-    finally:
-        server.stop()
 
 
 async def use_up_the_client_limit(http: httpx.AsyncClient) -> None:
@@ -41,7 +26,7 @@ async def use_up_the_client_limit(http: httpx.AsyncClient) -> None:
 async def test_a_forwarded_for_header_does_not_reset_the_limit(
     server_urls, clean_state, redis
 ) -> None:
-    async with serving(server_urls) as http:
+    async with serving(server_urls, TEST_SECRET) as http:
         await use_up_the_client_limit(http)
         for n in range(1, 4):
             r = await http.post(
@@ -55,7 +40,7 @@ async def test_a_forwarded_for_header_does_not_reset_the_limit(
 
 
 async def test_a_named_proxy_is_believed(server_urls, clean_state, redis) -> None:
-    async with serving(server_urls, TRUSTED_PROXIES="127.0.0.0/8") as http:
+    async with serving(server_urls, TEST_SECRET, TRUSTED_PROXIES="127.0.0.0/8") as http:
         await use_up_the_client_limit(http)
         r = await http.post(
             "/v1/auth/otp",

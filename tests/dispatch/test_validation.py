@@ -633,30 +633,32 @@ def test_continent_sized_boundary_is_refused_quickly_as_area_too_large() -> None
 INVISIBLE_TITLES = ["   ", "\u200b\u200b", "\u3000\u3000", "\ufeff", "\u200d\u2060", "\t\n"]
 
 
-@pytest.mark.parametrize("title", INVISIBLE_TITLES)
 async def test_a_title_that_shows_nothing_is_400(
-    client: httpx.AsyncClient, principals: Any, engine: AsyncEngine, title: str
+    client: httpx.AsyncClient, principals: Any, engine: AsyncEngine
 ) -> None:
     await make_community(client, await principals.admin())
     _, resident = await principals.user("resident")
     headers = {**resident, "Idempotency-Key": "k"}
-    r = await client.post("/v1/jobs", json=job_body(title=title), headers=headers)
-    assert_problem(r, 400, "validation_error")
-    r = await client.post("/v1/jobs", json=job_body(category=title), headers=headers)
-    assert_problem(r, 400, "validation_error")
+    for title in INVISIBLE_TITLES:
+        r = await client.post("/v1/jobs", json=job_body(title=title), headers=headers)
+        assert_problem(r, 400, "validation_error")
+        r = await client.post("/v1/jobs", json=job_body(category=title), headers=headers)
+        assert_problem(r, 400, "validation_error")
     assert await count(engine, Job) == 0
 
 
-@pytest.mark.parametrize("currency", ["ZZZ", "XXX", "XTS", "cny", "RMB"])
 async def test_a_currency_that_is_no_iso_4217_money_is_400(
-    client: httpx.AsyncClient, principals: Any, engine: AsyncEngine, currency: str
+    client: httpx.AsyncClient, principals: Any, engine: AsyncEngine
 ) -> None:
     await make_community(client, await principals.admin())
     _, resident = await principals.user("resident")
-    r = await client.post(
-        "/v1/jobs", json=job_body(currency=currency), headers={**resident, "Idempotency-Key": "k"}
-    )
-    assert_problem(r, 400, "validation_error")
+    for currency in ["ZZZ", "XXX", "XTS", "cny", "RMB"]:
+        r = await client.post(
+            "/v1/jobs",
+            json=job_body(currency=currency),
+            headers={**resident, "Idempotency-Key": "k"},
+        )
+        assert_problem(r, 400, "validation_error")
     assert await count(engine, Job) == 0
 
 

@@ -8,7 +8,6 @@ worker's status in Redis."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,20 +19,15 @@ from dispatch.workers.service import LISTING_TTL_S
 from geo.areas import destination
 from tests.conftest import TEST_SECRET
 from tests.dispatch.helpers import CENTER, community, nearby_ids, ready_worker
-from tests.processes import ServiceProcess
+from tests.processes import serving
 
 ELSEWHERE = (39.9042, 116.4074)
 
 
 @pytest.fixture
 async def other_process(server_urls: tuple[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    server = ServiceProcess(server_urls, TEST_SECRET)
-    try:
-        await asyncio.to_thread(server.wait_ready)
-        async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
-            yield http
-    finally:
-        server.stop()
+    async with serving(server_urls, TEST_SECRET) as http:
+        yield http
 
 
 async def test_profile_changes_reach_the_other_process_at_the_next_ping(

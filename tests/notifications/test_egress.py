@@ -80,13 +80,13 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize("url", INWARD)
-async def test_registering_an_inward_endpoint_is_422(client, principals, url: str) -> None:
+async def test_registering_an_inward_endpoint_is_422(client, principals) -> None:
     _, headers = await principals.user("worker")
-    body = {"endpoint": url, "keys": KEYS}
-    r = await client.post("/v1/workers/me/push-subscriptions", json=body, headers=headers)
-    assert r.status_code == 422, r.text
-    assert r.json()["code"] == "invalid_subscription"
+    for url in INWARD:
+        body = {"endpoint": url, "keys": KEYS}
+        r = await client.post("/v1/workers/me/push-subscriptions", json=body, headers=headers)
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["code"] == "invalid_subscription"
 
 
 async def test_a_public_endpoint_registers(client, principals) -> None:
