@@ -89,7 +89,7 @@ class CommunityService:
         cache: AreaCache | None = None,
         default_region: str = DEFAULT_REGION,
         *,
-        sessions: async_sessionmaker[AsyncSession] | None = None,
+        sessions: async_sessionmaker[AsyncSession],
         live: LiveIndex | None = None,
     ) -> None:
         self.cache = cache or AreaCache(default_region)
@@ -110,7 +110,6 @@ class CommunityService:
     ) -> CommunityView:
         """A new community from a centre and radius or a GeoJSON Polygon boundary (422 with
         the shape's fault when it is not a usable polygon), with its (empty) live index."""
-        assert self.sessions is not None
         polygon = None
         if boundary is not None:
             try:
@@ -132,13 +131,11 @@ class CommunityService:
         return view
 
     async def read(self, community_id: int) -> CommunityView:
-        assert self.sessions is not None
         async with self.sessions() as session:
             return await self.get(session, community_id)
 
     async def around(self, lat: float, lng: float) -> list[CommunityView]:
         """Communities whose area holds the point, nearest centre first."""
-        assert self.sessions is not None
         async with self.sessions() as session:
             return await self.containing(session, lat, lng)
 

@@ -41,7 +41,8 @@ class OtpService:
         sms_status: str = "held",
         budget: SmsBudget | None = None,
         region: str = DEFAULT_REGION,
-        sessions: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.sessions = sessions
         self.vault = vault
@@ -56,7 +57,6 @@ class OtpService:
 
     async def send_code(self, raw_phone: str, client: str) -> int:
         """Issue a sign-in code and queue its text, in one transaction; the code's lifetime."""
-        assert self.sessions is not None
         async with self.sessions.begin() as session:
             await self.request(session, raw_phone, client)
         return self.settings.otp_ttl_s
@@ -64,7 +64,6 @@ class OtpService:
     async def token_for(self, raw_phone: str, code: str, role: str) -> tuple[int, str]:
         """Trade a phone's code for (user id, bearer token). A wrong guess is committed before
         the 401 is raised, so guesses count even though the call fails."""
-        assert self.sessions is not None
         async with self.sessions() as session:
             user_id = await self.sign_in(session, raw_phone, code, role)
             await session.commit()

@@ -31,7 +31,6 @@ from dispatch.core.errors import Unprocessable
 DEFAULT_REGION = "CN"
 """Country a number without a country code is read in when nothing better is known."""
 MAX_PHONE_INPUT = 40
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Anything that looks like a phone number in free text: used to scrub logs and to test responses.
 PHONE_IN_TEXT = re.compile(r"(?<![\d+])\+?\d{7,15}(?!\d)")
 # What a typed number may hold once full-width forms are folded and the separators people type
@@ -47,10 +46,6 @@ HIDDEN = "[number hidden]"
 class InvalidPhone(Unprocessable):
     code = "invalid_phone"
     title = "Invalid phone number"
-
-
-def is_e164(value: str) -> bool:
-    return bool(E164.match(value))
 
 
 def normalize_phone(raw: str, region: str | None = None) -> str:

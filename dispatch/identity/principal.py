@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dispatch.core.errors import Forbidden
+
 ROLES = ("resident", "worker", "operator", "admin")
 
 
@@ -18,3 +20,8 @@ class Principal:
         return self.role == "admin" or (
             self.role == "operator" and community_id in self.community_ids
         )
+
+    def require_operator_of(self, community_id: int) -> None:
+        """403 `not_yours` unless the caller operates the community."""
+        if not self.can_operate(community_id):
+            raise Forbidden("not an operator of this community", code="not_yours")

@@ -73,7 +73,7 @@ class JobService:
     def __init__(
         self,
         communities: CommunityService,
-        sessions: async_sessionmaker[AsyncSession] | None = None,
+        sessions: async_sessionmaker[AsyncSession],
         dispatch: Dispatch | None = None,
     ) -> None:
         self.communities = communities
@@ -92,7 +92,6 @@ class JobService:
         """Store the job and send its first wave, in one transaction keyed by the caller's
         Idempotency-Key: a retry with the same key and body gets the first answer (`render`ed
         from the job and the offers sent) again, and nothing is posted twice."""
-        assert self.sessions is not None
         after = self.dispatch.after_commit() if self.dispatch else None
         async with self.sessions.begin() as session:
 
@@ -109,19 +108,16 @@ class JobService:
         return answer
 
     async def read(self, who: Principal, job_id: int) -> JobView:
-        assert self.sessions is not None
         async with self.sessions() as session:
             job = await self.get_visible(session, who, job_id)
             return await self._view(session, job, who.user_id)
 
     async def view(self, job: Job, viewer: int | None = None) -> JobView:
         """How a job just changed looks now (after a cancellation, say)."""
-        assert self.sessions is not None
         async with self.sessions() as session:
             return await self._view(session, job, viewer)
 
     async def mine(self, who: Principal, limit: int = 50) -> list[JobView]:
-        assert self.sessions is not None
         async with self.sessions() as session:
             jobs = await self.list_mine(session, who, limit)
             counts = await offer_counts(session, [j.id for j in jobs])

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
-from dispatch.core.errors import Forbidden, NotFound
+from dispatch.core.errors import NotFound
 from dispatch.identity.principal import Principal
 from dispatch.models import Alert, Community, Job
 from dispatch.models.base import is_db_id
@@ -56,11 +56,6 @@ async def alert_communities(session: AsyncSession, job_id: int | None) -> Iterab
     return list(await session.scalars(select(Community.id)))
 
 
-def _check_scope(who: Principal, community_id: int) -> None:
-    if not who.can_operate(community_id):
-        raise Forbidden("not an operator of this community", code="not_yours")
-
-
 class AlertService:
     """The operators' alert queue: reading it and acknowledging (each call one transaction)."""
 
@@ -74,7 +69,7 @@ class AlertService:
         self, who: Principal, community_id: int, *, include_acked: bool, limit: int
     ) -> list[Alert]:
         """The community's alerts, newest first; unacknowledged only unless asked."""
-        _check_scope(who, community_id)
+        who.require_operator_of(community_id)
         stmt = (
             select(Alert)
             .where(Alert.community_id == community_id)
@@ -97,7 +92,7 @@ class AlertService:
             )
             if alert is None:
                 raise NotFound(f"alert {alert_id} does not exist", code="alert_not_found")
-            _check_scope(who, alert.community_id)
+            who.require_operator_of(alert.community_id)
             if alert.acked_at is None:
                 alert.acked_at, alert.acked_by = datetime.now(UTC), who.user_id
             return alert

@@ -222,8 +222,7 @@ class WorkerService:
 
     async def rebuild_for(self, who: Principal, community_id: int) -> int:
         """An operator refills their community's live index from the database."""
-        if not who.can_operate(community_id):
-            raise Forbidden("not an operator of this community", code="not_yours")
+        who.require_operator_of(community_id)
         async with self.sessions() as session:
             await self.positions.flush()
             return await self.rebuild(session, community_id)
@@ -491,62 +490,49 @@ class WorkerService:
         if who.role == "resident":
             limit = min(limit, 20)
         async with self.sessions() as session:
-            return await self._nearby(session, who, lat, lng, radius_m, skills, community_id, limit)
-
-    async def _nearby(
-        self,
-        session: AsyncSession,
-        who: Principal,
-        lat: float,
-        lng: float,
-        radius_m: float,
-        skills: Sequence[str],
-        community_id: int | None,
-        limit: int,
-    ) -> list[NearbyWorker]:
-        community = await self.communities.serving(session, lat, lng, community_id)
-        if who.role in ("operator", "admin") and not who.can_operate(community.id):
-            raise Forbidden("not an operator of this community", code="not_yours")
-        fresh_after = time.time() - community.dispatch.location_max_age_s
-        found = await self.live.search(
-            community.id,
-            lat,
-            lng,
-            radius_m,
-            skills=skills,
-            limit=limit,
-            min_recorded_at=fresh_after,
-        )
-        if not found:
-            return []
-        rows = {
-            w.user_id: w
-            for w in (
-                await session.scalars(
-                    select(Worker).where(Worker.user_id.in_([n.worker_id for n in found]))
-                )
-            ).all()
-        }
-        out = []
-        for n in found:
-            w = rows.get(n.worker_id)
-            if w is None:
-                continue
-            rating = round(w.rating_sum / w.rating_count, 2) if w.rating_count else None
-            item = NearbyWorker(
-                n.worker_id,
-                n.distance_m,
-                n.lat,
-                n.lng,
-                n.recorded_at,
-                w.name,
-                tuple(w.skills),
-                rating,
+            community = await self.communities.serving(session, lat, lng, community_id)
+            if who.role in ("operator", "admin"):
+                who.require_operator_of(community.id)
+            fresh_after = time.time() - community.dispatch.location_max_age_s
+            found = await self.live.search(
+                community.id,
+                lat,
+                lng,
+                radius_m,
+                skills=skills,
+                limit=limit,
+                min_recorded_at=fresh_after,
             )
-            out.append(item if who.role in ("operator", "admin") else snapped(item, lat, lng))
-        if who.role not in ("operator", "admin"):
-            out.sort(key=lambda w: (w.distance_m, w.worker_id))
-        return out
+            if not found:
+                return []
+            rows = {
+                w.user_id: w
+                for w in (
+                    await session.scalars(
+                        select(Worker).where(Worker.user_id.in_([n.worker_id for n in found]))
+                    )
+                ).all()
+            }
+            out = []
+            for n in found:
+                w = rows.get(n.worker_id)
+                if w is None:
+                    continue
+                rating = round(w.rating_sum / w.rating_count, 2) if w.rating_count else None
+                item = NearbyWorker(
+                    n.worker_id,
+                    n.distance_m,
+                    n.lat,
+                    n.lng,
+                    n.recorded_at,
+                    w.name,
+                    tuple(w.skills),
+                    rating,
+                )
+                out.append(item if who.role in ("operator", "admin") else snapped(item, lat, lng))
+            if who.role not in ("operator", "admin"):
+                out.sort(key=lambda w: (w.distance_m, w.worker_id))
+            return out
 
     async def rebuild_lost(self) -> list[int]:
         """Rebuild every community whose live index is gone (Redis restarted empty).
