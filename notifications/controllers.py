@@ -15,9 +15,9 @@ from msgspec import Meta, Struct
 
 from dispatch.core.errors import Forbidden
 from dispatch.identity.auth import admin_only, workers_only
-from dispatch.identity.principal import Principal
 from dispatch.infra.logs import log
 from dispatch.models import JobMessage
+from dispatch.web.deps import principal_of
 from dispatch.web.schemas import VISIBLE_TEXT, Id, Phone, Timestamp
 from notifications.service import Notifications
 
@@ -119,10 +119,13 @@ def _subscription_out(s: Any) -> PushSubscriptionOut:
 
 @post("/v1/workers/me/push-subscriptions", guards=[workers_only], status_code=201, tags=["workers"])
 async def add_push_subscription(
-    data: JSONBody[PushSubscriptionIn], who: Principal, notifications: Notifications
+    data: JSONBody[PushSubscriptionIn],
+    request: Request[Any, Any, Any],
+    notifications: Notifications,
 ) -> PushSubscriptionOut:
     """Register this device's Web Push subscription (the browser's `PushSubscription.toJSON()`).
     Registering an endpoint again refreshes its keys; an endpoint moves to whoever registers it."""
+    who = principal_of(request)
     sub = await notifications.subscriptions.register(
         who.user_id, data.endpoint, data.keys.p256dh, data.keys.auth
     )
@@ -131,18 +134,20 @@ async def add_push_subscription(
 
 @get("/v1/workers/me/push-subscriptions", guards=[workers_only], tags=["workers"])
 async def list_push_subscriptions(
-    who: Principal, notifications: Notifications
+    request: Request[Any, Any, Any], notifications: Notifications
 ) -> list[PushSubscriptionOut]:
+    who = principal_of(request)
     return [_subscription_out(s) for s in await notifications.subscriptions.of(who.user_id)]
 
 
 @delete("/v1/workers/me/push-subscriptions", guards=[workers_only], tags=["workers"])
 async def remove_push_subscription(
-    who: Principal,
+    request: Request[Any, Any, Any],
     notifications: Notifications,
     endpoint: Annotated[str, QueryParameter(min_length=10, max_length=2048)],
 ) -> None:
     """Forget one of the caller's subscriptions (say, on sign-out)."""
+    who = principal_of(request)
     await notifications.subscriptions.forget(who.user_id, endpoint)
 
 
@@ -218,23 +223,25 @@ def _message_out(m: JobMessage) -> JobMessageOut:
 async def post_job_message(
     job_id: FromPath[int],
     data: JSONBody[JobMessageIn],
-    who: Principal,
+    request: Request[Any, Any, Any],
     notifications: Notifications,
 ) -> JobMessageOut:
     """Write to the other participant of a job in the app (works with or without a masked
     number). Phone numbers in the text are hidden: contact goes through the platform."""
+    who = principal_of(request)
     return _message_out(await notifications.messages.write(who, job_id, data.text))
 
 
 @get("/v1/jobs/{job_id:int}/messages", tags=["jobs"])
 async def list_job_messages(
     job_id: FromPath[int],
-    who: Principal,
+    request: Request[Any, Any, Any],
     notifications: Notifications,
     after_id: Annotated[int, QueryParameter(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 100,
 ) -> list[JobMessageOut]:
     """The job's conversation, oldest first (participants and the community's operators)."""
+    who = principal_of(request)
     found = await notifications.messages.conversation(who, job_id, after_id, limit)
     return [_message_out(m) for m in found]
 

@@ -56,3 +56,24 @@ async def test_token_signed_with_another_key_is_401(client: httpx.AsyncClient) -
     forged = issue_token("some-other-secret", 1, "admin")
     r = await client.get("/v1/admin/outbox", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401
+
+
+def test_handlers_resolve_their_dependencies_one_at_a_time() -> None:
+    """Litestar resolves a batch of two or more dependencies in an anyio task group, 65-95 µs a
+    request (dispatch/web/deps.py): a handler takes one injected service, and reads its caller
+    from the request. `dependency_batches` is Litestar's own plan of that resolution."""
+    from app import create_app
+    from dispatch.infra.settings import Settings
+
+    app = create_app(Settings())
+    crowded = []
+    checked = 0
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            params = {p.name: p for p in getattr(route, "path_parameters", {}).values()}
+            model = handler.create_kwargs_model(path_parameters=params)
+            checked += 1
+            if any(len(batch) > 1 for batch in model.dependency_batches):
+                names = [sorted(d.key for d in b) for b in model.dependency_batches]
+                crowded.append(f"{route.path} {names}")
+    assert checked > 30 and not crowded, crowded

@@ -44,6 +44,7 @@ from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
 from dispatch.infra.outbox import ROWS_INSERT
 from dispatch.infra.wire import Pipeliner
+from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Assignment, Job, Offer, Worker
 from dispatch.models.base import is_db_id
 from dispatch.ops.alerts import raise_alert
@@ -206,6 +207,16 @@ _CLAIM_JOB = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptAnswer:
+    """How an accept answers its winner: `render` turns the taken job into the response body;
+    with an Idempotency-Key the answer is stored under it, with the request's fingerprint."""
+
+    render: Callable[[JobView], bytes]
+    key: str | None = None
+    fingerprint: bytes = b""
+
+
 @dataclass
 class AfterCommit:
     """What to do once the transaction has committed."""
@@ -296,22 +307,6 @@ class Dispatcher:
         """The worker's pending offers, soonest to expire first."""
         async with self.sessions() as session:
             return await self.pending_offers(session, worker_id)
-
-    async def remember_answer(
-        self, who: Principal, key: str, fingerprint: bytes, body: bytes
-    ) -> tuple[int, bytes]:
-        """Store an accept's answer under its Idempotency-Key (or replay the one stored).
-
-        A transaction of its own after the claim's, not inside it: the claim's transaction is
-        the winner's latency budget, and the claim is idempotent by itself (a winner's retry
-        gets the job again), so the key only makes a retry replay byte for byte and refuses
-        the key's reuse for another offer."""
-        async with self.sessions.begin() as session:
-
-            async def produce() -> tuple[int, bytes]:
-                return 200, body
-
-            return await idempotency.run_once(session, who.user_id, key, fingerprint, produce)
 
     def after_commit(self) -> AfterCommit:
         """A fresh record of what to do once a transaction that dispatched has committed."""
@@ -511,8 +506,11 @@ class Dispatcher:
 
     # --- claims ------------------------------------------------------------------------------
 
-    async def accept(self, who: Principal, offer_id: int) -> Job:
-        """Take the offered job. Exactly one accept per job wins; the rest get 409."""
+    async def accept(
+        self, who: Principal, offer_id: int, answer: AcceptAnswer
+    ) -> tuple[int, bytes]:
+        """Take the offered job. Exactly one accept per job wins (200 and the job as `answer`
+        renders it); the rest get 409."""
         if not is_db_id(offer_id):
             raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
         # One round trip: the cached offer is checked and the job's provisional claim taken.
@@ -530,81 +528,100 @@ class Dispatcher:
         # "claimed" (ours now: the database decides) or "unknown" (not cached: it decides alone)
         job_id = int(job_ref) if outcome == "claimed" else None
         try:
-            return await self._accept_in_db(who, offer_id)
+            return await self._accept_in_db(who, offer_id, answer)
         except BaseException:
             if job_id is not None:
                 await self._release(keys=[_claim_key(job_id)], args=[who.user_id])
             raise
 
-    async def _accept_in_db(self, who: Principal, offer_id: int) -> Job:
+    async def _accept_in_db(
+        self, who: Principal, offer_id: int, answer: AcceptAnswer
+    ) -> tuple[int, bytes]:
         after = AfterCommit()
         async with self.sessions.begin() as session:
-            found = (await session.execute(_OFFER_AND_JOB, {"offer_id": offer_id})).first()
-            if found is None:
-                raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
-            offer, job = found
-            if offer.worker_id != who.user_id:
-                raise Forbidden("this offer was made to another worker", code="not_your_offer")
-            if offer.status == "accepted" and job.worker_id == who.user_id:
-                return job  # a retry of the winning accept
-            now = utcnow()
-            # The claim: only the first conditional update of an open job succeeds; the rest
-            # wait on its row lock, then find it no longer open.
-            won = await session.scalar(
-                _CLAIM_JOB,
+
+            async def produce() -> tuple[int, bytes]:
+                job = await self._take(session, who, offer_id, after)
+                return 200, answer.render(await job_view(session, job, who.user_id))
+
+            if answer.key is None:
+                result = await produce()
+            else:
+                # In the claim's own transaction: a retry replays it byte for byte, and the key
+                # cannot be spent on another offer.
+                result = await idempotency.run_once(
+                    session, who.user_id, answer.key, answer.fingerprint, produce
+                )
+        await self.run_after(after)
+        return result
+
+    async def _take(
+        self, session: AsyncSession, who: Principal, offer_id: int, after: AfterCommit
+    ) -> Job:
+        """The claim in the database: the offer's job goes to `who` unless someone was first."""
+        found = (await session.execute(_OFFER_AND_JOB, {"offer_id": offer_id})).first()
+        if found is None:
+            raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
+        offer, job = found
+        if offer.worker_id != who.user_id:
+            raise Forbidden("this offer was made to another worker", code="not_your_offer")
+        if offer.status == "accepted" and job.worker_id == who.user_id:
+            return job  # a retry of the winning accept
+        now = utcnow()
+        # The claim: only the first conditional update of an open job succeeds; the rest
+        # wait on its row lock, then find it no longer open.
+        won = await session.scalar(
+            _CLAIM_JOB,
+            {
+                "claim_job": job.id,
+                "claim_version": job.version,
+                "claimant": who.user_id,
+                "claimed_at": now,
+            },
+        )
+        if won is None:
+            await session.refresh(job)
+            await session.refresh(offer)
+            if job.status == "cancelled" or offer.status == "withdrawn":
+                raise Gone("the job was cancelled", code="offer_withdrawn")
+            if job.status == "open":
+                raise Conflict("the job changed meanwhile; try again", code="retry")
+            raise Conflict("another worker took this job first", code="already_taken")
+        notice = ev.OfferTaken(offer_id=0, job_id=job.id)
+        retired = (
+            await session.execute(
+                _TAKE_OFFER,
                 {
-                    "claim_job": job.id,
-                    "claim_version": job.version,
-                    "claimant": who.user_id,
-                    "claimed_at": now,
+                    "offer_id": offer.id,
+                    "job_id": job.id,
+                    "worker_id": who.user_id,
+                    "version": job.assignment_version,
+                    "now": now,
+                    "kind": "offer_taken",
+                    "body": _TAKEN_BODY,
+                    "event": ev.encode(notice).decode(),
                 },
             )
-            if won is None:
-                await session.refresh(job)
-                await session.refresh(offer)
-                if job.status == "cancelled" or offer.status == "withdrawn":
-                    raise Gone("the job was cancelled", code="offer_withdrawn")
-                if job.status == "open":
-                    raise Conflict("the job changed meanwhile; try again", code="retry")
-                raise Conflict("another worker took this job first", code="already_taken")
-            notice = ev.OfferTaken(offer_id=0, job_id=job.id)
-            retired = (
-                await session.execute(
-                    _TAKE_OFFER,
-                    {
-                        "offer_id": offer.id,
-                        "job_id": job.id,
-                        "worker_id": who.user_id,
-                        "version": job.assignment_version,
-                        "now": now,
-                        "kind": "offer_taken",
-                        "body": _TAKEN_BODY,
-                        "event": ev.encode(notice).decode(),
-                    },
-                )
-            ).all()
-            if not retired:
-                raise Gone("the offer has expired", code="offer_expired")
-            for other_id, worker_id in retired:
-                if other_id is not None:
-                    after.events.append(
-                        (worker_id, msgspec.structs.replace(notice, offer_id=other_id))
-                    )
-            for hook in self.hooks:
-                await hook.assigned(session, job, who.user_id, now)
-            after.events.append(
-                (
-                    who.user_id,
-                    ev.JobAssigned(
-                        job_id=job.id,
-                        worker_id=who.user_id,
-                        assignment_version=job.assignment_version,
-                    ),
-                )
+        ).all()
+        if not retired:
+            raise Gone("the offer has expired", code="offer_expired")
+        for other_id, worker_id in retired:
+            if other_id is not None:
+                after.events.append((worker_id, msgspec.structs.replace(notice, offer_id=other_id)))
+        for hook in self.hooks:
+            await hook.assigned(session, job, who.user_id, now)
+        after.events.append(
+            (
+                who.user_id,
+                ev.JobAssigned(
+                    job_id=job.id,
+                    worker_id=who.user_id,
+                    assignment_version=job.assignment_version,
+                ),
             )
-            after.availability.add(who.user_id)
-            after.settled_claims.append((job.id, who.user_id))
-        await self.run_after(after)
+        )
+        after.availability.add(who.user_id)
+        after.settled_claims.append((job.id, who.user_id))
         return job
 
     async def _retire_offers(
@@ -693,7 +710,7 @@ class Dispatcher:
             )
         return job
 
-    async def complete(self, who: Principal, job_id: int, version: int) -> Job:
+    async def complete(self, who: Principal, job_id: int, version: int) -> JobView:
         after = AfterCommit()
         async with self.sessions.begin() as session:
             job = await self._held_job(session, who, job_id, version)
@@ -702,10 +719,13 @@ class Dispatcher:
             job.status, job.completed_at, job.version = "completed", now, job.version + 1
             await self._end_assignment(session, job, "completed", now)
             after.availability.add(who.user_id)
+            view = await job_view(session, job)
         await self.run_after(after)
-        return job
+        return view
 
-    async def cancel(self, who: Principal, job_id: int, reason: str, version: int | None) -> Job:
+    async def cancel(
+        self, who: Principal, job_id: int, reason: str, version: int | None
+    ) -> JobView:
         """Cancel by the resident (fee by the rules) or by the holding worker (fenced; the job
         goes back out to other workers)."""
         after = AfterCommit()
@@ -755,10 +775,11 @@ class Dispatcher:
                 raise Forbidden(
                     "only the job's resident or its worker may cancel", code="not_yours"
                 )
+            view = await job_view(session, job)
         await self.run_after(after)
-        return job
+        return view
 
-    async def assign(self, who: Principal, job_id: int, worker_id: int) -> Job:
+    async def assign(self, who: Principal, job_id: int, worker_id: int) -> JobView:
         """An operator hands the job to a worker (manual dispatch); any earlier holder's
         assignment version becomes stale."""
         after = AfterCommit()
@@ -812,8 +833,9 @@ class Dispatcher:
                 await hook.assigned(session, job, worker_id, now)
             after.availability.add(worker_id)
             after.settled_claims.append((job.id, worker_id))
+            view = await job_view(session, job)
         await self.run_after(after)
-        return job
+        return view
 
     async def _end_assignment(
         self, session: AsyncSession, job: Job, reason: str, now: datetime

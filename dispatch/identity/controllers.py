@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from litestar import post
+from typing import Any
+
+from litestar import Request, post
 from litestar.params import JSONBody
 
 from dispatch.identity.otp import OtpService
+from dispatch.web.deps import client_of
 from dispatch.web.schemas import OtpRequest, OtpSent, TokenRequest, TokenResponse
 
 
 @post("/v1/auth/otp", exclude_from_auth=True, status_code=202, tags=["identity"])
-async def request_otp(data: JSONBody[OtpRequest], client: str, otp: OtpService) -> OtpSent:
+async def request_otp(
+    data: JSONBody[OtpRequest], request: Request[Any, Any, Any], otp: OtpService
+) -> OtpSent:
     """Send a one-time sign-in code by SMS (through the outbox)."""
-    expires_in_s = await otp.send_code(data.phone, client)
+    expires_in_s = await otp.send_code(data.phone, client_of(request))
     return OtpSent(status="sent", expires_in_s=expires_in_s)
 
 

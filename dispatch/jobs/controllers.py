@@ -10,11 +10,11 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from dispatch.grab.dispatcher import Dispatcher
 from dispatch.identity.auth import residents_only, workers_only
-from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
 from dispatch.jobs.service import JobService, NewJob
 from dispatch.jobs.views import job_out, job_view_out
 from dispatch.models import Job
+from dispatch.web.deps import principal_of
 from dispatch.web.schemas import CancelIn, CompleteIn, JobCreate, JobOut, OffersSummary
 
 
@@ -27,13 +27,13 @@ class JobController(Controller):
         self,
         data: JSONBody[JobCreate],
         request: Request[Any, Any, Any],
-        who: Principal,
         jobs: JobService,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", required=False)
         ] = None,
     ) -> Response[JobOut]:
         """Post a job. A retry with the same Idempotency-Key and body replays the first answer."""
+        who = principal_of(request)
         key = idempotency.check_key(idempotency_key)
         print_ = idempotency.fingerprint("POST", request.url.path, await request.body())
         new = NewJob(
@@ -56,17 +56,21 @@ class JobController(Controller):
         return Response(content=body, status_code=status, media_type="application/json")
 
     @get("/{job_id:int}")
-    async def read(self, job_id: FromPath[int], who: Principal, jobs: JobService) -> JobOut:
+    async def read(
+        self, job_id: FromPath[int], request: Request[Any, Any, Any], jobs: JobService
+    ) -> JobOut:
+        who = principal_of(request)
         return job_view_out(await jobs.read(who, job_id))
 
     @get("/")
     async def mine(
         self,
-        who: Principal,
+        request: Request[Any, Any, Any],
         jobs: JobService,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> list[JobOut]:
         """The caller's jobs: posted (resident), taken (worker), or in their communities (ops)."""
+        who = principal_of(request)
         return [job_view_out(v) for v in await jobs.mine(who, limit)]
 
     @post("/{job_id:int}/cancel", status_code=200)
@@ -74,27 +78,26 @@ class JobController(Controller):
         self,
         job_id: FromPath[int],
         data: JSONBody[CancelIn],
-        who: Principal,
-        jobs: JobService,
+        request: Request[Any, Any, Any],
         dispatcher: Dispatcher,
     ) -> JobOut:
         """Cancel: the resident (a fee applies once a worker has been on it a while) or the
         assigned worker with its `assignment_version` (the job goes back out to others)."""
-        job = await dispatcher.cancel(who, job_id, data.reason, data.assignment_version)
-        return job_view_out(await jobs.view(job))
+        who = principal_of(request)
+        view = await dispatcher.cancel(who, job_id, data.reason, data.assignment_version)
+        return job_view_out(view)
 
     @post("/{job_id:int}/complete", guards=[workers_only], status_code=200)
     async def complete(
         self,
         job_id: FromPath[int],
         data: JSONBody[CompleteIn],
-        who: Principal,
-        jobs: JobService,
+        request: Request[Any, Any, Any],
         dispatcher: Dispatcher,
     ) -> JobOut:
         """The assigned worker marks the job done (fenced by `assignment_version`)."""
-        job = await dispatcher.complete(who, job_id, data.assignment_version)
-        return job_view_out(await jobs.view(job))
+        who = principal_of(request)
+        return job_view_out(await dispatcher.complete(who, job_id, data.assignment_version))
 
 
 def _posted(job: Job, offered: int) -> bytes:

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.jobs.proxies import proxy_number_for
+from dispatch.models import Job
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with what its viewer sees beside it: offer counts by status, and the masked number
+    the viewer reaches the other participant on (participants only)."""
+
+    job: Job
+    offer_counts: dict[str, int]
+    proxy_number: str | None = None
+
 
 # A plain statement: building it with the expression language cost more CPU than running it.
 _OFFER_COUNTS = text(
@@ -20,3 +36,11 @@ async def offer_counts(session: AsyncSession, job_ids: list[int]) -> dict[int, d
         for job_id, status, n in rows.all():
             counts[job_id][status] = n
     return counts
+
+
+async def job_view(session: AsyncSession, job: Job, viewer: int | None = None) -> JobView:
+    """How `job` looks to `viewer` now, read in the caller's transaction (a service that has just
+    changed the job answers with it without a transaction of its own)."""
+    counts = (await offer_counts(session, [job.id]))[job.id]
+    number = await proxy_number_for(session, job, viewer) if viewer is not None else None
+    return JobView(job, counts, number)

@@ -16,8 +16,7 @@ from dispatch.core.errors import Forbidden, NotFound
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
-from dispatch.jobs.proxies import proxy_number_for
-from dispatch.jobs.queries import offer_counts
+from dispatch.jobs.queries import JobView, job_view, offer_counts
 from dispatch.jobs.rules import check_window, review_reason
 from dispatch.models import Job
 from dispatch.models.base import is_db_id
@@ -42,16 +41,6 @@ class NewJob:
     materials: list[dict[str, Any]] = field(default_factory=list)
     insured: bool = False
     community_id: int | None = None
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job with what its viewer sees beside it: offer counts by status, and the masked number
-    the viewer reaches the other participant on (participants only)."""
-
-    job: Job
-    offer_counts: dict[str, int]
-    proxy_number: str | None = None
 
 
 class Dispatch(Protocol):
@@ -110,23 +99,13 @@ class JobService:
     async def read(self, who: Principal, job_id: int) -> JobView:
         async with self.sessions() as session:
             job = await self.get_visible(session, who, job_id)
-            return await self._view(session, job, who.user_id)
-
-    async def view(self, job: Job, viewer: int | None = None) -> JobView:
-        """How a job just changed looks now (after a cancellation, say)."""
-        async with self.sessions() as session:
-            return await self._view(session, job, viewer)
+            return await job_view(session, job, who.user_id)
 
     async def mine(self, who: Principal, limit: int = 50) -> list[JobView]:
         async with self.sessions() as session:
             jobs = await self.list_mine(session, who, limit)
             counts = await offer_counts(session, [j.id for j in jobs])
             return [JobView(j, counts[j.id]) for j in jobs]
-
-    async def _view(self, session: AsyncSession, job: Job, viewer: int | None) -> JobView:
-        counts = (await offer_counts(session, [job.id]))[job.id]
-        number = await proxy_number_for(session, job, viewer) if viewer is not None else None
-        return JobView(job, counts, number)
 
     async def create(
         self, session: AsyncSession, resident: Principal, new: NewJob

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from dispatch.jobs.service import JobView
+from dispatch.jobs.queries import JobView
 from dispatch.models import Job
 from dispatch.web.schemas import Cancellation, JobOut, Material, OffersSummary, Point, Window
 from geo.shapes import wkb_to_latlng

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dispatch.grab.dispatcher import Dispatcher
 from dispatch.identity.auth import operators
-from dispatch.identity.principal import Principal
-from dispatch.jobs.service import JobService
 from dispatch.jobs.views import job_view_out
 from dispatch.models import Alert
 from dispatch.ops.alerts import AlertService
+from dispatch.web.deps import principal_of
 from dispatch.web.schemas import AlertOut, AssignIn, JobOut
 
 
@@ -39,17 +38,21 @@ class OpsController(Controller):
     async def alerts(
         self,
         community_id: FromPath[int],
-        who: Principal,
+        request: Request[Any, Any, Any],
         alerts: AlertService,
         include_acked: Annotated[bool, QueryParameter()] = False,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> list[AlertOut]:
         """The community's alerts, newest first; unacknowledged only unless asked."""
+        who = principal_of(request)
         found = await alerts.queue(who, community_id, include_acked=include_acked, limit=limit)
         return [alert_out(a) for a in found]
 
     @post("/alerts/{alert_id:int}/ack", status_code=200)
-    async def ack(self, alert_id: FromPath[int], who: Principal, alerts: AlertService) -> AlertOut:
+    async def ack(
+        self, alert_id: FromPath[int], request: Request[Any, Any, Any], alerts: AlertService
+    ) -> AlertOut:
+        who = principal_of(request)
         return alert_out(await alerts.ack(who, alert_id))
 
     @post("/jobs/{job_id:int}/assign", status_code=200)
@@ -57,11 +60,10 @@ class OpsController(Controller):
         self,
         job_id: FromPath[int],
         data: JSONBody[AssignIn],
-        who: Principal,
+        request: Request[Any, Any, Any],
         dispatcher: Dispatcher,
-        jobs: JobService,
     ) -> JobOut:
         """Manual dispatch: hand the job to a verified worker of its community. Any earlier
         holder's `assignment_version` stops working."""
-        job = await dispatcher.assign(who, job_id, data.worker_id)
-        return job_view_out(await jobs.view(job))
+        who = principal_of(request)
+        return job_view_out(await dispatcher.assign(who, job_id, data.worker_id))

@@ -1,9 +1,15 @@
-"""What handlers receive by Litestar's dependency injection: the caller and the services, built
-once per process on the runtime (`dispatch.infra.runtime.Runtime`).
+"""What handlers receive by Litestar's dependency injection: the services, built once per process
+on the runtime (`dispatch.infra.runtime.Runtime`); and how a handler reads its caller.
 
-A handler names what it needs as a parameter (`who: Principal`, `workers: WorkerService`);
-`DEPENDENCIES` is given to the app once. Providers are plain synchronous functions run on the
-event loop (`sync_to_thread=False`): each costs about a microsecond a request."""
+A handler names the service it needs as a parameter (`workers: WorkerService`); `DEPENDENCIES`
+is given to the app once. Providers are plain synchronous functions run on the event loop
+(`sync_to_thread=False`).
+
+One injected service per handler, and the caller read from the request (`principal_of`), not
+injected: Litestar resolves two or more dependencies of a handler in an anyio task group, which
+cost 65-95 µs a request on this machine (a bare handler costs 35 µs; one dependency 41 µs, two
+102-117 µs, three 118-134 µs: in-process ASGI calls under uvloop, 20,000 each), and that was the
+accept loser's whole margin (bench/README.md, session 7). `tests/test_house.py` keeps it so."""
 
 from __future__ import annotations
 
@@ -67,8 +73,6 @@ def _otp(state: State) -> OtpService:
 
 DEPENDENCIES = {
     "rt": Provide(runtime_of, sync_to_thread=False),
-    "who": Provide(principal_of, sync_to_thread=False),
-    "client": Provide(client_of, sync_to_thread=False),
     "workers": Provide(_workers, sync_to_thread=False),
     "dispatcher": Provide(_dispatcher, sync_to_thread=False),
     "communities": Provide(_communities, sync_to_thread=False),

@@ -6,12 +6,12 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from litestar import Controller, get, post, put
+from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dispatch.core.errors import DomainError, Unprocessable
 from dispatch.identity.auth import operators, require_roles, workers_only
-from dispatch.identity.principal import Principal
+from dispatch.web.deps import principal_of
 from dispatch.web.schemas import (
     LocationIn,
     LocationsIn,
@@ -51,9 +51,13 @@ class WorkerSelfController(Controller):
 
     @put("/")
     async def save(
-        self, data: JSONBody[WorkerProfileIn], who: Principal, workers: WorkerService
+        self,
+        data: JSONBody[WorkerProfileIn],
+        request: Request[Any, Any, Any],
+        workers: WorkerService,
     ) -> WorkerOut:
         """Create or update the worker profile: name, skills, communities served."""
+        who = principal_of(request)
         card = await workers.save_profile(
             who,
             name=data.name,
@@ -65,28 +69,35 @@ class WorkerSelfController(Controller):
         return worker_out(card)
 
     @get("/")
-    async def read(self, who: Principal, workers: WorkerService) -> WorkerOut:
+    async def read(self, request: Request[Any, Any, Any], workers: WorkerService) -> WorkerOut:
+        who = principal_of(request)
         return worker_out(await workers.card(who.user_id))
 
     @post("/verification", status_code=202)
     async def verification(
-        self, data: JSONBody[VerificationIn], who: Principal, workers: WorkerService
+        self,
+        data: JSONBody[VerificationIn],
+        request: Request[Any, Any, Any],
+        workers: WorkerService,
     ) -> dict[str, str]:
         """Submit real-name details; an operator checks them. Only verified workers get offers."""
+        who = principal_of(request)
         status = await workers.request_verification(who, data.legal_name, data.id_number)
         return {"verification": status}
 
     @post("/presence", status_code=200)
     async def presence(
-        self, data: JSONBody[PresenceIn], who: Principal, workers: WorkerService
+        self, data: JSONBody[PresenceIn], request: Request[Any, Any, Any], workers: WorkerService
     ) -> WorkerOut:
+        who = principal_of(request)
         return worker_out(await workers.set_presence(who, data.status == "online"))
 
     @post("/location", status_code=204)
     async def location(
-        self, data: JSONBody[LocationIn], who: Principal, workers: WorkerService
+        self, data: JSONBody[LocationIn], request: Request[Any, Any, Any], workers: WorkerService
     ) -> None:
         """One position report. Out-of-order reports are ignored; impossible ones are 422."""
+        who = principal_of(request)
         fix = check_ping(data, time.time())
         (result,) = await workers.report(who, [fix])
         if result is MoveResult.TOO_FAST:
@@ -97,9 +108,10 @@ class WorkerSelfController(Controller):
 
     @post("/locations", status_code=200)
     async def locations(
-        self, data: JSONBody[LocationsIn], who: Principal, workers: WorkerService
+        self, data: JSONBody[LocationsIn], request: Request[Any, Any, Any], workers: WorkerService
     ) -> LocationsOut:
         """A batch of position reports (say, buffered while offline), applied in time order."""
+        who = principal_of(request)
         now = time.time()
         rejected: list[dict[str, Any]] = []
         fixes, where = [], []
@@ -125,9 +137,10 @@ class WorkerSelfController(Controller):
 
 @post("/v1/ops/workers/{worker_id:int}/verify", guards=[operators], status_code=200, tags=["ops"])
 async def verify_worker(
-    worker_id: FromPath[int], who: Principal, workers: WorkerService
+    worker_id: FromPath[int], request: Request[Any, Any, Any], workers: WorkerService
 ) -> WorkerOut:
     """Mark a worker verified (operators of a community the worker serves, or admins)."""
+    who = principal_of(request)
     return worker_out(await workers.verify(who, worker_id))
 
 
@@ -137,7 +150,7 @@ async def verify_worker(
     tags=["workers"],
 )
 async def nearby(
-    who: Principal,
+    request: Request[Any, Any, Any],
     workers: WorkerService,
     lat: Annotated[float, QueryParameter(ge=-90, le=90)],
     lng: Annotated[float, QueryParameter(ge=-180, le=180)],
@@ -148,6 +161,7 @@ async def nearby(
 ) -> list[NearbyOut]:
     """Eligible workers near a point, nearest first. Operators see positions; residents see
     each worker at the centre of a ~5 km² cell, with the distance rounded to 100 m."""
+    who = principal_of(request)
     found = await workers.nearby(
         who,
         lat=lat,
@@ -178,7 +192,8 @@ async def nearby(
     tags=["ops"],
 )
 async def rebuild_index(
-    community_id: FromPath[int], who: Principal, workers: WorkerService
+    community_id: FromPath[int], request: Request[Any, Any, Any], workers: WorkerService
 ) -> dict[str, int]:
     """Refill the community's live index from the database (after Redis lost its data)."""
+    who = principal_of(request)
     return {"workers": await workers.rebuild_for(who, community_id)}
