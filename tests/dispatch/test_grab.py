@@ -275,3 +275,45 @@ async def test_twenty_concurrent_accepts_in_process(client, principals, admin, r
         )
     )
     assert sorted(r.status_code for r in results) == [200] + [409] * 19
+
+
+async def test_accept_with_an_idempotency_key_replays_and_refuses_reuse(
+    client, principals, admin, resident
+) -> None:
+    cid = await community(client, admin)
+    (_a, ha), (_b, hb), (_c, hc) = await crew(client, principals, cid, [100, 150, 200])
+    await post_job(client, resident)
+    o1 = {name: (await offers_of(client, h))[0] for name, h in (("a", ha), ("b", hb), ("c", hc))}
+    first = await client.post(
+        f"/v1/offers/{o1['a']['id']}/accept", headers={**ha, "Idempotency-Key": "K"}
+    )
+    assert first.status_code == 200 and first.json()["status"] == "assigned"
+    # The winner's retry is the first answer, byte for byte.
+    again = await client.post(
+        f"/v1/offers/{o1['a']['id']}/accept", headers={**ha, "Idempotency-Key": "K"}
+    )
+    assert again.status_code == 200 and again.content == first.content
+    # A loser's 409 is not stored under its key: the key still takes the next job.
+    lost = await client.post(
+        f"/v1/offers/{o1['c']['id']}/accept", headers={**hc, "Idempotency-Key": "K2"}
+    )
+    assert lost.status_code == 409 and lost.json()["code"] == "already_taken"
+    job2 = await post_job(client, resident, key="k2")
+    o2 = (await offers_of(client, hc))[0]
+    won = await client.post(
+        f"/v1/offers/{o2['id']}/accept", headers={**hc, "Idempotency-Key": "K2"}
+    )
+    assert won.status_code == 200 and won.json()["id"] == job2["id"]
+    done = await client.post(
+        f"/v1/jobs/{job2['id']}/complete", json={"assignment_version": 1}, headers=hc
+    )
+    assert done.status_code == 200, done.text
+    # The same key for another offer is refused, and the offer stays open to take.
+    job3 = await post_job(client, resident, key="k3")
+    o3 = next(o for o in await offers_of(client, hc) if o["job_id"] == job3["id"])
+    reused = await client.post(
+        f"/v1/offers/{o3['id']}/accept", headers={**hc, "Idempotency-Key": "K2"}
+    )
+    assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+    r = await client.post(f"/v1/offers/{o3['id']}/accept", headers={**hc, "Idempotency-Key": "K3"})
+    assert r.status_code == 200 and r.json()["worker_id"] == _c
