@@ -68,7 +68,6 @@ import gzip
 import json
 import math
 import os
-import platform
 import random
 import resource
 import shutil
@@ -78,29 +77,28 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from bench.dispatch_probe import GC_PAUSES, record_gc
-from bench.ingest import (
-    SKILLS,
-    Server,
-    _die_with_parent,
-    _pid_from_file,
-    find_py_spy,
+from bench.lib.machine import (
+    REPO,
     log,
     machine_busy_s,
+    machine_lines,
+    pid_from_file,
     proc_cpu_s,
-    summarize_profile,
     tree_cpu_s,
     wait_for_quiet,
 )
-from bench.servers import private_servers
+from bench.lib.profiling import find_py_spy, summarize_profile
+from bench.lib.server import Server
+from bench.lib.servers import private_servers
+from bench.lib.stats import bearer, ms, pct, verdict
 from dispatch.devtools.local_servers import LocalServers
 from dispatch.identity.auth import issue_token
 from dispatch.identity.principals import handle_user
@@ -108,7 +106,6 @@ from dispatch.infra.db import make_engine, make_sessionmaker
 from dispatch.infra.wire import Pipeliner
 from geo.areas import destination
 
-REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().with_name("results")
 
 SECRET = "bench-dispatch-secret-not-for-production"
@@ -120,6 +117,7 @@ SPREAD_M = 4_500.0
 """Workers' homes lie uniformly within this distance of the centre."""
 STATION_SPREAD_M = 4_000.0
 """Stations (workers with an open stream, where jobs are posted) lie within this distance."""
+SKILLS = ("plumbing", "electrical", "cleaning", "moving", "handyman", "pet_care")
 SKILLS_PER_WORKER = 2
 MAIN_DISPATCH = {"location_max_age_s": 3600, "offer_ttl_s": 900}
 """Default waves ([1000 m, 3], [2500 m, 10], [everyone]); nothing goes stale or expires."""
@@ -280,17 +278,6 @@ class Pool:
 # --- statistics ----------------------------------------------------------------------------------
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between closest ranks; nan when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 @dataclass
 class Series:
     name: str
@@ -339,8 +326,8 @@ class Cpu:
         self.on, self.off, self.servers = on, off, servers
 
     def snapshot(self) -> dict[str, float]:
-        redis_pid = _pid_from_file(self.servers.redis.root / "redis.pid")
-        pg_pid = _pid_from_file(self.servers.postgres.pgdata / "postmaster.pid")
+        redis_pid = pid_from_file(self.servers.redis.root / "redis.pid")
+        pg_pid = pid_from_file(self.servers.postgres.pgdata / "postmaster.pid")
         me = resource.getrusage(resource.RUSAGE_SELF)
         ours = {
             "on": proc_cpu_s(self.on.pid),
@@ -384,42 +371,6 @@ def cpu_pct(used: dict[str, float]) -> str:
     return " / ".join(f"{100 * used[k] / wall:.0f}" for k in CPU_KEYS)
 
 
-class Service(Server):
-    """A server process (`bench.dispatch_probe`, with or without probes) with its own log
-    file."""
-
-    def __init__(
-        self, root: Path, env: dict[str, str], name: str, module: str, args: Sequence[str] = ()
-    ) -> None:
-        super().__init__(root, env)
-        self.name = name
-        self.module = module
-        self.args = list(args)
-        self.log_path = root / f"server-{name}.log"
-
-    def start(self, timeout_s: float = 90.0) -> None:
-        with open(self.log_path, "ab") as log_file:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--port", str(self.port), *self.args],
-                cwd=REPO,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                preexec_fn=_die_with_parent,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server {self.name} exited at start-up:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
-            time.sleep(0.1)
-        raise RuntimeError(f"server {self.name} did not become ready:\n{self.log_tail()}")
-
-
 # --- setup ---------------------------------------------------------------------------------------
 
 
@@ -443,10 +394,6 @@ class World:
     """Resident tokens."""
     admin: str
     setup_s: dict[str, float]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def spread(n: int, center: tuple[float, float], radius_m: float, seed: int) -> list[Any]:
@@ -1471,10 +1418,10 @@ def probe_first_offer(
                  "rows, flush", g("Dispatcher._next_wave", 0) - g("RedisLiveIndex.search", 0)),
                 ("    of which its `session.flush()` (INSERT 3 offers, UPDATE jobs.wave)",
                  g("flush@Dispatcher._next_wave", 0)),
-                ("`offers_summary` (SELECT … GROUP BY) + `job_out`", g("offers_summary", 0)),
+                ("`offer_counts` (SELECT … GROUP BY)", g("offer_counts", 0)),
                 ("rest of `produce` (JSON encoding of the job)", g("run_once.produce", 0)
                  - g("JobService.create", 0) - g("Dispatcher.open_job", 0)
-                 - g("offers_summary", 0)),
+                 - g("offer_counts", 0)),
                 ("transaction end: flush (key row UPDATE, job.wave) + COMMIT",
                  g("transaction end (flush + COMMIT)", 0)),
                 ("`Dispatcher.run_after` (dispatch on only)", g("Dispatcher.run_after", 0)),
@@ -1574,8 +1521,8 @@ def probe_race(race: Race, dump: dict[str, Any]) -> list[str]:
              ph.get("EventBus.to_workers", 0.0)),
             ("        of which `WorkerService.publish` (availability → live index)",
              ph.get("WorkerService.publish", 0.0)),
-            ("  of which `job_response` (winner: new session, offers summary)",
-             ph.get("job_response", 0.0)),
+            ("  of which `job_view` (the winner's job: offer counts, masked number)",
+             ph.get("job_view", 0.0)),
         ]  # fmt: skip
         if s is not None:
             rows += [
@@ -1682,11 +1629,11 @@ def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> l
 
 # Which request handler a py-spy sample is in: the outermost frame matching one of these.
 HANDLERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("POST /v1/jobs", ("create (dispatch/api/jobs.py",)),
-    ("accept", ("accept_offer (dispatch/api/offers.py",)),
-    ("complete", ("complete (dispatch/api/jobs.py",)),
+    ("POST /v1/jobs", ("create (dispatch/jobs/controllers.py",)),
+    ("accept", ("accept_offer (dispatch/grab/controllers.py",)),
+    ("complete", ("complete (dispatch/jobs/controllers.py",)),
     ("noop-auth", ("noop_auth (bench/serve.py",)),
-    ("worker stream", ("worker_stream (dispatch/api/stream.py",)),
+    ("worker stream", ("worker_stream (dispatch/grab/stream.py",)),
     ("SAQ timers", ("saq/",)),
 )
 # Within a handler, the deepest frame matching one of these names the part; outside every
@@ -1695,26 +1642,26 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("live index search (`RedisLiveIndex.search`)", ("geo/live/",)),
     ("offer + outbox rows, flush (`Dispatcher._next_wave`)", ("_next_wave (",)),
     ("community view (`Dispatcher.open_job`)", ("open_job (",)),
-    ("offers summary query (`offers_summary`)", ("offers_summar",)),
-    ("job row + community lookup (`JobService.create`)", ("dispatch/jobs.py",
-     "dispatch/communities.py")),
+    ("offer counts query (`jobs.queries.offer_counts`)", ("offer_counts (",)),
+    ("job row + community lookup (`JobService.create`)", ("dispatch/jobs/service.py",
+     "dispatch/communities/")),
     ("idempotency key row (`idempotency.run_once`)", ("run_once (",)),
     ("publish events (`EventBus.to_workers`)", ("to_workers (",)),
-    ("wave timer enqueue (`Timers.schedule`, SAQ)", ("dispatch/timers.py",)),
-    ("worker availability (`WorkerService.publish`)", ("dispatch/workers.py",)),
+    ("wave timer enqueue (`Timers.schedule`, SAQ)", ("dispatch/infra/timers.py",)),
+    ("worker availability (`WorkerService.publish`)", ("dispatch/workers/",)),
     ("`run_after`: offer cache, claim keys", ("run_after (",)),
     ("pre-filter: offer cache HMGET + claim script (`Dispatcher.accept`)",
-     ("accept (dispatch/dispatcher.py",)),
+     ("accept (dispatch/grab/dispatcher.py",)),
     ("retire offers + outbox rows (`Dispatcher._retire_offers`)", ("_retire_offers (",)),
     ("claim transaction (`Dispatcher._accept_in_db`)", ("_accept_in_db (",)),
-    ("completion (`Dispatcher.complete`)", ("complete (dispatch/dispatcher.py",)),
-    ("job response (`job_response`)", ("job_response (",)),
+    ("completion (`Dispatcher.complete`)", ("complete (dispatch/grab/dispatcher.py",)),
+    ("the job as answered (`jobs.queries.job_view`)", ("job_view (",)),
     ("transaction commit (SQLAlchemy)", ("commit (",)),
     ("pub/sub → WebSocket (`worker_stream.forward`)", ("forward (",)),
     ("WebSocket protocol (websockets)", ("websockets/", "websockets_impl")),
     ("JWT check", ("jwt/", "litestar/security/jwt", "principal_from_token")),
-    ("error → problem response (`dispatch/api/errors.py`)", ("dispatch/api/errors.py",)),
-    ("request-log middleware", ("dispatch/api/middleware.py", "structlog")),
+    ("error → problem response (`dispatch/web/errors.py`)", ("dispatch/web/errors.py",)),
+    ("request-log middleware", ("dispatch/web/middleware.py", "structlog")),
     ("Prometheus middleware", ("prometheus",)),
     ("Litestar (routing, kwargs, responses)", ("litestar/",)),
 )  # fmt: skip
@@ -1787,7 +1734,7 @@ async def profiled(
         "slug": slug,
         "raw_path": raw,
         "parts": breakdown(raw),
-        **summarize_profile(raw, top=20),
+        **summarize_profile(raw, PARTS, "uvicorn, httptools, event loop", top=20),
     }
 
 
@@ -1868,50 +1815,13 @@ async def profile_all(
 # --- the report ----------------------------------------------------------------------------------
 
 
-def _sh(*cmd: str) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "?"
-
-
-def machine_lines() -> list[str]:
-    from importlib.metadata import version
-
-    from dispatch.devtools.local_servers import find_pg_bindir
-
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    pg = "?"
-    with contextlib.suppress(Exception):
-        pg = _sh(str(find_pg_bindir() / "postgres"), "--version")
-    commit = _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD")
-    dirty = _sh("git", "-C", str(REPO), "status", "--porcelain", "--", "dispatch", "geo", "app.py")
-    return [
-        f"- CPU: {cpu}, {os.cpu_count()} logical cores, shared by the load generator, both "
-        "servers, Redis, PostgreSQL and any other job on the machine",
-        f"- Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"Litestar {version('litestar')}, uvicorn {version('uvicorn')} (as `dispatch serve`: "
-        "uvloop, httptools, websockets-sansio, 75 s keep-alive; 1 process per server), client "
-        f"websockets {version('websockets')}",
-        f"- {_sh('redis-server', '--version')}",
-        f"- {pg}",
-        f"- Code: commit {commit}"
-        + (" with uncommitted changes in dispatch/, geo/ or app.py" if dirty else ""),
-    ]
-
-
-def ms(v: float) -> str:
-    return "—" if math.isnan(v) else f"{v:.1f} ms" if v >= 10 else f"{v:.2f} ms"
-
-
-def verdict(ok: bool) -> str:
-    return "**met**" if ok else "**MISSED**"
+def machine() -> list[str]:
+    return machine_lines(
+        "shared by the load generator, both servers, Redis, PostgreSQL and any other job on "
+        "the machine",
+        "as `dispatch serve`: uvloop, httptools, websockets-sansio, 75 s keep-alive; 1 process "
+        f"per server), client websockets {version('websockets')}",
+    )
 
 
 def row(s: Series, what: str) -> str:
@@ -1971,7 +1881,7 @@ def report(
         "",
         f"`{cfg.command}`" + (" (quick: fewer workers, shorter runs)" if cfg.quick else ""),
         "",
-        *machine_lines(),
+        *machine(),
         f"- Run time: {elapsed_s / 60:.1f} min",
         "",
         "## Results",
@@ -2267,8 +2177,10 @@ def run_all(cfg: Config, started: datetime) -> str:
         # bench/serve.py's app (with its no-op routes) served as `dispatch serve` serves it
         # (dispatch.cli.run_server), with or without the probes.
         module, args = "bench.dispatch_probe", ([] if cfg.probe else ["--no-probe"])
-        on = Service(root, env, "on", module, args)
-        off = Service(root, {**env, "DISPATCH_AUTO": "0"}, "off", module, args)
+        on = Server(root, env, module=module, args=args, log_name="server-on.log")
+        off = Server(
+            root, {**env, "DISPATCH_AUTO": "0"}, module=module, args=args, log_name="server-off.log"
+        )
         try:
             on.start()
             off.start()

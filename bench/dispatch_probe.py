@@ -201,8 +201,9 @@ def install() -> None:
     from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
     from sqlalchemy.ext.asyncio.session import AsyncSession, AsyncSessionTransaction
 
-    import dispatch.grab.controllers as api_offers
-    import dispatch.jobs.controllers as api_jobs
+    import dispatch.grab.dispatcher as grab_dispatcher
+    import dispatch.jobs.queries as job_queries
+    import dispatch.jobs.service as job_service
     from dispatch.grab import events
     from dispatch.grab.dispatcher import Dispatcher
     from dispatch.infra import idempotency
@@ -231,9 +232,9 @@ def install() -> None:
     patch(RedisLiveIndex, "search", lambda fn: timed("RedisLiveIndex.search", fn))
     # Bound into the dispatcher when the runtime opens: patched before the app is built.
     patch(Timers, "schedule", lambda fn: timed("Timers.schedule", fn))
-    patch(api_jobs, "offers_summary", lambda fn: timed("offers_summary", fn))
-    patch(api_jobs, "job_response", lambda fn: timed("job_response", fn))
-    patch(api_offers, "job_response", lambda fn: timed("job_response", fn))
+    patch(job_queries, "offer_counts", lambda fn: timed("offer_counts", fn))
+    patch(grab_dispatcher, "job_view", lambda fn: timed("job_view", fn))
+    patch(job_service, "job_view", lambda fn: timed("job_view", fn))
     patch(AsyncSession, "flush", lambda fn: timed("flush@", fn))
     patch(
         AsyncSessionTransaction,

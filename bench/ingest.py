@@ -35,24 +35,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import gzip
 import json
 import math
 import os
-import platform
 import random
 import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,7 +56,21 @@ from typing import Any
 
 import msgpack
 
-from bench.servers import private_servers
+from bench.lib.machine import (
+    REPO,
+    log,
+    machine_busy_s,
+    machine_lines,
+    pid_from_file,
+    proc_cpu_s,
+    sh,
+    tree_cpu_s,
+    wait_for_quiet,
+)
+from bench.lib.profiling import find_py_spy, summarize_profile
+from bench.lib.server import Server
+from bench.lib.servers import private_servers
+from bench.lib.stats import bearer, verdict
 from dispatch.devtools.local_servers import LocalServers
 from dispatch.identity.auth import issue_token
 from dispatch.identity.phones import PhoneVault
@@ -70,7 +78,6 @@ from dispatch.identity.principals import handle_user, upsert_phone_user
 from dispatch.infra.db import make_engine, make_sessionmaker
 from geo.areas import destination
 
-REPO = Path(__file__).resolve().parent.parent
 WRK_DIR = Path(__file__).resolve().with_name("wrk")
 RESULTS_DIR = Path(__file__).resolve().with_name("results")
 
@@ -96,10 +103,6 @@ RETRIES = 2
 
 TARGET_BATCH_PINGS_S = 25_000.0
 TARGET_SINGLE_VS_NOOP = 0.6
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -155,149 +158,6 @@ class Config:
 
 # --- processes and CPU accounting ----------------------------------------------------------------
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads), 0 if it is gone."""
-    fields = _proc_stat(pid)
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK if fields else 0.0
-
-
-def tree_cpu_s(root_pid: int) -> float:
-    """CPU seconds of a process and all its live descendants (PostgreSQL's backends)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _proc_stat(int(entry))):
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0.0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        total += proc_cpu_s(pid)
-        todo.extend(children.get(pid, []))
-    return total
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all processes on the machine have used (user, system, irq…; not idle)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    return (sum(fields) - fields[3] - fields[4]) / _CLK_TCK
-
-
-def background_load(seconds: float = 2.0) -> float:
-    """CPU in use on the machine over a short sample, in % of one core."""
-    before = machine_busy_s()
-    time.sleep(seconds)
-    return 100 * (machine_busy_s() - before) / seconds
-
-
-def wait_for_quiet(max_wait_s: float, limit_pct: float = 20.0) -> float:
-    """Wait (up to max_wait_s) until other jobs use under limit_pct of a core; the last load."""
-    deadline = time.monotonic() + max_wait_s
-    load = background_load()
-    while load > limit_pct and time.monotonic() < deadline:
-        log(f"other jobs use {load:.0f}% of a core; waiting for the machine to quieten")
-        time.sleep(10)
-        load = background_load()
-    if load > limit_pct:
-        log(f"WARNING: other jobs use {load:.0f}% of a core; the numbers will be low and noisy")
-    return load
-
-
-def _pid_from_file(path: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        return int(path.read_text().split()[0])
-    return None
-
-
-def _die_with_parent() -> None:
-    # In the server child between fork and exec: if the benchmark dies, so does its server.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """`python -m bench.serve` in a child process, on 127.0.0.1 and a free port."""
-
-    def __init__(self, root: Path, env: dict[str, str], processes: int = 1) -> None:
-        self.processes = processes
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "server.log"
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 90.0) -> None:
-        with open(self.log_path, "ab") as log_file:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.serve",
-                    "--port",
-                    str(self.port),
-                    "--processes",
-                    str(self.processes),
-                ],
-                cwd=REPO,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-                preexec_fn=_die_with_parent,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited at start-up:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
-            time.sleep(0.1)
-        raise RuntimeError(f"the server did not become ready:\n{self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            # SIGTERM: uvicorn shuts down gracefully, as on Ctrl-C (and SIGINT may be ignored
-            # when the benchmark was started in the background).
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
 
 # --- setup through the API ------------------------------------------------------------------------
 
@@ -319,10 +179,6 @@ class World:
     operator: dict[str, str]
     setup_s: float
     memory: dict[str, Any]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def homes(n: int, seed: int = 20_241_123) -> list[tuple[float, float]]:
@@ -377,7 +233,7 @@ async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -
     import httpx
     from redis.asyncio import Redis
 
-    from geo.live.redis import _script
+    from geo.live.redis import lua_source
 
     started = time.perf_counter()
     engine = make_engine(db_url, pool_size=2)
@@ -404,7 +260,7 @@ async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -
 
             # The live-index scripts are loaded now, so they are not counted per worker.
             for name in ("status", "move", "search"):
-                await redis.script_load(_script(name))
+                await redis.script_load(lua_source(name))
             memory_before = await redis_memory(redis)
 
             places = homes(cfg.workers)
@@ -607,8 +463,8 @@ class Bench:
         """Measured runs thrown away because other jobs competed, and run again."""
 
     def cpu_snapshot(self) -> dict[str, float]:
-        redis_pid = _pid_from_file(self.servers.redis.root / "redis.pid")
-        pg_pid = _pid_from_file(self.servers.postgres.pgdata / "postmaster.pid")
+        redis_pid = pid_from_file(self.servers.redis.root / "redis.pid")
+        pg_pid = pid_from_file(self.servers.postgres.pgdata / "postmaster.pid")
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         ours = {
             "server": tree_cpu_s(self.server.pid),  # with its server processes, if several
@@ -886,11 +742,6 @@ async def final_requests(base_url: str, redis_url: str, world: World) -> list[Ch
 # --- profiling (optional) -------------------------------------------------------------------------
 
 
-def find_py_spy() -> str | None:
-    local = Path(sys.executable).with_name("py-spy")
-    return str(local) if local.exists() else shutil.which("py-spy")
-
-
 # Where a sample's time goes: the first rule (leaf frame upward) that one of its frames matches.
 PROFILE_BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("database: SQLAlchemy + asyncpg (`WorkerService.listing` refresh, `PositionSink.flush`)",
@@ -902,52 +753,17 @@ PROFILE_BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sync guard run in the thread pool (`sync_to_thread`, executor, `copy(handler)`)",
      ("_chain_future", "wrap_future", "run_in_executor", "concurrent/futures", "threading.py",
       "copy.py", "sync_to_thread", "litestar/concurrency", "authorize_connection",
-      "dispatch/auth.py")),
+      "dispatch/identity/auth.py")),
     ("body decoding + validation (msgspec, signature model)",
      ("msgspec", "litestar/_signature", "litestar/_kwargs")),
-    ("handlers + service code (`dispatch/api/workers.py`, `dispatch/workers.py`, `geo/`)",
-     ("dispatch/workers.py", "dispatch/api/workers.py", "geo/", "noop_auth (bench",
-      "noop (bench", "dispatch/api/deps.py")),
-    ("request-log middleware (`dispatch/api/middleware.py`)",
-     ("dispatch/api/middleware.py", "structlog")),
+    ("handlers + service code (`dispatch/workers/`, `geo/`)",
+     ("dispatch/workers/", "geo/", "noop_auth (bench", "noop (bench", "dispatch/web/deps.py")),
+    ("request-log middleware (`dispatch/web/middleware.py`)",
+     ("dispatch/web/middleware.py", "structlog")),
     ("Prometheus middleware", ("prometheus",)),
     ("rest of Litestar (routing, middleware stack, responses)", ("litestar/",)),
 )  # fmt: skip
 OTHER_BUCKET = "uvicorn, httptools, event loop, sockets"
-
-
-def _bucket(frames: Sequence[str]) -> str:
-    for frame in reversed(frames):
-        for name, patterns in PROFILE_BUCKETS:
-            if any(p in frame for p in patterns):
-                return name
-    return OTHER_BUCKET
-
-
-def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
-    """Shares of py-spy's samples: per bucket, and the top functions by own time (with their
-    inclusive share)."""
-    own: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
-    buckets: Counter[str] = Counter()
-    total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
-        own[frames[-1]] += n
-        for f in set(frames):
-            incl[f] += n
-        buckets[_bucket(frames)] += n
-    total = max(total, 1)
-    return {
-        "samples": total,
-        "buckets": {k: 100 * v / total for k, v in buckets.items()},
-        "top": [(f, 100 * n / total, 100 * incl[f] / total) for f, n in own.most_common(top)],
-    }
 
 
 def profile_run(bench: Bench, ep: Endpoint, connections: int, stamp: str) -> dict[str, Any]:
@@ -976,52 +792,23 @@ def profile_run(bench: Bench, ep: Endpoint, connections: int, stamp: str) -> dic
         kept = RESULTS_DIR / f"ingest-{stamp}-{ep.key}.pyspy.txt.gz"
         with open(raw, "rb") as src, gzip.open(kept, "wb") as dst:
             shutil.copyfileobj(src, dst)
-    return {"endpoint": ep, "run": run, "raw": kept, **summarize_profile(raw)}
+    return {
+        "endpoint": ep,
+        "run": run,
+        "raw": kept,
+        **summarize_profile(raw, PROFILE_BUCKETS, OTHER_BUCKET),
+    }
 
 
 # --- the report -----------------------------------------------------------------------------------
 
 
-def _sh(*cmd: str) -> str:
-    """The first line a command prints ("" if none, "?" if it cannot run)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-        return next(iter((out.stdout or out.stderr).strip().splitlines()), "")
-    return "?"
-
-
 def machine(processes: int = 1) -> list[str]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    from importlib.metadata import version
-
-    from dispatch.devtools.local_servers import find_pg_bindir
-
-    pg = "?"
-    with contextlib.suppress(Exception):
-        pg = _sh(str(find_pg_bindir() / "postgres"), "--version")
-    commit = _sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD")
-    dirty = _sh("git", "-C", str(REPO), "status", "--porcelain", "--", "dispatch", "geo", "app.py")
-    return [
-        f"- CPU: {cpu}, {os.cpu_count()} logical cores (load generator, server, Redis and "
-        "PostgreSQL share them)",
-        f"- Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"Litestar {version('litestar')}, uvicorn {version('uvicorn')} (uvloop, httptools, "
-        f"{processes} server process{'es' if processes > 1 else ''})",
-        f"- {_sh('redis-server', '--version')}",
-        f"- {pg}; {_sh('wrk', '--version')}",
-        f"- Code: commit {commit}"
-        + (
-            " with uncommitted changes in dispatch/, geo/ or app.py"
-            if dirty not in ("", "?")
-            else ""
-        ),
-    ]
+    return machine_lines(
+        "load generator, server, Redis and PostgreSQL share them",
+        f"uvloop, httptools, {processes} server process{'es' if processes > 1 else ''}",
+        sh("wrk", "--version"),
+    )
 
 
 def contended(run: Run) -> str:
@@ -1030,10 +817,6 @@ def contended(run: Run) -> str:
 
 def fmt_ms(v: float) -> str:
     return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
-
-
-def verdict(ok: bool) -> str:
-    return "**met**" if ok else "**MISSED**"
 
 
 def profile_section(profiles: Sequence[dict[str, Any]]) -> list[str]:

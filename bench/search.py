@@ -33,12 +33,13 @@ import asyncpg
 import numpy as np
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from bench.lib.machine import CLK_TCK, cpu_model, log, proc_stat
 from dispatch.devtools.local_servers import LocalServers
 from dispatch.infra.wire import Pipeliner
 from geo.distance import EARTH_RADIUS_M
 from geo.live.base import Fix, MoveResult, Nearby, WorkerStatus
 from geo.live.cells import cell_code
-from geo.live.redis import RedisLiveIndex, _search_args
+from geo.live.redis import RedisLiveIndex, search_args
 
 # --- the synthetic city -------------------------------------------------------------------------
 
@@ -73,10 +74,6 @@ LOAD_CHUNK = 2000
 RAD = math.pi / 180
 M_PER_DEG = EARTH_RADIUS_M * RAD
 COS0 = math.cos(CENTER_LAT * RAD)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def to_latlng(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -627,7 +624,7 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
     for i in range(len(q)):
         skill = q.skill[i]
         need = [skill] if skill else []
-        prepared.append(_search_args(q.lat[i], q.lng[i], radius_m, LIMIT, MIN_RECORDED_AT, need))
+        prepared.append(search_args(q.lat[i], q.lng[i], radius_m, LIMIT, MIN_RECORDED_AT, need))
     calls, empties, parse = [], [], []
     server, inner, n_cmds = await _server_times(
         client, lambda: (index._call_search(keys, a) for a in prepared)
@@ -683,23 +680,18 @@ async def profile_ours(ours: Ours, brute: Brute, q: Queries, radius_m: float) ->
 
 # --- other jobs on the machine ------------------------------------------------------------------
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
 
 def _cpu_snapshot() -> tuple[float, float, float]:
     """(wall s, CPU s the whole machine has used, CPU s this process and its children (the
     servers and their backends) have used)."""
     first = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
     ticks = [int(x) for x in first]
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK  # all but idle and iowait
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK  # all but idle and iowait
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                raw = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            stats[int(entry)] = raw[raw.rindex(")") + 2 :].split()
+            if (fields := proc_stat(int(entry))) is not None:
+                stats[int(entry)] = fields
     children: dict[int, list[int]] = {}
     for pid, fields in stats.items():
         children.setdefault(int(fields[1]), []).append(pid)
@@ -707,7 +699,7 @@ def _cpu_snapshot() -> tuple[float, float, float]:
     while todo:
         pid = todo.pop()
         if pid in stats:
-            own += (int(stats[pid][11]) + int(stats[pid][12])) / _CLK_TCK
+            own += (int(stats[pid][11]) + int(stats[pid][12])) / CLK_TCK
         todo.extend(children.get(pid, []))
     return time.monotonic(), busy, own
 
@@ -906,12 +898,8 @@ def code_version() -> str:
 
 
 def machine() -> list[str]:
-    cpu = "unknown CPU"
+    cpu = cpu_model()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         mem_kb = next(
             int(x.split()[1])
             for x in Path("/proc/meminfo").read_text().splitlines()

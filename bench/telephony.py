@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -35,7 +34,9 @@ from pathlib import Path
 import httpx
 from twilio.request_validator import RequestValidator
 
-from bench.servers import private_servers
+from bench.lib.machine import log
+from bench.lib.servers import private_servers
+from bench.lib.stats import pct
 from dispatch.identity.auth import issue_token
 from dispatch.identity.phones import PhoneVault
 from dispatch.identity.principals import handle_user, upsert_phone_user
@@ -47,10 +48,6 @@ TOKEN = "bench-twilio-auth-token"
 PUBLIC = "https://bench.example.org"
 CENTER = (31.2304, 121.4737)
 RESULTS = Path(__file__).parent / "results"
-
-
-def log(msg: str) -> None:
-    print(f"[{datetime.now(UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -178,11 +175,6 @@ async def measure(
     return latencies, time.perf_counter() - t0
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def run(args: argparse.Namespace) -> str:
     started = datetime.now(UTC)
     routes = ["readyz", "voice", "voice (stranger)", "sms", "status"]
@@ -212,13 +204,13 @@ async def run(args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for concurrency in (1, args.concurrency):
-        floor = pct(rows[("readyz", concurrency)][0], 0.99)
+        floor = pct(rows[("readyz", concurrency)][0], 99)
         for route in routes:
             lat, wall = rows[(route, concurrency)]
             lines.append(
                 f"| {route} | {concurrency} | {statistics.median(lat) * 1e3:.1f} | "
-                f"{pct(lat, 0.99) * 1e3:.1f} | {max(lat) * 1e3:.1f} | "
-                f"{pct(lat, 0.99) / floor:.2f}x | {len(lat) / wall:,.0f} |"
+                f"{pct(lat, 99) * 1e3:.1f} | {max(lat) * 1e3:.1f} | "
+                f"{pct(lat, 99) / floor:.2f}x | {len(lat) / wall:,.0f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -9,10 +9,10 @@ from geoalchemy2 import alembic_helpers
 from sqlalchemy.engine import Connection
 
 from dispatch.infra.db import include_in_migrations, make_engine
-from dispatch.models import Base
+from dispatch.models import all_tables
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = all_tables().metadata
 
 
 def include_object(obj, name, type_, reflected, compare_to):

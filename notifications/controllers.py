@@ -16,9 +16,9 @@ from msgspec import Meta, Struct
 from dispatch.core.errors import Forbidden
 from dispatch.identity.auth import admin_only, workers_only
 from dispatch.infra.logs import log
-from dispatch.models import JobMessage
 from dispatch.web.deps import principal_of
 from dispatch.web.schemas import VISIBLE_TEXT, Id, Phone, Timestamp
+from notifications.models import JobMessage
 from notifications.service import Notifications
 
 

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.communities.service import CommunityService
 from dispatch.identity.phones import PhoneVault
 from dispatch.infra.logs import log
-from dispatch.models import Job, ProxyHold, ProxyNumber, ProxySession, User
+from dispatch.models import Job, User
 from dispatch.ops.alerts import raise_alert
+from notifications.models import ProxyHold, ProxyNumber, ProxySession
 
 CANDIDATES = 8
 """Numbers tried per allocation before giving up (each failure is a concurrent allocation that

@@ -11,7 +11,7 @@ from dispatch.core.errors import Conflict, Forbidden
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import outbox, ratelimit
-from dispatch.models import JobMessage
+from notifications.models import JobMessage
 
 if TYPE_CHECKING:
     from notifications.service import Notifications

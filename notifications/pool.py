@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dispatch.communities.service import CommunityService
 from dispatch.core.errors import Conflict
 from dispatch.identity.phones import PhoneVault, normalize_phone
-from dispatch.models import ProxyHold, ProxyNumber, User
+from dispatch.models import User
+from notifications.models import ProxyHold, ProxyNumber
 
 
 class Pool:

@@ -39,7 +39,8 @@ from dispatch.grab.events import worker_channel
 from dispatch.identity.phones import PhoneVault
 from dispatch.infra.logs import log
 from dispatch.infra.smsbudget import SmsBudget
-from dispatch.models import OutboxMessage, PushSubscription, User
+from dispatch.models import OutboxMessage, User
+from notifications.models import PushSubscription
 from notifications.provider import MESSAGE_RANK, PhoneProvider, ProviderError
 from notifications.push import Pusher
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.core.errors import NotFound
 from dispatch.infra.settings import Settings
-from dispatch.models import PushSubscription
+from notifications.models import PushSubscription
 from notifications.push import check_subscription
 
 

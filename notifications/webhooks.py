@@ -15,7 +15,8 @@ from dispatch.core.errors import DomainError, ValidationFailed
 from dispatch.identity.phones import hide_phones
 from dispatch.infra import outbox, ratelimit
 from dispatch.infra.logs import log
-from dispatch.models import CallRecord, OutboxMessage
+from dispatch.models import OutboxMessage
+from notifications.models import CallRecord
 from notifications.provider import CALL_RANK, MESSAGE_RANK
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from dispatch.identity.phones import PhoneVault
 from dispatch.identity.principals import handle_user, upsert_phone_user
 from dispatch.infra.db import make_engine, make_sessionmaker, migrate
 from dispatch.infra.settings import AuthSettings, Settings, StorageSettings
-from dispatch.models import Base
+from dispatch.models import all_tables
 
 TEST_SECRET = "test-secret-key-not-for-production"
 E164_ANYWHERE = re.compile(rb"\+[1-9]\d{6,14}")
@@ -92,7 +92,7 @@ async def redis(server_urls: tuple[str, str]) -> AsyncIterator[Redis]:
 @pytest.fixture
 async def clean_state(engine: AsyncEngine, redis: Redis) -> None:
     """Empty every table and Redis; every fixture that hands out the app or users requests it."""
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    tables = ", ".join(t.name for t in all_tables().metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await redis.flushdb()

@@ -8,7 +8,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dispatch.infra.db import alembic_config, include_in_migrations
-from dispatch.models import Base
+from dispatch.models import all_tables
 
 
 async def test_migrated_schema_matches_models(engine: AsyncEngine, server_urls) -> None:
@@ -16,7 +16,7 @@ async def test_migrated_schema_matches_models(engine: AsyncEngine, server_urls) 
         ctx = MigrationContext.configure(
             sync_conn, opts={"compare_type": True, "include_object": include_in_migrations}
         )
-        return compare_metadata(ctx, Base.metadata)
+        return compare_metadata(ctx, all_tables().metadata)
 
     async with engine.connect() as conn:
         changes = await conn.run_sync(diff)

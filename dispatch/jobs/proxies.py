@@ -1,4 +1,5 @@
-"""Reading masked-number sessions from dispatch (their lifecycle lives in `notifications`)."""
+"""Reading masked-number sessions from dispatch, by their tables' names (the tables and their
+lifecycle are `notifications`'; dispatch imports nothing of it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Storage models. Import from here so Alembic and the app see every table."""
+"""The dispatch domain's storage models, on the one declarative `Base` every table shares.
+
+Notifications keep their own tables (masked numbers, call records, push subscriptions, job
+messages) in `notifications/models.py`; `all_tables()` imports both, for Alembic and for anything
+that needs the whole schema."""
 
 from dispatch.models.base import Base
 from dispatch.models.community import Community, CommunityCell
@@ -7,33 +11,27 @@ from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
 from dispatch.models.outbox import OutboxMessage
-from dispatch.models.telephony import (
-    CallRecord,
-    JobMessage,
-    ProxyHold,
-    ProxyNumber,
-    ProxySession,
-    PushSubscription,
-)
 from dispatch.models.worker import Worker, WorkerCommunity
+
+
+def all_tables() -> type[Base]:
+    """`Base` with every table of the service registered on its metadata."""
+    import notifications.models  # noqa: F401  (registers its tables on Base)
+
+    return Base
+
 
 __all__ = [
     "Alert",
     "Assignment",
     "Base",
-    "CallRecord",
     "Community",
     "CommunityCell",
     "IdempotencyKey",
     "Job",
-    "JobMessage",
     "Offer",
     "OtpCode",
     "OutboxMessage",
-    "ProxyHold",
-    "ProxyNumber",
-    "ProxySession",
-    "PushSubscription",
     "User",
     "Worker",
     "WorkerCommunity",

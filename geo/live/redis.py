@@ -62,7 +62,8 @@ _RECORD_HEADS = (0x98, 0x97)
 profile version was kept."""
 
 
-def _script(name: str) -> str:
+def lua_source(name: str) -> str:
+    """A script's source, the shared helpers (lua/common.lua) first; benchmarks load the same."""
     return (_LUA_DIR / "common.lua").read_text() + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
 
 
@@ -123,7 +124,7 @@ def _skills_field(skills: frozenset[str]) -> bytes:
     return b"\xdb" + len(text).to_bytes(4, "big") + text
 
 
-def _search_args(
+def search_args(
     lat: float, lng: float, radius_m: float, limit: int, min_ts: float, skills: Sequence[str]
 ) -> list[str | bytes]:
     """The search function's arguments (lua/search.lua)."""
@@ -139,9 +140,9 @@ class RedisLiveIndex(LiveIndex):
     ) -> None:
         self.client = client
         self.prefix = prefix
-        self._status = client.register_script(_script("status"))
-        self._move = client.register_script(_script("move"))
-        self._remove = client.register_script(_script("remove"))
+        self._status = client.register_script(lua_source("status"))
+        self._move = client.register_script(lua_source("move"))
+        self._remove = client.register_script(lua_source("remove"))
         self._pipeliner = pipe
         """The fast path for searches and moves (`_call_fast`), given by the caller (the service
         passes its Pipeliner on the client's pool); None: every call goes through the client."""
@@ -232,7 +233,7 @@ class RedisLiveIndex(LiveIndex):
     ) -> list[Nearby]:
         if limit <= 0 or radius_m < 0:
             return []
-        args = _search_args(lat, lng, radius_m, limit, min_recorded_at, skills)
+        args = search_args(lat, lng, radius_m, limit, min_recorded_at, skills)
         keys = self._keys(community_id)
         reply = await self._call_fast("FCALL", _SEARCH_FUNCTION, len(keys), *keys, *args)
         if reply is None:

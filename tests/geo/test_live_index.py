@@ -33,7 +33,7 @@ from geo.live.cells import (
     start_cells,
 )
 from geo.live.memory import MemoryLiveIndex
-from geo.live.redis import RedisLiveIndex, _search_args
+from geo.live.redis import RedisLiveIndex, search_args
 
 C = 7  # community id
 HOME = (31.2304, 121.4737)
@@ -290,7 +290,7 @@ async def test_redis_search_survives_function_flush_and_lost_connections(
     await redis.function_flush()
     assert [n.worker_id for n in await index.search(C, *HOME, 10)] == want
     await redis.function_flush()  # and once more, found missing by the client's own path
-    reply = await index._call_search(index._keys(C), _search_args(*HOME, 10.0, 5, 0.0, ()))
+    reply = await index._call_search(index._keys(C), search_args(*HOME, 10.0, 5, 0.0, ()))
     assert reply[1:] == [b"1"]
     await redis.script_flush()  # the other scripts: reloaded by the client
     await place(index, 2, *HOME)
