@@ -209,7 +209,8 @@ def install() -> None:
     from dispatch.infra import idempotency
     from dispatch.infra.timers import Timers
     from dispatch.jobs.service import JobService
-    from dispatch.workers.service import PositionSink, WorkerService
+    from dispatch.workers.positions import PositionSink
+    from dispatch.workers.service import WorkerService
     from geo.live.redis import RedisLiveIndex
     from notifications.relay import Relay
 

@@ -861,7 +861,7 @@ async def run_case(
                     )
                 if not v.exact and len(s.failures) < 3:
                     s.failures.append(f"({la!r}, {ln!r}) r={r} skill={sk}: {v.why}")
-    await ours.index.aclose()
+    await ours.index.on_shutdown()
     await client.aclose()
     return CaseResult(
         size, dist, world.online, stats, profile, memory, load_s, geo_trips, explain, explain_line,

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -39,10 +39,22 @@ from dispatch.grab.rules import (
     wave_reach_m,
     wave_size,
 )
+from dispatch.grab.statements import (
+    CLAIM_JOB,
+    CLAIM_LUA,
+    CLAIM_PREFIX,
+    OFFER_AND_JOB,
+    RELEASE_LUA,
+    RETIRE_OFFERS,
+    SEND_WAVE,
+    TAKE_OFFER,
+    TAKEN_BODY,
+    claim_key,
+    offer_key,
+)
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
-from dispatch.infra.outbox import ROWS_INSERT
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Assignment, Job, Offer, Worker
@@ -76,135 +88,8 @@ class AssignmentHook(Protocol):
     ) -> None: ...
 
 
-_CLAIM = """
--- One round trip for an accept: check the cached offer, then take the job's provisional claim.
--- KEYS[1] the offer's cache entry; ARGV: worker id, now (epoch s), claim TTL (ms), the claim
--- key's prefix. The claim key is named after the job the offer names, so it is built here; it
--- shares KEYS[1]'s hash tag, hence its slot on a Redis Cluster.
-local offer = redis.call('HMGET', KEYS[1], 'w', 'j', 'x')
-if not offer[1] then return {'unknown', ''} end
-if offer[1] ~= ARGV[1] then return {'not_yours', offer[2]} end
-if tonumber(offer[3]) <= tonumber(ARGV[2]) then return {'expired', offer[2]} end
-local claim = ARGV[4] .. offer[2]
-local holder = redis.call('GET', claim)
-if not holder then
-  redis.call('SET', claim, ARGV[1], 'PX', ARGV[3])
-  return {'claimed', offer[2]}
-end
-if holder == ARGV[1] then return {'claimed', offer[2]} end
-return {'taken', offer[2]}
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-CLAIM_TAG = "{grab}"
-"""The one hash tag of offer-cache and claim keys. An accept names only the offer, and a job's
-claim key must be reachable from any of its offers' keys in one script, so they all share one
-slot (on a Redis Cluster, one shard: a claim is a few small commands, far from its limit)."""
-_CLAIM_PREFIX = f"claim:{CLAIM_TAG}:"
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _claim_key(job_id: int) -> str:
-    return f"{_CLAIM_PREFIX}{job_id}"
-
-
-def _offer_key(offer_id: int) -> str:
-    return f"offer:{CLAIM_TAG}:{offer_id}"
-
-
-# A wave in one statement: the job's wave and deadline, its offers, and an outbox row per offer
-# (the offer event with the offer's new id put in). :rows is a JSON array of
-# {w: worker id, d: distance, b: outbox body, p: event payload}.
-_SEND_WAVE = text(
-    """
-WITH moved AS (
-    UPDATE jobs SET wave = :wave, wave_deadline = :expires, updated_at = now()
-    WHERE id = :job_id
-), made AS (
-    INSERT INTO offers (job_id, worker_id, wave, status, distance_m, created_at, expires_at)
-    SELECT :job_id, r.w, :wave, 'pending', r.d, :now, :expires
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, d float8)
-    RETURNING id, worker_id
-), told AS (
-    {ROWS_INSERT}
-    SELECT 'ws', 'offer', made.worker_id, r.b, jsonb_set(r.p, '{offer,id}', to_jsonb(made.id)),
-           'pending', 'offer:' || made.id, 0
-    FROM made JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, b text, p jsonb)
-         ON r.w = made.worker_id
-)
-SELECT id, worker_id FROM made
-""".replace("{ROWS_INSERT}", ROWS_INSERT)
-)
-
-# Close a job's pending offers (taken or withdrawn) and write each offeree's notice to the outbox
-# from them, in one statement. :event is the notice with offer_id 0; each row gets its offer's.
-_TELL_RETIRED = """
-told AS (
-    {ROWS_INSERT}
-    SELECT 'ws', CAST(:kind AS text), retired.worker_id, CAST(:body AS text),
-           jsonb_set(CAST(:event AS jsonb), '{offer_id}', to_jsonb(retired.id)),
-           'pending', CAST(:kind AS text) || ':' || retired.id, 0
-    FROM retired
-)""".replace("{ROWS_INSERT}", ROWS_INSERT)
-_RETIRE_OFFERS = text(f"""
-WITH retired AS (
-    UPDATE offers SET status = CAST(:status AS text), responded_at = :now
-    WHERE job_id = :job_id AND status = 'pending'
-    RETURNING id, worker_id
-), {_TELL_RETIRED}
-SELECT id, worker_id FROM retired ORDER BY id
-""")  # noqa: S608 (constant fragments, no input)
-
-# The rest of a won claim in one statement: the winner's offer accepted (if still pending and
-# not expired), the assignment, and every other pending offer retired as taken with its notice.
-# No row back means the offer had expired; otherwise one row per retired offer (or one with
-# NULLs when there were none).
-_TAKE_OFFER = text(f"""
-WITH taken AS (
-    UPDATE offers SET status = 'accepted', responded_at = :now
-    WHERE id = :offer_id AND status = 'pending' AND expires_at > :now
-    RETURNING id
-), assigned AS (
-    INSERT INTO assignments (job_id, worker_id, offer_id, version, active, source, created_at)
-    SELECT :job_id, :worker_id, taken.id, :version, true, 'grab', :now FROM taken
-), retired AS (
-    UPDATE offers SET status = 'taken', responded_at = :now
-    WHERE job_id = :job_id AND status = 'pending' AND id <> :offer_id
-      AND EXISTS (SELECT FROM taken)
-    RETURNING id, worker_id
-), {_TELL_RETIRED}
-SELECT retired.id, retired.worker_id FROM taken LEFT JOIN retired ON true ORDER BY retired.id
-""")  # noqa: S608 (constant fragments, no input)
-_TAKEN_BODY = "The job you were offered has been taken."
-
-_OFFER_AND_JOB = (
-    select(Offer, Job).join(Job, Job.id == Offer.job_id).where(Offer.id == bindparam("offer_id"))
-)
-# The claim, with the job's new row loaded into the session's copy.
-_CLAIM_JOB = (
-    update(Job)
-    .where(
-        Job.id == bindparam("claim_job"),
-        Job.status == "open",
-        Job.version == bindparam("claim_version"),
-    )
-    .values(
-        status="assigned",
-        worker_id=bindparam("claimant"),
-        version=Job.version + 1,
-        assignment_version=Job.assignment_version + 1,
-        assigned_at=bindparam("claimed_at"),
-        wave_deadline=None,
-    )
-    .returning(Job)
-    .execution_options(synchronize_session=False, populate_existing=True)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +166,8 @@ class Dispatcher:
         self.schedule: Schedule | None = None
         """Arms a durable wake-up for (job, wave) at a time; set by the timer queue."""
         self.hooks: list[AssignmentHook] = []
-        self._claim = redis.register_script(_CLAIM)
-        self._release = redis.register_script(_RELEASE)
+        self._claim = redis.register_script(CLAIM_LUA)
+        self._release = redis.register_script(RELEASE_LUA)
         self._pipeliner = Pipeliner.for_client(redis)
         """Claims of concurrent accepts share socket writes (None on a cluster client)."""
 
@@ -418,7 +303,7 @@ class Dispatcher:
             )
         made = (
             await session.execute(
-                _SEND_WAVE,
+                SEND_WAVE,
                 {
                     "job_id": job.id,
                     "wave": wave,
@@ -515,8 +400,8 @@ class Dispatcher:
             raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
         # One round trip: the cached offer is checked and the job's provisional claim taken.
         outcome, job_ref = await self._claim_offer(
-            keys=[_offer_key(offer_id)],
-            args=[who.user_id, time.time(), CLAIM_TTL_MS, _CLAIM_PREFIX],
+            keys=[offer_key(offer_id)],
+            args=[who.user_id, time.time(), CLAIM_TTL_MS, CLAIM_PREFIX],
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if outcome == "not_yours":
@@ -531,7 +416,7 @@ class Dispatcher:
             return await self._accept_in_db(who, offer_id, answer)
         except BaseException:
             if job_id is not None:
-                await self._release(keys=[_claim_key(job_id)], args=[who.user_id])
+                await self._release(keys=[claim_key(job_id)], args=[who.user_id])
             raise
 
     async def _accept_in_db(
@@ -559,7 +444,7 @@ class Dispatcher:
         self, session: AsyncSession, who: Principal, offer_id: int, after: AfterCommit
     ) -> Job:
         """The claim in the database: the offer's job goes to `who` unless someone was first."""
-        found = (await session.execute(_OFFER_AND_JOB, {"offer_id": offer_id})).first()
+        found = (await session.execute(OFFER_AND_JOB, {"offer_id": offer_id})).first()
         if found is None:
             raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
         offer, job = found
@@ -571,7 +456,7 @@ class Dispatcher:
         # The claim: only the first conditional update of an open job succeeds; the rest
         # wait on its row lock, then find it no longer open.
         won = await session.scalar(
-            _CLAIM_JOB,
+            CLAIM_JOB,
             {
                 "claim_job": job.id,
                 "claim_version": job.version,
@@ -590,7 +475,7 @@ class Dispatcher:
         notice = ev.OfferTaken(offer_id=0, job_id=job.id)
         retired = (
             await session.execute(
-                _TAKE_OFFER,
+                TAKE_OFFER,
                 {
                     "offer_id": offer.id,
                     "job_id": job.id,
@@ -598,7 +483,7 @@ class Dispatcher:
                     "version": job.assignment_version,
                     "now": now,
                     "kind": "offer_taken",
-                    "body": _TAKEN_BODY,
+                    "body": TAKEN_BODY,
                     "event": ev.encode(notice).decode(),
                 },
             )
@@ -636,13 +521,13 @@ class Dispatcher:
         )
         rows = (
             await session.execute(
-                _RETIRE_OFFERS,
+                RETIRE_OFFERS,
                 {
                     "job_id": job_id,
                     "status": status,
                     "now": now,
                     "kind": f"offer_{status}",
-                    "body": _TAKEN_BODY
+                    "body": TAKEN_BODY
                     if status == "taken"
                     else "The job you were offered was cancelled.",
                     "event": ev.encode(notice).decode(),
@@ -857,13 +742,13 @@ class Dispatcher:
             # One round trip, in this order: offers are cached (for the claim script) before
             # their events can reach anyone who might accept them.
             for offer_id, worker_id, job_id, expires_ts in after.offers:
-                key = _offer_key(offer_id)
+                key = offer_key(offer_id)
                 pipe.hset(key, mapping={"w": worker_id, "j": job_id, "x": expires_ts})
                 pipe.expireat(key, int(expires_ts) + OFFER_CACHE_GRACE_S)
             for job_id in after.reopened:
-                pipe.delete(_claim_key(job_id))
+                pipe.delete(claim_key(job_id))
             for job_id, worker_id in after.settled_claims:
-                pipe.set(_claim_key(job_id), worker_id, ex=SETTLED_CLAIM_TTL_S)
+                pipe.set(claim_key(job_id), worker_id, ex=SETTLED_CLAIM_TTL_S)
             self.bus.publish_in(pipe, after.events)
             if len(pipe):
                 results = await pipe.execute()

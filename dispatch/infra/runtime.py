@@ -26,7 +26,8 @@ from dispatch.infra.timers import Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
-from dispatch.workers.service import PositionSink, WorkerService
+from dispatch.workers.positions import PositionSink
+from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex
 from geo.live.redis import RedisLiveIndex
 

@@ -7,7 +7,6 @@ can be rebuilt after Redis loses everything.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from dispatch.identity.phones import PhoneVault, hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import is_db_id
+from dispatch.workers.positions import PositionSink
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
 from geo.shapes import wkb_to_latlng
@@ -83,54 +83,6 @@ def _usable(listing: Listing) -> Listing:
 
 
 _ACCEPTED = MoveResult.ACCEPTED
-
-
-class PositionSink:
-    """Last accepted positions, written to the database in one statement every few seconds."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], interval_s: float = 2.0) -> None:
-        self.sessions = sessions
-        self.interval_s = interval_s
-        self._pending: dict[int, Fix] = {}
-
-    def record(self, worker_id: int, fix: Fix) -> None:
-        current = self._pending.get(worker_id)
-        if current is None or fix.recorded_at > current.recorded_at:
-            self._pending[worker_id] = fix
-
-    async def flush(self) -> int:
-        if not self._pending:
-            return 0
-        batch, self._pending = self._pending, {}
-        ids = list(batch)
-        async with self.sessions.begin() as session:
-            await session.execute(
-                text(
-                    "UPDATE workers SET location = ST_SetSRID(ST_MakePoint(u.lng, u.lat), 4326)"
-                    "::geography, location_at = to_timestamp(u.ts) "
-                    "FROM unnest(CAST(:ids AS bigint[]), CAST(:lats AS float8[]), "
-                    "CAST(:lngs AS float8[]), CAST(:tss AS float8[])) AS u(id, lat, lng, ts) "
-                    "WHERE workers.user_id = u.id "
-                    "AND (workers.location_at IS NULL OR workers.location_at < to_timestamp(u.ts))"
-                ),
-                {
-                    "ids": ids,
-                    "lats": [batch[i].lat for i in ids],
-                    "lngs": [batch[i].lng for i in ids],
-                    "tss": [batch[i].recorded_at for i in ids],
-                },
-            )
-        return len(ids)
-
-    async def run(self) -> None:
-        from dispatch.infra.logs import log
-
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.warning("position_flush_failed", error=repr(exc))
 
 
 @dataclass(frozen=True, slots=True)
