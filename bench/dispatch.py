@@ -2,6 +2,9 @@
 
     .venv/bin/python -m bench.dispatch [--quick]
 
+One benchmark, one long file on purpose: its setup, phases, checks and report read top to
+bottom; what the benchmarks share lives once in `bench/lib/`.
+
 One run:
   1. starts private PostgreSQL+PostGIS and Redis servers (`dispatch.local_servers`, not durable),
      migrates the database, and starts the service twice against them, each in ONE uvicorn
@@ -95,7 +98,8 @@ from bench.lib.machine import (
     tree_cpu_s,
     wait_for_quiet,
 )
-from bench.lib.profiling import find_py_spy, summarize_profile
+from bench.lib.profiling import find_py_spy, samples, summarize_profile
+from bench.lib.report import RESULTS_DIR, run_and_report
 from bench.lib.server import Server
 from bench.lib.servers import private_servers
 from bench.lib.stats import bearer, ms, pct, verdict
@@ -105,8 +109,6 @@ from dispatch.identity.principals import handle_user
 from dispatch.infra.db import make_engine, make_sessionmaker
 from dispatch.infra.wire import Pipeliner
 from geo.areas import destination
-
-RESULTS_DIR = Path(__file__).resolve().with_name("results")
 
 SECRET = "bench-dispatch-secret-not-for-production"
 TOKEN_TTL_S = 12 * 3600
@@ -1675,13 +1677,8 @@ def breakdown(raw: Path) -> dict[str, float]:
     """% of samples per "handler → part" (or plumbing part outside handlers)."""
     counts: dict[str, int] = {}
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in samples(raw):
         total += n
-        frames = stack.split(";")
         handler = next((name for f in frames for name, pats in HANDLERS if _matches(f, pats)), None)
         part = next(
             (name for f in reversed(frames) for name, pats in PARTS if _matches(f, pats)), None
@@ -2260,19 +2257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminate)
-    started = datetime.now(UTC)
-    text = run_all(cfg, started)
-    print(text)
-    if cfg.write:
-        RESULTS_DIR.mkdir(exist_ok=True)
-        path = RESULTS_DIR / f"dispatch-{started:%Y%m%d-%H%M%S}.md"
-        path.write_text(text)
-        log(f"report written to {path.relative_to(REPO)}")
-    return 0
+    return run_and_report("dispatch", lambda started: run_all(cfg, started), cfg.write)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
     .venv/bin/python -m bench.ingest [--duration 15] [--quick]
 
+One benchmark, one long file on purpose: its setup, phases, checks and report read top to
+bottom; what the benchmarks share lives once in `bench/lib/`.
+
 One run:
   1. starts private PostgreSQL+PostGIS and Redis servers (`dispatch.local_servers`, not durable)
      and migrates the database;
@@ -43,7 +46,6 @@ import random
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -68,6 +70,7 @@ from bench.lib.machine import (
     wait_for_quiet,
 )
 from bench.lib.profiling import find_py_spy, summarize_profile
+from bench.lib.report import RESULTS_DIR, run_and_report
 from bench.lib.server import Server
 from bench.lib.servers import private_servers
 from bench.lib.stats import bearer, verdict
@@ -79,7 +82,6 @@ from dispatch.infra.db import make_engine, make_sessionmaker
 from geo.areas import destination
 
 WRK_DIR = Path(__file__).resolve().with_name("wrk")
-RESULTS_DIR = Path(__file__).resolve().with_name("results")
 
 CENTER = (31.2304, 121.4737)
 COMMUNITY_RADIUS_M = 15_000
@@ -1174,19 +1176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + " ".join(sys.argv[1:] if argv is None else argv),
     )
 
-    def terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminate)
-    started = datetime.now(UTC)
-    text = run_all(cfg, started)
-    print(text)
-    if cfg.write:
-        RESULTS_DIR.mkdir(exist_ok=True)
-        path = RESULTS_DIR / f"ingest-{started:%Y%m%d-%H%M%S}.md"
-        path.write_text(text)
-        log(f"report written to {path.relative_to(REPO)}")
-    return 0
+    return run_and_report("ingest", lambda started: run_all(cfg, started), cfg.write)
 
 
 if __name__ == "__main__":

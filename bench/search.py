@@ -2,6 +2,9 @@
 
     .venv/bin/python -m bench.search [--sizes 100000,1000000] [--queries N] [--quick]
 
+One benchmark, one long file on purpose: its setup, phases, checks and report read top to
+bottom; what the benchmarks share lives once in `bench/lib/`.
+
 One run starts private PostgreSQL+PostGIS and Redis servers (`dispatch.local_servers`), builds the
 same synthetic city for every engine from fixed seeds, loads it into each engine, runs the same
 "top 50 eligible workers within r" queries against each, checks every answer against a numpy brute

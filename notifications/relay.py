@@ -18,6 +18,9 @@ after its commit):
 Otherwise the row is `skipped`: nobody could be reached without spending a text on something that
 can wait (an offer already taken, say). An offer that expired before it could be delivered is
 `skipped` too: waking a worker for it would only disappoint them.
+
+A little over 400 lines: the lease, the channel order and the retry schedule are one loop whose
+invariants (a row is marked right after its own send) must be read together.
 """
 
 from __future__ import annotations

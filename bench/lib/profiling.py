@@ -6,7 +6,7 @@ import re
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,9 @@ def summarize_profile(raw: Path, buckets: Buckets, other: str, top: int = 15) ->
     incl: Counter[str] = Counter()
     shares: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for stack, n in samples(raw):
         total += n
-        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack]
         own[frames[-1]] += n
         for f in set(frames):
             incl[f] += n
@@ -52,3 +48,11 @@ def summarize_profile(raw: Path, buckets: Buckets, other: str, top: int = 15) ->
         "buckets": {k: 100 * v / total for k, v in shares.items()},
         "top": [(f, 100 * n / total, 100 * incl[f] / total) for f, n in own.most_common(top)],
     }
+
+
+def samples(raw: Path) -> Iterator[tuple[list[str], int]]:
+    """(frames root first, sample count) for each line of py-spy's collapsed (`raw`) output."""
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)

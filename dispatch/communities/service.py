@@ -12,10 +12,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities import params
-from dispatch.core.errors import NotFound, Unprocessable
+from dispatch.core.errors import Unprocessable
 from dispatch.identity.phones import DEFAULT_REGION, region_of_timezone
 from dispatch.models import Community, CommunityCell
-from dispatch.models.base import is_db_id
+from dispatch.models.base import get_row
 from geo.areas import ServiceArea, point_cells
 from geo.distance import haversine_m
 from geo.errors import GeoError
@@ -187,9 +187,7 @@ class CommunityService:
         return self.cache.view(row)
 
     async def get(self, session: AsyncSession, community_id: int) -> CommunityView:
-        row = await session.get(Community, community_id) if is_db_id(community_id) else None
-        if row is None:
-            raise NotFound(f"community {community_id} does not exist", code="community_not_found")
+        row = await get_row(session, Community, community_id)
         return self.cache.view(row)
 
     async def containing(

@@ -9,6 +9,12 @@ provisional claim key lets racing losers get their 409 without touching the data
 
 Effects that must not happen unless the transaction commits (events to workers, wake-up timers,
 Redis caches, live-index availability) are collected in `AfterCommit` and run after it.
+
+One class of ~750 lines on purpose: every step here (waves, claims, declines, expiry,
+cancellation, completion, manual assignment) takes the job row's lock first and ends through the
+same `AfterCommit`, hooks and claim cache; split across files, that lock order and the claim
+cache's invariants would have to be kept in several places. Its statements are in
+`statements.py`, its rules in `rules.py`.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ from dispatch.infra import idempotency
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Assignment, Job, Offer, Worker
-from dispatch.models.base import is_db_id
+from dispatch.models.base import get_row, is_db_id
 from dispatch.ops.alerts import raise_alert
 from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex, Nearby
@@ -583,9 +589,7 @@ class Dispatcher:
         self, session: AsyncSession, who: Principal, job_id: int, version: int
     ) -> Job:
         """The job, locked, if `who` holds it under assignment `version` (the fencing check)."""
-        job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+        job = await get_row(session, Job, job_id, lock=True)
         if job.worker_id != who.user_id:
             raise Forbidden("you do not hold this job", code="not_assigned")
         if job.assignment_version != version:
@@ -615,9 +619,7 @@ class Dispatcher:
         goes back out to other workers)."""
         after = AfterCommit()
         async with self.sessions.begin() as session:
-            job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
-            if job is None:
-                raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+            job = await get_row(session, Job, job_id, lock=True)
             now = utcnow()
             if who.role == "resident" and job.resident_id == who.user_id:
                 check_transition(job.status, "cancelled")
@@ -669,9 +671,7 @@ class Dispatcher:
         assignment version becomes stale."""
         after = AfterCommit()
         async with self.sessions.begin() as session:
-            job = await session.get(Job, job_id, with_for_update=True) if is_db_id(job_id) else None
-            if job is None:
-                raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+            job = await get_row(session, Job, job_id, lock=True)
             if not who.can_operate(job.community_id):
                 raise Forbidden("not an operator of this job's community", code="not_yours")
             worker = await session.get(Worker, worker_id) if is_db_id(worker_id) else None

@@ -12,14 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService, CommunityView
-from dispatch.core.errors import Forbidden, NotFound
+from dispatch.core.errors import Forbidden
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
 from dispatch.jobs.queries import JobView, job_view, offer_counts
 from dispatch.jobs.rules import check_window, review_reason
 from dispatch.models import Job
-from dispatch.models.base import is_db_id
+from dispatch.models.base import get_row
 from geo.shapes import point_to_wkb
 
 JOB_CELL_RES = 9
@@ -144,9 +144,7 @@ class JobService:
         return job, community
 
     async def get_visible(self, session: AsyncSession, who: Principal, job_id: int) -> Job:
-        job = await session.get(Job, job_id) if is_db_id(job_id) else None
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+        job = await get_row(session, Job, job_id)
         if not (
             job.resident_id == who.user_id
             or (job.worker_id is not None and job.worker_id == who.user_id)

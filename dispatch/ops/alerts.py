@@ -13,10 +13,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
-from dispatch.core.errors import NotFound
 from dispatch.identity.principal import Principal
 from dispatch.models import Alert, Community, Job
-from dispatch.models.base import is_db_id
+from dispatch.models.base import get_row
 
 
 async def raise_alert(
@@ -85,13 +84,7 @@ class AlertService:
     async def ack(self, who: Principal, alert_id: int) -> Alert:
         """Acknowledge an alert (once: a second ack keeps the first's time and operator)."""
         async with self.sessions.begin() as session:
-            alert = (
-                await session.get(Alert, alert_id, with_for_update=True)
-                if is_db_id(alert_id)
-                else None
-            )
-            if alert is None:
-                raise NotFound(f"alert {alert_id} does not exist", code="alert_not_found")
+            alert = await get_row(session, Alert, alert_id, lock=True)
             who.require_operator_of(alert.community_id)
             if alert.acked_at is None:
                 alert.acked_at, alert.acked_by = datetime.now(UTC), who.user_id

@@ -3,6 +3,10 @@
 The live index holds, per community, who is available (online, verified, not busy) and where; the
 database holds the same facts durably (positions written behind every few seconds), so the index
 can be rebuilt after Redis loses everything.
+
+Profiles and positions stay in one service (~540 lines): a profile change must reach the live
+index in the same call that commits it (`publish`), and a ping is checked against the profile's
+version (`listing`); the position write-behind is `positions.py`, what a ping may be `rules.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dispatch.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from dispatch.identity.phones import PhoneVault, hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.models import Community, Job, Worker, WorkerCommunity
-from dispatch.models.base import is_db_id
+from dispatch.models.base import get_row
 from dispatch.workers.positions import PositionSink
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
@@ -279,13 +283,7 @@ class WorkerService:
         return worker
 
     async def _verify(self, session: AsyncSession, who: Principal, worker_id: int) -> Worker:
-        worker = (
-            await session.get(Worker, worker_id, with_for_update=True)
-            if is_db_id(worker_id)
-            else None
-        )
-        if worker is None:
-            raise NotFound(f"worker {worker_id} does not exist", code="worker_not_found")
+        worker = await get_row(session, Worker, worker_id, lock=True)
         served = await self.communities_of(session, worker_id)
         if who.role != "admin" and not any(who.can_operate(c) for c in served):
             raise Forbidden("this worker serves none of your communities", code="not_yours")
