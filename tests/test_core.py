@@ -20,6 +20,7 @@ CORE = [
     "dispatch.identity.principal",
     "dispatch.identity.phones",
     "dispatch.communities.params",
+    "dispatch.booking.rules",
 ]
 FRAMEWORKS = ("litestar", "sqlalchemy", "redis", "asyncpg", "geoalchemy2", "saq", "uvicorn")
 
