@@ -2,7 +2,8 @@
 (`dispatch.grab.rules`), what a job must meet and which jobs wait for review
 (`dispatch.jobs.rules`), which pings can be true (`dispatch.workers.rules`), the caller
 (`dispatch.identity.principal`), phone numbers (`dispatch.identity.phones`), dispatch parameters
-(`dispatch.communities.params`), errors and money (`dispatch.core`). Importing them loads no
+(`dispatch.communities.params`), booking's calendar (`dispatch.booking.rules`), errors and money
+(`dispatch.core`). Importing them loads no
 web framework, no database layer and no Redis client."""
 
 from __future__ import annotations

@@ -37,6 +37,10 @@ class DispatchParams(Struct, forbid_unknown_fields=True, kw_only=True):
     reminder_before_min: Annotated[
         list[Annotated[int, Meta(ge=1, le=20_160)]], Meta(max_length=5)
     ] = msgspec.field(default_factory=lambda: [1440, 60])
+    no_show_grace_min: Annotated[int, Meta(ge=0, le=240)] = 15
+    free_cancel_before_h: Annotated[int, Meta(ge=0, le=720)] = 24
+    late_cancel_fee_bps: Annotated[int, Meta(ge=0, le=10_000)] = 5000
+    travel_speed_kmh: Annotated[float, Meta(gt=0, le=200)] = 20.0
 
 
 DEFAULTS = msgspec.to_builtins(DispatchParams())

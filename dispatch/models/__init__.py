@@ -5,6 +5,7 @@ messages) in `notifications/models.py`; `all_tables()` imports both, for Alembic
 that needs the whole schema."""
 
 from dispatch.models.base import Base
+from dispatch.models.booking import Availability, Booking, Timer
 from dispatch.models.community import Community, CommunityCell
 from dispatch.models.dispatching import Alert, Assignment, Offer
 from dispatch.models.idempotency import IdempotencyKey
@@ -24,7 +25,9 @@ def all_tables() -> type[Base]:
 __all__ = [
     "Alert",
     "Assignment",
+    "Availability",
     "Base",
+    "Booking",
     "Community",
     "CommunityCell",
     "IdempotencyKey",
@@ -32,6 +35,7 @@ __all__ = [
     "Offer",
     "OtpCode",
     "OutboxMessage",
+    "Timer",
     "User",
     "Worker",
     "WorkerCommunity",

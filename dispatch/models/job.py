@@ -77,3 +77,17 @@ class Job(IdMixin, TimestampMixin, Base):
     cancelled_by: Mapped[str | None] = mapped_column(String(16))
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
     cancellation_fee_cents: Mapped[int | None] = mapped_column(Integer)
+    # Scheduled booking (mode 'booking'):
+    duration_min: Mapped[int | None] = mapped_column(Integer)
+    requested_worker_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    """The worker the resident chose from the proposals; asked first."""
+    scheduled_start: Mapped[datetime | None]
+    scheduled_end: Mapped[datetime | None]
+    """The slot offered to the worker asked now, then the confirmed booking's time."""
+    booked_at: Mapped[datetime | None]
+    no_show_at: Mapped[datetime | None]
+    """When the assigned worker was found not to have started by the grace after the start."""
+    compensation_cents: Mapped[int | None] = mapped_column(Integer)
+    """What a worker's late cancellation owes the resident (settled with the money issue)."""
+    reschedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """A resident's proposal of a new window: {start, end, status, proposed_at, answered_at}."""

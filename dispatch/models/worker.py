@@ -37,6 +37,9 @@ class Worker(TimestampMixin, Base):
     id_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    no_shows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    bookings_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    late_cancels: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1)
     online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     presence_at: Mapped[datetime | None]
