@@ -11,6 +11,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.security.jwt import JWTAuth, Token
 
+from dispatch.booking import controllers as booking
 from dispatch.communities import controllers as communities
 from dispatch.grab import controllers as offers
 from dispatch.grab import stream
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             offers.decline_offer,
             ops.OpsController,
             stream.worker_stream,
+            *booking.ROUTES,
             *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from dispatch.booking.service import BookingService
 from dispatch.communities.service import CommunityService
 from dispatch.devtools.local_servers import LocalServers
 from dispatch.grab.dispatcher import Dispatcher
@@ -47,6 +48,7 @@ class Runtime:
     dispatcher: Dispatcher
     jobs: JobService
     alerts: AlertService
+    booking: BookingService
     timers: Timers
     sms_budget: SmsBudget
     local: LocalServers | None = field(default=None)
@@ -99,6 +101,7 @@ class Runtime:
             dispatcher=dispatcher,
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
+            booking=BookingService(sessions, communities, workers),
             timers=Timers(redis, dispatcher),
             sms_budget=sms_budget,
             local=local,

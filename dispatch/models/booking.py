@@ -33,6 +33,7 @@ from dispatch.models.base import Base, IdMixin
 
 class Availability(Base):
     __tablename__ = "availabilities"
+    __table_args__ = (Index("ix_availabilities_home", "home", postgresql_using="gist"),)
 
     worker_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("workers.user_id", ondelete="CASCADE"), primary_key=True

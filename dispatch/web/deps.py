@@ -19,6 +19,7 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from dispatch.booking.service import BookingService
 from dispatch.communities.service import CommunityService
 from dispatch.core.errors import Unauthorized
 from dispatch.grab.dispatcher import Dispatcher
@@ -67,6 +68,10 @@ def _alerts(state: State) -> AlertService:
     return runtime_of(state).alerts
 
 
+def _booking(state: State) -> BookingService:
+    return runtime_of(state).booking
+
+
 def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
@@ -79,4 +84,5 @@ DEPENDENCIES = {
     "jobs": Provide(_jobs, sync_to_thread=False),
     "otp": Provide(_otp, sync_to_thread=False),
     "alerts": Provide(_alerts, sync_to_thread=False),
+    "booking": Provide(_booking, sync_to_thread=False),
 }

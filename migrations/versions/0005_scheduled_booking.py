@@ -76,6 +76,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("worker_id", name=op.f("pk_availabilities")),
     )
+    op.create_index("ix_availabilities_home", "availabilities", ["home"], postgresql_using="gist")
     op.create_table(
         "bookings",
         sa.Column("job_id", sa.BigInteger(), nullable=False),
@@ -153,6 +154,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_bookings_worker_id_starts_at"), table_name="bookings")
     op.drop_index(op.f("ix_bookings_job_id"), table_name="bookings")
     op.drop_table("bookings")
+    op.drop_index("ix_availabilities_home", table_name="availabilities", postgresql_using="gist")
     op.drop_geospatial_table("availabilities")
     op.drop_index(op.f("ix_timers_kind_ref_id"), table_name="timers")
     op.drop_index(

@@ -1,0 +1,403 @@
+"""Scheduled booking: workers' availability and calendars, and the proposals residents choose a
+worker from. Each public call is one transaction; the calendar arithmetic is `rules.py`.
+
+Proposals walk the community's workers nearest first (a GiST index on each availability's base
+point) and stop once the list is full and no farther worker could rank above its last entry
+(a worker's rank score is at least their distance in km): so the cost follows the list's length,
+not the community's size. The excluded are counted among the workers examined that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatch.booking import rules
+from dispatch.booking.rules import Booked, Span
+from dispatch.communities.service import CommunityService
+from dispatch.core.errors import Conflict, Forbidden, Unprocessable
+from dispatch.identity.principal import Principal
+from dispatch.models import Availability, Booking, Job, Worker
+from dispatch.workers.service import WorkerService
+from geo.shapes import point_to_wkb, wkb_to_latlng
+
+MAX_CALENDAR = timedelta(days=62)
+MAX_WINDOW = timedelta(days=14)
+DISTANCE_ROUNDING_M = 100
+CANDIDATE_BATCH = 64
+"""Workers read per round trip while walking nearest first."""
+
+
+def as_utc(t: datetime) -> datetime:
+    """An instant as aware UTC (a time sent without an offset is taken as UTC)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def check_span(start: datetime, end: datetime, longest: timedelta, what: str) -> Span:
+    span = Span(as_utc(start), as_utc(end))
+    if span.end <= span.start:
+        raise Unprocessable(f"the {what} ends before it starts", code="invalid_window")
+    if span.end - span.start > longest:
+        raise Unprocessable(
+            f"the {what} is longer than {longest.days} days", code="window_too_long"
+        )
+    return span
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A worker's stored availability with its rules object (parsed once per version)."""
+
+    row: Availability
+    rules: rules.Availability
+
+
+@dataclass(frozen=True)
+class Calendar:
+    timezone: str
+    bookings: list[tuple[Booking, Job]]
+    free: list[Span]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    worker_id: int
+    name: str
+    rating: float | None
+    rating_count: int
+    distance_m: float
+    starts: list[datetime]
+    score: float
+
+
+@dataclass(frozen=True)
+class Proposals:
+    candidates: list[Candidate]
+    excluded: dict[str, int]
+    examined: int
+    complete: bool
+
+
+def stored_rules(row: Availability) -> rules.Availability:
+    home = wkb_to_latlng(row.home) if row.home is not None else None
+    return rules.availability(
+        timezone=row.timezone,
+        weekly=[(w["day"], w["start"], w["end"]) for w in row.weekly],
+        overrides=[
+            (o["date"], [(s["start"], s["end"]) for s in o["slots"]]) for o in row.overrides
+        ],
+        extra=[
+            (datetime.fromisoformat(e["start"]), datetime.fromisoformat(e["end"]))
+            for e in row.extra
+        ],
+        buffer_min=row.buffer_min,
+        min_notice_min=row.min_notice_min,
+        max_jobs_per_day=row.max_jobs_per_day,
+        home=home,
+        travel_radius_m=row.travel_radius_m,
+    )
+
+
+# Nearest first by each availability's base point (its GiST index), in one community.
+_NEAREST = text("""
+SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
+       w.no_shows, w.bookings_done, ST_Distance(a.home, CAST(:pt AS geography), false) AS d
+FROM availabilities a
+JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
+JOIN workers w ON w.user_id = a.worker_id
+ORDER BY a.home <-> CAST(:pt AS geography)
+LIMIT :limit OFFSET :offset
+""")
+_BOOKED = text("""
+SELECT b.worker_id, b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
+WHERE b.active AND b.worker_id = ANY(CAST(:ids AS bigint[]))
+  AND b.starts_at < :until AND b.ends_at > :since
+""")
+_BOOKED_ONE = text("""
+SELECT b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
+WHERE b.active AND b.worker_id = :worker_id AND b.starts_at < :until AND b.ends_at > :since
+""")
+
+
+class BookingService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        communities: CommunityService,
+        workers: WorkerService,
+    ) -> None:
+        self.sessions = sessions
+        self.communities = communities
+        self.workers = workers
+        self._parsed: dict[int, tuple[datetime, rules.Availability]] = {}
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    # --- availability ----------------------------------------------------------------------
+
+    async def put_availability(
+        self,
+        who: Principal,
+        *,
+        timezone: str | None,
+        weekly: Sequence[tuple[str, str, str]],
+        overrides: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+        extra: Sequence[tuple[datetime, datetime]],
+        buffer_min: int | None,
+        min_notice_min: int | None,
+        max_jobs_per_day: int | None,
+        home: tuple[float, float] | None,
+        travel_radius_m: int | None,
+    ) -> Schedule:
+        """Replace the caller's availability (422 with a code for a schedule that cannot be
+        meant; 409 `no_profile` before a worker profile exists)."""
+        async with self.sessions.begin() as session:
+            worker = await session.get(Worker, who.user_id)
+            if worker is None:
+                raise Conflict(
+                    "create a worker profile first (PUT /v1/workers/me)", code="no_profile"
+                )
+            served = await self.workers.communities_of(session, who.user_id)
+            first = await self.communities.get(session, served[0]) if served else None
+            zone = timezone or (first.timezone if first else "UTC")
+            if home is None:
+                home = await self._last_position(worker, served)
+                if home is None and first is not None:
+                    home = first.center
+            checked = rules.availability(
+                timezone=zone,
+                weekly=weekly,
+                overrides=overrides,
+                extra=extra,
+                buffer_min=rules.DEFAULT_BUFFER_MIN if buffer_min is None else buffer_min,
+                min_notice_min=(
+                    rules.DEFAULT_MIN_NOTICE_MIN if min_notice_min is None else min_notice_min
+                ),
+                max_jobs_per_day=max_jobs_per_day,
+                home=home,
+                travel_radius_m=travel_radius_m,
+            )
+            values: dict[str, Any] = {
+                "timezone": zone,
+                "weekly": [{"day": d, "start": s, "end": e} for d, s, e in weekly],
+                "overrides": [
+                    {"date": d, "slots": [{"start": s, "end": e} for s, e in slots]}
+                    for d, slots in overrides
+                ],
+                "extra": [
+                    {"start": s.start.isoformat(), "end": s.end.isoformat()} for s in checked.extra
+                ],
+                "buffer_min": checked.buffer_min,
+                "min_notice_min": checked.min_notice_min,
+                "max_jobs_per_day": max_jobs_per_day,
+                "home": point_to_wkb(*home) if home is not None else None,
+                "travel_radius_m": travel_radius_m,
+                "updated_at": self.now(),
+            }
+            stmt = insert(Availability).values(worker_id=who.user_id, **values)
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=[Availability.worker_id], set_=values)
+            )
+            row = await session.get(Availability, who.user_id, populate_existing=True)
+            assert row is not None
+            return Schedule(row, checked)
+
+    async def _last_position(self, worker: Worker, served: list[int]) -> tuple[float, float] | None:
+        """Where the worker was last seen: the live index first (the database's copy is written
+        behind, seconds later), then the database's."""
+        for community_id in served:
+            seen = await self.workers.live.position(community_id, worker.user_id)
+            if seen is not None:
+                return (seen.lat, seen.lng)
+        return wkb_to_latlng(worker.location) if worker.location is not None else None
+
+    async def availability(self, who: Principal) -> Schedule | None:
+        async with self.sessions() as session:
+            return await self.schedule_of(session, who.user_id)
+
+    async def schedule_of(self, session: AsyncSession, worker_id: int) -> Schedule | None:
+        row = await session.get(Availability, worker_id)
+        return None if row is None else Schedule(row, self._rules(row))
+
+    def _rules(self, row: Availability) -> rules.Availability:
+        cached = self._parsed.get(row.worker_id)
+        if cached is not None and cached[0] == row.updated_at:
+            return cached[1]
+        parsed = stored_rules(row)
+        self._parsed[row.worker_id] = (row.updated_at, parsed)
+        return parsed
+
+    # --- the worker's calendar ---------------------------------------------------------------
+
+    async def calendar(self, who: Principal, start: datetime, end: datetime) -> Calendar:
+        span = check_span(start, end, MAX_CALENDAR, "range")
+        async with self.sessions() as session:
+            schedule = await self.schedule_of(session, who.user_id)
+            found = (
+                await session.execute(
+                    select(Booking, Job)
+                    .join(Job, Job.id == Booking.job_id)
+                    .where(
+                        Booking.worker_id == who.user_id,
+                        Booking.active.is_(True),
+                        Booking.starts_at < span.end,
+                        Booking.ends_at > span.start,
+                    )
+                    .order_by(Booking.starts_at)
+                )
+            ).all()
+            bookings = [(b, j) for b, j in found]
+        if schedule is None:
+            return Calendar("UTC", bookings, [])
+        booked = [Booked(Span(b.starts_at, b.ends_at), b.lat, b.lng) for b, _ in bookings]
+        return Calendar(schedule.row.timezone, bookings, rules.free(schedule.rules, booked, span))
+
+    async def booked(self, session: AsyncSession, worker_id: int, around: Span) -> list[Booked]:
+        """The worker's active bookings that can touch `around` (a day either side, for buffers,
+        travel and the day's limit)."""
+        rows = await session.execute(
+            _BOOKED_ONE,
+            {
+                "worker_id": worker_id,
+                "since": around.start - timedelta(days=1),
+                "until": around.end + timedelta(days=1),
+            },
+        )
+        return [Booked(Span(s, e), lat, lng) for s, e, lat, lng in rows.all()]
+
+    # --- proposals ---------------------------------------------------------------------------
+
+    async def candidates(
+        self,
+        who: Principal,
+        *,
+        lat: float,
+        lng: float,
+        skill: str | None,
+        start: datetime,
+        end: datetime,
+        duration_min: int,
+        community_id: int | None,
+        limit: int,
+    ) -> Proposals:
+        if who.role not in ("resident", "operator", "admin"):
+            raise Forbidden("proposals are for residents", code="forbidden_role")
+        window = check_span(start, end, MAX_WINDOW, "window")
+        duration = timedelta(minutes=duration_min)
+        if duration > window.end - window.start:
+            raise Unprocessable(
+                "the window is shorter than the job's duration", code="window_too_short"
+            )
+        now = self.now()
+        at = (lat, lng)
+        async with self.sessions() as session:
+            community = await self.communities.serving(session, lat, lng, community_id)
+            speed = community.dispatch.travel_speed_kmh
+            pt = f"SRID=4326;POINT({lng} {lat})"
+            excluded = dict.fromkeys(rules.EXCLUSION_REASONS, 0)
+            found: list[Candidate] = []
+            examined, offset, complete = 0, 0, False
+            while True:
+                rows = (
+                    await session.execute(
+                        _NEAREST,
+                        {
+                            "pt": pt,
+                            "community_id": community.id,
+                            "limit": CANDIDATE_BATCH,
+                            "offset": offset,
+                        },
+                    )
+                ).all()
+                offset += len(rows)
+                if not rows:
+                    complete = True
+                    break
+                if len(found) >= limit and rows[0].d / 1000 > found[limit - 1].score:
+                    break
+                booked = await self._booked_many(session, [r.worker_id for r in rows], window)
+                schedules = await self._schedules(session, [r.worker_id for r in rows])
+                stop = False
+                for r in rows:
+                    if len(found) >= limit and r.d / 1000 > found[limit - 1].score:
+                        stop = True
+                        break
+                    examined += 1
+                    reason, starts = self._verdict(
+                        r, schedules[r.worker_id], booked.get(r.worker_id, []), skill, window,
+                        duration, now, at, speed,
+                    )  # fmt: skip
+                    if reason is not None:
+                        excluded[reason] += 1
+                        continue
+                    rating = rules.shown_rating(r.rating_sum, r.rating_count)
+                    found.append(
+                        Candidate(
+                            worker_id=r.worker_id,
+                            name=r.name,
+                            rating=rating,
+                            rating_count=r.rating_count,
+                            distance_m=round(r.d / DISTANCE_ROUNDING_M) * DISTANCE_ROUNDING_M,
+                            starts=starts,
+                            score=rules.rank_score(r.d, rating, r.no_shows, r.bookings_done),
+                        )
+                    )
+                    found.sort(key=lambda c: (c.score, c.worker_id))
+                if stop:
+                    break
+                if len(rows) < CANDIDATE_BATCH:
+                    complete = True
+                    break
+        return Proposals(found[:limit], excluded, examined, complete)
+
+    def _verdict(
+        self,
+        r: Any,
+        schedule: rules.Availability,
+        booked: list[Booked],
+        skill: str | None,
+        window: Span,
+        duration: timedelta,
+        now: datetime,
+        at: tuple[float, float],
+        speed: float,
+    ) -> tuple[str | None, list[datetime]]:
+        if r.verification != "verified":
+            return "unverified", []
+        if skill is not None and skill not in r.skills:
+            return "unskilled", []
+        if not rules.within_reach(schedule, None, at):
+            return "too_far", []
+        verdict = rules.bookable(schedule, booked, window, duration, now, at, speed)
+        return verdict.reason, verdict.starts
+
+    async def _booked_many(
+        self, session: AsyncSession, ids: list[int], window: Span
+    ) -> dict[int, list[Booked]]:
+        rows = await session.execute(
+            _BOOKED,
+            {
+                "ids": ids,
+                "since": window.start - timedelta(days=1),
+                "until": window.end + timedelta(days=1),
+            },
+        )
+        out: dict[int, list[Booked]] = {}
+        for worker_id, s, e, blat, blng in rows.all():
+            out.setdefault(worker_id, []).append(Booked(Span(s, e), blat, blng))
+        return out
+
+    async def _schedules(
+        self, session: AsyncSession, ids: list[int]
+    ) -> dict[int, rules.Availability]:
+        rows = (
+            await session.scalars(select(Availability).where(Availability.worker_id.in_(ids)))
+        ).all()
+        return {row.worker_id: self._rules(row) for row in rows}
