@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import Range, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.booking import rules
 from dispatch.booking.rules import Booked, Span
-from dispatch.communities.service import CommunityService
-from dispatch.core.errors import Conflict, Forbidden, Unprocessable
+from dispatch.communities.service import CommunityService, CommunityView
+from dispatch.core.errors import Conflict, Forbidden, Unprocessable, WorkerUnavailable
 from dispatch.identity.principal import Principal
 from dispatch.models import Availability, Booking, Job, Worker
 from dispatch.workers.service import WorkerService
@@ -74,6 +75,9 @@ class Candidate:
     distance_m: float
     starts: list[datetime]
     score: float
+    exact_distance_m: float
+    """For dispatch's own use (offers show workers their distance to the job); never shown
+    to residents."""
 
 
 @dataclass(frozen=True)
@@ -224,9 +228,9 @@ class BookingService:
 
     async def schedule_of(self, session: AsyncSession, worker_id: int) -> Schedule | None:
         row = await session.get(Availability, worker_id)
-        return None if row is None else Schedule(row, self._rules(row))
+        return None if row is None else Schedule(row, self.rules_of(row))
 
-    def _rules(self, row: Availability) -> rules.Availability:
+    def rules_of(self, row: Availability) -> rules.Availability:
         cached = self._parsed.get(row.worker_id)
         if cached is not None and cached[0] == row.updated_at:
             return cached[1]
@@ -295,74 +299,93 @@ class BookingService:
             raise Unprocessable(
                 "the window is shorter than the job's duration", code="window_too_short"
             )
-        now = self.now()
-        at = (lat, lng)
         async with self.sessions() as session:
             community = await self.communities.serving(session, lat, lng, community_id)
-            speed = community.dispatch.travel_speed_kmh
-            pt = f"SRID=4326;POINT({lng} {lat})"
-            excluded = dict.fromkeys(rules.EXCLUSION_REASONS, 0)
-            found: list[Candidate] = []
-            examined, offset, complete = 0, 0, False
-            while True:
-                rows = (
-                    await session.execute(
-                        _NEAREST,
-                        {
-                            "pt": pt,
-                            "community_id": community.id,
-                            "limit": CANDIDATE_BATCH,
-                            "offset": offset,
-                        },
-                    )
-                ).all()
-                offset += len(rows)
-                if not rows:
+            return await self.propose(
+                session, community, (lat, lng), [skill] if skill else [], window, duration,
+                self.now(), limit,
+            )  # fmt: skip
+
+    async def propose(
+        self,
+        session: AsyncSession,
+        community: CommunityView,
+        at: tuple[float, float],
+        skills: Sequence[str],
+        window: Span,
+        duration: timedelta,
+        now: datetime,
+        limit: int,
+        skip: frozenset[int] = frozenset(),
+    ) -> Proposals:
+        """The best `limit` workers of the community for the job (nearest first until the list
+        is full; module docstring), leaving out `skip` (those asked before)."""
+        speed = community.dispatch.travel_speed_kmh
+        pt = f"SRID=4326;POINT({at[1]} {at[0]})"
+        excluded = dict.fromkeys(rules.EXCLUSION_REASONS, 0)
+        found: list[Candidate] = []
+        examined, offset, complete = 0, 0, False
+        while True:
+            raw = (
+                await session.execute(
+                    _NEAREST,
+                    {"pt": pt, "community_id": community.id, "limit": CANDIDATE_BATCH,
+                     "offset": offset},
+                )
+            ).all()  # fmt: skip
+            offset += len(raw)
+            last_batch = len(raw) < CANDIDATE_BATCH
+            rows = [r for r in raw if r.worker_id not in skip]
+            if not rows:
+                if last_batch:
                     complete = True
                     break
-                if len(found) >= limit and rows[0].d / 1000 > found[limit - 1].score:
+                continue
+            if len(found) >= limit and rows[0].d / 1000 > found[limit - 1].score:
+                break
+            ids = [r.worker_id for r in rows]
+            booked = await self.booked_many(session, ids, window)
+            schedules = await self.schedules_of(session, ids)
+            stop = False
+            for r in rows:
+                if len(found) >= limit and r.d / 1000 > found[limit - 1].score:
+                    stop = True
                     break
-                booked = await self._booked_many(session, [r.worker_id for r in rows], window)
-                schedules = await self._schedules(session, [r.worker_id for r in rows])
-                stop = False
-                for r in rows:
-                    if len(found) >= limit and r.d / 1000 > found[limit - 1].score:
-                        stop = True
-                        break
-                    examined += 1
-                    reason, starts = self._verdict(
-                        r, schedules[r.worker_id], booked.get(r.worker_id, []), skill, window,
-                        duration, now, at, speed,
-                    )  # fmt: skip
-                    if reason is not None:
-                        excluded[reason] += 1
-                        continue
-                    rating = rules.shown_rating(r.rating_sum, r.rating_count)
-                    found.append(
-                        Candidate(
-                            worker_id=r.worker_id,
-                            name=r.name,
-                            rating=rating,
-                            rating_count=r.rating_count,
-                            distance_m=round(r.d / DISTANCE_ROUNDING_M) * DISTANCE_ROUNDING_M,
-                            starts=starts,
-                            score=rules.rank_score(r.d, rating, r.no_shows, r.bookings_done),
-                        )
+                examined += 1
+                reason, starts = self.verdict(
+                    r, schedules[r.worker_id], booked.get(r.worker_id, []), skills, window,
+                    duration, now, at, speed,
+                )  # fmt: skip
+                if reason is not None:
+                    excluded[reason] += 1
+                    continue
+                rating = rules.shown_rating(r.rating_sum, r.rating_count)
+                found.append(
+                    Candidate(
+                        worker_id=r.worker_id,
+                        name=r.name,
+                        rating=rating,
+                        rating_count=r.rating_count,
+                        distance_m=round(r.d / DISTANCE_ROUNDING_M) * DISTANCE_ROUNDING_M,
+                        starts=starts,
+                        score=rules.rank_score(r.d, rating, r.no_shows, r.bookings_done),
+                        exact_distance_m=r.d,
                     )
-                    found.sort(key=lambda c: (c.score, c.worker_id))
-                if stop:
-                    break
-                if len(rows) < CANDIDATE_BATCH:
-                    complete = True
-                    break
+                )
+                found.sort(key=lambda c: (c.score, c.worker_id))
+            if stop:
+                break
+            if last_batch:
+                complete = True
+                break
         return Proposals(found[:limit], excluded, examined, complete)
 
-    def _verdict(
+    def verdict(
         self,
         r: Any,
         schedule: rules.Availability,
         booked: list[Booked],
-        skill: str | None,
+        skills: Sequence[str],
         window: Span,
         duration: timedelta,
         now: datetime,
@@ -371,14 +394,14 @@ class BookingService:
     ) -> tuple[str | None, list[datetime]]:
         if r.verification != "verified":
             return "unverified", []
-        if skill is not None and skill not in r.skills:
+        if any(s not in r.skills for s in skills):
             return "unskilled", []
         if not rules.within_reach(schedule, None, at):
             return "too_far", []
         verdict = rules.bookable(schedule, booked, window, duration, now, at, speed)
         return verdict.reason, verdict.starts
 
-    async def _booked_many(
+    async def booked_many(
         self, session: AsyncSession, ids: list[int], window: Span
     ) -> dict[int, list[Booked]]:
         rows = await session.execute(
@@ -394,10 +417,165 @@ class BookingService:
             out.setdefault(worker_id, []).append(Booked(Span(s, e), blat, blng))
         return out
 
-    async def _schedules(
+    async def schedules_of(
         self, session: AsyncSession, ids: list[int]
     ) -> dict[int, rules.Availability]:
         rows = (
             await session.scalars(select(Availability).where(Availability.worker_id.in_(ids)))
         ).all()
-        return {row.worker_id: self._rules(row) for row in rows}
+        return {row.worker_id: self.rules_of(row) for row in rows}
+
+
+_ONE = text("""
+SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
+       w.no_shows, w.bookings_done, ST_Distance(a.home, CAST(:pt AS geography), false) AS d
+FROM availabilities a
+JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
+JOIN workers w ON w.user_id = a.worker_id
+WHERE a.worker_id = :worker_id
+""")
+
+
+class BookingDispatch:
+    """Booking's part in dispatch: who is asked next for a booking job and for which slot
+    (`pick`), and the calendar block that commits or rolls back with the assignment (an
+    assignment hook: `assigned`, `released`)."""
+
+    def __init__(self, booking: BookingService) -> None:
+        self.booking = booking
+
+    async def pick(
+        self,
+        session: AsyncSession,
+        job: Job,
+        community: CommunityView,
+        offered: set[int],
+        now: datetime,
+    ) -> tuple[int, float, datetime] | None:
+        """(worker, distance in m, start) to ask next: the resident's chosen worker first, while
+        they can take it, then the best candidate nobody asked yet (Tookan's one by one)."""
+        assert job.window_start is not None and job.window_end is not None
+        assert job.duration_min is not None
+        window = Span(job.window_start, job.window_end)
+        duration = timedelta(minutes=job.duration_min)
+        at = wkb_to_latlng(job.location)
+        skills = list(job.skills)
+        chosen = job.requested_worker_id
+        if chosen is not None and chosen not in offered:
+            row = (
+                await session.execute(
+                    _ONE,
+                    {"pt": f"SRID=4326;POINT({at[1]} {at[0]})", "community_id": community.id,
+                     "worker_id": chosen},
+                )
+            ).first()  # fmt: skip
+            if row is not None:
+                schedule = (await self.booking.schedules_of(session, [chosen]))[chosen]
+                booked = (await self.booking.booked_many(session, [chosen], window)).get(chosen, [])
+                reason, starts = self.booking.verdict(
+                    row, schedule, booked, skills, window, duration, now, at,
+                    community.dispatch.travel_speed_kmh,
+                )  # fmt: skip
+                if reason is None:
+                    return chosen, row.d, starts[0]
+        proposals = await self.booking.propose(
+            session, community, at, skills, window, duration, now, 1,
+            skip=frozenset(offered | {job.resident_id}),
+        )  # fmt: skip
+        if not proposals.candidates:
+            return None
+        best = proposals.candidates[0]
+        return best.worker_id, best.exact_distance_m, best.starts[0]
+
+    async def assigned(
+        self, session: AsyncSession, job: Job, worker_id: int, now: datetime
+    ) -> None:
+        """Block the worker's calendar for the booking's slot, or refuse (409 `worker_unavailable`,
+        and the whole assignment rolls back)."""
+        if job.mode != "booking":
+            return
+        if job.scheduled_start is None or job.scheduled_end is None:
+            raise WorkerUnavailable("the booking has no slot yet")
+        span = Span(job.scheduled_start, job.scheduled_end)
+        # One confirmation at a time per worker: their availability row is the lock, so the
+        # travel and daily-limit checks below see every booking committed before.
+        row = await session.get(Availability, worker_id, with_for_update=True)
+        if row is None:
+            raise WorkerUnavailable("this worker takes no bookings")
+        schedule = self.booking.rules_of(row)
+        community = await self.booking.communities.get(session, job.community_id)
+        at = wkb_to_latlng(job.location)
+        booked = await self.booking.booked(session, worker_id, span)
+        # The notice was met when the worker was asked; a confirmation is never too soon.
+        asked = span.start - timedelta(minutes=schedule.min_notice_min)
+        reason = rules.fits(schedule, booked, span, asked, at, community.dispatch.travel_speed_kmh)
+        if reason is not None:
+            raise WorkerUnavailable(f"the worker cannot take this slot ({reason})")
+        try:
+            async with session.begin_nested():
+                session.add(
+                    Booking(
+                        job_id=job.id, worker_id=worker_id, starts_at=span.start,
+                        ends_at=span.end,
+                        block=Range(
+                            span.start, span.end + timedelta(minutes=schedule.buffer_min),
+                            bounds="[)",
+                        ),
+                        lat=at[0], lng=at[1], active=True, created_at=now,
+                    )
+                )  # fmt: skip
+                await session.flush()
+        except IntegrityError as exc:
+            if "no_double_booking" not in str(exc.orig):
+                raise
+            raise WorkerUnavailable("another booking took this slot first") from exc
+        job.booked_at = now
+
+    async def released(
+        self, session: AsyncSession, job: Job, worker_id: int, reason: str, now: datetime
+    ) -> None:
+        """The assignment ended (done, cancelled, handed back, reassigned): its block frees the
+        calendar."""
+        if job.mode != "booking":
+            return
+        await session.execute(
+            update(Booking)
+            .where(Booking.job_id == job.id, Booking.worker_id == worker_id, Booking.active)
+            .values(active=False, ended_at=now, end_reason=reason)
+        )
+
+    async def resident_fee(self, session: AsyncSession, job: Job, now: datetime) -> int:
+        """Free within 5 minutes of booking or until `free_cancel_before_h` before the start;
+        then one hour at the worker's rate, or `late_cancel_fee_bps` of the price."""
+        if job.scheduled_start is None or job.booked_at is None or job.worker_id is None:
+            return 0
+        params = (await self.booking.communities.get(session, job.community_id)).dispatch
+        worker = await session.get(Worker, job.worker_id)
+        return rules.resident_cancel_fee(
+            now=now, booked_at=job.booked_at, start=job.scheduled_start,
+            price_cents=job.price_cents,
+            hourly_rate_cents=worker.hourly_rate_cents if worker else None,
+            free_cancel_before_h=params.free_cancel_before_h,
+            late_cancel_fee_bps=params.late_cancel_fee_bps,
+        )  # fmt: skip
+
+    async def worker_cancelled(
+        self, session: AsyncSession, job: Job, worker_id: int, now: datetime
+    ) -> int:
+        """A worker handing a booking back late owes the resident the late share of the price
+        and gets a late-cancellation mark (ranking reads it)."""
+        if job.scheduled_start is None:
+            return 0
+        params = (await self.booking.communities.get(session, job.community_id)).dispatch
+        owed = rules.worker_cancel_compensation(
+            now=now, start=job.scheduled_start, price_cents=job.price_cents,
+            free_cancel_before_h=params.free_cancel_before_h,
+            late_cancel_fee_bps=params.late_cancel_fee_bps,
+        )  # fmt: skip
+        if owed:
+            await session.execute(
+                update(Worker)
+                .where(Worker.user_id == worker_id)
+                .values(late_cancels=Worker.late_cancels + 1)
+            )
+        return owed

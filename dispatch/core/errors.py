@@ -70,3 +70,9 @@ class RateLimited(DomainError):
     def __init__(self, detail: str = "", *, retry_after_s: int, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.retry_after_s = max(1, int(retry_after_s))
+
+
+class WorkerUnavailable(Conflict):
+    """A booking's slot cannot be the worker's (taken meanwhile, or outside their hours)."""
+
+    code = "worker_unavailable"

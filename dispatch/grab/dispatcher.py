@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import h3.api.basic_int as h3
 import msgspec
@@ -36,7 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.communities.service import CommunityService, CommunityView
-from dispatch.core.errors import Conflict, Forbidden, Gone, NotFound, Unprocessable
+from dispatch.core.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    Unprocessable,
+    WorkerUnavailable,
+)
 from dispatch.grab import events as ev
 from dispatch.grab.rules import (
     cancellation_fee,
@@ -79,6 +87,29 @@ later still, from the database). They all live in one slot (see CLAIM_TAG): keep
 APPROX_RES = 8
 
 Schedule = Callable[[int, int, datetime], Awaitable[None]]
+
+
+class BookingPicker(Protocol):
+    """Who is asked next for a booking job, and for which start (booking's room answers)."""
+
+    async def pick(
+        self,
+        session: AsyncSession,
+        job: Job,
+        community: CommunityView,
+        offered: set[int],
+        now: datetime,
+    ) -> tuple[int, float, datetime] | None: ...
+
+    async def resident_fee(self, session: AsyncSession, job: Job, now: datetime) -> int:
+        """What the resident owes for cancelling this confirmed booking now."""
+        ...
+
+    async def worker_cancelled(
+        self, session: AsyncSession, job: Job, worker_id: int, now: datetime
+    ) -> int:
+        """The worker handed a confirmed booking back: what it owes the resident (recorded)."""
+        ...
 
 
 class AssignmentHook(Protocol):
@@ -137,6 +168,8 @@ def job_summary(job: Job) -> ev.JobSummary:
         currency=job.currency,
         approx_location={"lat": clat, "lng": clng},
         mode=job.mode,
+        scheduled_start=job.scheduled_start,
+        scheduled_end=job.scheduled_end,
     )
 
 
@@ -172,6 +205,8 @@ class Dispatcher:
         self.schedule: Schedule | None = None
         """Arms a durable wake-up for (job, wave) at a time; set by the timer queue."""
         self.hooks: list[AssignmentHook] = []
+        self.booking: BookingPicker | None = None
+        """Picks booking jobs' offerees one by one; set when the booking room is wired in."""
         self._claim = redis.register_script(CLAIM_LUA)
         self._release = redis.register_script(RELEASE_LUA)
         self._pipeliner = Pipeliner.for_client(redis)
@@ -210,9 +245,10 @@ class Dispatcher:
         after: AfterCommit,
         view: CommunityView | None = None,
     ) -> int:
-        """Send the first wave of a just-posted grab job (in the posting transaction); `view` is
-        its community as the posting found it. Returns how many offers went out."""
-        if job.mode != "grab" or job.status != "open":
+        """Send the first wave of a just-posted job (in the posting transaction): grab jobs to
+        the nearest, booking jobs to one worker at a time. `view` is its community as the
+        posting found it. Returns how many offers went out."""
+        if job.status != "open" or (job.mode == "booking" and self.booking is None):
             return 0
         if view is None or view.id != job.community_id:
             view = await self.communities.get(session, job.community_id)
@@ -237,6 +273,8 @@ class Dispatcher:
             offered = set(
                 (await session.scalars(select(Offer.worker_id).where(Offer.job_id == job.id))).all()
             )
+        if job.mode == "booking":
+            return await self._next_booking_offer(session, job, view, now, after, offered)
         wave = job.wave
         while wave < len(params.waves):
             wave += 1
@@ -271,6 +309,32 @@ class Dispatcher:
         await self._alert(session, job, "job_unfilled", {"waves": wave}, now)
         return 0
 
+    async def _next_booking_offer(
+        self,
+        session: AsyncSession,
+        job: Job,
+        view: CommunityView,
+        now: datetime,
+        after: AfterCommit,
+        offered: set[int],
+    ) -> int:
+        """A booking job goes to one worker at a time, for one slot, for
+        `booking_confirm_ttl_s`; when nobody is left, it is unfilled and operators are told."""
+        picked = await self.booking.pick(session, job, view, offered, now) if self.booking else None
+        if picked is None:
+            check_transition(job.status, "unfilled")
+            job.status, job.wave_deadline, job.version = "unfilled", None, job.version + 1
+            await self._alert(session, job, "job_unfilled", {"asked": len(offered)}, now)
+            return 0
+        worker_id, distance_m, start = picked
+        assert job.duration_min is not None
+        job.scheduled_start = start
+        job.scheduled_end = start + timedelta(minutes=job.duration_min)
+        expires = now + timedelta(seconds=view.dispatch.booking_confirm_ttl_s)
+        nearby = Nearby(worker_id, distance_m, 0.0, 0.0, 0.0)
+        await self._send_wave(session, job, job.wave + 1, [nearby], now, expires, after, view)
+        return 1
+
     async def _send_wave(
         self,
         session: AsyncSession,
@@ -280,9 +344,14 @@ class Dispatcher:
         now: datetime,
         expires: datetime,
         after: AfterCommit,
+        view: CommunityView | None = None,
     ) -> None:
         """The wave's offers, their outbox rows and the job's new wave and deadline: one
         statement. The offer events go out after commit."""
+        when = ""
+        if job.mode == "booking" and job.scheduled_start is not None:
+            local = job.scheduled_start.astimezone(ZoneInfo(view.timezone if view else "UTC"))
+            when = f" on {local:%a %d %b %H:%M}"
         summary = job_summary(job)
         outs: dict[int, ev.OfferOut] = {}
         rows = []
@@ -302,8 +371,13 @@ class Dispatcher:
                 {
                     "w": n.worker_id,
                     "d": n.distance_m,
-                    "b": f"New job nearby: {job.title} ({job.price_cents / 100:.2f} "
-                    f"{job.currency}), {out.distance_m:.0f} m away. Open the app to take it.",
+                    "b": (
+                        f"Booking request: {job.title}{when} ({job.price_cents / 100:.2f} "
+                        f"{job.currency}), {out.distance_m:.0f} m away. Open the app to confirm."
+                        if job.mode == "booking"
+                        else f"New job nearby: {job.title} ({job.price_cents / 100:.2f} "
+                        f"{job.currency}), {out.distance_m:.0f} m away. Open the app to take it."
+                    ),
                     "p": ev.OfferSent(out),
                 }
             )
@@ -420,6 +494,13 @@ class Dispatcher:
         job_id = int(job_ref) if outcome == "claimed" else None
         try:
             return await self._accept_in_db(who, offer_id, answer)
+        except WorkerUnavailable:
+            # A booking slot taken meanwhile: the claim rolled back; this offer counts as
+            # declined, so the job moves on to the next worker at once.
+            if job_id is not None:
+                await self._release(keys=[claim_key(job_id)], args=[who.user_id])
+            await self.decline(who, offer_id)
+            raise
         except BaseException:
             if job_id is not None:
                 await self._release(keys=[claim_key(job_id)], args=[who.user_id])
@@ -631,6 +712,8 @@ class Dispatcher:
                     now=now,
                 )
                 holder = job.worker_id if job.status in ("assigned", "in_progress") else None
+                if job.mode == "booking" and holder is not None and self.booking is not None:
+                    fee = await self.booking.resident_fee(session, job, now)
                 job.status, job.cancelled_at, job.cancelled_by = "cancelled", now, "resident"
                 region = (await self.communities.get(session, job.community_id)).phone_region
                 # The worker reads the reason: no phone number goes with it.
@@ -650,6 +733,9 @@ class Dispatcher:
                 job = await self._held_job(session, who, job_id, version)
                 if job.status != "assigned":
                     raise Conflict("only a job not yet started can be handed back", code="started")
+                if job.mode == "booking" and self.booking is not None:
+                    owed = await self.booking.worker_cancelled(session, job, who.user_id, now)
+                    job.compensation_cents = (job.compensation_cents or 0) + owed
                 await self._end_assignment(session, job, "worker_cancelled", now)
                 job.status, job.worker_id, job.assigned_at = "open", None, None
                 job.version += 1

@@ -29,6 +29,9 @@ class JobSummary(msgspec.Struct):
     approx_location: dict[str, float]
     """The job's neighbourhood (an H3 res-8 cell centre); the address comes with assignment."""
     mode: str
+    scheduled_start: datetime | None = None
+    scheduled_end: datetime | None = None
+    """A booking's slot the worker is asked to confirm."""
 
 
 class OfferOut(msgspec.Struct):

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from dispatch.booking.service import BookingService
+from dispatch.booking.service import BookingDispatch, BookingService
 from dispatch.communities.service import CommunityService
 from dispatch.devtools.local_servers import LocalServers
 from dispatch.grab.dispatcher import Dispatcher
@@ -78,6 +78,10 @@ class Runtime:
         workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
         bus = EventBus(redis)
         dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
+        booking = BookingService(sessions, communities, workers)
+        booking_dispatch = BookingDispatch(booking)
+        dispatcher.booking = booking_dispatch
+        dispatcher.hooks.append(booking_dispatch)
         sms_budget = SmsBudget(redis, settings.sms_daily_budget)
         return cls(
             settings=settings,
@@ -101,7 +105,7 @@ class Runtime:
             dispatcher=dispatcher,
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
-            booking=BookingService(sessions, communities, workers),
+            booking=booking,
             timers=Timers(redis, dispatcher),
             sms_budget=sms_budget,
             local=local,

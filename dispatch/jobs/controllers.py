@@ -51,6 +51,8 @@ class JobController(Controller):
             materials=msgspec.to_builtins(data.materials),
             insured=data.insured,
             community_id=data.community_id,
+            duration_min=data.duration_min,
+            worker_id=data.worker_id,
         )
         status, body = await jobs.post(who, new, key, print_, _posted)
         return Response(content=body, status_code=status, media_type="application/json")

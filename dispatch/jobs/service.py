@@ -8,21 +8,25 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import h3.api.basic_int as h3
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService, CommunityView
-from dispatch.core.errors import Forbidden
+from dispatch.core.errors import Forbidden, Unprocessable
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
 from dispatch.jobs.queries import JobView, job_view, offer_counts
-from dispatch.jobs.rules import check_window, review_reason
+from dispatch.jobs.rules import booking_duration_min, check_booking, check_window, review_reason
 from dispatch.models import Job
 from dispatch.models.base import get_row
 from geo.shapes import point_to_wkb
 
 JOB_CELL_RES = 9
+_SERVES = text(
+    "SELECT true FROM worker_communities wc JOIN workers w ON w.user_id = wc.worker_id "
+    "WHERE wc.worker_id = :w AND wc.community_id = :c AND w.verification = 'verified'"
+)
 
 
 @dataclass
@@ -41,6 +45,8 @@ class NewJob:
     materials: list[dict[str, Any]] = field(default_factory=list)
     insured: bool = False
     community_id: int | None = None
+    duration_min: int | None = None
+    worker_id: int | None = None
 
 
 class Dispatch(Protocol):
@@ -113,7 +119,10 @@ class JobService:
         """Store the job; returns it with the community that serves it."""
         now = datetime.now(UTC)
         check_window(new.mode, new.window, now)
+        check_booking(new.mode, new.window, new.duration_min, new.worker_id)
         community = await self.communities.serving(session, new.lat, new.lng, new.community_id)
+        if new.worker_id is not None:
+            await self.check_requested(session, new.worker_id, community.id)
         reason = review_reason(new.title, new.description)
         # Workers read all of this: a phone number in it would take the contact off the platform.
         region = community.phone_region
@@ -137,11 +146,27 @@ class JobService:
             status="under_review" if reason else "open",
             review_reason=reason,
             version=1,
+            duration_min=(
+                booking_duration_min(new.window, new.duration_min)
+                if new.mode == "booking" and new.window
+                else None
+            ),
+            requested_worker_id=new.worker_id,
         )
         session.add(job)
         # The INSERT returns the server-set columns (id, created_at, updated_at).
         await session.flush()
         return job, community
+
+    async def check_requested(
+        self, session: AsyncSession, worker_id: int, community_id: int
+    ) -> None:
+        """A chosen worker must be one the community has (and verified): else 422."""
+        serves = await session.scalar(_SERVES, {"w": worker_id, "c": community_id})
+        if not serves:
+            raise Unprocessable(
+                "that worker does not take bookings in this community", code="bad_worker"
+            )
 
     async def get_visible(self, session: AsyncSession, who: Principal, job_id: int) -> Job:
         job = await get_row(session, Job, job_id)

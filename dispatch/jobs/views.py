@@ -52,4 +52,8 @@ def job_out(job: Job, offers: OffersSummary | None = None) -> JobOut:
         )
         if job.cancelled_at is not None
         else None,
+        duration_min=job.duration_min,
+        scheduled_start=job.scheduled_start,
+        scheduled_end=job.scheduled_end,
+        compensation_cents=job.compensation_cents,
     )

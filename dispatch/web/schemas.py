@@ -144,6 +144,10 @@ class JobCreate(Struct, forbid_unknown_fields=True):
     materials: Annotated[list[Material], Meta(max_length=50)] = []
     insured: bool = False
     community_id: Id | None = None
+    duration_min: Annotated[int, Meta(ge=15, le=720)] | None = None
+    """A booking's length; it must fit in the window."""
+    worker_id: Id | None = None
+    """A booking for this worker (chosen from the proposals), asked first."""
 
 
 class OffersSummary(Struct):
@@ -188,6 +192,12 @@ class JobOut(Struct):
     assignment_version: int | None = None
     """The fencing token the assigned worker must send with later steps."""
     cancellation: Cancellation | None = None
+    duration_min: int | None = None
+    scheduled_start: Timestamp | None = None
+    scheduled_end: Timestamp | None = None
+    """A booking's slot: the one asked for while it is open, the confirmed one once assigned."""
+    compensation_cents: int | None = None
+    """What a worker's late cancellation owes the resident."""
 
 
 class OutboxOut(Struct):
