@@ -9,10 +9,11 @@ not the community's size. The excluded are counted among the workers examined th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import Range, insert
@@ -24,7 +25,9 @@ from dispatch.booking.rules import Booked, Span
 from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Conflict, Forbidden, Unprocessable, WorkerUnavailable
 from dispatch.identity.principal import Principal
-from dispatch.models import Availability, Booking, Job, Worker
+from dispatch.infra.outbox import Outgoing, enqueue
+from dispatch.infra.timers import arm
+from dispatch.models import Availability, Booking, Job, Timer, Worker
 from dispatch.workers.service import WorkerService
 from geo.shapes import point_to_wkb, wkb_to_latlng
 
@@ -436,13 +439,26 @@ WHERE a.worker_id = :worker_id
 """)
 
 
+REMINDER = "booking_reminder"
+NO_SHOW = "booking_no_show"
+
+
+class NoShowDispatch(Protocol):
+    """What a no-show needs of dispatch (the grab dispatcher answers)."""
+
+    async def no_show(self, session: AsyncSession, job: Job, now: datetime) -> Any: ...
+
+    async def run_after(self, after: Any) -> None: ...
+
+
 class BookingDispatch:
     """Booking's part in dispatch: who is asked next for a booking job and for which slot
     (`pick`), and the calendar block that commits or rolls back with the assignment (an
     assignment hook: `assigned`, `released`)."""
 
-    def __init__(self, booking: BookingService) -> None:
+    def __init__(self, booking: BookingService, dispatcher: NoShowDispatch) -> None:
         self.booking = booking
+        self.dispatcher = dispatcher
 
     async def pick(
         self,
@@ -530,6 +546,83 @@ class BookingDispatch:
                 raise
             raise WorkerUnavailable("another booking took this slot first") from exc
         job.booked_at = now
+        params = community.dispatch
+        for before in params.reminder_before_min:
+            due = span.start - timedelta(minutes=before)
+            if due > now:
+                await arm(
+                    session, kind=REMINDER, ref_id=job.id, due=due,
+                    key=f"{REMINDER}:{job.id}:{worker_id}:{span.start.isoformat()}:{before}",
+                    payload={"worker_id": worker_id, "before_min": before},
+                )  # fmt: skip
+        await arm(
+            session, kind=NO_SHOW, ref_id=job.id,
+            due=span.start + timedelta(minutes=params.no_show_grace_min),
+            key=f"{NO_SHOW}:{job.id}:{worker_id}:{span.start.isoformat()}",
+            payload={"worker_id": worker_id},
+        )  # fmt: skip
+
+    def still_booked(self, job: Job | None, timer: Timer) -> bool:
+        """Is the booking the timer was armed for still the job's confirmed one?"""
+        return (
+            job is not None
+            and job.mode == "booking"
+            and job.status == "assigned"
+            and job.worker_id == timer.payload.get("worker_id")
+        )
+
+    async def remind(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
+        """Both sides are told the booking is coming (once: the timer fires once, and the
+        messages are deduplicated by it too)."""
+        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        if not self.still_booked(job, timer):
+            return None
+        assert job is not None and job.scheduled_start is not None and job.worker_id is not None
+        community = await self.booking.communities.get(session, job.community_id)
+        local = job.scheduled_start.astimezone(ZoneInfo(community.timezone))
+        when = f"{local:%a %d %b %H:%M}"
+        for user_id, text_ in (
+            (job.resident_id, f"Reminder: {job.title} is booked for {when}."),
+            (job.worker_id, f"Reminder: you are booked for {job.title} at {when}."),
+        ):
+            await enqueue(
+                session,
+                Outgoing(
+                    channel="app", kind="reminder", body=text_, to_user_id=user_id,
+                    payload={"type": "booking_reminder", "job_id": job.id,
+                             "before_min": timer.payload.get("before_min")},
+                    dedupe_key=f"reminder:{timer.id}:{user_id}",
+                ),
+                now,
+            )  # fmt: skip
+        return None
+
+    async def check_no_show(
+        self, session: AsyncSession, timer: Timer, now: datetime
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Not started by the grace after the start: re-dispatched as a grab job, the resident
+        told, the worker marked."""
+        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        if not self.still_booked(job, timer):
+            return None
+        assert job is not None
+        title = job.title
+        after = await self.dispatcher.no_show(session, job, now)
+        await enqueue(
+            session,
+            Outgoing(
+                channel="app", kind="alert", to_user_id=job.resident_id,
+                body=f"Your worker did not arrive for {title}; we are finding another now.",
+                payload={"type": "booking_no_show", "job_id": job.id},
+                dedupe_key=f"no_show:{timer.id}",
+            ),
+            now,
+        )  # fmt: skip
+
+        async def then() -> None:
+            await self.dispatcher.run_after(after)
+
+        return then
 
     async def released(
         self, session: AsyncSession, job: Job, worker_id: int, reason: str, now: datetime

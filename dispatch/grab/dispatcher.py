@@ -808,6 +808,31 @@ class Dispatcher:
         await self.run_after(after)
         return view
 
+    async def no_show(self, session: AsyncSession, job: Job, now: datetime) -> AfterCommit:
+        """A booking's worker had not started by the grace after its start: the assignment ends
+        (a no-show), and the job goes out again at once as a grab job for the same place, its
+        window starting now; operators are alerted. In the caller's transaction (the no-show
+        timer's); the returned `AfterCommit` is for after it commits."""
+        after = AfterCommit()
+        worker_id = job.worker_id
+        assert worker_id is not None and job.duration_min is not None
+        await self._end_assignment(session, job, "no_show", now)
+        after.events.append((worker_id, ev.JobReleased(job_id=job.id, reason="no_show")))
+        after.availability.add(worker_id)
+        after.reopened.append(job.id)
+        job.mode, job.status, job.worker_id, job.assigned_at = "grab", "open", None, None
+        job.no_show_at = now
+        job.window_start, job.window_end = now, now + timedelta(minutes=job.duration_min)
+        job.scheduled_start = job.scheduled_end = None
+        job.wave, job.wave_deadline, job.version = 0, None, job.version + 1
+        await session.execute(
+            update(Worker).where(Worker.user_id == worker_id).values(no_shows=Worker.no_shows + 1)
+        )
+        await self._alert(session, job, "booking_no_show", {"worker_id": worker_id}, now)
+        view = await self.communities.get(session, job.community_id)
+        await self._next_wave(session, job, view, now, after)
+        return after
+
     async def _end_assignment(
         self, session: AsyncSession, job: Job, reason: str, now: datetime
     ) -> None:

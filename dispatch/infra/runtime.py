@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from dispatch.booking.service import BookingDispatch, BookingService
+from dispatch.booking.service import NO_SHOW, REMINDER, BookingDispatch, BookingService
 from dispatch.communities.service import CommunityService
 from dispatch.devtools.local_servers import LocalServers
 from dispatch.grab.dispatcher import Dispatcher
@@ -23,7 +23,7 @@ from dispatch.infra.db import make_engine, make_sessionmaker, migrate_async
 from dispatch.infra.redis_client import open_redis
 from dispatch.infra.settings import Settings
 from dispatch.infra.smsbudget import SmsBudget
-from dispatch.infra.timers import Timers
+from dispatch.infra.timers import DurableTimers, Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
@@ -50,6 +50,7 @@ class Runtime:
     alerts: AlertService
     booking: BookingService
     timers: Timers
+    durable: DurableTimers
     sms_budget: SmsBudget
     local: LocalServers | None = field(default=None)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -79,9 +80,12 @@ class Runtime:
         bus = EventBus(redis)
         dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
         booking = BookingService(sessions, communities, workers)
-        booking_dispatch = BookingDispatch(booking)
+        booking_dispatch = BookingDispatch(booking, dispatcher)
         dispatcher.booking = booking_dispatch
         dispatcher.hooks.append(booking_dispatch)
+        durable = DurableTimers(sessions)
+        durable.register(REMINDER, booking_dispatch.remind)
+        durable.register(NO_SHOW, booking_dispatch.check_no_show)
         sms_budget = SmsBudget(redis, settings.sms_daily_budget)
         return cls(
             settings=settings,
@@ -106,7 +110,8 @@ class Runtime:
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
             booking=booking,
-            timers=Timers(redis, dispatcher),
+            timers=Timers(redis, dispatcher, durable),
+            durable=durable,
             sms_budget=sms_budget,
             local=local,
         )

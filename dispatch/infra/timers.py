@@ -1,26 +1,150 @@
-"""Durable timers on SAQ. The database row is the truth (a job's `wave_deadline`); the SAQ job
-is a wake-up kept in Redis. A sweep, on start-up and every 15 s, advances anything overdue in the
-database, so a timer lost with Redis still fires, and advancing twice changes nothing the second
-time (`Dispatcher.advance` only acts on the wave it was armed for).
+"""Durable timers on SAQ. The database row is the truth; an SAQ job is only a wake-up kept in
+Redis. A sweep, on start-up and every 15 s, acts on anything overdue in the database, so a timer
+lost with Redis (or with a killed process) still fires.
+
+Two kinds of rows:
+- a grab or booking job's `wave_deadline` (its offers lapse and the next wave goes out): armed
+  by the dispatcher, woken at the deadline, and advancing twice changes nothing the second time
+  (`Dispatcher.advance` only acts on the wave it was armed for);
+- `timers` rows (reminders, no-shows, and safety's steps later): `arm` is their one writer, in
+  the transaction of the change that makes them due; `DurableTimers.fire_due` runs each due row's
+  handler in the transaction that stamps it fired (rows taken with SKIP LOCKED, so several
+  processes never fire one twice, and a process killed mid-way leaves the row to fire again).
+  A handler's effects (outbox messages, alerts) commit with the stamp: exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from saq import CronJob, Queue, Worker
 from saq.queue.redis import RedisQueue
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.infra.logs import log
+from dispatch.models import Timer
 
 if TYPE_CHECKING:
     from dispatch.grab.dispatcher import Dispatcher
 
 QUEUE_NAME = "dispatch"
+FIRE_BATCH = 50
+MAX_ATTEMPTS = 20
+"""A timer whose handler failed this often is left for operators (logged each time)."""
+
+AfterFire = Callable[[], Awaitable[None]]
+Handler = Callable[[AsyncSession, Timer, datetime], Awaitable[AfterFire | None]]
+"""What a kind of timer does when due, inside the transaction that marks it fired; it may return
+what to do once that transaction has committed (live events: best effort, the rows are the
+truth)."""
+
+
+async def arm(
+    session: AsyncSession,
+    *,
+    kind: str,
+    ref_id: int,
+    due: datetime,
+    key: str,
+    payload: dict[str, Any] | None = None,
+) -> bool:
+    """Arm a durable timer in the caller's transaction (the one writer of `timers`); False if
+    one with this key exists (arming a step twice is a no-op)."""
+    stmt = (
+        insert(Timer)
+        .values(
+            kind=kind,
+            ref_id=ref_id,
+            due_at=due,
+            key=key,
+            payload=payload or {},
+            created_at=datetime.now(UTC),
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=[Timer.key])
+        .returning(Timer.id)
+    )
+    return await session.scalar(stmt) is not None
+
+
+async def disarm(session: AsyncSession, *, kind: str, ref_id: int, now: datetime) -> int:
+    """Cancel the pending timers of a kind for one thing (say, a cancelled booking's)."""
+    done = await session.execute(
+        update(Timer)
+        .where(
+            Timer.kind == kind,
+            Timer.ref_id == ref_id,
+            Timer.fired_at.is_(None),
+            Timer.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=now)
+    )
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class DurableTimers:
+    """The handlers of `timers` rows by kind, and the loop that fires due rows."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.handlers: dict[str, Handler] = {}
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    async def fire_due(self, now: datetime | None = None) -> int:
+        """Fire every timer due at `now` (default: the clock; tests pass their own). Each row's
+        handler and its `fired_at` commit together; a failing handler rolls back its row alone
+        (counted in `attempts`) and the row fires again at the next sweep."""
+        now = now or datetime.now(UTC)
+        fired = 0
+        failed: list[int] = []
+        while True:
+            afterwards: list[AfterFire] = []
+            async with self.sessions.begin() as session:
+                rows = (
+                    await session.scalars(
+                        select(Timer)
+                        .where(
+                            Timer.fired_at.is_(None),
+                            Timer.cancelled_at.is_(None),
+                            Timer.due_at <= now,
+                            Timer.attempts < MAX_ATTEMPTS,
+                            Timer.id.notin_(failed),
+                        )
+                        .order_by(Timer.due_at, Timer.id)
+                        .limit(FIRE_BATCH)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                for row in rows:
+                    handler = self.handlers.get(row.kind)
+                    try:
+                        async with session.begin_nested():
+                            then = await handler(session, row, now) if handler else None
+                            row.fired_at = now
+                    except Exception as exc:
+                        row.attempts += 1
+                        failed.append(row.id)
+                        log.error("timer_failed", kind=row.kind, timer=row.id, error=repr(exc))
+                        continue
+                    fired += 1
+                    if then is not None:
+                        afterwards.append(then)
+            for then in afterwards:
+                try:
+                    await then()
+                except Exception as exc:
+                    log.warning("timer_after_commit_failed", error=repr(exc))
+            if len(rows) < FIRE_BATCH:
+                return fired
 
 
 async def advance_wave(ctx: dict[str, Any], *, job_id: int, wave: int) -> bool:
@@ -33,6 +157,11 @@ async def sweep_overdue(ctx: dict[str, Any]) -> int:
     advanced = await dispatcher.sweep_overdue()
     if advanced:
         log.info("overdue_waves_advanced", count=advanced)
+    durable: DurableTimers | None = ctx.get("durable")
+    if durable is not None:
+        fired = await durable.fire_due()
+        if fired:
+            log.info("timers_fired", count=fired)
     return advanced
 
 
@@ -44,9 +173,17 @@ class _EmbeddedWorker(Worker):
 class Timers:
     """The queue of wake-ups and the in-process worker that runs them."""
 
-    def __init__(self, redis: Redis, dispatcher: Dispatcher, *, name: str = QUEUE_NAME) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        dispatcher: Dispatcher,
+        durable: DurableTimers | None = None,
+        *,
+        name: str = QUEUE_NAME,
+    ) -> None:
         self.queue: Queue = RedisQueue(redis, name=name)
         self.dispatcher = dispatcher
+        self.durable = durable
         self.worker = _EmbeddedWorker(
             self.queue,
             functions=[advance_wave, sweep_overdue],
@@ -63,6 +200,7 @@ class Timers:
 
     async def _startup(self, ctx: dict[str, Any]) -> None:
         ctx["dispatcher"] = self.dispatcher
+        ctx["durable"] = self.durable
 
     async def schedule(self, job_id: int, wave: int, due: datetime) -> None:
         await self.queue.enqueue(
@@ -84,6 +222,8 @@ class Timers:
     async def _sweep_now(self) -> None:
         try:
             await self.dispatcher.sweep_overdue()
+            if self.durable is not None:
+                await self.durable.fire_due()
         except Exception as exc:
             log.error("startup_sweep_failed", error=repr(exc))
 

@@ -232,3 +232,65 @@ async def test_cancellation_fees_and_compensation_by_timing(
         headers=h,
     )
     assert cal.json()["bookings"] == []  # every cancelled block freed the calendar
+
+
+async def outbox_kinds(principals, job_id: int) -> list[tuple[str, int]]:
+    async with principals.sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT kind, to_user_id FROM outbox WHERE payload->>'job_id' = :j "
+                "AND kind IN ('reminder', 'alert') ORDER BY id"
+            ),
+            {"j": str(job_id)},
+        )
+        return [(k, u) for k, u in rows.all()]
+
+
+async def test_reminders_once_each_then_a_no_show_goes_out_as_grab(
+    app, client, principals, admin, resident
+) -> None:
+    """The clock is the test's: timers fire when `fire_due(now)` says it is their time."""
+    cid = await community(
+        client, admin, timezone="Asia/Shanghai",
+        dispatch={"reminder_before_min": [20, 10], "no_show_grace_min": 15,
+                  "location_max_age_s": 7200},
+    )  # fmt: skip
+    round_the_clock = [{"day": d, "start": "00:00", "end": "24:00"} for d in rules.DAYS]
+    wid, h = await bookable_worker(client, principals, cid, weekly=round_the_clock)
+    other, ho = await ready_worker(client, principals, cid, destination(*CENTER, 0.0, 300))
+    start = hours_from_now(1)
+    job = await book(client, resident, start, minutes=60, worker_id=wid)
+    (offer,) = await offers_of(client, h)
+    assert (await client.post(f"/v1/offers/{offer['id']}/accept", headers=h)).status_code == 200
+    resident_id = job["resident_id"]
+    durable = app.state.runtime.durable
+    assert await durable.fire_due(start - timedelta(minutes=21)) == 0
+    assert await durable.fire_due(start - timedelta(minutes=19)) == 1
+    assert await durable.fire_due(start - timedelta(minutes=19)) == 0  # once
+    assert await outbox_kinds(principals, job["id"]) == [
+        ("reminder", resident_id),
+        ("reminder", wid),
+    ]
+    assert await durable.fire_due(start - timedelta(minutes=5)) == 1
+    assert len(await outbox_kinds(principals, job["id"])) == 4
+    # Not started 15 minutes after the start: out again as a grab job, from now.
+    fired_at = start + timedelta(minutes=16)
+    assert await durable.fire_due(fired_at) == 1
+    read = (await client.get(f"/v1/jobs/{job['id']}", headers=resident)).json()
+    assert read["mode"] == "grab" and read["status"] == "open" and read["worker_id"] is None
+    assert datetime.fromisoformat(read["window"]["start"]) == fired_at
+    assert [o["job_id"] for o in await offers_of(client, ho)] == [job["id"]]
+    assert ("alert", resident_id) in await outbox_kinds(principals, job["id"])
+    ops = await principals.operator(cid)
+    alerts = (await client.get(f"/v1/ops/communities/{cid}/alerts", headers=ops)).json()
+    assert any(a["kind"] == "booking_no_show" and a["job_id"] == job["id"] for a in alerts)
+    async with principals.sessions() as session:
+        marks = await session.scalar(
+            text("SELECT no_shows FROM workers WHERE user_id = :w"), {"w": wid}
+        )
+        active = await session.scalar(
+            text("SELECT count(*) FROM bookings WHERE active AND job_id = :j"), {"j": job["id"]}
+        )
+    assert marks == 1 and active == 0
+    assert await durable.fire_due(fired_at + timedelta(hours=1)) == 0  # nothing left
+    assert other
