@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import Request, get, put
-from litestar.params import JSONBody, QueryParameter
+from litestar import Request, get, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+from msgspec import Struct
 
 from dispatch.booking.schemas import (
     AvailabilityIn,
@@ -23,9 +24,10 @@ from dispatch.booking.schemas import (
 )
 from dispatch.booking.service import BookingService, Schedule
 from dispatch.core.errors import NotFound
-from dispatch.identity.auth import require_roles, workers_only
+from dispatch.identity.auth import require_roles, residents_only, workers_only
+from dispatch.jobs.views import job_view_out
 from dispatch.web.deps import principal_of
-from dispatch.web.schemas import Lat, Lng, Point, Skill
+from dispatch.web.schemas import JobOut, Lat, Lng, Point, Skill, Window
 from geo.shapes import wkb_to_latlng
 
 residents_and_ops = require_roles("resident", "operator", "admin")
@@ -150,3 +152,50 @@ async def candidates(
 
 
 ROUTES = [put_availability, get_availability, calendar, candidates]
+
+
+class RescheduleIn(Struct, forbid_unknown_fields=True):
+    window: Window
+
+
+@post(
+    "/v1/jobs/{job_id:int}/reschedule", guards=[residents_only], status_code=200, tags=["booking"]
+)
+async def reschedule(
+    job_id: FromPath[int],
+    data: JSONBody[RescheduleIn],
+    request: Request[Any, Any, Any],
+    booking: BookingService,
+) -> JobOut:
+    """Ask to move a confirmed booking into a new window: the worker's first free start there
+    is proposed to them (`reschedule.status` `pending`) until they accept or decline."""
+    view = await booking.propose_reschedule(
+        principal_of(request), job_id, data.window.start, data.window.end
+    )
+    return job_view_out(view)
+
+
+@post(
+    "/v1/jobs/{job_id:int}/reschedule/accept", guards=[workers_only], status_code=200,
+    tags=["booking"],
+)  # fmt: skip
+async def accept_reschedule(
+    job_id: FromPath[int], request: Request[Any, Any, Any], booking: BookingService
+) -> JobOut:
+    """Take the proposed slot: the booking moves (the old slot is freed only if the new one is
+    taken: else 409 `worker_unavailable` and it stays)."""
+    return job_view_out(await booking.answer_reschedule(principal_of(request), job_id, True))
+
+
+@post(
+    "/v1/jobs/{job_id:int}/reschedule/decline", guards=[workers_only], status_code=200,
+    tags=["booking"],
+)  # fmt: skip
+async def decline_reschedule(
+    job_id: FromPath[int], request: Request[Any, Any, Any], booking: BookingService
+) -> JobOut:
+    """Turn the proposed slot down: the booking stays as it was."""
+    return job_view_out(await booking.answer_reschedule(principal_of(request), job_id, False))
+
+
+ROUTES += [reschedule, accept_reschedule, decline_reschedule]

@@ -26,8 +26,10 @@ from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Conflict, Forbidden, Unprocessable, WorkerUnavailable
 from dispatch.identity.principal import Principal
 from dispatch.infra.outbox import Outgoing, enqueue
-from dispatch.infra.timers import arm
+from dispatch.infra.timers import arm, disarm
+from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Availability, Booking, Job, Timer, Worker
+from dispatch.models.base import get_row
 from dispatch.workers.service import WorkerService
 from geo.shapes import point_to_wkb, wkb_to_latlng
 
@@ -129,6 +131,7 @@ WHERE b.active AND b.worker_id = ANY(CAST(:ids AS bigint[]))
 _BOOKED_ONE = text("""
 SELECT b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
 WHERE b.active AND b.worker_id = :worker_id AND b.starts_at < :until AND b.ends_at > :since
+  AND b.id <> :exclude
 """)
 
 
@@ -266,18 +269,217 @@ class BookingService:
         booked = [Booked(Span(b.starts_at, b.ends_at), b.lat, b.lng) for b, _ in bookings]
         return Calendar(schedule.row.timezone, bookings, rules.free(schedule.rules, booked, span))
 
-    async def booked(self, session: AsyncSession, worker_id: int, around: Span) -> list[Booked]:
+    async def booked(
+        self, session: AsyncSession, worker_id: int, around: Span, exclude: int | None = None
+    ) -> list[Booked]:
         """The worker's active bookings that can touch `around` (a day either side, for buffers,
-        travel and the day's limit)."""
+        travel and the day's limit), but `exclude`."""
         rows = await session.execute(
             _BOOKED_ONE,
             {
                 "worker_id": worker_id,
                 "since": around.start - timedelta(days=1),
                 "until": around.end + timedelta(days=1),
+                "exclude": exclude or 0,
             },
         )
         return [Booked(Span(s, e), lat, lng) for s, e, lat, lng in rows.all()]
+
+    # --- the calendar block and its timers ------------------------------------------------
+
+    async def block(
+        self,
+        session: AsyncSession,
+        job: Job,
+        worker_id: int,
+        span: Span,
+        community: CommunityView,
+        now: datetime,
+        replacing: int | None = None,
+    ) -> None:
+        """Write the worker's calendar block for `span` (their availability row locked first:
+        one confirmation at a time per worker, so travel and the daily limit see every booking
+        committed before; the exclusion constraint decides any race), or raise
+        WorkerUnavailable. `replacing`: a booking of theirs this one takes the place of (left
+        out of the checks; the caller deactivates it first, in the same transaction)."""
+        row = await session.get(Availability, worker_id, with_for_update=True)
+        if row is None:
+            raise WorkerUnavailable("this worker takes no bookings")
+        schedule = self.rules_of(row)
+        at = wkb_to_latlng(job.location)
+        booked = await self.booked(session, worker_id, span, exclude=replacing)
+        # The notice was met when the worker was asked; a confirmation is never too soon.
+        asked = span.start - timedelta(minutes=schedule.min_notice_min)
+        reason = rules.fits(schedule, booked, span, asked, at, community.dispatch.travel_speed_kmh)
+        if reason is not None:
+            raise WorkerUnavailable(f"the worker cannot take this slot ({reason})")
+        try:
+            async with session.begin_nested():
+                session.add(
+                    Booking(
+                        job_id=job.id, worker_id=worker_id, starts_at=span.start,
+                        ends_at=span.end,
+                        block=Range(
+                            span.start, span.end + timedelta(minutes=schedule.buffer_min),
+                            bounds="[)",
+                        ),
+                        lat=at[0], lng=at[1], active=True, created_at=now,
+                    )
+                )  # fmt: skip
+                await session.flush()
+        except IntegrityError as exc:
+            if "no_double_booking" not in str(exc.orig):
+                raise
+            raise WorkerUnavailable("another booking took this slot first") from exc
+
+    async def arm_steps(
+        self,
+        session: AsyncSession,
+        job: Job,
+        worker_id: int,
+        span: Span,
+        community: CommunityView,
+        now: datetime,
+    ) -> None:
+        """The booking's reminders and its no-show check, as durable timers."""
+        params = community.dispatch
+        start = span.start.isoformat()
+        for before in params.reminder_before_min:
+            due = span.start - timedelta(minutes=before)
+            if due > now:
+                await arm(
+                    session, kind=REMINDER, ref_id=job.id, due=due,
+                    key=f"{REMINDER}:{job.id}:{worker_id}:{start}:{before}",
+                    payload={"worker_id": worker_id, "start": start, "before_min": before},
+                )  # fmt: skip
+        await arm(
+            session, kind=NO_SHOW, ref_id=job.id,
+            due=span.start + timedelta(minutes=params.no_show_grace_min),
+            key=f"{NO_SHOW}:{job.id}:{worker_id}:{start}",
+            payload={"worker_id": worker_id, "start": start},
+        )  # fmt: skip
+
+    async def disarm_steps(self, session: AsyncSession, job: Job, now: datetime) -> None:
+        for kind in (REMINDER, NO_SHOW):
+            await disarm(session, kind=kind, ref_id=job.id, now=now)
+
+    # --- reschedule ----------------------------------------------------------------------------
+
+    async def propose_reschedule(
+        self, who: Principal, job_id: int, start: datetime, end: datetime
+    ) -> JobView:
+        """The resident asks to move a confirmed booking into a new window: the worker's first
+        free start there is proposed to them (409 `worker_unavailable` when they have none)."""
+        window = check_span(start, end, MAX_WINDOW, "window")
+        async with self.sessions.begin() as session:
+            job = await get_row(session, Job, job_id, lock=True)
+            if job.resident_id != who.user_id:
+                raise Forbidden("only the job's resident may move it", code="not_yours")
+            if job.mode != "booking" or job.status != "assigned" or job.worker_id is None:
+                raise Conflict(
+                    "only a confirmed booking not yet started can be moved",
+                    code="not_reschedulable",
+                )
+            assert job.duration_min is not None
+            duration = timedelta(minutes=job.duration_min)
+            if window.end - window.start < duration:
+                raise Unprocessable("the window is shorter than the job", code="window_too_short")
+            now = self.now()
+            community = await self.communities.get(session, job.community_id)
+            schedule = await self.schedule_of(session, job.worker_id)
+            if schedule is None:
+                raise WorkerUnavailable("the worker takes no bookings now")
+            current = await self._current_booking(session, job)
+            booked = await self.booked(
+                session, job.worker_id, window, exclude=current.id if current else None
+            )
+            verdict = rules.bookable(
+                schedule.rules, booked, window, duration, now, wkb_to_latlng(job.location),
+                community.dispatch.travel_speed_kmh, limit=1,
+            )  # fmt: skip
+            if not verdict.starts:
+                raise WorkerUnavailable(
+                    f"the worker has no free time in that window ({verdict.reason})"
+                )
+            slot = verdict.starts[0]
+            job.reschedule = {
+                "status": "pending",
+                "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+                "start": slot.isoformat(),
+                "end": (slot + duration).isoformat(),
+                "proposed_at": now.isoformat(),
+            }
+            job.version += 1
+            local = slot.astimezone(ZoneInfo(community.timezone))
+            await enqueue(
+                session,
+                Outgoing(
+                    channel="app", kind="reschedule", to_user_id=job.worker_id,
+                    body=f"{job.title}: the resident asks to move the booking to "
+                    f"{local:%a %d %b %H:%M}. Open the app to answer.",
+                    payload={"type": "reschedule", "job_id": job.id, "start": slot.isoformat()},
+                    dedupe_key=f"reschedule:{job.id}:{job.version}",
+                ),
+                now,
+            )  # fmt: skip
+            return await job_view(session, job, who.user_id)
+
+    async def answer_reschedule(self, who: Principal, job_id: int, accept: bool) -> JobView:
+        """The worker takes or turns down the proposed slot. Taking it swaps the calendar block
+        in one transaction: the old block is freed only if the new one is written (else 409
+        `worker_unavailable` and nothing changes)."""
+        async with self.sessions.begin() as session:
+            job = await get_row(session, Job, job_id, lock=True)
+            if job.worker_id != who.user_id:
+                raise Forbidden("only the booked worker answers", code="not_yours")
+            proposal = job.reschedule
+            if not proposal or proposal.get("status") != "pending":
+                raise Conflict("no reschedule is waiting for an answer", code="no_reschedule")
+            now = self.now()
+            community = await self.communities.get(session, job.community_id)
+            status = "declined"
+            if accept:
+                if job.status != "assigned":
+                    raise Conflict("the booking can no longer be moved", code="not_reschedulable")
+                span = Span(
+                    datetime.fromisoformat(proposal["start"]),
+                    datetime.fromisoformat(proposal["end"]),
+                )
+                current = await self._current_booking(session, job)
+                if current is not None:
+                    current.active, current.ended_at = False, now
+                    current.end_reason = "rescheduled"
+                    await session.flush()
+                await self.block(
+                    session, job, who.user_id, span, community, now,
+                    replacing=current.id if current else None,
+                )  # fmt: skip
+                job.scheduled_start, job.scheduled_end = span.start, span.end
+                job.window_start = datetime.fromisoformat(proposal["window"]["start"])
+                job.window_end = datetime.fromisoformat(proposal["window"]["end"])
+                await self.disarm_steps(session, job, now)
+                await self.arm_steps(session, job, who.user_id, span, community, now)
+                status = "accepted"
+            job.reschedule = {**proposal, "status": status, "answered_at": now.isoformat()}
+            job.version += 1
+            await enqueue(
+                session,
+                Outgoing(
+                    channel="app", kind="reschedule", to_user_id=job.resident_id,
+                    body=f"{job.title}: the worker {status} the new time.",
+                    payload={"type": "reschedule", "job_id": job.id, "status": status},
+                    dedupe_key=f"reschedule:{job.id}:{job.version}",
+                ),
+                now,
+            )  # fmt: skip
+            return await job_view(session, job, who.user_id)
+
+    async def _current_booking(self, session: AsyncSession, job: Job) -> Booking | None:
+        return await session.scalar(
+            select(Booking)
+            .where(Booking.job_id == job.id, Booking.worker_id == job.worker_id, Booking.active)
+            .with_for_update()
+        )
 
     # --- proposals ---------------------------------------------------------------------------
 
@@ -506,61 +708,17 @@ class BookingDispatch:
     async def assigned(
         self, session: AsyncSession, job: Job, worker_id: int, now: datetime
     ) -> None:
-        """Block the worker's calendar for the booking's slot, or refuse (409 `worker_unavailable`,
-        and the whole assignment rolls back)."""
+        """Block the worker's calendar for the booking's slot, or refuse (409
+        `worker_unavailable`, and the whole assignment rolls back)."""
         if job.mode != "booking":
             return
         if job.scheduled_start is None or job.scheduled_end is None:
             raise WorkerUnavailable("the booking has no slot yet")
         span = Span(job.scheduled_start, job.scheduled_end)
-        # One confirmation at a time per worker: their availability row is the lock, so the
-        # travel and daily-limit checks below see every booking committed before.
-        row = await session.get(Availability, worker_id, with_for_update=True)
-        if row is None:
-            raise WorkerUnavailable("this worker takes no bookings")
-        schedule = self.booking.rules_of(row)
         community = await self.booking.communities.get(session, job.community_id)
-        at = wkb_to_latlng(job.location)
-        booked = await self.booking.booked(session, worker_id, span)
-        # The notice was met when the worker was asked; a confirmation is never too soon.
-        asked = span.start - timedelta(minutes=schedule.min_notice_min)
-        reason = rules.fits(schedule, booked, span, asked, at, community.dispatch.travel_speed_kmh)
-        if reason is not None:
-            raise WorkerUnavailable(f"the worker cannot take this slot ({reason})")
-        try:
-            async with session.begin_nested():
-                session.add(
-                    Booking(
-                        job_id=job.id, worker_id=worker_id, starts_at=span.start,
-                        ends_at=span.end,
-                        block=Range(
-                            span.start, span.end + timedelta(minutes=schedule.buffer_min),
-                            bounds="[)",
-                        ),
-                        lat=at[0], lng=at[1], active=True, created_at=now,
-                    )
-                )  # fmt: skip
-                await session.flush()
-        except IntegrityError as exc:
-            if "no_double_booking" not in str(exc.orig):
-                raise
-            raise WorkerUnavailable("another booking took this slot first") from exc
+        await self.booking.block(session, job, worker_id, span, community, now)
         job.booked_at = now
-        params = community.dispatch
-        for before in params.reminder_before_min:
-            due = span.start - timedelta(minutes=before)
-            if due > now:
-                await arm(
-                    session, kind=REMINDER, ref_id=job.id, due=due,
-                    key=f"{REMINDER}:{job.id}:{worker_id}:{span.start.isoformat()}:{before}",
-                    payload={"worker_id": worker_id, "before_min": before},
-                )  # fmt: skip
-        await arm(
-            session, kind=NO_SHOW, ref_id=job.id,
-            due=span.start + timedelta(minutes=params.no_show_grace_min),
-            key=f"{NO_SHOW}:{job.id}:{worker_id}:{span.start.isoformat()}",
-            payload={"worker_id": worker_id},
-        )  # fmt: skip
+        await self.booking.arm_steps(session, job, worker_id, span, community, now)
 
     def still_booked(self, job: Job | None, timer: Timer) -> bool:
         """Is the booking the timer was armed for still the job's confirmed one?"""
@@ -569,6 +727,8 @@ class BookingDispatch:
             and job.mode == "booking"
             and job.status == "assigned"
             and job.worker_id == timer.payload.get("worker_id")
+            and job.scheduled_start is not None
+            and job.scheduled_start.isoformat() == timer.payload.get("start")
         )
 
     async def remind(self, session: AsyncSession, timer: Timer, now: datetime) -> None:

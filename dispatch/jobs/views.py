@@ -7,7 +7,15 @@ import msgspec
 
 from dispatch.jobs.queries import JobView
 from dispatch.models import Job
-from dispatch.web.schemas import Cancellation, JobOut, Material, OffersSummary, Point, Window
+from dispatch.web.schemas import (
+    Cancellation,
+    JobOut,
+    Material,
+    OffersSummary,
+    Point,
+    RescheduleOut,
+    Window,
+)
 from geo.shapes import wkb_to_latlng
 
 
@@ -56,4 +64,5 @@ def job_out(job: Job, offers: OffersSummary | None = None) -> JobOut:
         scheduled_start=job.scheduled_start,
         scheduled_end=job.scheduled_end,
         compensation_cents=job.compensation_cents,
+        reschedule=msgspec.convert(job.reschedule, RescheduleOut) if job.reschedule else None,
     )

@@ -167,6 +167,17 @@ class Cancellation(Struct):
     at: Timestamp
 
 
+class RescheduleOut(Struct):
+    status: str
+    """`pending` (the worker has not answered), `accepted` or `declined`."""
+    start: Timestamp
+    end: Timestamp
+    """The slot proposed (the worker's first free start in the window asked for)."""
+    window: Window
+    proposed_at: Timestamp
+    answered_at: Timestamp | None = None
+
+
 class JobOut(Struct):
     id: int
     status: str
@@ -198,6 +209,7 @@ class JobOut(Struct):
     """A booking's slot: the one asked for while it is open, the confirmed one once assigned."""
     compensation_cents: int | None = None
     """What a worker's late cancellation owes the resident."""
+    reschedule: RescheduleOut | None = None
 
 
 class OutboxOut(Struct):

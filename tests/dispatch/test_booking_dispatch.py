@@ -294,3 +294,80 @@ async def test_reminders_once_each_then_a_no_show_goes_out_as_grab(
     assert marks == 1 and active == 0
     assert await durable.fire_due(fired_at + timedelta(hours=1)) == 0  # nothing left
     assert other
+
+
+async def test_reschedule_swaps_the_block_or_keeps_the_old_one(
+    app, client, principals, admin, resident
+) -> None:
+    cid = await community(client, admin, timezone="Asia/Shanghai")
+    wid, h = await bookable_worker(client, principals, cid)
+    start = slot(days=3, hour=10)
+
+    async def confirmed(at: datetime, key: str) -> dict:
+        job = await book(client, resident, at, key=key, worker_id=wid)
+        offer = next(o for o in await offers_of(client, h) if o["job_id"] == job["id"])
+        r = await client.post(f"/v1/offers/{offer['id']}/accept", headers=h)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    job = await confirmed(start, "m1")
+    other = await confirmed(start + timedelta(hours=4), "m2")  # 14:00-16:00
+    new_window = {"start": (start + timedelta(days=1)).isoformat(),
+                  "end": (start + timedelta(days=1, hours=3)).isoformat()}  # fmt: skip
+    r = await client.post(
+        f"/v1/jobs/{job['id']}/reschedule", json={"window": new_window}, headers=resident
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["reschedule"]["status"] == "pending"
+    assert datetime.fromisoformat(r.json()["reschedule"]["start"]) == start + timedelta(days=1)
+    r = await client.post(f"/v1/jobs/{job['id']}/reschedule/decline", headers=h)
+    assert r.json()["reschedule"]["status"] == "declined"
+    assert datetime.fromisoformat(r.json()["scheduled_start"]) == start  # unchanged
+    r = await client.post(f"/v1/jobs/{job['id']}/reschedule/accept", headers=h)
+    assert r.status_code == 409 and r.json()["code"] == "no_reschedule"
+    # Into the other booking's time: no free start there.
+    busy = {"start": (start + timedelta(hours=4)).isoformat(),
+            "end": (start + timedelta(hours=6)).isoformat()}  # fmt: skip
+    r = await client.post(
+        f"/v1/jobs/{job['id']}/reschedule", json={"window": busy}, headers=resident
+    )
+    assert r.status_code == 409 and r.json()["code"] == "worker_unavailable"
+    # Proposed, then the slot is taken before the worker answers: the old booking stays.
+    r = await client.post(
+        f"/v1/jobs/{job['id']}/reschedule", json={"window": new_window}, headers=resident
+    )
+    assert r.status_code == 200
+    taker = await confirmed(start + timedelta(days=1), "m3")
+    r = await client.post(f"/v1/jobs/{job['id']}/reschedule/accept", headers=h)
+    assert r.status_code == 409 and r.json()["code"] == "worker_unavailable"
+    read = (await client.get(f"/v1/jobs/{job['id']}", headers=resident)).json()
+    assert datetime.fromisoformat(read["scheduled_start"]) == start
+    # Cancel the taker, accept again: the block moves.
+    await client.post(f"/v1/jobs/{taker['id']}/cancel", json={"reason": "x"}, headers=resident)
+    r = await client.post(f"/v1/jobs/{job['id']}/reschedule/accept", headers=h)
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert moved["reschedule"]["status"] == "accepted"
+    assert datetime.fromisoformat(moved["scheduled_start"]) == start + timedelta(days=1)
+    async with principals.sessions() as session:
+        blocks = (
+            await session.execute(
+                text("SELECT job_id, starts_at FROM bookings WHERE active ORDER BY starts_at")
+            )
+        ).all()
+        timers = (
+            await session.execute(
+                text("SELECT payload->>'start' FROM timers WHERE ref_id = :j AND kind = "
+                     "'booking_no_show' AND cancelled_at IS NULL"), {"j": job["id"]},
+            )
+        ).all()  # fmt: skip
+    assert [(j, s) for j, s in blocks] == [
+        (other["id"], start + timedelta(hours=4)),
+        (job["id"], start + timedelta(days=1)),
+    ]
+    assert [t for (t,) in timers] == [(start + timedelta(days=1)).astimezone(UTC).isoformat()]
+    # Only the booked worker answers, only the resident proposes.
+    r = await client.post(
+        f"/v1/jobs/{job['id']}/reschedule", json={"window": new_window}, headers=h
+    )
+    assert r.status_code == 403
