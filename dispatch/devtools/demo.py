@@ -9,15 +9,18 @@ import random
 import sys
 import time
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from dispatch.core.errors import DomainError
+from dispatch.grab.dispatcher import AcceptAnswer
 from dispatch.identity.auth import issue_token
 from dispatch.identity.principal import Principal
 from dispatch.identity.principals import handle_user, upsert_phone_user
 from dispatch.infra.logs import log
 from dispatch.infra.runtime import Runtime
+from dispatch.jobs.queries import JobView
 from dispatch.models import Community, Worker, WorkerCommunity
 from geo.areas import destination
 from geo.live import Fix
@@ -121,9 +124,15 @@ async def _answer_offers(rt: Runtime, worker_ids: list[int], rng: random.Random)
         who = Principal(uid, "worker")
         with contextlib.suppress(DomainError):
             if rng.random() < 0.8:
-                job = await rt.dispatcher.accept(who, offer.id)
-                log.info("demo_worker_took_job", worker_id=uid, job_id=job.id)
+                _, body = await rt.dispatcher.accept(who, offer.id, AcceptAnswer(_taken))
+                job_id, version = msgspec.json.decode(body)
+                log.info("demo_worker_took_job", worker_id=uid, job_id=job_id)
                 await asyncio.sleep(20)
-                await rt.dispatcher.complete(who, job.id, job.assignment_version)
+                await rt.dispatcher.complete(who, job_id, version)
             else:
                 await rt.dispatcher.decline(who, offer.id)
+
+
+def _taken(view: JobView) -> bytes:
+    """What the demo keeps of a job it took: its id and assignment version."""
+    return msgspec.json.encode([view.job.id, view.job.assignment_version])
