@@ -25,6 +25,7 @@ from dispatch.booking.rules import Booked, Span
 from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Conflict, Forbidden, Unprocessable, WorkerUnavailable
 from dispatch.identity.principal import Principal
+from dispatch.infra.clock import Clock
 from dispatch.infra.outbox import Outgoing, enqueue
 from dispatch.infra.timers import arm, disarm
 from dispatch.jobs.queries import JobView, job_view
@@ -141,14 +142,16 @@ class BookingService:
         sessions: async_sessionmaker[AsyncSession],
         communities: CommunityService,
         workers: WorkerService,
+        clock: Clock | None = None,
     ) -> None:
         self.sessions = sessions
         self.communities = communities
         self.workers = workers
+        self.clock = clock or Clock()
         self._parsed: dict[int, tuple[datetime, rules.Availability]] = {}
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return self.clock.now()
 
     # --- availability ----------------------------------------------------------------------
 

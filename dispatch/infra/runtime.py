@@ -19,6 +19,7 @@ from dispatch.grab.dispatcher import Dispatcher
 from dispatch.grab.events import EventBus
 from dispatch.identity.otp import OtpService
 from dispatch.identity.phones import PhoneVault
+from dispatch.infra.clock import Clock
 from dispatch.infra.db import make_engine, make_sessionmaker, migrate_async
 from dispatch.infra.redis_client import open_redis
 from dispatch.infra.settings import Settings
@@ -79,11 +80,12 @@ class Runtime:
         workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
         bus = EventBus(redis)
         dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
-        booking = BookingService(sessions, communities, workers)
+        clock = Clock(settings.clock_offset_s)
+        booking = BookingService(sessions, communities, workers, clock)
         booking_dispatch = BookingDispatch(booking, dispatcher)
         dispatcher.booking = booking_dispatch
         dispatcher.hooks.append(booking_dispatch)
-        durable = DurableTimers(sessions)
+        durable = DurableTimers(sessions, clock)
         durable.register(REMINDER, booking_dispatch.remind)
         durable.register(NO_SHOW, booking_dispatch.check_no_show)
         sms_budget = SmsBudget(redis, settings.sms_daily_budget)

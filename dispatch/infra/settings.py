@@ -112,6 +112,8 @@ class Settings:
     auto_dispatch: bool = True
     """Send offer waves when a grab job is posted (`DISPATCH_AUTO=0` turns it off, for
     benchmarks that measure posting alone)."""
+    clock_offset_s: float = 0.0
+    """Shift of the clock bookings and durable timers read (`dispatch.infra.clock`; tests)."""
     demo: bool = False
     """Seed a demo community with workers at start-up (`dispatch serve --demo`)."""
 
@@ -153,6 +155,7 @@ class Settings:
             relay_max_attempts=_env_int("DISPATCH_RELAY_MAX_ATTEMPTS", 6),
             log_level=_env("DISPATCH_LOG_LEVEL", "INFO") or "INFO",
             auto_dispatch=_env("DISPATCH_AUTO", "1") not in ("0", "false", "no"),
+            clock_offset_s=float(_env("DISPATCH_CLOCK_OFFSET_S", "0") or 0),
         )
 
     def with_secret(self) -> Settings:

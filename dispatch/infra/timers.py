@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dispatch.infra.clock import Clock
 from dispatch.infra.logs import log
 from dispatch.models import Timer
 
@@ -92,8 +93,11 @@ async def disarm(session: AsyncSession, *, kind: str, ref_id: int, now: datetime
 class DurableTimers:
     """The handlers of `timers` rows by kind, and the loop that fires due rows."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock | None = None
+    ) -> None:
         self.sessions = sessions
+        self.clock = clock or Clock()
         self.handlers: dict[str, Handler] = {}
 
     def register(self, kind: str, handler: Handler) -> None:
@@ -103,7 +107,7 @@ class DurableTimers:
         """Fire every timer due at `now` (default: the clock; tests pass their own). Each row's
         handler and its `fired_at` commit together; a failing handler rolls back its row alone
         (counted in `attempts`) and the row fires again at the next sweep."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock.now()
         fired = 0
         failed: list[int] = []
         while True:
