@@ -75,7 +75,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -88,6 +87,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dispatch_probe import GC_PAUSES, record_gc
+from bench.lib.client import Conn, http_request
 from bench.lib.machine import (
     REPO,
     log,
@@ -103,6 +103,7 @@ from bench.lib.report import RESULTS_DIR, run_and_report
 from bench.lib.server import Server
 from bench.lib.servers import private_servers
 from bench.lib.stats import bearer, ms, pct, verdict
+from bench.lib.world import bulk_workers, spread
 from dispatch.devtools.local_servers import LocalServers
 from dispatch.identity.auth import issue_token
 from dispatch.identity.principals import handle_user
@@ -170,74 +171,6 @@ class Config:
 
 
 # --- a minimal HTTP/1.1 client -------------------------------------------------------------------
-
-
-def http_request(
-    method: str,
-    path: str,
-    port: int,
-    *,
-    token: str | None = None,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> bytes:
-    """The bytes of one request (built once, sent as is: no client work while measuring)."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-    if token is not None:
-        lines.append(f"Authorization: Bearer {token}")
-    if body is not None:
-        lines.append("Content-Type: application/json")
-    if method != "GET":
-        lines.append(f"Content-Length: {len(body or b'')}")
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
-
-
-class Conn:
-    """One keep-alive connection; a request is written whole and its response read whole."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.last_used = time.monotonic()
-
-    @classmethod
-    async def open(cls, port: int) -> Conn:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer)
-
-    def send(self, raw: bytes) -> float:
-        sent = time.perf_counter()
-        self.writer.write(raw)
-        return sent
-
-    async def receive(self) -> tuple[int, bytes, float]:
-        """(status, body, perf_counter when the whole response had arrived)."""
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                raise RuntimeError(f"unexpected chunked response:\n{head.decode()}")
-        body = await self.reader.readexactly(length) if length else b""
-        self.last_used = time.monotonic()
-        return status, body, time.perf_counter()
-
-    async def call(self, raw: bytes, timeout_s: float = 30.0) -> tuple[int, bytes, float, float]:
-        """(status, body, sent, done)."""
-        sent = self.send(raw)
-        status, body, done = await asyncio.wait_for(self.receive(), timeout_s)
-        return status, body, sent, done
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 class Pool:
@@ -396,68 +329,6 @@ class World:
     """Resident tokens."""
     admin: str
     setup_s: dict[str, float]
-
-
-def spread(n: int, center: tuple[float, float], radius_m: float, seed: int) -> list[Any]:
-    rng = random.Random(seed)
-    return [
-        destination(*center, rng.uniform(0, 360), radius_m * math.sqrt(rng.random()))
-        for _ in range(n)
-    ]
-
-
-async def bulk_workers(
-    sessions: Any,
-    prefix: str,
-    community_id: int,
-    places: Sequence[tuple[float, float]],
-    skills: Sequence[tuple[str, ...]],
-) -> list[int]:
-    """Users with the worker role, verified and online profiles serving the community, each with
-    a last position stamped now (what profile + verify + presence + a ping leave in the
-    database); the live index is filled from this by the service's rebuild."""
-    from sqlalchemy import text
-
-    handles = [f"{prefix}-{i}" for i in range(len(places))]
-    async with sessions.begin() as session:
-        rows = (
-            await session.execute(
-                text(
-                    "INSERT INTO users (handle, roles, operator_community_ids, name) "
-                    "SELECT h, ARRAY['worker'], '{}'::bigint[], h "
-                    "FROM unnest(CAST(:handles AS text[])) AS h RETURNING id, handle"
-                ),
-                {"handles": handles},
-            )
-        ).all()
-        by_handle = {h: int(i) for i, h in rows}
-        ids = [by_handle[h] for h in handles]
-        await session.execute(
-            text(
-                "INSERT INTO workers (user_id, name, skills, verification, rating_sum, "
-                "rating_count, version, online, presence_at, location, location_at) "
-                "SELECT u.id, u.name, string_to_array(u.skills, ','), 'verified', 0, 0, 1, true, "
-                "now(), ST_SetSRID(ST_MakePoint(u.lng, u.lat), 4326)::geography, now() "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:names AS text[]), "
-                "CAST(:skills AS text[]), CAST(:lats AS float8[]), CAST(:lngs AS float8[])) "
-                "AS u(id, name, skills, lat, lng)"
-            ),
-            {
-                "ids": ids,
-                "names": [f"Bench worker {h}" for h in handles],
-                "skills": [",".join(sorted(s)) for s in skills],
-                "lats": [p[0] for p in places],
-                "lngs": [p[1] for p in places],
-            },
-        )
-        await session.execute(
-            text(
-                "INSERT INTO worker_communities (worker_id, community_id) "
-                "SELECT unnest(CAST(:ids AS bigint[])), :cid"
-            ),
-            {"ids": ids, "cid": community_id},
-        )
-    return ids
 
 
 async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -> World:

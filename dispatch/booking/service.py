@@ -38,7 +38,13 @@ MAX_CALENDAR = timedelta(days=62)
 MAX_WINDOW = timedelta(days=14)
 DISTANCE_ROUNDING_M = 100
 CANDIDATE_BATCH = 64
-"""Workers read per round trip while walking nearest first."""
+"""Workers read in the first round trip while walking nearest first; each next batch doubles,
+up to MAX_BATCH."""
+MAX_BATCH = 512
+MAX_EXAMINED = 600
+"""A proposal looks at no more than this many of the nearest workers (`complete` says whether
+that was all of them): past it, a longer walk costs every resident time for workers farther
+than they would choose."""
 
 
 def as_utc(t: datetime) -> datetime:
@@ -117,7 +123,8 @@ def stored_rules(row: Availability) -> rules.Availability:
 # Nearest first by each availability's base point (its GiST index), in one community.
 _NEAREST = text("""
 SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
-       w.no_shows, w.bookings_done, ST_Distance(a.home, CAST(:pt AS geography), false) AS d
+       w.no_shows, w.bookings_done, a.travel_radius_m,
+       ST_Distance(a.home, CAST(:pt AS geography), false) AS d
 FROM availabilities a
 JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
 JOIN workers w ON w.user_id = a.worker_id
@@ -527,59 +534,63 @@ class BookingService:
         skip: frozenset[int] = frozenset(),
     ) -> Proposals:
         """The best `limit` workers of the community for the job (nearest first until the list
-        is full; module docstring), leaving out `skip` (those asked before)."""
+        is full, or `MAX_EXAMINED` workers were looked at; module docstring), leaving out
+        `skip` (those asked before). The cheap reasons (unverified, unskilled, too far) are
+        read off the row; only the others' schedules and bookings are fetched."""
         speed = community.dispatch.travel_speed_kmh
         pt = f"SRID=4326;POINT({at[1]} {at[0]})"
         excluded = dict.fromkeys(rules.EXCLUSION_REASONS, 0)
         found: list[Candidate] = []
-        examined, offset, complete = 0, 0, False
-        while True:
+        examined, offset, complete, batch = 0, 0, False, CANDIDATE_BATCH
+        while examined < MAX_EXAMINED:
             raw = (
                 await session.execute(
                     _NEAREST,
-                    {"pt": pt, "community_id": community.id, "limit": CANDIDATE_BATCH,
-                     "offset": offset},
+                    {"pt": pt, "community_id": community.id, "limit": batch, "offset": offset},
                 )
-            ).all()  # fmt: skip
+            ).all()
             offset += len(raw)
-            last_batch = len(raw) < CANDIDATE_BATCH
-            rows = [r for r in raw if r.worker_id not in skip]
-            if not rows:
-                if last_batch:
-                    complete = True
-                    break
-                continue
-            if len(found) >= limit and rows[0].d / 1000 > found[limit - 1].score:
-                break
-            ids = [r.worker_id for r in rows]
-            booked = await self.booked_many(session, ids, window)
-            schedules = await self.schedules_of(session, ids)
+            last_batch = len(raw) < batch
+            batch = min(batch * 2, MAX_BATCH)
+            rows = []
             stop = False
-            for r in rows:
+            for r in raw:
+                if r.worker_id in skip:
+                    continue
                 if len(found) >= limit and r.d / 1000 > found[limit - 1].score:
                     stop = True
                     break
                 examined += 1
-                reason, starts = self.verdict(
-                    r, schedules[r.worker_id], booked.get(r.worker_id, []), skills, window,
-                    duration, now, at, speed,
-                )  # fmt: skip
-                if reason is not None:
-                    excluded[reason] += 1
-                    continue
-                rating = rules.shown_rating(r.rating_sum, r.rating_count)
-                found.append(
-                    Candidate(
-                        worker_id=r.worker_id,
-                        name=r.name,
-                        rating=rating,
-                        rating_count=r.rating_count,
-                        distance_m=round(r.d / DISTANCE_ROUNDING_M) * DISTANCE_ROUNDING_M,
-                        starts=starts,
-                        score=rules.rank_score(r.d, rating, r.no_shows, r.bookings_done),
-                        exact_distance_m=r.d,
+                cheap = self.cheap_reason(r, skills)
+                if cheap is not None:
+                    excluded[cheap] += 1
+                else:
+                    rows.append(r)
+            if rows:
+                ids = [r.worker_id for r in rows]
+                booked = await self.booked_many(session, ids, window)
+                schedules = await self.schedules_of(session, ids)
+                for r in rows:
+                    verdict = rules.bookable(
+                        schedules[r.worker_id], booked.get(r.worker_id, []), window, duration,
+                        now, at, speed,
+                    )  # fmt: skip
+                    if verdict.reason is not None:
+                        excluded[verdict.reason] += 1
+                        continue
+                    rating = rules.shown_rating(r.rating_sum, r.rating_count)
+                    found.append(
+                        Candidate(
+                            worker_id=r.worker_id,
+                            name=r.name,
+                            rating=rating,
+                            rating_count=r.rating_count,
+                            distance_m=round(r.d / DISTANCE_ROUNDING_M) * DISTANCE_ROUNDING_M,
+                            starts=verdict.starts,
+                            score=rules.rank_score(r.d, rating, r.no_shows, r.bookings_done),
+                            exact_distance_m=r.d,
+                        )
                     )
-                )
                 found.sort(key=lambda c: (c.score, c.worker_id))
             if stop:
                 break
@@ -587,6 +598,16 @@ class BookingService:
                 complete = True
                 break
         return Proposals(found[:limit], excluded, examined, complete)
+
+    def cheap_reason(self, r: Any, skills: Sequence[str]) -> str | None:
+        """What rules a worker out before their calendar is read."""
+        if r.verification != "verified":
+            return "unverified"
+        if any(s not in r.skills for s in skills):
+            return "unskilled"
+        if r.travel_radius_m is not None and r.d > r.travel_radius_m:
+            return "too_far"
+        return None
 
     def verdict(
         self,
@@ -600,12 +621,9 @@ class BookingService:
         at: tuple[float, float],
         speed: float,
     ) -> tuple[str | None, list[datetime]]:
-        if r.verification != "verified":
-            return "unverified", []
-        if any(s not in r.skills for s in skills):
-            return "unskilled", []
-        if not rules.within_reach(schedule, None, at):
-            return "too_far", []
+        cheap = self.cheap_reason(r, skills)
+        if cheap is not None:
+            return cheap, []
         verdict = rules.bookable(schedule, booked, window, duration, now, at, speed)
         return verdict.reason, verdict.starts
 
@@ -636,7 +654,8 @@ class BookingService:
 
 _ONE = text("""
 SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
-       w.no_shows, w.bookings_done, ST_Distance(a.home, CAST(:pt AS geography), false) AS d
+       w.no_shows, w.bookings_done, a.travel_radius_m,
+       ST_Distance(a.home, CAST(:pt AS geography), false) AS d
 FROM availabilities a
 JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
 JOIN workers w ON w.user_id = a.worker_id

@@ -19,11 +19,12 @@ cache's invariants would have to be kept in several places. Its statements are i
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import h3.api.basic_int as h3
@@ -39,6 +40,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import (
     Conflict,
+    DomainError,
     Forbidden,
     Gone,
     NotFound,
@@ -61,6 +63,7 @@ from dispatch.grab.statements import (
     RELEASE_LUA,
     RETIRE_OFFERS,
     SEND_WAVE,
+    SLOT_PREFIX,
     TAKE_OFFER,
     TAKEN_BODY,
     claim_key,
@@ -69,6 +72,7 @@ from dispatch.grab.statements import (
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
+from dispatch.infra.logs import log
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Assignment, Job, Offer, Worker
@@ -145,8 +149,9 @@ class AfterCommit:
 
     events: list[tuple[int, ev.Event]] = field(default_factory=list)
     timers: list[tuple[int, int, datetime]] = field(default_factory=list)
-    offers: list[tuple[int, int, int, float]] = field(default_factory=list)
-    """(offer id, worker id, job id, expiry as epoch seconds) to cache for the claim script."""
+    offers: list[tuple[int, int, int, float, str | None]] = field(default_factory=list)
+    """(offer id, worker id, job id, expiry as epoch seconds, a booking's slot `worker:start`)
+    to cache for the claim script."""
     availability: set[int] = field(default_factory=set)
     settled_claims: list[tuple[int, int]] = field(default_factory=list)
     reopened: list[int] = field(default_factory=list)
@@ -205,6 +210,7 @@ class Dispatcher:
         self.schedule: Schedule | None = None
         """Arms a durable wake-up for (job, wave) at a time; set by the timer queue."""
         self.hooks: list[AssignmentHook] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.booking: BookingPicker | None = None
         """Picks booking jobs' offerees one by one; set when the booking room is wired in."""
         self._claim = redis.register_script(CLAIM_LUA)
@@ -212,7 +218,23 @@ class Dispatcher:
         self._pipeliner = Pipeliner.for_client(redis)
         """Claims of concurrent accepts share socket writes (None on a cluster client)."""
 
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` after the current request, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(self._quietly(work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _quietly(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except DomainError:
+            pass  # the offer was answered or withdrawn meanwhile
+        except Exception as exc:
+            log.warning("background_step_failed", error=repr(exc))
+
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
         if self._pipeliner is not None:
             await self._pipeliner.aclose()
 
@@ -349,6 +371,15 @@ class Dispatcher:
         """The wave's offers, their outbox rows and the job's new wave and deadline: one
         statement. The offer events go out after commit."""
         when = ""
+        start_s = (
+            int(job.scheduled_start.timestamp())
+            if job.mode == "booking" and job.scheduled_start is not None
+            else None
+        )
+
+        def slot_of(worker_id: int) -> str | None:
+            return f"{worker_id}:{start_s}" if start_s is not None else None
+
         if job.mode == "booking" and job.scheduled_start is not None:
             local = job.scheduled_start.astimezone(ZoneInfo(view.timezone if view else "UTC"))
             when = f" on {local:%a %d %b %H:%M}"
@@ -404,7 +435,7 @@ class Dispatcher:
             out = outs[n.worker_id]
             out.id = ids[n.worker_id]
             after.events.append((n.worker_id, ev.OfferSent(out)))
-            after.offers.append((out.id, n.worker_id, job.id, expires_ts))
+            after.offers.append((out.id, n.worker_id, job.id, expires_ts, slot_of(n.worker_id)))
         after.timers.append((job.id, wave, expires))
 
     async def _alert(
@@ -479,10 +510,12 @@ class Dispatcher:
         if not is_db_id(offer_id):
             raise NotFound(f"offer {offer_id} does not exist", code="offer_not_found")
         # One round trip: the cached offer is checked and the job's provisional claim taken.
-        outcome, job_ref = await self._claim_offer(
+        reply = await self._claim_offer(
             keys=[offer_key(offer_id)],
-            args=[who.user_id, time.time(), CLAIM_TTL_MS, CLAIM_PREFIX],
+            args=[who.user_id, time.time(), CLAIM_TTL_MS, CLAIM_PREFIX, SLOT_PREFIX],
         )
+        outcome, job_ref = reply[0], reply[1]
+        slot = reply[2] if len(reply) > 2 and reply[2] else None
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if outcome == "not_yours":
             raise Forbidden("this offer was made to another worker", code="not_your_offer")
@@ -490,21 +523,35 @@ class Dispatcher:
             raise Gone("the offer has expired", code="offer_expired")
         if outcome == "taken":
             raise Conflict("another worker took this job first", code="already_taken")
+        if outcome == "slot_taken":
+            # Another job is booking this worker's very slot right now: a clear 409 at once,
+            # and this one moves on (as below).
+            self._later(self.decline(who, offer_id))
+            raise WorkerUnavailable("another booking is taking this slot")
         # "claimed" (ours now: the database decides) or "unknown" (not cached: it decides alone)
         job_id = int(job_ref) if outcome == "claimed" else None
         try:
             return await self._accept_in_db(who, offer_id, answer)
         except WorkerUnavailable:
-            # A booking slot taken meanwhile: the claim rolled back; this offer counts as
-            # declined, so the job moves on to the next worker at once.
-            if job_id is not None:
-                await self._release(keys=[claim_key(job_id)], args=[who.user_id])
-            await self.decline(who, offer_id)
+            # A booking slot taken meanwhile: the claim rolled back. The offer counts as
+            # declined and the job moves on to the next worker, after the 409 is answered (a
+            # race's losers would otherwise each wait for the next pick); should this process
+            # die first, the offer's own expiry moves the job on.
+            await self._release_claims(job_id, slot, who.user_id)
+            self._later(self.decline(who, offer_id))
             raise
         except BaseException:
-            if job_id is not None:
-                await self._release(keys=[claim_key(job_id)], args=[who.user_id])
+            await self._release_claims(job_id, slot, who.user_id)
             raise
+
+    async def _release_claims(
+        self, job_id: int | None, slot: bytes | str | None, worker_id: int
+    ) -> None:
+        if job_id is not None:
+            await self._release(keys=[claim_key(job_id)], args=[worker_id])
+            if slot:
+                key = slot.decode() if isinstance(slot, bytes) else slot
+                await self._release(keys=[key], args=[job_id])
 
     async def _accept_in_db(
         self, who: Principal, offer_id: int, answer: AcceptAnswer
@@ -852,9 +899,12 @@ class Dispatcher:
         async with self.redis.pipeline(transaction=False) as pipe:
             # One round trip, in this order: offers are cached (for the claim script) before
             # their events can reach anyone who might accept them.
-            for offer_id, worker_id, job_id, expires_ts in after.offers:
+            for offer_id, worker_id, job_id, expires_ts, slot in after.offers:
                 key = offer_key(offer_id)
-                pipe.hset(key, mapping={"w": worker_id, "j": job_id, "x": expires_ts})
+                cached: dict[str, object] = {"w": worker_id, "j": job_id, "x": expires_ts}
+                if slot:
+                    cached["s"] = slot
+                pipe.hset(key, mapping=cached)  # type: ignore[arg-type]
                 pipe.expireat(key, int(expires_ts) + OFFER_CACHE_GRACE_S)
             for job_id in after.reopened:
                 pipe.delete(claim_key(job_id))

@@ -12,20 +12,29 @@ from dispatch.models import Job, Offer
 CLAIM_LUA = """
 -- One round trip for an accept: check the cached offer, then take the job's provisional claim.
 -- KEYS[1] the offer's cache entry; ARGV: worker id, now (epoch s), claim TTL (ms), the claim
--- key's prefix. The claim key is named after the job the offer names, so it is built here; it
--- shares KEYS[1]'s hash tag, hence its slot on a Redis Cluster.
-local offer = redis.call('HMGET', KEYS[1], 'w', 'j', 'x')
+-- key's prefix, the booking-slot key's prefix. The claim key is named after the job the offer
+-- names, so it is built here; it shares KEYS[1]'s hash tag, hence its slot on a Redis Cluster.
+local offer = redis.call('HMGET', KEYS[1], 'w', 'j', 'x', 's')
 if not offer[1] then return {'unknown', ''} end
 if offer[1] ~= ARGV[1] then return {'not_yours', offer[2]} end
 if tonumber(offer[3]) <= tonumber(ARGV[2]) then return {'expired', offer[2]} end
+local slot = ''
+if offer[4] then
+  -- A booking's offer names its slot (worker:start): one job at a time tries to book it; the
+  -- others are answered here (the database still decides for the one that tries).
+  slot = ARGV[5] .. offer[4]
+  local booker = redis.call('GET', slot)
+  if booker and booker ~= offer[2] then return {'slot_taken', offer[2], ''} end
+  if not booker then redis.call('SET', slot, offer[2], 'PX', ARGV[3]) end
+end
 local claim = ARGV[4] .. offer[2]
 local holder = redis.call('GET', claim)
 if not holder then
   redis.call('SET', claim, ARGV[1], 'PX', ARGV[3])
-  return {'claimed', offer[2]}
+  return {'claimed', offer[2], slot}
 end
-if holder == ARGV[1] then return {'claimed', offer[2]} end
-return {'taken', offer[2]}
+if holder == ARGV[1] then return {'claimed', offer[2], slot} end
+return {'taken', offer[2], slot}
 """
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -37,6 +46,8 @@ CLAIM_TAG = "{grab}"
 claim key must be reachable from any of its offers' keys in one script, so they all share one
 slot (on a Redis Cluster, one shard: a claim is a few small commands, far from its limit)."""
 CLAIM_PREFIX = f"claim:{CLAIM_TAG}:"
+SLOT_PREFIX = f"bslot:{CLAIM_TAG}:"
+"""A booking slot's provisional key: `bslot:{grab}:<worker>:<start epoch s>`, the job trying it."""
 
 
 def claim_key(job_id: int) -> str:
