@@ -69,6 +69,9 @@ class Availability:
     max_jobs_per_day: int | None = None
     home: tuple[float, float] | None = None
     travel_radius_m: int | None = None
+    day_spans: dict[date, tuple[Span, ...]] = field(default_factory=dict, compare=False, repr=False)
+    """Memo of each local date's hours as instants (a schedule is immutable; proposals read the
+    same few days of the same schedules over and over)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,16 @@ def local_day_span(day: date, r: LocalRange, tz: ZoneInfo) -> Span:
     return Span(start.astimezone(UTC), end.astimezone(UTC))
 
 
+_ZONE_CACHE: dict[str, ZoneInfo] = {}
+
+
+def _zone(name: str) -> ZoneInfo:
+    zone = _ZONE_CACHE.get(name)
+    if zone is None:
+        zone = _ZONE_CACHE[name] = ZoneInfo(name)
+    return zone
+
+
 def ranges_on(av: Availability, day: date) -> tuple[LocalRange, ...]:
     if day in av.overrides:
         return av.overrides[day]
@@ -254,13 +267,18 @@ def ranges_on(av: Availability, day: date) -> tuple[LocalRange, ...]:
 
 def hours(av: Availability, within: Span) -> list[Span]:
     """The worker's working hours inside `within`, as merged UTC spans."""
-    tz = ZoneInfo(av.timezone)
+    tz = _zone(av.timezone)
     first = within.start.astimezone(tz).date() - timedelta(days=1)
     last = within.end.astimezone(tz).date() + timedelta(days=1)
     spans: list[Span] = list(av.extra)
     day = first
     while day <= last:
-        spans.extend(local_day_span(day, r, tz) for r in ranges_on(av, day))
+        known = av.day_spans.get(day)
+        if known is None:
+            known = av.day_spans[day] = tuple(
+                local_day_span(day, r, tz) for r in ranges_on(av, day)
+            )
+        spans.extend(known)
         day += timedelta(days=1)
     return clip(merge(spans), within)
 

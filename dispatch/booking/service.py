@@ -38,10 +38,8 @@ MAX_CALENDAR = timedelta(days=62)
 MAX_WINDOW = timedelta(days=14)
 DISTANCE_ROUNDING_M = 100
 CANDIDATE_BATCH = 64
-"""Workers read in the first round trip while walking nearest first; each next batch doubles,
-up to MAX_BATCH."""
-MAX_BATCH = 512
-MAX_EXAMINED = 600
+"""Workers whose calendars are read per round trip while walking nearest first."""
+MAX_EXAMINED = 300
 """A proposal looks at no more than this many of the nearest workers (`complete` says whether
 that was all of them): past it, a longer walk costs every resident time for workers farther
 than they would choose."""
@@ -120,16 +118,26 @@ def stored_rules(row: Availability) -> rules.Availability:
     )
 
 
-# Nearest first by each availability's base point (its GiST index), in one community.
+# Nearest first by each availability's base point: the GiST index's KNN scan first, then the
+# community's members among them (joining first made PostgreSQL sort the whole community before
+# its statistics were fresh: 24 ms against 4 at 10,000 workers). `scan` is a few times `limit`
+# because a worker may serve other communities.
 _NEAREST = text("""
 SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
-       w.no_shows, w.bookings_done, a.travel_radius_m,
+       w.no_shows, w.bookings_done, a.travel_radius_m, a.updated_at,
        ST_Distance(a.home, CAST(:pt AS geography), false) AS d
-FROM availabilities a
+FROM (SELECT worker_id, home, travel_radius_m, updated_at,
+             home <-> CAST(:pt AS geography) AS knn
+      FROM availabilities ORDER BY home <-> CAST(:pt AS geography) LIMIT :scan) a
 JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
 JOIN workers w ON w.user_id = a.worker_id
-ORDER BY a.home <-> CAST(:pt AS geography)
-LIMIT :limit OFFSET :offset
+ORDER BY a.knn LIMIT :limit
+""")
+_SCHEDULES = text("""
+SELECT worker_id, timezone, weekly, overrides, extra, buffer_min, min_notice_min,
+       max_jobs_per_day, travel_radius_m, updated_at,
+       ST_Y(home::geometry) AS lat, ST_X(home::geometry) AS lng
+FROM availabilities WHERE worker_id = ANY(CAST(:ids AS bigint[]))
 """)
 _BOOKED = text("""
 SELECT b.worker_id, b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
@@ -541,17 +549,19 @@ class BookingService:
         pt = f"SRID=4326;POINT({at[1]} {at[0]})"
         excluded = dict.fromkeys(rules.EXCLUSION_REASONS, 0)
         found: list[Candidate] = []
-        examined, offset, complete, batch = 0, 0, False, CANDIDATE_BATCH
-        while examined < MAX_EXAMINED:
-            raw = (
-                await session.execute(
-                    _NEAREST,
-                    {"pt": pt, "community_id": community.id, "limit": batch, "offset": offset},
-                )
-            ).all()
-            offset += len(raw)
-            last_batch = len(raw) < batch
-            batch = min(batch * 2, MAX_BATCH)
+        examined, complete = 0, False
+        # One statement for the whole walk (each OFFSET would sort the community again); the
+        # calendars are read chunk by chunk, so a list filled early stops early.
+        walk = (
+            await session.execute(
+                _NEAREST,
+                {"pt": pt, "community_id": community.id, "limit": MAX_EXAMINED + len(skip) + 1,
+                 "scan": 4 * (MAX_EXAMINED + len(skip) + 1)},
+            )
+        ).all()  # fmt: skip
+        complete = len(walk) <= MAX_EXAMINED + len(skip)
+        for start in range(0, len(walk), CANDIDATE_BATCH):
+            raw = walk[start : start + CANDIDATE_BATCH]
             rows = []
             stop = False
             for r in raw:
@@ -569,7 +579,9 @@ class BookingService:
             if rows:
                 ids = [r.worker_id for r in rows]
                 booked = await self.booked_many(session, ids, window)
-                schedules = await self.schedules_of(session, ids)
+                schedules = await self.schedules_of(
+                    session, ids, {r.worker_id: r.updated_at for r in rows}
+                )
                 for r in rows:
                     verdict = rules.bookable(
                         schedules[r.worker_id], booked.get(r.worker_id, []), window, duration,
@@ -593,9 +605,10 @@ class BookingService:
                     )
                 found.sort(key=lambda c: (c.score, c.worker_id))
             if stop:
+                complete = False
                 break
-            if last_batch:
-                complete = True
+            if examined >= MAX_EXAMINED:
+                complete = complete and start + CANDIDATE_BATCH >= len(walk)
                 break
         return Proposals(found[:limit], excluded, examined, complete)
 
@@ -644,17 +657,47 @@ class BookingService:
         return out
 
     async def schedules_of(
-        self, session: AsyncSession, ids: list[int]
+        self, session: AsyncSession, ids: list[int], versions: dict[int, datetime] | None = None
     ) -> dict[int, rules.Availability]:
-        rows = (
-            await session.scalars(select(Availability).where(Availability.worker_id.in_(ids)))
-        ).all()
-        return {row.worker_id: self.rules_of(row) for row in rows}
+        """The workers' parsed schedules: from this process's cache when `versions` (their
+        `updated_at`, read with the walk) says it is current, else read in one statement (the
+        ORM's rows cost ~0.1 ms each here, most of a proposal's time at 10k workers)."""
+        out: dict[int, rules.Availability] = {}
+        missing = []
+        for wid in ids:
+            cached = self._parsed.get(wid)
+            if versions is not None and cached is not None and cached[0] == versions.get(wid):
+                out[wid] = cached[1]
+            else:
+                missing.append(wid)
+        if missing:
+            rows = await session.execute(_SCHEDULES, {"ids": missing})
+            for r in rows.all():
+                parsed = rules.availability(
+                    timezone=r.timezone,
+                    weekly=[(w["day"], w["start"], w["end"]) for w in r.weekly],
+                    overrides=[
+                        (o["date"], [(x["start"], x["end"]) for x in o["slots"]])
+                        for o in r.overrides
+                    ],
+                    extra=[
+                        (datetime.fromisoformat(e["start"]), datetime.fromisoformat(e["end"]))
+                        for e in r.extra
+                    ],
+                    buffer_min=r.buffer_min,
+                    min_notice_min=r.min_notice_min,
+                    max_jobs_per_day=r.max_jobs_per_day,
+                    home=(r.lat, r.lng) if r.lat is not None else None,
+                    travel_radius_m=r.travel_radius_m,
+                )
+                self._parsed[r.worker_id] = (r.updated_at, parsed)
+                out[r.worker_id] = parsed
+        return out
 
 
 _ONE = text("""
 SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
-       w.no_shows, w.bookings_done, a.travel_radius_m,
+       w.no_shows, w.bookings_done, a.travel_radius_m, a.updated_at,
        ST_Distance(a.home, CAST(:pt AS geography), false) AS d
 FROM availabilities a
 JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
