@@ -353,26 +353,27 @@ def bookable(
     in their hours, clear of their bookings with buffers and travel, after their minimum notice,
     on a day that is not yet full. With none, why: `no_hours` (no hours long enough in the
     window), `notice` (only too soon), `busy` (bookings, travel or the day's limit)."""
-    in_hours = grid_starts(hours(av, window), duration, window)
-    if not in_hours:
-        return Verdict([], "no_hours")
     earliest = now + timedelta(minutes=av.min_notice_min)
-    noticed = [s for s in in_hours if s >= earliest]
-    if not noticed:
-        return Verdict([], "notice")
-    clear = free(av, booked, window, at, speed_kmh)
+    in_window = hours(av, window)
+    clear = subtract(in_window, blocked(booked, av.buffer_min, at, speed_kmh))
     starts = [s for s in grid_starts(clear, duration, window) if s >= earliest]
-    if av.max_jobs_per_day is not None:
-        tz = ZoneInfo(av.timezone)
+    if starts and av.max_jobs_per_day is not None:
+        tz = _zone(av.timezone)
         per_day: dict[date, int] = {}
         for b in booked:
             d = b.span.start.astimezone(tz).date()
             per_day[d] = per_day.get(d, 0) + 1
         cap = av.max_jobs_per_day
         starts = [s for s in starts if per_day.get(s.astimezone(tz).date(), 0) < cap]
-    if not starts:
-        return Verdict([], "busy")
-    return Verdict(starts[:limit] if limit is not None else starts)
+    if starts:
+        return Verdict(starts[:limit] if limit is not None else starts)
+    # None: say why (only now, as most workers asked have time).
+    in_hours = grid_starts(in_window, duration, window)
+    if not in_hours:
+        return Verdict([], "no_hours")
+    if all(s < earliest for s in in_hours):
+        return Verdict([], "notice")
+    return Verdict([], "busy")
 
 
 def fits(

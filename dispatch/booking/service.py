@@ -37,8 +37,9 @@ from geo.shapes import point_to_wkb, wkb_to_latlng
 MAX_CALENDAR = timedelta(days=62)
 MAX_WINDOW = timedelta(days=14)
 DISTANCE_ROUNDING_M = 100
-CANDIDATE_BATCH = 64
-"""Workers whose calendars are read per round trip while walking nearest first."""
+CHUNK = 150
+"""Workers looked at per round trip for calendars while walking nearest first (a list filled
+early stops early; most proposals need two)."""
 MAX_EXAMINED = 300
 """A proposal looks at no more than this many of the nearest workers (`complete` says whether
 that was all of them): past it, a longer walk costs every resident time for workers farther
@@ -560,8 +561,8 @@ class BookingService:
             )
         ).all()  # fmt: skip
         complete = len(walk) <= MAX_EXAMINED + len(skip)
-        for start in range(0, len(walk), CANDIDATE_BATCH):
-            raw = walk[start : start + CANDIDATE_BATCH]
+        for start in range(0, len(walk), CHUNK):
+            raw = walk[start : start + CHUNK]
             rows = []
             stop = False
             for r in raw:
@@ -608,7 +609,7 @@ class BookingService:
                 complete = False
                 break
             if examined >= MAX_EXAMINED:
-                complete = complete and start + CANDIDATE_BATCH >= len(walk)
+                complete = complete and start + CHUNK >= len(walk)
                 break
         return Proposals(found[:limit], excluded, examined, complete)
 
