@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
-	bench-search bench-ingest bench-dispatch bench-telephony
+	bench-search bench-ingest bench-dispatch bench-telephony bench-booking
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -52,6 +52,9 @@ bench-dispatch: deps
 
 bench-telephony: deps
 	$(UV) run --locked python -m bench.telephony $(ARGS)
+
+bench-booking: deps
+	$(UV) run --locked python -m bench.booking $(ARGS)
 
 lint:
 	$(UV) run --locked ruff check .

@@ -99,8 +99,10 @@ class Proposals:
     complete: bool
 
 
-def stored_rules(row: Availability) -> rules.Availability:
-    home = wkb_to_latlng(row.home) if row.home is not None else None
+def stored_rules(row: Any, home: tuple[float, float] | None = None) -> rules.Availability:
+    """A stored availability (an ORM row, or a plain row with its home as `home`) as rules."""
+    if home is None and getattr(row, "home", None) is not None:
+        home = wkb_to_latlng(row.home)
     return rules.availability(
         timezone=row.timezone,
         weekly=[(w["day"], w["start"], w["end"]) for w in row.weekly],
@@ -136,7 +138,7 @@ ORDER BY a.knn LIMIT :limit
 """)
 _SCHEDULES = text("""
 SELECT worker_id, timezone, weekly, overrides, extra, buffer_min, min_notice_min,
-       max_jobs_per_day, travel_radius_m, updated_at,
+       max_jobs_per_day, travel_radius_m, updated_at, NULL AS home,
        ST_Y(home::geometry) AS lat, ST_X(home::geometry) AS lng
 FROM availabilities WHERE worker_id = ANY(CAST(:ids AS bigint[]))
 """)
@@ -674,23 +676,8 @@ class BookingService:
         if missing:
             rows = await session.execute(_SCHEDULES, {"ids": missing})
             for r in rows.all():
-                parsed = rules.availability(
-                    timezone=r.timezone,
-                    weekly=[(w["day"], w["start"], w["end"]) for w in r.weekly],
-                    overrides=[
-                        (o["date"], [(x["start"], x["end"]) for x in o["slots"]])
-                        for o in r.overrides
-                    ],
-                    extra=[
-                        (datetime.fromisoformat(e["start"]), datetime.fromisoformat(e["end"]))
-                        for e in r.extra
-                    ],
-                    buffer_min=r.buffer_min,
-                    min_notice_min=r.min_notice_min,
-                    max_jobs_per_day=r.max_jobs_per_day,
-                    home=(r.lat, r.lng) if r.lat is not None else None,
-                    travel_radius_m=r.travel_radius_m,
-                )
+                home = (r.lat, r.lng) if r.lat is not None else None
+                parsed = stored_rules(r, home)
                 self._parsed[r.worker_id] = (r.updated_at, parsed)
                 out[r.worker_id] = parsed
         return out
