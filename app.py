@@ -30,6 +30,7 @@ from dispatch.infra.settings import Settings
 from dispatch.jobs import controllers as jobs
 from dispatch.ops import admin
 from dispatch.ops import controllers as ops
+from dispatch.safety import controllers as safety
 from dispatch.web import health, openapi
 from dispatch.web.deps import DEPENDENCIES
 from dispatch.web.errors import EXCEPTION_HANDLERS
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ops.OpsController,
             stream.worker_stream,
             *booking.ROUTES,
+            *safety.ROUTES,
             *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],

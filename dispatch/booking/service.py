@@ -780,6 +780,7 @@ class BookingDispatch:
             and job.mode == "booking"
             and job.status == "assigned"
             and job.worker_id == timer.payload.get("worker_id")
+            and (timer.kind != NO_SHOW or job.arrived_at is None)
             and job.scheduled_start is not None
             and job.scheduled_start.isoformat() == timer.payload.get("start")
         )

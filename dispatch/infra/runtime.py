@@ -28,6 +28,7 @@ from dispatch.infra.timers import DurableTimers, Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
+from dispatch.safety.service import SafetyHook, SafetyService
 from dispatch.workers.positions import PositionSink
 from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex
@@ -50,6 +51,7 @@ class Runtime:
     jobs: JobService
     alerts: AlertService
     booking: BookingService
+    safety: SafetyService
     timers: Timers
     durable: DurableTimers
     sms_budget: SmsBudget
@@ -85,6 +87,7 @@ class Runtime:
         booking_dispatch = BookingDispatch(booking, dispatcher)
         dispatcher.booking = booking_dispatch
         dispatcher.hooks.append(booking_dispatch)
+        dispatcher.hooks.append(SafetyHook())
         durable = DurableTimers(sessions, clock)
         durable.register(REMINDER, booking_dispatch.remind)
         durable.register(NO_SHOW, booking_dispatch.check_no_show)
@@ -112,6 +115,7 @@ class Runtime:
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
             booking=booking,
+            safety=SafetyService(sessions, communities),
             timers=Timers(redis, dispatcher, durable),
             durable=durable,
             sms_budget=sms_budget,

@@ -19,6 +19,8 @@ class JobView:
     job: Job
     offer_counts: dict[str, int]
     proxy_number: str | None = None
+    start_pin: str | None = None
+    """The resident's alone, while the job waits to be started."""
 
 
 # A plain statement: building it with the expression language cost more CPU than running it.
@@ -43,4 +45,5 @@ async def job_view(session: AsyncSession, job: Job, viewer: int | None = None) -
     changed the job answers with it without a transaction of its own)."""
     counts = (await offer_counts(session, [job.id]))[job.id]
     number = await proxy_number_for(session, job, viewer) if viewer is not None else None
-    return JobView(job, counts, number)
+    pin = job.start_pin if viewer == job.resident_id and job.status == "assigned" else None
+    return JobView(job, counts, number, pin)

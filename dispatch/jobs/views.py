@@ -22,6 +22,7 @@ from geo.shapes import wkb_to_latlng
 def job_view_out(view: JobView) -> JobOut:
     out = job_out(view.job, OffersSummary(wave=view.job.wave, **view.offer_counts))
     out.proxy_number = view.proxy_number
+    out.start_pin = view.start_pin
     return out
 
 

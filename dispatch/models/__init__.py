@@ -12,6 +12,7 @@ from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
 from dispatch.models.outbox import OutboxMessage
+from dispatch.models.safety import Checkin
 from dispatch.models.worker import Worker, WorkerCommunity
 
 
@@ -28,6 +29,7 @@ __all__ = [
     "Availability",
     "Base",
     "Booking",
+    "Checkin",
     "Community",
     "CommunityCell",
     "IdempotencyKey",

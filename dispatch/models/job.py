@@ -90,4 +90,10 @@ class Job(IdMixin, TimestampMixin, Base):
     compensation_cents: Mapped[int | None] = mapped_column(Integer)
     """What a worker's late cancellation owes the resident (settled with the money issue)."""
     reschedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Safety on site:
+    start_pin: Mapped[str | None] = mapped_column(String(8))
+    """Shown to the resident alone; the worker must give it to start (set at each assignment)."""
+    pin_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    arrived_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
     """A resident's proposal of a new window: {start, end, status, proposed_at, answered_at}."""

@@ -28,6 +28,7 @@ from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
+from dispatch.safety.service import SafetyService
 from dispatch.workers.service import WorkerService
 
 
@@ -72,6 +73,10 @@ def _booking(state: State) -> BookingService:
     return runtime_of(state).booking
 
 
+def _safety(state: State) -> SafetyService:
+    return runtime_of(state).safety
+
+
 def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
@@ -85,4 +90,5 @@ DEPENDENCIES = {
     "otp": Provide(_otp, sync_to_thread=False),
     "alerts": Provide(_alerts, sync_to_thread=False),
     "booking": Provide(_booking, sync_to_thread=False),
+    "safety": Provide(_safety, sync_to_thread=False),
 }

@@ -37,8 +37,12 @@ def problem(
     detail: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    distance_m: float | None = None,
 ) -> Response[Any]:
-    body = Problem(status=status, title=title, detail=detail, code=code, errors=errors)
+    body = Problem(
+        status=status, title=title, detail=detail, code=code, errors=errors,
+        distance_m=distance_m,
+    )  # fmt: skip
     return Response(
         content=msgspec.json.encode(body),
         status_code=status,
@@ -49,7 +53,10 @@ def problem(
 
 def domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
-    return problem(exc.status, exc.code, exc.title, exc.detail, headers=headers)
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, headers=headers,
+        distance_m=exc.extra.get("distance_m"),
+    )  # fmt: skip
 
 
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

@@ -84,6 +84,8 @@ ERRORS: dict[Operation, tuple[int, ...]] = {
     ("POST", "/v1/jobs/{job_id}/reschedule"): (409, 422),
     ("POST", "/v1/jobs/{job_id}/reschedule/accept"): (409,),
     ("POST", "/v1/jobs/{job_id}/reschedule/decline"): (409,),
+    ("POST", "/v1/jobs/{job_id}/start"): (409, 422),
+    ("POST", "/v1/jobs/{job_id}/checkins"): (409, 422),
     ("POST", "/v1/telephony/voice"): (403,),
     ("POST", "/v1/telephony/sms"): (403,),
     ("POST", "/v1/telephony/status"): (403,),

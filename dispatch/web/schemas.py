@@ -75,6 +75,8 @@ class Problem(Struct, omit_defaults=True):
     code: str
     type: str = "about:blank"
     errors: list[dict[str, Any]] | None = None
+    distance_m: float | None = None
+    """`outside_geofence`: how far from the job the position was."""
 
 
 class OtpRequest(Struct, forbid_unknown_fields=True):
@@ -210,6 +212,9 @@ class JobOut(Struct):
     compensation_cents: int | None = None
     """What a worker's late cancellation owes the resident."""
     reschedule: RescheduleOut | None = None
+    start_pin: str | None = None
+    """Four digits, shown to the resident alone once the job is assigned: the worker needs them
+    to start."""
 
 
 class OutboxOut(Struct):

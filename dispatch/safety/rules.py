@@ -1,0 +1,41 @@
+"""Safety on site, in plain Python: the start PIN and how many wrong tries lock it, and whether
+a position is an arrival (inside the community's geofence around the job, with a fix precise
+enough to tell)."""
+
+from __future__ import annotations
+
+import secrets
+
+from dispatch.core.errors import Conflict, Unprocessable
+
+PIN_DIGITS = 4
+MAX_PIN_TRIES = 5
+CHECKIN_KINDS = ("arrival", "periodic", "departure")
+
+
+def new_pin() -> str:
+    """Four random digits (the resident gives them to the worker at the door)."""
+    return f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
+
+
+def check_pin(expected: str | None, given: str, failures: int) -> bool:
+    """True for the right PIN; 409 `pin_locked` once `MAX_PIN_TRIES` wrong ones were made."""
+    if failures >= MAX_PIN_TRIES:
+        raise Conflict("too many wrong PINs: an operator has been told", code="pin_locked")
+    return expected is not None and secrets.compare_digest(expected, given)
+
+
+def check_arrival(distance_m: float, accuracy_m: float | None, geofence_m: int) -> None:
+    """An arrival is within `geofence_m` of the job (the boundary counts as inside) by a fix at
+    least that precise; else 422 `low_accuracy` or `outside_geofence` (with the distance)."""
+    if accuracy_m is not None and accuracy_m > geofence_m:
+        raise Unprocessable(
+            f"the position is only accurate to {accuracy_m:.0f} m; {geofence_m} m is needed",
+            code="low_accuracy",
+        )
+    if distance_m > geofence_m:
+        raise Unprocessable(
+            f"{distance_m:.0f} m from the job; arrival counts within {geofence_m} m",
+            code="outside_geofence",
+            distance_m=round(distance_m, 1),
+        )
