@@ -58,7 +58,7 @@ _CLAIM = text(
         SELECT id FROM outbox
         WHERE status IN ('pending', 'sending')
           AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-        ORDER BY next_attempt_at NULLS FIRST, id
+        ORDER BY priority DESC, next_attempt_at NULLS FIRST, id
         LIMIT :limit
         FOR UPDATE SKIP LOCKED)
     RETURNING id, channel, kind, to_user_id, to_enc, body, payload, attempts, from_number

@@ -439,11 +439,18 @@ class Dispatcher:
         after.timers.append((job.id, wave, expires))
 
     async def _alert(
-        self, session: AsyncSession, job: Job, kind: str, detail: dict, now: datetime
+        self,
+        session: AsyncSession,
+        job: Job,
+        kind: str,
+        detail: dict,
+        now: datetime,
+        severity: str = "warning",
     ) -> None:
         await raise_alert(
-            session, community_id=job.community_id, kind=kind, job_id=job.id, detail=detail, now=now
-        )
+            session, community_id=job.community_id, kind=kind, job_id=job.id, detail=detail,
+            now=now, severity=severity,
+        )  # fmt: skip
 
     async def advance(self, job_id: int, wave: int) -> bool:
         """The wave's timer fired: expire its offers and send the next wave. Safe to repeat:
@@ -875,7 +882,9 @@ class Dispatcher:
         await session.execute(
             update(Worker).where(Worker.user_id == worker_id).values(no_shows=Worker.no_shows + 1)
         )
-        await self._alert(session, job, "booking_no_show", {"worker_id": worker_id}, now)
+        await self._alert(
+            session, job, "booking_no_show", {"worker_id": worker_id}, now, severity="high"
+        )
         view = await self.communities.get(session, job.community_id)
         await self._next_wave(session, job, view, now, after)
         return after

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dispatch.identity.phones import PhoneVault, phone_hint
 from dispatch.models import OutboxMessage
 
+SOS_PRIORITY = 100
 ROWS_INSERT = (
     "INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)"
 )
@@ -54,6 +55,8 @@ class Outgoing:
     dedupe_key: str | None = None
     from_number: str | None = None
     """A relayed text's proxy number, which it must come from."""
+    priority: int = 0
+    """Relayed before lower priorities (SOS: `SOS_PRIORITY`)."""
 
 
 async def enqueue(session: AsyncSession, message: Outgoing, now: datetime | None = None) -> bool:
@@ -74,6 +77,7 @@ async def enqueue(session: AsyncSession, message: Outgoing, now: datetime | None
         status=message.status,
         dedupe_key=message.dedupe_key,
         attempts=0,
+        priority=message.priority,
         created_at=now,
         updated_at=now,
     )

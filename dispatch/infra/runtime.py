@@ -28,7 +28,7 @@ from dispatch.infra.timers import DurableTimers, Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
-from dispatch.safety.service import SafetyHook, SafetyService
+from dispatch.safety.service import Emergencies, SafetyHook, SafetyService
 from dispatch.workers.positions import PositionSink
 from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex
@@ -52,6 +52,7 @@ class Runtime:
     alerts: AlertService
     booking: BookingService
     safety: SafetyService
+    emergencies: Emergencies
     timers: Timers
     durable: DurableTimers
     sms_budget: SmsBudget
@@ -116,6 +117,7 @@ class Runtime:
             alerts=AlertService(sessions, communities),
             booking=booking,
             safety=SafetyService(sessions, communities),
+            emergencies=Emergencies(sessions, communities, vault, settings.phone_region),
             timers=Timers(redis, dispatcher, durable),
             durable=durable,
             sms_budget=sms_budget,

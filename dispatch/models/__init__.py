@@ -12,7 +12,7 @@ from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
 from dispatch.models.outbox import OutboxMessage
-from dispatch.models.safety import Checkin
+from dispatch.models.safety import Checkin, EmergencyContact, SosCall
 from dispatch.models.worker import Worker, WorkerCommunity
 
 
@@ -32,11 +32,13 @@ __all__ = [
     "Checkin",
     "Community",
     "CommunityCell",
+    "EmergencyContact",
     "IdempotencyKey",
     "Job",
     "Offer",
     "OtpCode",
     "OutboxMessage",
+    "SosCall",
     "Timer",
     "User",
     "Worker",

@@ -78,13 +78,14 @@ class Alert(IdMixin, Base):
     __tablename__ = "alerts"
     __table_args__ = (
         Index(None, "community_id", "acked_at", "created_at"),
-        # One alert of a kind per job (a replayed timer cannot raise it twice).
+        # One alert of a kind per job (a replayed timer cannot raise it twice); an SOS may be
+        # pressed again later in a job, and each is its own alert.
         Index(
             "uq_alerts_job_kind",
             "job_id",
             "kind",
             unique=True,
-            postgresql_where=text("job_id IS NOT NULL"),
+            postgresql_where=text("job_id IS NOT NULL AND kind <> 'sos'"),
         ),
     )
 
@@ -93,6 +94,8 @@ class Alert(IdMixin, Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     worker_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    severity: Mapped[str] = mapped_column(String(16), default="warning", server_default="warning")
+    """`info`, `warning`, `high` or `critical` (SOS)."""
     created_at: Mapped[datetime]
     acked_at: Mapped[datetime | None]
     acked_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))

@@ -96,4 +96,6 @@ class Job(IdMixin, TimestampMixin, Base):
     pin_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     arrived_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
+    sos_at: Mapped[datetime | None]
+    """The last SOS pressed on the job (it stays flagged)."""
     """A resident's proposal of a new window: {start, end, status, proposed_at, answered_at}."""

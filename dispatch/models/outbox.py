@@ -53,6 +53,8 @@ class OutboxMessage(IdMixin, TimestampMixin, Base):
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Higher first: an SOS is relayed before any backlog of offers."""
     next_attempt_at: Mapped[datetime | None]
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     from_number: Mapped[str | None] = mapped_column(String(16))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,6 +27,7 @@ async def raise_alert(
     job_id: int | None = None,
     worker_id: int | None = None,
     now: datetime | None = None,
+    severity: str = "warning",
 ) -> int | None:
     """Raise an alert for the community's operators. An alert of a kind about a job is raised
     once (a replayed timer or a retried request raises nothing new): its id, or None when it was
@@ -37,11 +38,13 @@ async def raise_alert(
         job_id=job_id,
         worker_id=worker_id,
         detail=detail or {},
+        severity=severity,
         created_at=now or datetime.now(UTC),
     )
-    if job_id is not None:
+    if job_id is not None and kind != "sos":
         stmt = stmt.on_conflict_do_nothing(
-            index_elements=[Alert.job_id, Alert.kind], index_where=Alert.job_id.is_not(None)
+            index_elements=[Alert.job_id, Alert.kind],
+            index_where=text("job_id IS NOT NULL AND kind <> 'sos'"),
         )
     return await session.scalar(stmt.returning(Alert.id))
 

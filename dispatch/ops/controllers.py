@@ -21,6 +21,7 @@ def alert_out(a: Alert) -> AlertOut:
         id=a.id,
         community_id=a.community_id,
         kind=a.kind,
+        severity=a.severity,
         job_id=a.job_id,
         worker_id=a.worker_id,
         detail=a.detail,

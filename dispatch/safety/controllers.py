@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from litestar import Request, post
+from litestar import Request, get, post, put
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
 
 from dispatch.identity.auth import workers_only
 from dispatch.jobs.views import job_view_out
-from dispatch.safety.service import SafetyService
+from dispatch.safety.service import Emergencies, SafetyService
 from dispatch.web.deps import principal_of
-from dispatch.web.schemas import JobOut, Point, Timestamp
+from dispatch.web.schemas import VISIBLE_TEXT, JobOut, Phone, Point, Timestamp
 
 
 class StartIn(Struct, forbid_unknown_fields=True):
@@ -60,4 +60,59 @@ async def checkin(
     return CheckinOut(made.id, made.kind, made.distance_m, made.created_at)
 
 
-ROUTES = [start_job, checkin]
+class ContactIn(Struct, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=120, pattern=VISIBLE_TEXT)]
+    phone: Phone
+
+
+class ContactsIn(Struct, forbid_unknown_fields=True):
+    contacts: Annotated[list[ContactIn], Meta(max_length=3)]
+
+
+class ContactOut(Struct):
+    name: str
+    phone_hint: str
+    """`…5678`: the number itself is never shown again."""
+
+
+class SosIn(Struct, forbid_unknown_fields=True):
+    location: Point | None = None
+    note: Annotated[str, Meta(max_length=500, pattern=r"^[^\x00]*$")] | None = None
+
+
+class SosOut(Struct):
+    alert_id: int
+
+
+@put("/v1/me/emergency-contacts", tags=["safety"])
+async def set_contacts(
+    data: JSONBody[ContactsIn], request: Request[Any, Any, Any], emergencies: Emergencies
+) -> list[ContactOut]:
+    """Up to three people to text when you press SOS; shown back as hints only."""
+    shown = await emergencies.set_contacts(
+        principal_of(request), [(c.name, c.phone) for c in data.contacts]
+    )
+    return [ContactOut(c.name, c.phone_hint) for c in shown]
+
+
+@get("/v1/me/emergency-contacts", tags=["safety"])
+async def get_contacts(
+    request: Request[Any, Any, Any], emergencies: Emergencies
+) -> list[ContactOut]:
+    return [
+        ContactOut(c.name, c.phone_hint) for c in await emergencies.contacts(principal_of(request))
+    ]
+
+
+@post("/v1/jobs/{job_id:int}/sos", status_code=202, tags=["safety"])
+async def sos(
+    job_id: FromPath[int], data: JSONBody[SosIn], request: Request[Any, Any, Any],
+    emergencies: Emergencies,
+) -> SosOut:  # fmt: skip
+    """SOS by the job's resident or worker: a critical alert for operators at once, a text to
+    your emergency contacts with the location; presses within a minute are one SOS."""
+    where = (data.location.lat, data.location.lng) if data.location else None
+    return SosOut(await emergencies.sos(principal_of(request), job_id, where, data.note))
+
+
+ROUTES = [start_job, checkin, set_contacts, get_contacts, sos]

@@ -5,17 +5,19 @@ transaction; the rules are `rules.py`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
 from dispatch.core.errors import Conflict, DomainError, Forbidden, Unprocessable
 from dispatch.grab.rules import check_transition
+from dispatch.identity.phones import PhoneVault, normalize_phone, phone_hint
 from dispatch.identity.principal import Principal
-from dispatch.infra.outbox import Outgoing, enqueue
+from dispatch.infra.outbox import SOS_PRIORITY, Outgoing, Recipient, enqueue
 from dispatch.jobs.queries import JobView, job_view
-from dispatch.models import Checkin, Job
+from dispatch.models import Checkin, EmergencyContact, Job, SosCall
 from dispatch.models.base import get_row
 from dispatch.ops.alerts import raise_alert
 from dispatch.safety import rules
@@ -96,6 +98,7 @@ class SafetyService:
                 await raise_alert(
                     session, community_id=job.community_id, kind="pin_locked", job_id=job.id,
                     worker_id=who.user_id, detail={"tries": job.pin_failures}, now=now,
+                    severity="high",
                 )  # fmt: skip
                 refusal = Conflict(
                     "too many wrong PINs: an operator has been told", code="pin_locked"
@@ -147,3 +150,141 @@ class SafetyService:
             session.add(made)
             await session.flush()
             return CheckinMade(made.id, kind, round(distance, 1), now)
+
+
+MAX_CONTACTS = 3
+SOS_MERGE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class ContactShown:
+    name: str
+    phone_hint: str
+
+
+class Emergencies:
+    """Emergency contacts and SOS: one transaction each."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        communities: CommunityService,
+        vault: PhoneVault,
+        region: str,
+    ) -> None:
+        self.sessions = sessions
+        self.communities = communities
+        self.vault = vault
+        self.region = region
+
+    async def set_contacts(
+        self, who: Principal, contacts: list[tuple[str, str]]
+    ) -> list[ContactShown]:
+        """Replace the caller's emergency contacts (up to three), phones normalized (422
+        `invalid_phone`) and stored encrypted; shown back as hints only."""
+        if len(contacts) > MAX_CONTACTS:
+            raise Unprocessable(f"at most {MAX_CONTACTS} contacts", code="too_many_contacts")
+        now = datetime.now(UTC)
+        rows = []
+        for i, (name, raw) in enumerate(contacts):
+            phone = normalize_phone(raw, self.region)
+            rows.append(
+                EmergencyContact(
+                    user_id=who.user_id, position=i, name=name, phone_hash=self.vault.hash(phone),
+                    phone_enc=self.vault.encrypt(phone), phone_hint=phone_hint(phone),
+                    created_at=now,
+                )
+            )  # fmt: skip
+        async with self.sessions.begin() as session:
+            await session.execute(
+                delete(EmergencyContact).where(EmergencyContact.user_id == who.user_id)
+            )
+            session.add_all(rows)
+        return [ContactShown(r.name, r.phone_hint) for r in rows]
+
+    async def contacts(self, who: Principal) -> list[ContactShown]:
+        async with self.sessions() as session:
+            found = await self._contacts_of(session, who.user_id)
+        return [ContactShown(c.name, c.phone_hint) for c in found]
+
+    async def _contacts_of(self, session: AsyncSession, user_id: int) -> list[EmergencyContact]:
+        return list(
+            (
+                await session.scalars(
+                    select(EmergencyContact)
+                    .where(EmergencyContact.user_id == user_id)
+                    .order_by(EmergencyContact.position)
+                )
+            ).all()
+        )
+
+    async def sos(
+        self,
+        who: Principal,
+        job_id: int,
+        location: tuple[float, float] | None,
+        note: str | None,
+    ) -> int:
+        """SOS by a participant: a critical alert for the community's operators at once, a text
+        to the caller's emergency contacts with where they are (ahead of everything else in
+        the outbox), the job flagged. Presses by one person within a minute are one SOS: the
+        same alert id."""
+        now = datetime.now(UTC)
+        async with self.sessions.begin() as session:
+            job = await get_row(session, Job, job_id, lock=True)
+            if who.user_id == job.resident_id:
+                role = "resident"
+            elif job.worker_id is not None and who.user_id == job.worker_id:
+                role = "worker"
+            else:
+                raise Forbidden(
+                    "only the job's resident or its worker may call SOS", code="not_yours"
+                )
+            recent = await session.scalar(
+                select(SosCall)
+                .where(
+                    SosCall.job_id == job.id,
+                    SosCall.user_id == who.user_id,
+                    SosCall.last_press_at > now - SOS_MERGE,
+                )
+                .order_by(SosCall.id.desc())
+                .limit(1)
+            )
+            if recent is not None:
+                recent.presses += 1
+                recent.last_press_at = now
+                return recent.alert_id
+            if location is None:
+                location = wkb_to_latlng(job.location)
+            detail = {"by": who.user_id, "role": role, "lat": location[0], "lng": location[1],
+                      "note": note}  # fmt: skip
+            alert_id = await raise_alert(
+                session, community_id=job.community_id, kind="sos", job_id=job.id,
+                worker_id=job.worker_id, detail=detail, now=now, severity="critical",
+            )  # fmt: skip
+            assert alert_id is not None
+            session.add(
+                SosCall(
+                    job_id=job.id, user_id=who.user_id, role=role, lat=location[0],
+                    lng=location[1], note=note, alert_id=alert_id, presses=1, created_at=now,
+                    last_press_at=now,
+                )
+            )  # fmt: skip
+            job.sos_at = now
+            where = f"https://www.openstreetmap.org/?mlat={location[0]:.5f}&mlon={location[1]:.5f}"
+            body = (
+                f"SOS: someone who listed you as an emergency contact pressed SOS during a job "
+                f"near {where}. The service's operators have been alerted."
+            )
+            for contact in await self._contacts_of(session, who.user_id):
+                await enqueue(
+                    session,
+                    Outgoing(
+                        channel="sms", kind="sos", body=body,
+                        phone=Recipient(contact.phone_hash, contact.phone_enc, contact.phone_hint),
+                        payload={"type": "sos", "job_id": job.id, "alert_id": alert_id},
+                        dedupe_key=f"sos:{alert_id}:{contact.id}", priority=SOS_PRIORITY,
+                    ),
+                    now,
+                )  # fmt: skip
+            return alert_id

@@ -28,7 +28,7 @@ from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
-from dispatch.safety.service import SafetyService
+from dispatch.safety.service import Emergencies, SafetyService
 from dispatch.workers.service import WorkerService
 
 
@@ -77,6 +77,10 @@ def _safety(state: State) -> SafetyService:
     return runtime_of(state).safety
 
 
+def _emergencies(state: State) -> Emergencies:
+    return runtime_of(state).emergencies
+
+
 def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
@@ -91,4 +95,5 @@ DEPENDENCIES = {
     "alerts": Provide(_alerts, sync_to_thread=False),
     "booking": Provide(_booking, sync_to_thread=False),
     "safety": Provide(_safety, sync_to_thread=False),
+    "emergencies": Provide(_emergencies, sync_to_thread=False),
 }

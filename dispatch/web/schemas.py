@@ -311,6 +311,7 @@ class AlertOut(Struct):
     id: int
     community_id: int
     kind: str
+    severity: str
     job_id: int | None
     worker_id: int | None
     detail: dict[str, Any]

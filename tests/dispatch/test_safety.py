@@ -99,3 +99,83 @@ async def test_geofenced_arrival(client, principals, admin, resident) -> None:
     assert told == 1
     other = (await principals.user("worker"))[1]
     assert (await client.post(url, json=at(10), headers=other)).status_code == 403
+
+
+async def test_emergency_contacts_are_shown_as_hints_only(client, principals) -> None:
+    _, h = await principals.user("worker")
+    body = {"contacts": [{"name": "Mum", "phone": "+86 139 0000 5678"},
+                         {"name": "Wei", "phone": "13800001234"}]}  # fmt: skip
+    r = await client.put("/v1/me/emergency-contacts", json=body, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json() == [
+        {"name": "Mum", "phone_hint": "…5678"},
+        {"name": "Wei", "phone_hint": "…1234"},
+    ]
+    assert (await client.get("/v1/me/emergency-contacts", headers=h)).json() == r.json()
+    four = {"contacts": [{"name": f"C{i}", "phone": f"+8613900000{i:03d}"} for i in range(4)]}
+    assert (await client.put("/v1/me/emergency-contacts", json=four, headers=h)).status_code == 400
+    bad = {"contacts": [{"name": "X", "phone": "12"}]}
+    r = await client.put("/v1/me/emergency-contacts", json=bad, headers=h)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_phone"
+    async with principals.sessions() as session:
+        stored = (await session.execute(text("SELECT phone_enc FROM emergency_contacts"))).all()
+    assert all(b"5678" not in enc and b"1234" not in enc for (enc,) in stored)
+
+
+async def test_sos_is_one_critical_alert_a_minute_and_texts_the_contacts(
+    client, principals, admin, resident
+) -> None:
+    cid, _, h, job = await assigned_job(client, principals, admin, resident)
+    body = {"contacts": [{"name": "Mum", "phone": "+8613900005678"}]}
+    assert (await client.put("/v1/me/emergency-contacts", json=body, headers=h)).status_code == 200
+    where = {"location": {"lat": CENTER[0], "lng": CENTER[1]}, "note": "help"}
+    first = await client.post(f"/v1/jobs/{job['id']}/sos", json=where, headers=h)
+    assert first.status_code == 202, first.text
+    again = await client.post(f"/v1/jobs/{job['id']}/sos", json={}, headers=h)
+    assert again.json()["alert_id"] == first.json()["alert_id"]  # within a minute: one SOS
+    by_resident = await client.post(f"/v1/jobs/{job['id']}/sos", json={}, headers=resident)
+    assert by_resident.status_code == 202
+    assert by_resident.json()["alert_id"] != first.json()["alert_id"]
+    stranger = (await principals.user("resident"))[1]
+    assert (
+        await client.post(f"/v1/jobs/{job['id']}/sos", json={}, headers=stranger)
+    ).status_code == 403
+    ops = await principals.operator(cid)
+    alerts = (await client.get(f"/v1/ops/communities/{cid}/alerts", headers=ops)).json()
+    sos = [a for a in alerts if a["kind"] == "sos"]
+    assert len(sos) == 2 and {a["severity"] for a in sos} == {"critical"}
+    async with principals.sessions() as session:
+        texts = (
+            await session.execute(
+                text("SELECT to_hint, priority FROM outbox WHERE kind = 'sos' AND channel = 'sms'")
+            )
+        ).all()
+    assert [tuple(t) for t in texts] == [("…5678", 100)]  # the worker's contact, ahead of all
+
+
+async def test_sos_jumps_a_backlog_of_offers(app, client, principals, admin, resident) -> None:
+    """5,000 offers wait in the outbox; the relay's next batch carries the SOS text first."""
+    _, _, h, job = await assigned_job(client, principals, admin, resident)
+    body = {"contacts": [{"name": "Mum", "phone": "+8613900005678"}]}
+    assert (await client.put("/v1/me/emergency-contacts", json=body, headers=h)).status_code == 200
+    async with principals.sessions.begin() as session:
+        await session.execute(
+            text(
+                "INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, attempts, "
+                "priority, created_at, updated_at) SELECT 'app', 'offer', :w, 'x', '{}', "
+                "'pending', 0, 0, now(), now() FROM generate_series(1, 5000)"
+            ),
+            {"w": job["worker_id"]},
+        )
+    r = await client.post(f"/v1/jobs/{job['id']}/sos", json={}, headers=h)
+    assert r.status_code == 202
+    async with principals.sessions() as session:
+        first = (
+            await session.execute(
+                text(
+                    "SELECT kind FROM outbox WHERE status IN ('pending', 'sending') "
+                    "ORDER BY priority DESC, next_attempt_at NULLS FIRST, id LIMIT 1"
+                )
+            )
+        ).scalar()
+    assert first == "sos"
