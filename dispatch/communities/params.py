@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -17,6 +17,12 @@ class Wave(Struct, forbid_unknown_fields=True):
     """None: the whole community."""
     size: Annotated[int, Meta(ge=1, le=10_000)] | None = None
     """None: everyone eligible."""
+
+
+class LadderStep(Struct, forbid_unknown_fields=True):
+    after_min: Annotated[int, Meta(ge=0, le=1440)]
+    """Minutes after the missed check-in's grace ran out."""
+    action: Literal["remind", "sms", "call", "alert", "contacts"]
 
 
 class DispatchParams(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -41,6 +47,17 @@ class DispatchParams(Struct, forbid_unknown_fields=True, kw_only=True):
     free_cancel_before_h: Annotated[int, Meta(ge=0, le=720)] = 24
     late_cancel_fee_bps: Annotated[int, Meta(ge=0, le=10_000)] = 5000
     travel_speed_kmh: Annotated[float, Meta(gt=0, le=200)] = 20.0
+    safety_categories: Annotated[
+        list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=50)
+    ] = msgspec.field(default_factory=list)
+    """Categories whose jobs need periodic check-ins at any hour."""
+    overrun_min: Annotated[int, Meta(ge=1, le=1440)] = 30
+    checkin_ladder: Annotated[list[LadderStep], Meta(min_length=1, max_length=10)] = msgspec.field(
+        default_factory=lambda: [
+            LadderStep(0, "remind"), LadderStep(5, "sms"), LadderStep(10, "call"),
+            LadderStep(15, "alert"), LadderStep(20, "contacts"),
+        ]
+    )  # fmt: skip
 
 
 DEFAULTS = msgspec.to_builtins(DispatchParams())

@@ -10,6 +10,7 @@ from msgspec import Meta, Struct
 
 from dispatch.identity.auth import workers_only
 from dispatch.jobs.views import job_view_out
+from dispatch.safety.rules import MAX_PIN_TRIES
 from dispatch.safety.service import Emergencies, SafetyService
 from dispatch.web.deps import principal_of
 from dispatch.web.schemas import VISIBLE_TEXT, JobOut, Phone, Point, Timestamp
@@ -115,4 +116,56 @@ async def sos(
     return SosOut(await emergencies.sos(principal_of(request), job_id, where, data.note))
 
 
-ROUTES = [start_job, checkin, set_contacts, get_contacts, sos]
+class PinState(Struct):
+    set: bool
+    locked: bool
+    wrong_tries: int
+
+
+class CheckinShown(Struct):
+    kind: str
+    source: str
+    distance_m: float | None
+    at: Timestamp
+
+
+class SosShown(Struct):
+    alert_id: int
+    role: str
+    presses: int
+    at: Timestamp
+
+
+class SafetyOut(Struct, kw_only=True):
+    job_id: int
+    status: str
+    pin: PinState
+    arrived_at: Timestamp | None
+    started_at: Timestamp | None
+    requires_checkins: bool
+    """At night (the community's `night_hours`) or in one of its `safety_categories`."""
+    next_checkin_due: Timestamp | None
+    checkins: list[CheckinShown]
+    sos: list[SosShown]
+
+
+@get("/v1/jobs/{job_id:int}/safety", tags=["safety"])
+async def safety_timeline(
+    job_id: FromPath[int], request: Request[Any, Any, Any], safety: SafetyService
+) -> SafetyOut:
+    """The job's safety timeline: PIN state, check-ins with their distance from the job, the
+    next check-in due, SOS (participants and the community's operators)."""
+    t = await safety.timeline(principal_of(request), job_id)
+    job = t.job
+    return SafetyOut(
+        job_id=job.id, status=job.status,
+        pin=PinState(job.start_pin is not None, job.pin_failures >= MAX_PIN_TRIES,
+                     job.pin_failures),
+        arrived_at=job.arrived_at, started_at=job.started_at,
+        requires_checkins=t.requires_checkins, next_checkin_due=t.next_checkin_due,
+        checkins=[CheckinShown(c.kind, c.source, c.distance_m, c.created_at) for c in t.checkins],
+        sos=[SosShown(s.alert_id, s.role, s.presses, s.created_at) for s in t.sos],
+    )  # fmt: skip
+
+
+ROUTES = [start_job, checkin, set_contacts, get_contacts, sos, safety_timeline]

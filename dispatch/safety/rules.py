@@ -5,6 +5,9 @@ enough to tell)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from dispatch.core.errors import Conflict, Unprocessable
 
@@ -39,3 +42,23 @@ def check_arrival(distance_m: float, accuracy_m: float | None, geofence_m: int) 
             code="outside_geofence",
             distance_m=round(distance_m, 1),
         )
+
+
+def at_night(when: datetime, timezone: str, night_hours: Sequence[int]) -> bool:
+    """Is `when` inside the community's night (local hours [start, end), wrapping midnight)?"""
+    start, end = night_hours[0], night_hours[1]
+    hour = when.astimezone(ZoneInfo(timezone)).hour
+    return start <= hour < end if start <= end else hour >= start or hour < end
+
+
+def needs_checkins(
+    *, category: str, started: datetime, timezone: str, night_hours: Sequence[int],
+    safety_categories: Sequence[str],
+) -> bool:  # fmt: skip
+    """Jobs at night or in a safety category are checked on every `checkin_interval_min`."""
+    return category in safety_categories or at_night(started, timezone, night_hours)
+
+
+def next_checkin_due(last: datetime, interval_min: int) -> datetime:
+    """When the next periodic check-in is due after the last one (or the start)."""
+    return last + timedelta(minutes=interval_min)

@@ -108,6 +108,10 @@ class SafetyService:
                 refusal = Unprocessable(f"wrong PIN ({left} tries left)", code="wrong_pin")
         raise refusal
 
+    async def timeline(self, who: Principal, job_id: int) -> Timeline:
+        async with self.sessions() as session:
+            return await safety_timeline(session, self.communities, who, job_id)
+
     async def checkin(
         self,
         who: Principal,
@@ -288,3 +292,48 @@ class Emergencies:
                     now,
                 )  # fmt: skip
             return alert_id
+
+
+@dataclass(frozen=True)
+class Timeline:
+    job: Job
+    checkins: list[Checkin]
+    sos: list[SosCall]
+    next_checkin_due: datetime | None
+    requires_checkins: bool
+
+
+async def safety_timeline(
+    session: AsyncSession, communities: CommunityService, who: Principal, job_id: int
+) -> Timeline:
+    """What happened for a job's safety, for its participants and its community's operators."""
+    job = await get_row(session, Job, job_id)
+    if who.user_id not in (job.resident_id, job.worker_id) and not who.can_operate(
+        job.community_id
+    ):
+        raise Forbidden("only the job's participants and operators see this", code="not_yours")
+    community = await communities.get(session, job.community_id)
+    params = community.dispatch
+    checkins = list(
+        (
+            await session.scalars(
+                select(Checkin).where(Checkin.job_id == job.id).order_by(Checkin.created_at)
+            )
+        ).all()
+    )
+    sos = list(
+        (
+            await session.scalars(
+                select(SosCall).where(SosCall.job_id == job.id).order_by(SosCall.created_at)
+            )
+        ).all()
+    )
+    required = job.started_at is not None and rules.needs_checkins(
+        category=job.category, started=job.started_at, timezone=community.timezone,
+        night_hours=params.night_hours, safety_categories=params.safety_categories,
+    )  # fmt: skip
+    due = None
+    if required and job.status == "in_progress" and job.started_at is not None:
+        seen = [c.created_at for c in checkins if c.kind in ("arrival", "periodic")]
+        due = rules.next_checkin_due(max([job.started_at, *seen]), params.checkin_interval_min)
+    return Timeline(job, checkins, sos, due, required)

@@ -87,6 +87,7 @@ ERRORS: dict[Operation, tuple[int, ...]] = {
     ("POST", "/v1/jobs/{job_id}/start"): (409, 422),
     ("POST", "/v1/jobs/{job_id}/checkins"): (409, 422),
     ("POST", "/v1/jobs/{job_id}/sos"): (),
+    ("GET", "/v1/jobs/{job_id}/safety"): (),
     ("PUT", "/v1/me/emergency-contacts"): (422,),
     ("GET", "/v1/me/emergency-contacts"): (),
     ("POST", "/v1/telephony/voice"): (403,),

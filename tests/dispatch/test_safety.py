@@ -3,6 +3,8 @@ and tell operators) and geofenced check-ins (the boundary, imprecise fixes, bad 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from sqlalchemy import text
 
 from geo.areas import destination
@@ -179,3 +181,40 @@ async def test_sos_jumps_a_backlog_of_offers(app, client, principals, admin, res
             )
         ).scalar()
     assert first == "sos"
+
+
+async def test_the_safety_timeline(client, principals, admin, resident) -> None:
+    cid = await community(client, admin, dispatch={"safety_categories": ["moving"]})
+    ((_, h),) = await crew(client, principals, cid, [100])
+    await post_job(client, resident, key="t1")
+    (offer,) = await offers_of(client, h)
+    job = (await client.post(f"/v1/offers/{offer['id']}/accept", headers=h)).json()
+    pin = (await client.get(f"/v1/jobs/{job['id']}", headers=resident)).json()["start_pin"]
+    here = {"lat": CENTER[0], "lng": CENTER[1]}
+    await client.post(
+        f"/v1/jobs/{job['id']}/checkins", json={"kind": "arrival", "location": here}, headers=h
+    )
+    r = await client.post(
+        f"/v1/jobs/{job['id']}/start",
+        json={"pin": pin, "location": here, "assignment_version": job["assignment_version"]},
+        headers=h,
+    )
+    assert r.status_code == 200
+    t = (await client.get(f"/v1/jobs/{job['id']}/safety", headers=resident)).json()
+    assert t["status"] == "in_progress" and t["requires_checkins"] is True
+    assert t["pin"] == {"set": True, "locked": False, "wrong_tries": 0}
+    started = datetime.fromisoformat(t["started_at"])
+    assert datetime.fromisoformat(t["next_checkin_due"]) == started + timedelta(minutes=30)
+    assert [c["kind"] for c in t["checkins"]] == ["arrival"]
+    r = await client.post(
+        f"/v1/jobs/{job['id']}/checkins", json={"kind": "periodic", "location": here}, headers=h
+    )
+    assert r.status_code == 201
+    later = (await client.get(f"/v1/jobs/{job['id']}/safety", headers=h)).json()
+    assert datetime.fromisoformat(later["next_checkin_due"]) == datetime.fromisoformat(
+        r.json()["created_at"]
+    ) + timedelta(minutes=30)
+    ops = await principals.operator(cid)
+    assert (await client.get(f"/v1/jobs/{job['id']}/safety", headers=ops)).status_code == 200
+    stranger = (await principals.user("resident"))[1]
+    assert (await client.get(f"/v1/jobs/{job['id']}/safety", headers=stranger)).status_code == 403
