@@ -22,6 +22,7 @@ CORE = [
     "dispatch.identity.phones",
     "dispatch.communities.params",
     "dispatch.booking.rules",
+    "dispatch.safety.rules",
 ]
 FRAMEWORKS = ("litestar", "sqlalchemy", "redis", "asyncpg", "geoalchemy2", "saq", "uvicorn")
 
