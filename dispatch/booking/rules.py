@@ -20,7 +20,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from dispatch.core.errors import Unprocessable
-from geo.distance import haversine_m
+from geo.distance import EARTH_RADIUS_M, haversine_m
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 STEP = timedelta(minutes=15)
@@ -293,11 +293,23 @@ def blocked(
     buffer_min: int,
     at: tuple[float, float] | None = None,
     speed_kmh: float = 20.0,
+    within: Span | None = None,
 ) -> list[Span]:
     """The time each booking takes from the calendar: itself, the buffer on both sides and, for
-    a job at `at`, the travel between the booking's place and `at` (before it and after it)."""
+    a job at `at`, the travel between the booking's place and `at` (before it and after it).
+    With `within`, bookings that cannot reach it are left out: their gap to it is longer than
+    the buffer plus an upper bound of the travel (R x (|dlat| + |dlng|) in radians is never
+    shorter than the great circle), so no haversine is spent on them."""
     out = []
     for b in booked:
+        if within is not None and at is not None:
+            gap = max(within.start - b.span.end, b.span.start - within.end)
+            if gap > timedelta(minutes=buffer_min):
+                bound_m = EARTH_RADIUS_M * (
+                    abs(math.radians(b.lat - at[0])) + abs(math.radians(b.lng - at[1]))
+                )
+                if gap > timedelta(minutes=buffer_min + bound_m / 1000 / speed_kmh * 60 + 1):
+                    continue
         pad = buffer_min + (travel_minutes((b.lat, b.lng), at, speed_kmh) if at else 0)
         out.append(Span(b.span.start - timedelta(minutes=pad), b.span.end + timedelta(minutes=pad)))
     return out
@@ -355,7 +367,7 @@ def bookable(
     window), `notice` (only too soon), `busy` (bookings, travel or the day's limit)."""
     earliest = now + timedelta(minutes=av.min_notice_min)
     in_window = hours(av, window)
-    clear = subtract(in_window, blocked(booked, av.buffer_min, at, speed_kmh))
+    clear = subtract(in_window, blocked(booked, av.buffer_min, at, speed_kmh, window))
     starts = [s for s in grid_starts(clear, duration, window) if s >= earliest]
     if starts and av.max_jobs_per_day is not None:
         tz = _zone(av.timezone)
