@@ -37,9 +37,10 @@ from geo.shapes import point_to_wkb, wkb_to_latlng
 MAX_CALENDAR = timedelta(days=62)
 MAX_WINDOW = timedelta(days=14)
 DISTANCE_ROUNDING_M = 100
-CHUNK = 150
-"""Workers looked at per round trip for calendars while walking nearest first (a list filled
-early stops early; most proposals need two)."""
+CHUNK = 300
+"""Workers whose calendars are read per round trip while walking nearest first: as many as a
+walk examines, so a proposal reads the calendars in one round trip (the walk rarely stops
+before its end: 7 of 10 found on average in the benchmark)."""
 MAX_EXAMINED = 300
 """A proposal looks at no more than this many of the nearest workers (`complete` says whether
 that was all of them): past it, a longer walk costs every resident time for workers farther
