@@ -37,11 +37,11 @@ from geo.shapes import point_to_wkb, wkb_to_latlng
 MAX_CALENDAR = timedelta(days=62)
 MAX_WINDOW = timedelta(days=14)
 DISTANCE_ROUNDING_M = 100
-CHUNK = 300
+CHUNK = 200
 """Workers whose calendars are read per round trip while walking nearest first: as many as a
 walk examines, so a proposal reads the calendars in one round trip (the walk rarely stops
 before its end: 7 of 10 found on average in the benchmark)."""
-MAX_EXAMINED = 300
+MAX_EXAMINED = 200
 """A proposal looks at no more than this many of the nearest workers (`complete` says whether
 that was all of them): past it, a longer walk costs every resident time for workers farther
 than they would choose."""

@@ -60,6 +60,11 @@ class AreaCache:
         self._views: dict[int, tuple[Any, CommunityView]] = {}
         self.default_region = default_region
 
+    def fresh(self, community_id: int, updated_at: Any) -> CommunityView | None:
+        """The cached view if it is of this version of the row."""
+        cached = self._views.get(community_id)
+        return cached[1] if cached is not None and cached[0] == updated_at else None
+
     def view(self, row: Community) -> CommunityView:
         cached = self._views.get(row.id)
         if cached is not None and cached[0] == row.updated_at:
@@ -197,8 +202,20 @@ class CommunityService:
         candidates = select(CommunityCell.community_id).where(
             CommunityCell.cell.in_(point_cells(lat, lng))
         )
-        rows = (await session.scalars(select(Community).where(Community.id.in_(candidates)))).all()
-        views = [v for v in map(self.cache.view, rows) if v.area.contains(lat, lng)]
+        # Ids and versions first: a community's shapes are read and parsed only when it changed
+        # (loading the rows each time cost ~2 ms a lookup).
+        versions = (
+            await session.execute(
+                select(Community.id, Community.updated_at).where(Community.id.in_(candidates))
+            )
+        ).all()
+        found = [(cid, self.cache.fresh(cid, at)) for cid, at in versions]
+        known = [v for _, v in found if v is not None]
+        missing = [cid for cid, v in found if v is None]
+        if missing:
+            rows = (await session.scalars(select(Community).where(Community.id.in_(missing)))).all()
+            known += map(self.cache.view, rows)
+        views = [v for v in known if v.area.contains(lat, lng)]
         views.sort(key=lambda v: (haversine_m(v.center[0], v.center[1], lat, lng), v.id))
         return views
 
