@@ -26,7 +26,7 @@ from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Conflict, Forbidden, Unprocessable, WorkerUnavailable
 from dispatch.identity.principal import Principal
 from dispatch.infra.clock import Clock
-from dispatch.infra.outbox import Outgoing, enqueue
+from dispatch.infra.outbox import tell
 from dispatch.infra.timers import arm, disarm
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Availability, Booking, Job, Timer, Worker
@@ -433,17 +433,16 @@ class BookingService:
             }
             job.version += 1
             local = slot.astimezone(ZoneInfo(community.timezone))
-            await enqueue(
+            await tell(
                 session,
-                Outgoing(
-                    channel="app", kind="reschedule", to_user_id=job.worker_id,
-                    body=f"{job.title}: the resident asks to move the booking to "
-                    f"{local:%a %d %b %H:%M}. Open the app to answer.",
-                    payload={"type": "reschedule", "job_id": job.id, "start": slot.isoformat()},
-                    dedupe_key=f"reschedule:{job.id}:{job.version}",
-                ),
-                now,
-            )  # fmt: skip
+                kind="reschedule",
+                to_user_id=job.worker_id,
+                body=f"{job.title}: the resident asks to move the booking to "
+                f"{local:%a %d %b %H:%M}. Open the app to answer.",
+                payload={"type": "reschedule", "job_id": job.id, "start": slot.isoformat()},
+                dedupe_key=f"reschedule:{job.id}:{job.version}",
+                now=now,
+            )
             return await job_view(session, job, who.user_id)
 
     async def answer_reschedule(self, who: Principal, job_id: int, accept: bool) -> JobView:
@@ -484,16 +483,15 @@ class BookingService:
                 status = "accepted"
             job.reschedule = {**proposal, "status": status, "answered_at": now.isoformat()}
             job.version += 1
-            await enqueue(
+            await tell(
                 session,
-                Outgoing(
-                    channel="app", kind="reschedule", to_user_id=job.resident_id,
-                    body=f"{job.title}: the worker {status} the new time.",
-                    payload={"type": "reschedule", "job_id": job.id, "status": status},
-                    dedupe_key=f"reschedule:{job.id}:{job.version}",
-                ),
-                now,
-            )  # fmt: skip
+                kind="reschedule",
+                to_user_id=job.resident_id,
+                body=f"{job.title}: the worker {status} the new time.",
+                payload={"type": "reschedule", "job_id": job.id, "status": status},
+                dedupe_key=f"reschedule:{job.id}:{job.version}",
+                now=now,
+            )
             return await job_view(session, job, who.user_id)
 
     async def _current_booking(self, session: AsyncSession, job: Job) -> Booking | None:
@@ -800,16 +798,19 @@ class BookingDispatch:
             (job.resident_id, f"Reminder: {job.title} is booked for {when}."),
             (job.worker_id, f"Reminder: you are booked for {job.title} at {when}."),
         ):
-            await enqueue(
+            await tell(
                 session,
-                Outgoing(
-                    channel="app", kind="reminder", body=text_, to_user_id=user_id,
-                    payload={"type": "booking_reminder", "job_id": job.id,
-                             "before_min": timer.payload.get("before_min")},
-                    dedupe_key=f"reminder:{timer.id}:{user_id}",
-                ),
-                now,
-            )  # fmt: skip
+                kind="reminder",
+                body=text_,
+                to_user_id=user_id,
+                payload={
+                    "type": "booking_reminder",
+                    "job_id": job.id,
+                    "before_min": timer.payload.get("before_min"),
+                },
+                dedupe_key=f"reminder:{timer.id}:{user_id}",
+                now=now,
+            )
         return None
 
     async def check_no_show(
@@ -823,16 +824,15 @@ class BookingDispatch:
         assert job is not None
         title = job.title
         after = await self.dispatcher.no_show(session, job, now)
-        await enqueue(
+        await tell(
             session,
-            Outgoing(
-                channel="app", kind="alert", to_user_id=job.resident_id,
-                body=f"Your worker did not arrive for {title}; we are finding another now.",
-                payload={"type": "booking_no_show", "job_id": job.id},
-                dedupe_key=f"no_show:{timer.id}",
-            ),
-            now,
-        )  # fmt: skip
+            kind="alert",
+            to_user_id=job.resident_id,
+            body=f"Your worker did not arrive for {title}; we are finding another now.",
+            payload={"type": "booking_no_show", "job_id": job.id},
+            dedupe_key=f"no_show:{timer.id}",
+            now=now,
+        )
 
         async def then() -> None:
             await self.dispatcher.run_after(after)

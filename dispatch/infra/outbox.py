@@ -105,3 +105,22 @@ async def recent(
         stmt = stmt.where(OutboxMessage.status == status)
     async with sessions() as session:
         return list((await session.scalars(stmt)).all())
+
+
+async def tell(
+    session: AsyncSession,
+    *,
+    to_user_id: int,
+    kind: str,
+    body: str,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    now: datetime | None = None,
+) -> bool:
+    """Tell one user in the app (their stream, else push, else SMS for urgent kinds), once per
+    `dedupe_key`: the common case of `enqueue`."""
+    message = Outgoing(
+        channel="app", kind=kind, body=body, to_user_id=to_user_id, payload=payload,
+        dedupe_key=dedupe_key,
+    )  # fmt: skip
+    return await enqueue(session, message, now)

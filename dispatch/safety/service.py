@@ -15,7 +15,7 @@ from dispatch.core.errors import Conflict, DomainError, Forbidden, Unprocessable
 from dispatch.grab.rules import check_transition
 from dispatch.identity.phones import PhoneVault, normalize_phone, phone_hint
 from dispatch.identity.principal import Principal
-from dispatch.infra.outbox import SOS_PRIORITY, Outgoing, Recipient, enqueue
+from dispatch.infra.outbox import SOS_PRIORITY, Outgoing, Recipient, enqueue, tell
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Checkin, EmergencyContact, Job, SosCall
 from dispatch.models.base import get_row
@@ -82,16 +82,15 @@ class SafetyService:
             if rules.check_pin(job.start_pin, pin, job.pin_failures):
                 job.status, job.started_at, job.version = "in_progress", now, job.version + 1
                 job.arrived_at = job.arrived_at or now
-                await enqueue(
+                await tell(
                     session,
-                    Outgoing(
-                        channel="app", kind="job_started", to_user_id=job.resident_id,
-                        body=f"Work has started: {job.title}.",
-                        payload={"type": "job_started", "job_id": job.id},
-                        dedupe_key=f"job_started:{job.id}:{job.assignment_version}",
-                    ),
-                    now,
-                )  # fmt: skip
+                    kind="job_started",
+                    to_user_id=job.resident_id,
+                    body=f"Work has started: {job.title}.",
+                    payload={"type": "job_started", "job_id": job.id},
+                    dedupe_key=f"job_started:{job.id}:{job.assignment_version}",
+                    now=now,
+                )
                 return await job_view(session, job, who.user_id)
             job.pin_failures += 1
             if job.pin_failures >= rules.MAX_PIN_TRIES:
@@ -137,16 +136,15 @@ class SafetyService:
                 rules.check_arrival(distance, accuracy_m, params.arrival_geofence_m)
                 if job.arrived_at is None:
                     job.arrived_at = now
-                    await enqueue(
+                    await tell(
                         session,
-                        Outgoing(
-                            channel="app", kind="arrival", to_user_id=job.resident_id,
-                            body=f"Your worker has arrived for {job.title}.",
-                            payload={"type": "worker_arrived", "job_id": job.id},
-                            dedupe_key=f"arrival:{job.id}:{job.assignment_version}",
-                        ),
-                        now,
-                    )  # fmt: skip
+                        kind="arrival",
+                        to_user_id=job.resident_id,
+                        body=f"Your worker has arrived for {job.title}.",
+                        payload={"type": "worker_arrived", "job_id": job.id},
+                        dedupe_key=f"arrival:{job.id}:{job.assignment_version}",
+                        now=now,
+                    )
             made = Checkin(
                 job_id=job.id, worker_id=who.user_id, kind=kind, source="app", lat=lat, lng=lng,
                 accuracy_m=accuracy_m, distance_m=round(distance, 1), created_at=now,
