@@ -404,17 +404,6 @@ def fits(
     return None if verdict.starts and verdict.starts[0] == span.start else "busy"
 
 
-def within_reach(
-    av: Availability, fallback: tuple[float, float] | None, at: tuple[float, float]
-) -> bool:
-    """Is `at` inside the worker's travel radius from their home base (or, with no home, from
-    `fallback`, their last known position)? No radius: anywhere in their communities."""
-    base = av.home or fallback
-    if av.travel_radius_m is None or base is None:
-        return True
-    return haversine_m(base[0], base[1], at[0], at[1]) <= av.travel_radius_m
-
-
 # --- who is asked first ------------------------------------------------------------------------
 
 RATING_PRIOR_MEAN = 4.5

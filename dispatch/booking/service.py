@@ -146,12 +146,7 @@ FROM availabilities WHERE worker_id = ANY(CAST(:ids AS bigint[]))
 _BOOKED = text("""
 SELECT b.worker_id, b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
 WHERE b.active AND b.worker_id = ANY(CAST(:ids AS bigint[]))
-  AND b.starts_at < :until AND b.ends_at > :since
-""")
-_BOOKED_ONE = text("""
-SELECT b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
-WHERE b.active AND b.worker_id = :worker_id AND b.starts_at < :until AND b.ends_at > :since
-  AND b.id <> :exclude
+  AND b.starts_at < :until AND b.ends_at > :since AND b.id <> :exclude
 """)
 
 
@@ -294,18 +289,9 @@ class BookingService:
     async def booked(
         self, session: AsyncSession, worker_id: int, around: Span, exclude: int | None = None
     ) -> list[Booked]:
-        """The worker's active bookings that can touch `around` (a day either side, for buffers,
-        travel and the day's limit), but `exclude`."""
-        rows = await session.execute(
-            _BOOKED_ONE,
-            {
-                "worker_id": worker_id,
-                "since": around.start - timedelta(days=1),
-                "until": around.end + timedelta(days=1),
-                "exclude": exclude or 0,
-            },
-        )
-        return [Booked(Span(s, e), lat, lng) for s, e, lat, lng in rows.all()]
+        """The worker's active bookings that can touch `around`, but `exclude`."""
+        found = await self.booked_many(session, [worker_id], around, exclude)
+        return found.get(worker_id, [])
 
     # --- the calendar block and its timers ------------------------------------------------
 
@@ -643,14 +629,17 @@ class BookingService:
         return verdict.reason, verdict.starts
 
     async def booked_many(
-        self, session: AsyncSession, ids: list[int], window: Span
+        self, session: AsyncSession, ids: list[int], window: Span, exclude: int | None = None
     ) -> dict[int, list[Booked]]:
+        """Each worker's active bookings that can touch `window` (a day either side, for
+        buffers, travel and the day's limit), but the booking `exclude`."""
         rows = await session.execute(
             _BOOKED,
             {
                 "ids": ids,
                 "since": window.start - timedelta(days=1),
                 "until": window.end + timedelta(days=1),
+                "exclude": exclude or 0,
             },
         )
         out: dict[int, list[Booked]] = {}

@@ -323,13 +323,15 @@ class Dispatcher:
                 return 0
             await self._send_wave(session, job, wave, chosen, now, expires, after)
             return len(chosen)
-        check_transition(job.status, "unfilled")
-        job.status = "unfilled"
         job.wave = wave
-        job.wave_deadline = None
-        job.version += 1
-        await self._alert(session, job, "job_unfilled", {"waves": wave}, now)
+        await self._unfilled(session, job, {"waves": wave}, now)
         return 0
+
+    async def _unfilled(self, session: AsyncSession, job: Job, detail: dict, now: datetime) -> None:
+        """Nobody is left to ask: the job is unfilled and its community's operators are told."""
+        check_transition(job.status, "unfilled")
+        job.status, job.wave_deadline, job.version = "unfilled", None, job.version + 1
+        await self._alert(session, job, "job_unfilled", detail, now)
 
     async def _next_booking_offer(
         self,
@@ -344,9 +346,7 @@ class Dispatcher:
         `booking_confirm_ttl_s`; when nobody is left, it is unfilled and operators are told."""
         picked = await self.booking.pick(session, job, view, offered, now) if self.booking else None
         if picked is None:
-            check_transition(job.status, "unfilled")
-            job.status, job.wave_deadline, job.version = "unfilled", None, job.version + 1
-            await self._alert(session, job, "job_unfilled", {"asked": len(offered)}, now)
+            await self._unfilled(session, job, {"asked": len(offered)}, now)
             return 0
         worker_id, distance_m, start = picked
         assert job.duration_min is not None
