@@ -84,6 +84,26 @@ async def telephony_sms(
     return _markup(notifications, await notifications.webhooks.text(params))
 
 
+@post(
+    "/v1/telephony/checkin",
+    exclude_from_auth=True,
+    status_code=200,
+    media_type="application/xml",
+    tags=["telephony"],
+)
+async def telephony_checkin(
+    request: Request[Any, Any, Any],
+    notifications: Notifications,
+    job_id: Annotated[int, QueryParameter(ge=1, le=2**63 - 1)],
+    av: Annotated[int, QueryParameter(ge=1, le=2**31 - 1)],
+) -> Response[str]:
+    """The automated safety call's `<Gather>` answer (the job and its assignment version are in
+    the URL the provider signed): the digit 1 is a check-in by the job's worker and stops the
+    ladder. Forged or unsigned → 403 and nothing recorded."""
+    params = await _signed_params(request, notifications)
+    return _markup(notifications, await notifications.webhooks.keypress(params, job_id, av))
+
+
 @post("/v1/telephony/status", exclude_from_auth=True, status_code=204, tags=["telephony"])
 async def telephony_status(request: Request[Any, Any, Any], notifications: Notifications) -> None:
     """Delivery and call status callbacks. A status only moves forward: a late `sent` after
@@ -249,6 +269,7 @@ async def list_job_messages(
 ROUTES = [
     telephony_voice,
     telephony_sms,
+    telephony_checkin,
     telephony_status,
     add_push_subscription,
     list_push_subscriptions,

@@ -42,6 +42,14 @@ class InboundText:
 
 
 @dataclass(frozen=True)
+class Keypress:
+    """The answer to an automated call's question: the keys pressed (empty for none)."""
+
+    ref: str
+    digits: str
+
+
+@dataclass(frozen=True)
 class Receipt:
     kind: str
     """message or call."""
@@ -67,6 +75,13 @@ class PhoneProvider(ABC):
         """Hand one text to the provider. Raises ProviderError."""
 
     @abstractmethod
+    async def place_call(
+        self, to: str, say: str, *, gather_url: str, status_callback: str | None
+    ) -> SentMessage:
+        """Call `to`, speak `say` and send the key pressed to `gather_url` (signed like every
+        webhook). Raises ProviderError."""
+
+    @abstractmethod
     def verify_webhook(
         self, url: str, params: Mapping[str, str], headers: Mapping[str, str]
     ) -> bool:
@@ -79,6 +94,9 @@ class PhoneProvider(ABC):
     def parse_text(self, params: Mapping[str, str]) -> InboundText | None: ...
 
     @abstractmethod
+    def parse_keypress(self, params: Mapping[str, str]) -> Keypress | None: ...
+
+    @abstractmethod
     def parse_receipt(self, params: Mapping[str, str]) -> Receipt | None: ...
 
     @abstractmethod
@@ -86,7 +104,8 @@ class PhoneProvider(ABC):
         """The webhook answer that bridges the caller to `target`, showing `proxy` as caller."""
 
     @abstractmethod
-    def refuse_call(self, message: str) -> str: ...
+    def refuse_call(self, message: str) -> str:
+        """The webhook answer that speaks `message` and hangs up."""
 
     @abstractmethod
     def reply_text(self, message: str | None) -> str:

@@ -12,6 +12,10 @@ after its commit):
 1. in-app: the worker's stream is connected (its channel has a subscriber) → done; for `app` rows
    the relay publishes the event itself.
 2. Web Push to each subscription, if VAPID is configured; dead subscriptions (404/410) are removed.
+Rows addressed to a phone go straight to it: `sms` as a text, `call` as an automated voice call
+(the check-in ladder's: its `body` is spoken and the key pressed goes to the signed
+`payload["gather_url"]`); with no provider configured both are `held`.
+
 3. SMS, only for urgent kinds (offers, sign-in codes, relayed texts, safety): through the phone
    provider, within the daily budget; with no provider configured the message is `held`, which
    is the local default's delivery (admins and the console read it).
@@ -47,7 +51,9 @@ from notifications.models import PushSubscription
 from notifications.provider import MESSAGE_RANK, PhoneProvider, ProviderError
 from notifications.push import Pusher
 
-URGENT = frozenset({"offer", "otp", "relay", "alert", "sos", "checkin", "reminder"})
+URGENT = frozenset(
+    {"offer", "otp", "relay", "alert", "sos", "checkin", "checkin_contacts", "reminder"}
+)
 """Kinds worth a text message when no in-app or push channel reaches the recipient."""
 
 _CLAIM = text(
@@ -190,7 +196,11 @@ class Relay:
     async def _contacts(
         self, messages: Sequence[Claimed]
     ) -> tuple[dict[int, list[PushSubscription]], dict[int, bytes]]:
-        users = {m.to_user_id for m in messages if m.to_user_id is not None and m.channel != "sms"}
+        users = {
+            m.to_user_id
+            for m in messages
+            if m.to_user_id is not None and m.channel in ("app", "ws")
+        }
         if not users:
             return {}, {}
         async with self.sessions() as session:
@@ -242,9 +252,11 @@ class Relay:
         subs: dict[int, list[PushSubscription]],
         phones: dict[int, bytes],
     ) -> Outcome:
-        if m.channel == "sms":
+        if m.channel in ("sms", "call"):
             if m.to_enc is None:
                 return Outcome("dead", error="no phone number to send to")
+            if m.channel == "call":
+                return await self._call(m, m.to_enc)
             return await self._sms(m, m.to_enc)
         uid = m.to_user_id
         if uid is None:
@@ -330,6 +342,26 @@ class Relay:
             provider_ref=sent.ref,
             provider_status=sent.status,
         )
+
+    async def _call(self, m: Claimed, enc: bytes) -> Outcome:
+        gather_url = m.payload.get("gather_url") if isinstance(m.payload, dict) else None
+        if not isinstance(gather_url, str):
+            return Outcome("dead", error="a call needs the URL its answer goes to")
+        if not self.provider.can_send:
+            return Outcome("held", via="held")
+        try:
+            placed = await self.provider.place_call(
+                self.vault.decrypt(enc), m.body, gather_url=gather_url,
+                status_callback=self.status_callback,
+            )  # fmt: skip
+        except ProviderError as exc:
+            if exc.permanent:
+                return Outcome("dead", via="call", provider=self.provider.name, error=str(exc))
+            return Outcome("pending", via="call", error=str(exc), retry=True)
+        return Outcome(
+            "sent", via="call", provider=self.provider.name, provider_ref=placed.ref,
+            provider_status=placed.status,
+        )  # fmt: skip
 
     # --- bookkeeping ------------------------------------------------------------------------------
 

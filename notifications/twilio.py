@@ -19,6 +19,7 @@ from dispatch.identity.phones import PHONE_IN_TEXT
 from notifications.provider import (
     InboundCall,
     InboundText,
+    Keypress,
     PhoneProvider,
     ProviderError,
     Receipt,
@@ -56,26 +57,37 @@ class TwilioProvider(PhoneProvider):
     async def send_sms(
         self, to: str, body: str, *, from_: str | None, status_callback: str | None
     ) -> SentMessage:
-        if self._client is None:
-            raise ProviderError("Twilio is not configured", permanent=True, code="not_configured")
         kwargs = {"to": to, "from_": from_ or self._from, "body": body}
         if status_callback:
             kwargs["status_callback"] = status_callback
+        client = self._sender()
         try:
-            message = await self._client.messages.create_async(**kwargs)
-        except TwilioRestException as exc:
-            permanent = exc.code in _PERMANENT or exc.status in (400, 401, 403, 404)
-            if exc.status == 429:
-                permanent = False
-            raise ProviderError(
-                PHONE_IN_TEXT.sub("[number]", f"twilio {exc.status} {exc.code}: {exc.msg}")[:300],
-                permanent=permanent,
-                code=str(exc.code or exc.status),
-            ) from exc
-        except Exception as exc:  # connection refused, timeouts: worth another try
-            detail = PHONE_IN_TEXT.sub("[number]", repr(exc))
-            raise ProviderError(f"twilio unreachable: {detail}"[:300], permanent=False) from exc
+            message = await client.messages.create_async(**kwargs)
+        except Exception as exc:
+            raise _provider_error(exc) from exc
         return SentMessage(ref=message.sid or "", status=message.status or "queued")
+
+    async def place_call(
+        self, to: str, say: str, *, gather_url: str, status_callback: str | None
+    ) -> SentMessage:
+        response = VoiceResponse()
+        gather = response.gather(num_digits=1, action=gather_url, method="POST", timeout=10)
+        gather.say(say)
+        response.say("We did not hear a key. Our operators will be told. Goodbye.")
+        kwargs = {"to": to, "from_": self._from, "twiml": str(response)}
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        client = self._sender()
+        try:
+            call = await client.calls.create_async(**kwargs)
+        except Exception as exc:
+            raise _provider_error(exc) from exc
+        return SentMessage(ref=call.sid or "", status=call.status or "queued")
+
+    def _sender(self):  # -> twilio.rest.Client
+        if self._client is None:
+            raise ProviderError("Twilio is not configured", permanent=True, code="not_configured")
+        return self._client
 
     def verify_webhook(
         self, url: str, params: Mapping[str, str], headers: Mapping[str, str]
@@ -98,6 +110,12 @@ class TwilioProvider(PhoneProvider):
         if not (sender and proxy and ref):
             return None
         return InboundText(sender=sender, proxy=proxy, text=params.get("Body", ""), ref=ref)
+
+    def parse_keypress(self, params: Mapping[str, str]) -> Keypress | None:
+        ref = params.get("CallSid")
+        if not ref:
+            return None
+        return Keypress(ref=ref, digits=params.get("Digits", ""))
 
     def parse_receipt(self, params: Mapping[str, str]) -> Receipt | None:
         if params.get("CallSid") and params.get("CallStatus"):
@@ -140,3 +158,22 @@ class TwilioProvider(PhoneProvider):
     async def aclose(self) -> None:
         if self._client is not None:
             await aclose_twilio_client(self._client)
+
+
+def _provider_error(exc: Exception) -> ProviderError:
+    """What a failed REST call means for the relay: permanent (a bad or opted-out number, a
+    refused request) or worth another try (rate limits, a network failure). Numbers in the
+    provider's message are hidden."""
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, TwilioRestException):
+        permanent = exc.code in _PERMANENT or exc.status in (400, 401, 403, 404)
+        if exc.status == 429:
+            permanent = False
+        return ProviderError(
+            PHONE_IN_TEXT.sub("[number]", f"twilio {exc.status} {exc.code}: {exc.msg}")[:300],
+            permanent=permanent,
+            code=str(exc.code or exc.status),
+        )
+    detail = PHONE_IN_TEXT.sub("[number]", repr(exc))  # connection refused, timeouts
+    return ProviderError(f"twilio unreachable: {detail}"[:300], permanent=False)

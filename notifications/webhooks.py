@@ -42,6 +42,13 @@ _OUTBOX_STATUS = {
 }
 
 
+CHECKED_IN = "Thank you. You are checked in. Stay safe. Goodbye."
+NOT_CHECKED_IN = (
+    "We did not get a 1, so you are not checked in. Please open the app, "
+    "or our operators will try to reach you. Goodbye."
+)
+
+
 class Webhooks:
     def __init__(self, notifications: Notifications) -> None:
         self.n = notifications
@@ -115,6 +122,16 @@ class Webhooks:
             )
         n.relay.poke()
         return n.provider.reply_text(None)
+
+    async def keypress(self, params: dict[str, str], job_id: int, assignment_version: int) -> str:
+        """The safety call's answer (the job and assignment are in the signed URL): the digit 1
+        checks the worker in and stops the ladder; anything else leaves it climbing."""
+        pressed = self.n.provider.parse_keypress(params)
+        if pressed is None:
+            raise ValidationFailed("CallSid is required", code="invalid_webhook")
+        counted = await self.n.rt.safety.checkin_by_call(job_id, assignment_version, pressed.digits)
+        log.info("safety_call_answered", job_id=job_id, checked_in=counted)
+        return self.n.provider.refuse_call(CHECKED_IN if counted else NOT_CHECKED_IN)
 
     async def receipt(self, params: dict[str, str]) -> None:
         """A delivery or call status. A status only moves forward: a late `sent` after

@@ -52,6 +52,15 @@ class DispatchParams(Struct, forbid_unknown_fields=True, kw_only=True):
     ] = msgspec.field(default_factory=list)
     """Categories whose jobs need periodic check-ins at any hour."""
     overrun_min: Annotated[int, Meta(ge=1, le=1440)] = 30
+    """A job still in progress this long after its expected end asks the worker once."""
+    typical_duration_min: dict[
+        Annotated[str, Meta(min_length=1, max_length=64)], Annotated[int, Meta(ge=1, le=1440)]
+    ] = msgspec.field(default_factory=dict)
+    """A grab job's expected length by category (a booking's is its booked duration)."""
+    default_duration_min: Annotated[int, Meta(ge=1, le=1440)] = 120
+    """The expected length of a grab job whose category has no typical duration."""
+    operators_phone: Annotated[str, Meta(pattern=r"^\+[1-9][0-9]{6,14}$")] | None = None
+    """The operators' line, given to a worker's emergency contacts when the ladder reaches them."""
     checkin_ladder: Annotated[list[LadderStep], Meta(min_length=1, max_length=10)] = msgspec.field(
         default_factory=lambda: [
             LadderStep(0, "remind"), LadderStep(5, "sms"), LadderStep(10, "call"),

@@ -22,6 +22,8 @@ from dispatch.identity.phones import PhoneVault, phone_hint
 from dispatch.models import OutboxMessage
 
 SOS_PRIORITY = 100
+SAFETY_PRIORITY = 50
+"""A missed check-in's texts and calls: after an SOS, before any backlog of offers."""
 ROWS_INSERT = (
     "INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)"
 )
@@ -44,7 +46,9 @@ class Recipient:
 @dataclass(frozen=True)
 class Outgoing:
     channel: str
-    """`sms` (to a phone), `app` (to a user, by their channels in order) or `ws`."""
+    """`sms` (to a phone), `call` (an automated voice call to a phone: `body` is spoken,
+    `payload["gather_url"]` takes the key pressed), `app` (to a user, by their channels in
+    order) or `ws`."""
     kind: str
     body: str
     to_user_id: int | None = None

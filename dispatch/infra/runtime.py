@@ -28,6 +28,7 @@ from dispatch.infra.timers import DurableTimers, Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
+from dispatch.safety.ladder import OVERRUN, STEP, Ladder
 from dispatch.safety.service import Emergencies, SafetyHook, SafetyService
 from dispatch.workers.positions import PositionSink
 from dispatch.workers.service import WorkerService
@@ -88,10 +89,13 @@ class Runtime:
         booking_dispatch = BookingDispatch(booking, dispatcher)
         dispatcher.booking = booking_dispatch
         dispatcher.hooks.append(booking_dispatch)
-        dispatcher.hooks.append(SafetyHook())
+        ladder = Ladder(communities, settings.public_base_url)
+        dispatcher.hooks.append(SafetyHook(ladder))
         durable = DurableTimers(sessions, clock)
         durable.register(REMINDER, booking_dispatch.remind)
         durable.register(NO_SHOW, booking_dispatch.check_no_show)
+        durable.register(STEP, ladder.fire_step)
+        durable.register(OVERRUN, ladder.fire_overrun)
         sms_budget = SmsBudget(redis, settings.sms_daily_budget)
         return cls(
             settings=settings,
@@ -116,7 +120,7 @@ class Runtime:
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
             booking=booking,
-            safety=SafetyService(sessions, communities),
+            safety=SafetyService(sessions, communities, ladder, clock),
             emergencies=Emergencies(sessions, communities, vault, settings.phone_region),
             timers=Timers(redis, dispatcher, durable),
             durable=durable,

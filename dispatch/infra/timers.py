@@ -11,6 +11,12 @@ Two kinds of rows:
   handler in the transaction that stamps it fired (rows taken with SKIP LOCKED, so several
   processes never fire one twice, and a process killed mid-way leaves the row to fire again).
   A handler's effects (outbox messages, alerts) commit with the stamp: exactly once.
+
+Wake-ups: once the transaction that armed a row commits, an SAQ job is scheduled for the row's
+second (one per second, by its key, however many rows fall due in it), a second early; it fires
+what is due and then again at each due time up to the end of its second, so a row fires within
+about `WAKE_STEP_S` of its time, not at the next sweep. SAQ's scheduler polls once a second,
+which is why the wake-up is set a second before the row.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from saq import CronJob, Queue, Worker
 from saq.queue.redis import RedisQueue
-from sqlalchemy import select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from dispatch.infra.clock import Clock
 from dispatch.infra.logs import log
@@ -37,6 +44,10 @@ if TYPE_CHECKING:
 
 QUEUE_NAME = "dispatch"
 FIRE_BATCH = 50
+WAKE_STEP_S = 0.1
+"""A wake-up's shortest sleep between two firings inside its second."""
+_WAKES = "timer_wakes"
+_WAKER = "timer_waker"
 MAX_ATTEMPTS = 20
 """A timer whose handler failed this often is left for operators (logged each time)."""
 
@@ -72,7 +83,35 @@ async def arm(
         .on_conflict_do_nothing(index_elements=[Timer.key])
         .returning(Timer.id)
     )
-    return await session.scalar(stmt) is not None
+    armed = await session.scalar(stmt) is not None
+    if armed:
+        session.info.setdefault(_WAKES, set()).add(math.floor(due.timestamp()))
+    return armed
+
+
+Waker = Callable[[int], Awaitable[None]]
+_spawned: set[asyncio.Task[None]] = set()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint: the wake-ups wait for the transaction itself
+    seconds = session.info.pop(_WAKES, None)
+    waker: Waker | None = session.info.get(_WAKER)
+    if not seconds or waker is None:
+        return
+    loop = asyncio.get_running_loop()
+    for second in seconds:
+        task = loop.create_task(waker(second))
+        _spawned.add(task)
+        task.add_done_callback(_spawned.discard)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_wakes(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_WAKES, None)
 
 
 async def disarm(session: AsyncSession, *, kind: str, ref_id: int, now: datetime) -> int:
@@ -102,6 +141,26 @@ class DurableTimers:
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
+
+    async def fire_through(self, until_ts: float) -> int:
+        """Fire due rows now and at each next due time before `until_ts` (a wake-up's second)."""
+        fired = await self.fire_due()
+        until = datetime.fromtimestamp(until_ts, UTC)
+        while True:
+            async with self.sessions() as session:
+                nxt = await session.scalar(
+                    select(func.min(Timer.due_at)).where(
+                        Timer.fired_at.is_(None),
+                        Timer.cancelled_at.is_(None),
+                        Timer.due_at < until,
+                        Timer.attempts < MAX_ATTEMPTS,
+                    )
+                )
+            if nxt is None:
+                return fired
+            wait = (nxt - self.clock.now()).total_seconds()
+            await asyncio.sleep(max(WAKE_STEP_S, wait))
+            fired += await self.fire_due()
 
     async def fire_due(self, now: datetime | None = None) -> int:
         """Fire every timer due at `now` (default: the clock; tests pass their own). Each row's
@@ -151,6 +210,13 @@ class DurableTimers:
                 return fired
 
 
+async def wake_timers(ctx: dict[str, Any], *, second: int) -> int:
+    """Fire what is due now, then again at each due time until the end of `second` (in the
+    timers' clock). Rows fire with SKIP LOCKED, so wake-ups that overlap share the work."""
+    durable: DurableTimers = ctx["durable"]
+    return await durable.fire_through(second + 1)
+
+
 async def advance_wave(ctx: dict[str, Any], *, job_id: int, wave: int) -> bool:
     dispatcher: Dispatcher = ctx["dispatcher"]
     return await dispatcher.advance(job_id, wave)
@@ -190,7 +256,7 @@ class Timers:
         self.durable = durable
         self.worker = _EmbeddedWorker(
             self.queue,
-            functions=[advance_wave, sweep_overdue],
+            functions=[advance_wave, sweep_overdue, wake_timers],
             cron_jobs=[CronJob(sweep_overdue, cron="* * * * * */15", timeout=60)],
             concurrency=4,
             # A blocking BLMOVE with no timeout cannot be interrupted on shutdown; return each
@@ -201,6 +267,26 @@ class Timers:
         )
         self._task: asyncio.Task[None] | None = None
         dispatcher.schedule = self.schedule
+        if durable is not None:
+            # Every session of these timers wakes them once its transaction commits.
+            durable.sessions.configure(info={_WAKER: self.wake})
+
+    async def wake(self, second: int) -> None:
+        """Schedule the wake-up for the timers due in `second` (once per second: SAQ keeps one
+        job per key while it is pending). Best effort: the sweep catches what a lost wake-up
+        misses."""
+        assert self.durable is not None
+        real = second - self.durable.clock.offset_s
+        try:
+            await self.queue.enqueue(
+                "wake_timers",
+                second=second,
+                key=f"wake:{second}",
+                scheduled=max(0, math.floor(real) - 1),
+                timeout=120,
+            )
+        except Exception as exc:
+            log.warning("timer_wake_failed", error=repr(exc))
 
     async def _startup(self, ctx: dict[str, Any]) -> None:
         ctx["dispatcher"] = self.dispatcher

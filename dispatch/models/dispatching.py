@@ -74,18 +74,23 @@ class Assignment(IdMixin, Base):
     end_reason: Mapped[str | None] = mapped_column(String(32))
 
 
+REPEATABLE_ALERTS = ("sos", "missed_checkin")
+REPEATABLE_SQL = "('sos', 'missed_checkin')"
+
+
 class Alert(IdMixin, Base):
     __tablename__ = "alerts"
     __table_args__ = (
         Index(None, "community_id", "acked_at", "created_at"),
         # One alert of a kind per job (a replayed timer cannot raise it twice); an SOS may be
-        # pressed again later in a job, and each is its own alert.
+        # pressed again later in a job, and a worker may miss more than one check-in: each of
+        # those is its own alert (`REPEATABLE_ALERTS`).
         Index(
             "uq_alerts_job_kind",
             "job_id",
             "kind",
             unique=True,
-            postgresql_where=text("job_id IS NOT NULL AND kind <> 'sos'"),
+            postgresql_where=text(f"job_id IS NOT NULL AND kind NOT IN {REPEATABLE_SQL}"),
         ),
     )
 

@@ -16,6 +16,7 @@ from dispatch.communities.service import CommunityService
 from dispatch.identity.principal import Principal
 from dispatch.models import Alert, Community, Job
 from dispatch.models.base import get_row
+from dispatch.models.dispatching import REPEATABLE_ALERTS, REPEATABLE_SQL
 
 
 async def raise_alert(
@@ -31,7 +32,7 @@ async def raise_alert(
 ) -> int | None:
     """Raise an alert for the community's operators. An alert of a kind about a job is raised
     once (a replayed timer or a retried request raises nothing new): its id, or None when it was
-    already raised."""
+    already raised. SOS presses and missed check-ins are each their own alert."""
     stmt = insert(Alert).values(
         community_id=community_id,
         kind=kind,
@@ -41,10 +42,10 @@ async def raise_alert(
         severity=severity,
         created_at=now or datetime.now(UTC),
     )
-    if job_id is not None and kind != "sos":
+    if job_id is not None and kind not in REPEATABLE_ALERTS:
         stmt = stmt.on_conflict_do_nothing(
             index_elements=[Alert.job_id, Alert.kind],
-            index_where=text("job_id IS NOT NULL AND kind <> 'sos'"),
+            index_where=text(f"job_id IS NOT NULL AND kind NOT IN {REPEATABLE_SQL}"),
         )
     return await session.scalar(stmt.returning(Alert.id))
 

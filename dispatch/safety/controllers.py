@@ -10,6 +10,7 @@ from msgspec import Meta, Struct
 
 from dispatch.identity.auth import workers_only
 from dispatch.jobs.views import job_view_out
+from dispatch.models import Timer
 from dispatch.safety.rules import MAX_PIN_TRIES
 from dispatch.safety.service import Emergencies, SafetyService
 from dispatch.web.deps import principal_of
@@ -136,6 +137,19 @@ class SosShown(Struct):
     at: Timestamp
 
 
+class LadderShown(Struct):
+    step: str
+    """The action: `remind`, `sms`, `call`, `alert`, `contacts`."""
+    reason: str
+    """`periodic` (a missed check-in) or `overrun` (the job went on long after its end)."""
+    due_at: Timestamp
+    done_at: Timestamp | None
+    outcome: str
+    """`pending`, `stopped` (a check-in came first), `moot` (the job had ended), or what was
+    done: `reminded`, `texted`, `called`, `alerted`, `contacts_texted:N`, `no_phone`,
+    `no_contacts`."""
+
+
 class SafetyOut(Struct, kw_only=True):
     job_id: int
     status: str
@@ -146,6 +160,7 @@ class SafetyOut(Struct, kw_only=True):
     """At night (the community's `night_hours`) or in one of its `safety_categories`."""
     next_checkin_due: Timestamp | None
     checkins: list[CheckinShown]
+    ladder: list[LadderShown]
     sos: list[SosShown]
 
 
@@ -164,7 +179,22 @@ async def safety_timeline(
         arrived_at=job.arrived_at, started_at=job.started_at,
         requires_checkins=t.requires_checkins, next_checkin_due=t.next_checkin_due,
         checkins=[CheckinShown(c.kind, c.source, c.distance_m, c.created_at) for c in t.checkins],
+        ladder=[_ladder_shown(s) for s in t.ladder],
         sos=[SosShown(s.alert_id, s.role, s.presses, s.created_at) for s in t.sos],
+    )  # fmt: skip
+
+
+def _ladder_shown(timer: Timer) -> LadderShown:
+    if timer.cancelled_at is not None:
+        outcome, done = "stopped", timer.cancelled_at
+    elif timer.fired_at is not None:
+        outcome, done = str(timer.payload.get("outcome", "done")), timer.fired_at
+    else:
+        outcome, done = "pending", None
+    p = timer.payload
+    return LadderShown(
+        step=str(p.get("action", "")), reason=str(p.get("reason", "periodic")),
+        due_at=timer.due_at, done_at=done, outcome=outcome,
     )  # fmt: skip
 
 

@@ -1,11 +1,11 @@
-"""Safety on site, in plain Python: the start PIN and how many wrong tries lock it, and whether
-a position is an arrival (inside the community's geofence around the job, with a fix precise
-enough to tell)."""
+"""Safety on site, in plain Python: the start PIN and how many wrong tries lock it, whether a
+position is an arrival (inside the community's geofence around the job, with a fix precise
+enough to tell), which jobs must check in, and when each step of the escalation ladder is due."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -62,3 +62,35 @@ def needs_checkins(
 def next_checkin_due(last: datetime, interval_min: int) -> datetime:
     """When the next periodic check-in is due after the last one (or the start)."""
     return last + timedelta(minutes=interval_min)
+
+
+def missed_at(due: datetime, grace_min: int) -> datetime:
+    """When a check-in due at `due` counts as missed: the ladder's steps count from here."""
+    return due + timedelta(minutes=grace_min)
+
+
+def step_due(base: datetime, after_min: int) -> datetime:
+    return base + timedelta(minutes=after_min)
+
+
+def expected_end(
+    started: datetime,
+    *,
+    booked_min: int | None,
+    category: str,
+    typical_min: Mapping[str, int],
+    default_min: int,
+) -> datetime:
+    """When a job should be over: its booked duration, else its category's typical one."""
+    minutes = booked_min or typical_min.get(category) or default_min
+    return started + timedelta(minutes=minutes)
+
+
+def overrun_due(end: datetime, overrun_min: int) -> datetime:
+    """When a job still in progress asks the worker whether all is well."""
+    return end + timedelta(minutes=overrun_min)
+
+
+def coarse_area(lat: float, lng: float) -> str:
+    """A place to within about a kilometre (two decimals), for people outside the job."""
+    return f"{lat:.2f},{lng:.2f}"

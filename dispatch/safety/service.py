@@ -1,6 +1,7 @@
 """Safety on site: the start PIN (set at every assignment, shown to the resident alone) and
-starting the job with it, and the worker's geofenced check-ins. Each public call is one
-transaction; the rules are `rules.py`."""
+starting the job with it, the worker's geofenced check-ins (which stop the check-in ladder,
+`ladder.py`), emergency contacts and SOS, and the timeline. Each public call is one
+transaction; the rules are `rules.py`. Times come from the scheduled-work clock."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from dispatch.core.errors import Conflict, DomainError, Forbidden, Unprocessable
 from dispatch.grab.rules import check_transition
 from dispatch.identity.phones import PhoneVault, normalize_phone, phone_hint
 from dispatch.identity.principal import Principal
+from dispatch.infra.clock import Clock
 from dispatch.infra.outbox import SOS_PRIORITY, Outgoing, Recipient, enqueue, tell
 from dispatch.jobs.queries import JobView, job_view
-from dispatch.models import Checkin, EmergencyContact, Job, SosCall
+from dispatch.models import Checkin, EmergencyContact, Job, SosCall, Timer
 from dispatch.models.base import get_row
 from dispatch.ops.alerts import raise_alert
 from dispatch.safety import rules
+from dispatch.safety.ladder import STEP, Ladder, emergency_contacts
 from geo.distance import haversine_m
 from geo.shapes import wkb_to_latlng
 
@@ -34,7 +37,11 @@ class CheckinMade:
 
 
 class SafetyHook:
-    """An assignment hook: every assignment gets a fresh start PIN and a clean slate."""
+    """An assignment hook: every assignment gets a fresh start PIN and a clean slate, and the
+    end of one stops its check-in ladder."""
+
+    def __init__(self, ladder: Ladder) -> None:
+        self.ladder = ladder
 
     async def assigned(
         self, session: AsyncSession, job: Job, worker_id: int, now: datetime
@@ -47,15 +54,21 @@ class SafetyHook:
     async def released(
         self, session: AsyncSession, job: Job, worker_id: int, reason: str, now: datetime
     ) -> None:
-        return None
+        await self.ladder.stop(session, job, now)
 
 
 class SafetyService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], communities: CommunityService
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        communities: CommunityService,
+        ladder: Ladder,
+        clock: Clock | None = None,
     ) -> None:
         self.sessions = sessions
         self.communities = communities
+        self.ladder = ladder
+        self.clock = clock or Clock()
 
     async def _held(self, session: AsyncSession, who: Principal, job_id: int) -> Job:
         job = await get_row(session, Job, job_id, lock=True)
@@ -68,7 +81,7 @@ class SafetyService:
         `wrong_pin`; after five wrong tries 409 `pin_locked` and an operator alert. A wrong try
         is counted even though the call fails."""
         refusal: DomainError | None = None
-        now = datetime.now(UTC)
+        now = self.clock.now()
         async with self.sessions.begin() as session:
             job = await self._held(session, who, job_id)
             if job.assignment_version != version:
@@ -82,6 +95,7 @@ class SafetyService:
             if rules.check_pin(job.start_pin, pin, job.pin_failures):
                 job.status, job.started_at, job.version = "in_progress", now, job.version + 1
                 job.arrived_at = job.arrived_at or now
+                await self.ladder.started(session, job, now)
                 await tell(
                     session,
                     kind="job_started",
@@ -121,8 +135,9 @@ class SafetyService:
         accuracy_m: float | None,
     ) -> CheckinMade:
         """A check-in at the job. An arrival must be inside the community's
-        `arrival_geofence_m` by a fix that precise; the first one tells the resident."""
-        now = datetime.now(UTC)
+        `arrival_geofence_m` by a fix that precise; the first one tells the resident. Any
+        check-in stops the check-in ladder."""
+        now = self.clock.now()
         async with self.sessions.begin() as session:
             job = await self._held(session, who, job_id)
             if job.status not in ("assigned", "in_progress"):
@@ -151,7 +166,32 @@ class SafetyService:
             )  # fmt: skip
             session.add(made)
             await session.flush()
+            await self.ladder.checked_in(session, job, kind, now)
             return CheckinMade(made.id, kind, round(distance, 1), now)
+
+    async def checkin_by_call(self, job_id: int, assignment_version: int, digits: str) -> bool:
+        """The safety call's answer: the digit 1 is a periodic check-in by the job's worker
+        (stopping the ladder), for the assignment the call was about; True if it counted."""
+        if digits.strip() != "1":
+            return False
+        now = self.clock.now()
+        async with self.sessions.begin() as session:
+            job = await session.get(Job, job_id, with_for_update=True)
+            if (
+                job is None
+                or job.worker_id is None
+                or job.status != "in_progress"
+                or job.assignment_version != assignment_version
+            ):
+                return False
+            session.add(
+                Checkin(
+                    job_id=job.id, worker_id=job.worker_id, kind="periodic", source="call",
+                    created_at=now,
+                )
+            )  # fmt: skip
+            await self.ladder.checked_in(session, job, "periodic", now)
+            return True
 
 
 MAX_CONTACTS = 3
@@ -206,19 +246,8 @@ class Emergencies:
 
     async def contacts(self, who: Principal) -> list[ContactShown]:
         async with self.sessions() as session:
-            found = await self._contacts_of(session, who.user_id)
+            found = await emergency_contacts(session, who.user_id)
         return [ContactShown(c.name, c.phone_hint) for c in found]
-
-    async def _contacts_of(self, session: AsyncSession, user_id: int) -> list[EmergencyContact]:
-        return list(
-            (
-                await session.scalars(
-                    select(EmergencyContact)
-                    .where(EmergencyContact.user_id == user_id)
-                    .order_by(EmergencyContact.position)
-                )
-            ).all()
-        )
 
     async def sos(
         self,
@@ -278,7 +307,7 @@ class Emergencies:
                 f"SOS: someone who listed you as an emergency contact pressed SOS during a job "
                 f"near {where}. The service's operators have been alerted."
             )
-            for contact in await self._contacts_of(session, who.user_id):
+            for contact in await emergency_contacts(session, who.user_id):
                 await enqueue(
                     session,
                     Outgoing(
@@ -297,6 +326,7 @@ class Timeline:
     job: Job
     checkins: list[Checkin]
     sos: list[SosCall]
+    ladder: list[Timer]
     next_checkin_due: datetime | None
     requires_checkins: bool
 
@@ -326,6 +356,15 @@ async def safety_timeline(
             )
         ).all()
     )
+    ladder = list(
+        (
+            await session.scalars(
+                select(Timer)
+                .where(Timer.kind == STEP, Timer.ref_id == job.id)
+                .order_by(Timer.due_at, Timer.id)
+            )
+        ).all()
+    )
     required = job.started_at is not None and rules.needs_checkins(
         category=job.category, started=job.started_at, timezone=community.timezone,
         night_hours=params.night_hours, safety_categories=params.safety_categories,
@@ -334,4 +373,4 @@ async def safety_timeline(
     if required and job.status == "in_progress" and job.started_at is not None:
         seen = [c.created_at for c in checkins if c.kind in ("arrival", "periodic")]
         due = rules.next_checkin_due(max([job.started_at, *seen]), params.checkin_interval_min)
-    return Timeline(job, checkins, sos, due, required)
+    return Timeline(job, checkins, sos, ladder, due, required)

@@ -93,6 +93,7 @@ ERRORS: dict[Operation, tuple[int, ...]] = {
     ("POST", "/v1/telephony/voice"): (403,),
     ("POST", "/v1/telephony/sms"): (403,),
     ("POST", "/v1/telephony/status"): (403,),
+    ("POST", "/v1/telephony/checkin"): (403,),
 }
 """Errors an operation's rules can answer beyond those its shape implies. Every operation in
 the document has an entry: a route added without one fails `tests/test_openapi.py`."""
