@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             offers.accept_offer,
             offers.decline_offer,
             ops.OpsController,
+            ops.ops_events,
             stream.worker_stream,
             *booking.ROUTES,
             *safety.ROUTES,

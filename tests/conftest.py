@@ -9,12 +9,14 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from litestar import Litestar
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -28,6 +30,7 @@ from dispatch.identity.principals import handle_user, upsert_phone_user
 from dispatch.infra.db import make_engine, make_sessionmaker, migrate
 from dispatch.infra.settings import AuthSettings, Settings, StorageSettings
 from dispatch.models import all_tables
+from tests.processes import free_port
 
 TEST_SECRET = "test-secret-key-not-for-production"
 E164_ANYWHERE = re.compile(rb"\+[1-9]\d{6,14}")
@@ -137,6 +140,27 @@ async def app(settings: Settings, clean_state: None) -> AsyncIterator[Litestar]:
     yield application
     stop.set()
     await task
+
+
+@pytest.fixture
+async def served_base(app: Litestar) -> AsyncIterator[str]:
+    """The test's app (its lifespan already started) on a real socket, as `dispatch serve`
+    serves it: for streams, which the in-process transport would buffer to the end."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="off", log_config=None, access_log=False,
+        ws="websockets-sansio",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert not task.done(), "uvicorn exited at start-up"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ from typing import Any
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
-from litestar.security.jwt import Token
 
 from dispatch.grab import events as ev
-from dispatch.identity.auth import ALGORITHM, ISSUER, principal_from_token
-from dispatch.identity.principal import Principal
+from dispatch.identity.auth import principal_of_token
 from dispatch.web.deps import runtime_of
 
 _POLICY_VIOLATION = 1008
@@ -31,15 +29,8 @@ def _bearer(socket: WebSocket[Any, Any, Any]) -> str | None:
 @websocket("/v1/workers/me/stream", exclude_from_auth=True)
 async def worker_stream(socket: WebSocket[Any, Any, Any], state: State) -> None:
     rt = runtime_of(state)
-    raw = _bearer(socket)
-    principal = None
-    if raw:
-        try:
-            token = Token.decode(raw, rt.settings.auth.secret_key, ALGORITHM, issuer=[ISSUER])
-            principal = await principal_from_token(token, socket)
-        except Exception:
-            principal = None
-    if not isinstance(principal, Principal) or principal.role != "worker":
+    principal = principal_of_token(_bearer(socket), rt.settings.auth.secret_key)
+    if principal is None or principal.role != "worker":
         await socket.close(code=_POLICY_VIOLATION, reason="a worker's bearer token is required")
         return
     await socket.accept()

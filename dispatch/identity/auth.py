@@ -26,14 +26,26 @@ ALGORITHM = "HS256"
 ISSUER = "dispatch"
 
 
+STREAM_SCOPE = "stream"
+"""A short-lived token good only for opening a live stream (`?token=` on the operators' event
+stream, which `EventSource` cannot give a header): refused as a bearer anywhere else."""
+
+
 def issue_token(
-    secret: str, user_id: int, role: str, community_ids: list[int] | None = None, ttl_s: int = 3600
+    secret: str,
+    user_id: int,
+    role: str,
+    community_ids: list[int] | None = None,
+    ttl_s: int = 3600,
+    scope: str | None = None,
 ) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     extras: dict[str, Any] = {"role": role}
     if community_ids:
         extras["communities"] = sorted(community_ids)
+    if scope is not None:
+        extras["scope"] = scope
     token = Token(
         sub=str(user_id),
         exp=datetime.now(UTC) + timedelta(seconds=ttl_s),
@@ -44,12 +56,30 @@ def issue_token(
     return token.encode(secret, ALGORITHM)
 
 
-async def principal_from_token(token: Token, _connection: ASGIConnection[Any, Any, Any, Any]):
+def _principal(token: Token, scope: str | None) -> Principal | None:
     role = token.extras.get("role")
-    if role not in ROLES or not token.sub.isdigit():
+    if role not in ROLES or not token.sub.isdigit() or token.extras.get("scope") != scope:
         return None
     communities = token.extras.get("communities") or []
     return Principal(int(token.sub), role, frozenset(int(c) for c in communities))
+
+
+async def principal_from_token(token: Token, _connection: ASGIConnection[Any, Any, Any, Any]):
+    return _principal(token, None)  # a stream token is not a bearer
+
+
+def principal_of_token(
+    raw: str | None, secret: str, *, scope: str | None = None
+) -> Principal | None:
+    """The principal a token names, for handlers that read their own token (live streams):
+    None when it is missing, forged, expired, or not of `scope` (None: an ordinary bearer)."""
+    if not raw:
+        return None
+    try:
+        token = Token.decode(raw, secret, ALGORITHM, issuer=[ISSUER])
+    except Exception:
+        return None
+    return _principal(token, scope)
 
 
 VERIFIED_TOKENS_MAX = 50_000

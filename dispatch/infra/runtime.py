@@ -19,6 +19,7 @@ from dispatch.grab.dispatcher import Dispatcher
 from dispatch.grab.events import EventBus
 from dispatch.identity.otp import OtpService
 from dispatch.identity.phones import PhoneVault
+from dispatch.infra import aftercommit
 from dispatch.infra.clock import Clock
 from dispatch.infra.db import make_engine, make_sessionmaker, migrate_async
 from dispatch.infra.redis_client import open_redis
@@ -27,6 +28,7 @@ from dispatch.infra.smsbudget import SmsBudget
 from dispatch.infra.timers import DurableTimers, Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
+from dispatch.ops import events as ops_events
 from dispatch.ops.alerts import AlertService
 from dispatch.safety.ladder import OVERRUN, STEP, Ladder
 from dispatch.safety.service import Emergencies, SafetyHook, SafetyService
@@ -51,6 +53,7 @@ class Runtime:
     dispatcher: Dispatcher
     jobs: JobService
     alerts: AlertService
+    feed: ops_events.OpsFeed
     booking: BookingService
     safety: SafetyService
     emergencies: Emergencies
@@ -77,6 +80,7 @@ class Runtime:
         redis = open_redis(redis_url, cluster=settings.storage.redis_cluster)
         vault = PhoneVault(settings.auth.secret_key)
         sessions = make_sessionmaker(engine)
+        aftercommit.bind(sessions, **{ops_events.REDIS: redis})
         live = RedisLiveIndex(redis, pipe=Pipeliner.for_client(redis))
         communities = CommunityService(
             default_region=settings.phone_region, sessions=sessions, live=live
@@ -119,6 +123,7 @@ class Runtime:
             dispatcher=dispatcher,
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
+            feed=ops_events.OpsFeed(redis, sessions, communities, settings.auth.secret_key),
             booking=booking,
             safety=SafetyService(sessions, communities, ladder, clock),
             emergencies=Emergencies(sessions, communities, vault, settings.phone_region),

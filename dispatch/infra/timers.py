@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from saq import CronJob, Queue, Worker
 from saq.queue.redis import RedisQueue
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
+from dispatch.infra import aftercommit
 from dispatch.infra.clock import Clock
 from dispatch.infra.logs import log
 from dispatch.models import Timer
@@ -46,7 +46,6 @@ QUEUE_NAME = "dispatch"
 FIRE_BATCH = 50
 WAKE_STEP_S = 0.1
 """A wake-up's shortest sleep between two firings inside its second."""
-_WAKES = "timer_wakes"
 _WAKER = "timer_waker"
 MAX_ATTEMPTS = 20
 """A timer whose handler failed this often is left for operators (logged each time)."""
@@ -84,34 +83,11 @@ async def arm(
         .returning(Timer.id)
     )
     armed = await session.scalar(stmt) is not None
-    if armed:
-        session.info.setdefault(_WAKES, set()).add(math.floor(due.timestamp()))
+    waker: Callable[[int], Awaitable[None]] | None = aftercommit.resource(session, _WAKER)
+    if armed and waker is not None:
+        second = math.floor(due.timestamp())
+        aftercommit.promise(session, ("timer_wake", second), lambda: waker(second))
     return armed
-
-
-Waker = Callable[[int], Awaitable[None]]
-_spawned: set[asyncio.Task[None]] = set()
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_after_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a savepoint: the wake-ups wait for the transaction itself
-    seconds = session.info.pop(_WAKES, None)
-    waker: Waker | None = session.info.get(_WAKER)
-    if not seconds or waker is None:
-        return
-    loop = asyncio.get_running_loop()
-    for second in seconds:
-        task = loop.create_task(waker(second))
-        _spawned.add(task)
-        task.add_done_callback(_spawned.discard)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_wakes(session: Session) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop(_WAKES, None)
 
 
 async def disarm(session: AsyncSession, *, kind: str, ref_id: int, now: datetime) -> int:
@@ -269,7 +245,7 @@ class Timers:
         dispatcher.schedule = self.schedule
         if durable is not None:
             # Every session of these timers wakes them once its transaction commits.
-            durable.sessions.configure(info={_WAKER: self.wake})
+            aftercommit.bind(durable.sessions, **{_WAKER: self.wake})
 
     async def wake(self, second: int) -> None:
         """Schedule the wake-up for the timers due in `second` (once per second: SAQ keeps one

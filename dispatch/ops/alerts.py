@@ -17,6 +17,7 @@ from dispatch.identity.principal import Principal
 from dispatch.models import Alert, Community, Job
 from dispatch.models.base import get_row
 from dispatch.models.dispatching import REPEATABLE_ALERTS, REPEATABLE_SQL
+from dispatch.ops import events
 
 
 async def raise_alert(
@@ -33,6 +34,7 @@ async def raise_alert(
     """Raise an alert for the community's operators. An alert of a kind about a job is raised
     once (a replayed timer or a retried request raises nothing new): its id, or None when it was
     already raised. SOS presses and missed check-ins are each their own alert."""
+    now = now or datetime.now(UTC)
     stmt = insert(Alert).values(
         community_id=community_id,
         kind=kind,
@@ -40,14 +42,21 @@ async def raise_alert(
         worker_id=worker_id,
         detail=detail or {},
         severity=severity,
-        created_at=now or datetime.now(UTC),
+        created_at=now,
     )
     if job_id is not None and kind not in REPEATABLE_ALERTS:
         stmt = stmt.on_conflict_do_nothing(
             index_elements=[Alert.job_id, Alert.kind],
             index_where=text(f"job_id IS NOT NULL AND kind NOT IN {REPEATABLE_SQL}"),
         )
-    return await session.scalar(stmt.returning(Alert.id))
+    alert_id = await session.scalar(stmt.returning(Alert.id))
+    if alert_id is not None:
+        events.emit(
+            session, community_id, "alert",
+            {"id": alert_id, "kind": kind, "severity": severity, "job_id": job_id,
+             "worker_id": worker_id, "detail": detail or {}, "created_at": now},
+        )  # fmt: skip
+    return alert_id
 
 
 async def alert_communities(session: AsyncSession, job_id: int | None) -> Iterable[int]:

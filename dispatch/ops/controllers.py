@@ -1,19 +1,33 @@
-"""Operators: the alert queue and manual dispatch."""
+"""Operators: the alert queue, manual dispatch, and the live event stream."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from msgspec import Struct
 
 from dispatch.grab.dispatcher import Dispatcher
 from dispatch.identity.auth import operators
 from dispatch.jobs.views import job_view_out
 from dispatch.models import Alert
 from dispatch.ops.alerts import AlertService
+from dispatch.ops.events import OpsFeed
 from dispatch.web.deps import principal_of
-from dispatch.web.schemas import AlertOut, AssignIn, JobOut
+from dispatch.web.schemas import AlertOut, AssignIn, JobOut, Timestamp
+
+EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+
+
+class StreamTokenOut(Struct):
+    token: str
+    """For `GET /v1/ops/communities/{id}/events?token=…`: this community's stream alone."""
+    expires_at: Timestamp
 
 
 def alert_out(a: Alert) -> AlertOut:
@@ -49,6 +63,15 @@ class OpsController(Controller):
         found = await alerts.queue(who, community_id, include_acked=include_acked, limit=limit)
         return [alert_out(a) for a in found]
 
+    @post("/communities/{community_id:int}/stream-token", status_code=201)
+    async def stream_token(
+        self, community_id: FromPath[int], request: Request[Any, Any, Any], feed: OpsFeed
+    ) -> StreamTokenOut:
+        """A token good for one minute to open this community's event stream with `?token=`
+        (a browser's `EventSource` cannot send the bearer header)."""
+        token, expires = await feed.stream_token(principal_of(request), community_id)
+        return StreamTokenOut(token, expires)
+
     @post("/alerts/{alert_id:int}/ack", status_code=200)
     async def ack(
         self, alert_id: FromPath[int], request: Request[Any, Any, Any], alerts: AlertService
@@ -68,3 +91,39 @@ class OpsController(Controller):
         holder's `assignment_version` stops working."""
         who = principal_of(request)
         return job_view_out(await dispatcher.assign(who, job_id, data.worker_id))
+
+
+@get(
+    "/v1/ops/communities/{community_id:int}/events",
+    exclude_from_auth=True,
+    tags=["ops"],
+    media_type="text/event-stream",
+)
+async def ops_events(
+    community_id: FromPath[int],
+    request: Request[Any, Any, Any],
+    feed: OpsFeed,
+    token: Annotated[str | None, QueryParameter(max_length=2000)] = None,
+) -> ServerSentEvent:
+    """The community's live events (server-sent events): `alert`, `checkin`, `ladder_step`,
+    `job`. Each has an `id:`; reconnecting with `Last-Event-ID` resumes after it. The bearer
+    may come as the header or as a stream token (`POST .../stream-token`) in `?token=`."""
+    header = request.headers.get("authorization", "")
+    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
+    who = feed.caller(bearer, token)
+    await feed.check(who, community_id)
+    resume = request.headers.get("last-event-id", "")
+    after = resume if EVENT_ID.fullmatch(resume) else await feed.latest_id(community_id)
+
+    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        yield ServerSentEventMessage(
+            event="hello", data=json.dumps({"community_id": community_id, "after": after})
+        )
+        async for item in feed.follow(community_id, after):
+            if item is None:
+                yield ServerSentEventMessage(comment="keep-alive")
+            else:
+                event_id, kind, data = item
+                yield ServerSentEventMessage(id=event_id, event=kind, data=data)
+
+    return ServerSentEvent(messages(), headers={"Cache-Control": "no-cache"})

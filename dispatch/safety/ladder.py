@@ -30,6 +30,7 @@ from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.infra.outbox import SAFETY_PRIORITY, Outgoing, Recipient, enqueue, tell
 from dispatch.infra.timers import arm, disarm
 from dispatch.models import EmergencyContact, Job, Timer, User
+from dispatch.ops import events
 from dispatch.ops.alerts import raise_alert
 from dispatch.safety import rules
 from geo.shapes import wkb_to_latlng
@@ -159,6 +160,11 @@ class Ladder:
         reason = str(timer.payload.get("reason", "periodic"))
         outcome = await self._act(session, job, community, action, reason, timer, now)
         timer.payload = {**timer.payload, "action": action, "outcome": outcome}
+        events.emit(
+            session, job.community_id, "ladder_step",
+            {"job_id": job.id, "worker_id": job.worker_id, "step": action, "reason": reason,
+             "outcome": outcome, "due_at": timer.due_at, "at": now},
+        )  # fmt: skip
         if step + 1 < len(ladder):
             base = datetime.fromisoformat(timer.payload["base"])
             await self._arm_step(session, job, community, reason, base, step + 1)

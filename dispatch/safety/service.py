@@ -21,6 +21,7 @@ from dispatch.infra.outbox import SOS_PRIORITY, Outgoing, Recipient, enqueue, te
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Checkin, EmergencyContact, Job, SosCall, Timer
 from dispatch.models.base import get_row
+from dispatch.ops import events
 from dispatch.ops.alerts import raise_alert
 from dispatch.safety import rules
 from dispatch.safety.ladder import STEP, Ladder, emergency_contacts
@@ -96,6 +97,10 @@ class SafetyService:
                 job.status, job.started_at, job.version = "in_progress", now, job.version + 1
                 job.arrived_at = job.arrived_at or now
                 await self.ladder.started(session, job, now)
+                events.emit(
+                    session, job.community_id, "job",
+                    {"id": job.id, "status": job.status, "worker_id": job.worker_id, "at": now},
+                )  # fmt: skip
                 await tell(
                     session,
                     kind="job_started",
@@ -167,6 +172,7 @@ class SafetyService:
             session.add(made)
             await session.flush()
             await self.ladder.checked_in(session, job, kind, now)
+            checkin_event(session, job, made)
             return CheckinMade(made.id, kind, round(distance, 1), now)
 
     async def checkin_by_call(self, job_id: int, assignment_version: int, digits: str) -> bool:
@@ -184,14 +190,22 @@ class SafetyService:
                 or job.assignment_version != assignment_version
             ):
                 return False
-            session.add(
-                Checkin(
-                    job_id=job.id, worker_id=job.worker_id, kind="periodic", source="call",
-                    created_at=now,
-                )
+            made = Checkin(
+                job_id=job.id, worker_id=job.worker_id, kind="periodic", source="call",
+                created_at=now,
             )  # fmt: skip
+            session.add(made)
             await self.ladder.checked_in(session, job, "periodic", now)
+            checkin_event(session, job, made)
             return True
+
+
+def checkin_event(session: AsyncSession, job: Job, made: Checkin) -> None:
+    events.emit(
+        session, job.community_id, "checkin",
+        {"job_id": job.id, "worker_id": made.worker_id, "kind": made.kind,
+         "source": made.source, "distance_m": made.distance_m, "at": made.created_at},
+    )  # fmt: skip
 
 
 MAX_CONTACTS = 3

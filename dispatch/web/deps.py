@@ -28,6 +28,7 @@ from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
+from dispatch.ops.events import OpsFeed
 from dispatch.safety.service import Emergencies, SafetyService
 from dispatch.workers.service import WorkerService
 
@@ -69,6 +70,10 @@ def _alerts(state: State) -> AlertService:
     return runtime_of(state).alerts
 
 
+def _feed(state: State) -> OpsFeed:
+    return runtime_of(state).feed
+
+
 def _booking(state: State) -> BookingService:
     return runtime_of(state).booking
 
@@ -93,6 +98,7 @@ DEPENDENCIES = {
     "jobs": Provide(_jobs, sync_to_thread=False),
     "otp": Provide(_otp, sync_to_thread=False),
     "alerts": Provide(_alerts, sync_to_thread=False),
+    "feed": Provide(_feed, sync_to_thread=False),
     "booking": Provide(_booking, sync_to_thread=False),
     "safety": Provide(_safety, sync_to_thread=False),
     "emergencies": Provide(_emergencies, sync_to_thread=False),

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 from litestar import Litestar
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
@@ -18,7 +16,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from dispatch.grab import events as ev
 from dispatch.identity.auth import issue_token
 from tests.conftest import TEST_SECRET
-from tests.processes import free_port
 
 STREAMS = 320
 """More than the Redis pool's 256 connections: one pub/sub connection each would not fit."""
@@ -26,29 +23,8 @@ FIRST_WORKER_ID = 10_000
 
 
 @pytest.fixture
-async def served(app: Litestar) -> AsyncIterator[str]:
-    """The test's app (its lifespan already started) on a real socket, as `dispatch serve`
-    serves it."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        ws="websockets-sansio",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert not task.done(), "uvicorn exited at start-up"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        await asyncio.sleep(0.05)
-    yield f"ws://127.0.0.1:{port}/v1/workers/me/stream"
-    server.should_exit = True
-    await asyncio.wait_for(task, 30)
+def served(served_base: str) -> str:
+    return served_base.replace("http://", "ws://") + "/v1/workers/me/stream"
 
 
 def worker_token(worker_id: int) -> str:

@@ -1,0 +1,138 @@
+"""Operators' live events: the one writer (`emit`, `append`) and the reader behind the event
+stream (`OpsFeed`).
+
+Each community has a Redis stream, capped at about `STREAM_MAXLEN` entries. An event is appended
+once the transaction that caused it commits (`emit`, through `infra.aftercommit`), or by a writer
+already past its commit, in its own pipeline (`append`). The stream entry's id is the SSE `id:`,
+so a console that reconnects with `Last-Event-ID` receives what it missed while the stream still
+holds it; the snapshot is the truth to start from, the events are news of changes. Redis Streams
+rather than pub/sub for that resume; rather than a table for the write path's sake (an event is
+one command after commit, never a row in the transaction of an accept).
+
+Events (`type`, then `data`): `alert` (every raised alert, SOS first among them by severity),
+`checkin`, `ladder_step` (each step of the check-in ladder as it happens), `job` (a job's
+status as it changes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatch.communities.service import CommunityService
+from dispatch.core.errors import Forbidden, Unauthorized
+from dispatch.identity.auth import STREAM_SCOPE, issue_token, principal_of_token
+from dispatch.identity.principal import Principal
+from dispatch.infra import aftercommit
+
+STREAM_MAXLEN = 10_000
+REDIS = "redis"
+"""The name the Redis client is bound under on the sessionmaker (`aftercommit.bind`)."""
+BLOCK_MS = 15_000
+"""How long a reader waits for news before the stream sends a keep-alive."""
+STREAM_TOKEN_TTL_S = 60
+_seq = itertools.count()
+
+
+def stream_key(community_id: int) -> str:
+    return f"ops:events:{{{community_id}}}"
+
+
+def _fields(kind: str, data: dict[str, Any]) -> dict[str, str]:
+    return {"type": kind, "data": json.dumps(data, default=_jsonable, separators=(",", ":"))}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def append(pipe: Any, community_id: int, kind: str, data: dict[str, Any]) -> None:
+    """Queue the event on a Redis pipeline (or client) of a writer already past its commit."""
+    pipe.xadd(stream_key(community_id), _fields(kind, data), maxlen=STREAM_MAXLEN, approximate=True)
+
+
+def emit(session: AsyncSession, community_id: int, kind: str, data: dict[str, Any]) -> None:
+    """Publish the event once the session's transaction commits (nothing if it rolls back)."""
+    redis: Redis | None = aftercommit.resource(session, REDIS)
+    if redis is None:
+        return
+
+    async def publish() -> None:
+        await redis.xadd(
+            stream_key(community_id), _fields(kind, data), maxlen=STREAM_MAXLEN, approximate=True
+        )
+
+    aftercommit.promise(session, ("ops_event", next(_seq)), publish)
+
+
+class OpsFeed:
+    """The operators' event stream: who may open it, the short-lived token `EventSource` uses,
+    and the events from a point on."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        sessions: async_sessionmaker[AsyncSession],
+        communities: CommunityService,
+        secret: str,
+    ) -> None:
+        self.redis = redis
+        self.sessions = sessions
+        self.communities = communities
+        self.secret = secret
+
+    def caller(self, bearer: str | None, query_token: str | None) -> Principal:
+        """Who opens the stream: an operator's (or admin's) bearer, or a stream token from
+        `stream_token` (`EventSource` cannot send headers). 401 without either."""
+        who = principal_of_token(bearer, self.secret) or principal_of_token(
+            query_token, self.secret, scope=STREAM_SCOPE
+        )
+        if who is None:
+            raise Unauthorized("a bearer token or a stream token is required")
+        if who.role not in ("operator", "admin"):
+            raise Forbidden("this needs the role operator or admin", code="forbidden_role")
+        return who
+
+    async def check(self, who: Principal, community_id: int) -> None:
+        """403 unless `who` operates the community; 404 if there is none."""
+        who.require_operator_of(community_id)
+        async with self.sessions() as session:
+            await self.communities.get(session, community_id)
+
+    async def stream_token(self, who: Principal, community_id: int) -> tuple[str, datetime]:
+        """A token good for a minute, for this community's stream alone."""
+        await self.check(who, community_id)
+        token = issue_token(
+            self.secret, who.user_id, who.role, [community_id], ttl_s=STREAM_TOKEN_TTL_S,
+            scope=STREAM_SCOPE,
+        )  # fmt: skip
+        return token, datetime.now(UTC) + timedelta(seconds=STREAM_TOKEN_TTL_S)
+
+    async def latest_id(self, community_id: int) -> str:
+        """Where a new reader starts: after the newest event there is now."""
+        newest = await self.redis.xrevrange(stream_key(community_id), count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    async def follow(
+        self, community_id: int, after: str, *, block_ms: int = BLOCK_MS
+    ) -> AsyncIterator[tuple[str, str, str] | None]:
+        """(id, type, data as JSON) for each event after `after`, as they come; None after each
+        quiet `block_ms` (time for a keep-alive)."""
+        key = stream_key(community_id)
+        last = after
+        while True:
+            found = await self.redis.xread({key: last}, count=500, block=block_ms)
+            if not found:
+                yield None
+                continue
+            for entry_id, fields in found[0][1]:
+                last = entry_id.decode()
+                yield last, fields[b"type"].decode(), fields[b"data"].decode()
