@@ -87,7 +87,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dispatch_probe import GC_PAUSES, record_gc
-from bench.lib.client import Conn, http_request
+from bench.lib.client import IDLE_MAX_S, Conn, Pool, http_request
 from bench.lib.machine import (
     REPO,
     log,
@@ -137,8 +137,6 @@ RACE_SKILL = "moving"
 RESIDENTS = 5
 JOB_PRICE_CENTS = 5000
 
-IDLE_MAX_S = 3.0
-"""A pooled connection idle this long is not reused (uvicorn closes idle ones after 5 s)."""
 OFFER_WAIT_S = 5.0
 """After the last POST, how long a job's first offer may still arrive before it is a miss."""
 BURST_GAP_S = 0.25
@@ -168,46 +166,6 @@ class Config:
     quick: bool
     write: bool
     command: str
-
-
-# --- a minimal HTTP/1.1 client -------------------------------------------------------------------
-
-
-class Pool:
-    """Idle keep-alive connections to one server, for open-loop requests."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.idle: list[Conn] = []
-        self.opened = 0
-
-    async def warm(self, n: int) -> None:
-        conns = [await Conn.open(self.port) for _ in range(n)]
-        self.opened += n
-        for c in conns:
-            status, *_ = await c.call(http_request("GET", "/bench/noop", self.port))
-            assert status == 204, status
-        self.idle.extend(conns)
-
-    async def call(self, raw: bytes) -> tuple[int, bytes, float, float]:
-        # The server closes a connection idle for its keep-alive timeout (75 s as served here,
-        # uvicorn's default 5 s under bench/serve.py): drop one idle a while before it could be.
-        stale = time.monotonic() - IDLE_MAX_S
-        while self.idle and (self.idle[-1].reader.at_eof() or self.idle[-1].last_used < stale):
-            self.idle.pop().close()
-        if self.idle:
-            conn = self.idle.pop()
-        else:
-            conn = await Conn.open(self.port)
-            self.opened += 1
-        result = await conn.call(raw)
-        self.idle.append(conn)
-        return result
-
-    def close(self) -> None:
-        for c in self.idle:
-            c.close()
-        self.idle.clear()
 
 
 # --- statistics ----------------------------------------------------------------------------------

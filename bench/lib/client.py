@@ -7,6 +7,9 @@ import asyncio
 import socket
 import time
 
+IDLE_MAX_S = 3.0
+"""A pooled connection idle this long is not reused (uvicorn closes idle ones after 5 s)."""
+
 
 def http_request(
     method: str,
@@ -74,3 +77,40 @@ class Conn:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class Pool:
+    """Idle keep-alive connections to one server, for open-loop requests."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.idle: list[Conn] = []
+        self.opened = 0
+
+    async def warm(self, n: int) -> None:
+        conns = [await Conn.open(self.port) for _ in range(n)]
+        self.opened += n
+        for c in conns:
+            status, *_ = await c.call(http_request("GET", "/bench/noop", self.port))
+            assert status == 204, status
+        self.idle.extend(conns)
+
+    async def call(self, raw: bytes) -> tuple[int, bytes, float, float]:
+        # The server closes a connection idle for its keep-alive timeout (75 s as served here,
+        # uvicorn's default 5 s under bench/serve.py): drop one idle a while before it could be.
+        stale = time.monotonic() - IDLE_MAX_S
+        while self.idle and (self.idle[-1].reader.at_eof() or self.idle[-1].last_used < stale):
+            self.idle.pop().close()
+        if self.idle:
+            conn = self.idle.pop()
+        else:
+            conn = await Conn.open(self.port)
+            self.opened += 1
+        result = await conn.call(raw)
+        self.idle.append(conn)
+        return result
+
+    def close(self) -> None:
+        for c in self.idle:
+            c.close()
+        self.idle.clear()
