@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
-	bench-search bench-ingest bench-dispatch bench-telephony bench-booking
+	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -55,6 +55,9 @@ bench-telephony: deps
 
 bench-booking: deps
 	$(UV) run --locked python -m bench.booking $(ARGS)
+
+bench-safety: deps
+	$(UV) run --locked python -m bench.safety $(ARGS)
 
 lint:
 	$(UV) run --locked ruff check .

@@ -10,6 +10,7 @@ it takes the column list from `ROWS_INSERT` so the outbox's shape is still writt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -63,32 +64,46 @@ class Outgoing:
     """Relayed before lower priorities (SOS: `SOS_PRIORITY`)."""
 
 
+def _row(message: Outgoing, now: datetime) -> dict[str, Any]:
+    phone = message.phone
+    return {
+        "channel": message.channel,
+        "kind": message.kind,
+        "to_user_id": message.to_user_id,
+        "to_hash": phone.hash if phone else None,
+        "to_enc": phone.enc if phone else None,
+        "to_hint": phone.hint if phone else None,
+        "from_number": message.from_number,
+        "body": message.body,
+        "payload": message.payload,
+        "status": message.status,
+        "dedupe_key": message.dedupe_key,
+        "attempts": 0,
+        "priority": message.priority,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def enqueue(session: AsyncSession, message: Outgoing, now: datetime | None = None) -> bool:
     """Add the message to the outbox in the caller's transaction; False when a message with its
     dedupe key is there already."""
+    return await enqueue_many(session, [message], now) == 1
+
+
+async def enqueue_many(
+    session: AsyncSession, messages: Sequence[Outgoing], now: datetime | None = None
+) -> int:
+    """Add messages in one statement (a timer batch's); those whose dedupe key is there already
+    are skipped. How many were added."""
+    if not messages:
+        return 0
     now = now or datetime.now(UTC)
-    phone = message.phone
-    stmt = insert(OutboxMessage).values(
-        channel=message.channel,
-        kind=message.kind,
-        to_user_id=message.to_user_id,
-        to_hash=phone.hash if phone else None,
-        to_enc=phone.enc if phone else None,
-        to_hint=phone.hint if phone else None,
-        from_number=message.from_number,
-        body=message.body,
-        payload=message.payload,
-        status=message.status,
-        dedupe_key=message.dedupe_key,
-        attempts=0,
-        priority=message.priority,
-        created_at=now,
-        updated_at=now,
-    )
-    if message.dedupe_key is not None:
+    stmt = insert(OutboxMessage).values([_row(m, now) for m in messages])
+    if any(m.dedupe_key is not None for m in messages):
         stmt = stmt.on_conflict_do_nothing(index_elements=[OutboxMessage.dedupe_key])
     result = await session.execute(stmt.returning(OutboxMessage.id))
-    return result.scalar_one_or_none() is not None
+    return len(result.scalars().all())
 
 
 async def recent(

@@ -98,7 +98,7 @@ class Runtime:
         durable = DurableTimers(sessions, clock)
         durable.register(REMINDER, booking_dispatch.remind)
         durable.register(NO_SHOW, booking_dispatch.check_no_show)
-        durable.register(STEP, ladder.fire_step)
+        durable.register_batch(STEP, ladder.fire_steps)
         durable.register(OVERRUN, ladder.fire_overrun)
         sms_budget = SmsBudget(redis, settings.sms_daily_budget)
         return cls(

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from dispatch.grab.dispatcher import Dispatcher
 
 QUEUE_NAME = "dispatch"
-FIRE_BATCH = 50
+FIRE_BATCH = 100
 WAKE_STEP_S = 0.1
 """A wake-up's shortest sleep between two firings inside its second."""
 _WAKER = "timer_waker"
@@ -55,6 +57,45 @@ Handler = Callable[[AsyncSession, Timer, datetime], Awaitable[AfterFire | None]]
 """What a kind of timer does when due, inside the transaction that marks it fired; it may return
 what to do once that transaction has committed (live events: best effort, the rows are the
 truth)."""
+BatchHandler = Callable[[AsyncSession, Sequence[Timer], datetime], Awaitable[None]]
+"""The same for many rows of one kind at once (set-based statements: a ladder step of ten
+thousand night jobs due in one minute); their after-commit work goes through `aftercommit`."""
+
+
+@dataclass(frozen=True)
+class Arming:
+    """One timer to arm: what it is (`kind`, `ref_id`), when, and its key (one timer a key)."""
+
+    kind: str
+    ref_id: int
+    due: datetime
+    key: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+async def arm_many(session: AsyncSession, armings: Sequence[Arming]) -> int:
+    """Arm timers in the caller's transaction, in one statement (the one writer of `timers`);
+    a key already armed is skipped. How many were armed; each wakes its second after commit."""
+    if not armings:
+        return 0
+    created = datetime.now(UTC)
+    values = [
+        {"kind": a.kind, "ref_id": a.ref_id, "due_at": a.due, "key": a.key,
+         "payload": a.payload, "created_at": created, "attempts": 0}
+        for a in armings
+    ]  # fmt: skip
+    stmt = (
+        insert(Timer)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[Timer.key])
+        .returning(Timer.due_at)
+    )
+    dues = list((await session.scalars(stmt)).all())
+    waker: Callable[[int], Awaitable[None]] | None = aftercommit.resource(session, _WAKER)
+    if waker is not None:
+        for second in {math.floor(due.timestamp()) for due in dues}:
+            aftercommit.promise(session, ("timer_wake", second), partial(waker, second))
+    return len(dues)
 
 
 async def arm(
@@ -66,28 +107,9 @@ async def arm(
     key: str,
     payload: dict[str, Any] | None = None,
 ) -> bool:
-    """Arm a durable timer in the caller's transaction (the one writer of `timers`); False if
-    one with this key exists (arming a step twice is a no-op)."""
-    stmt = (
-        insert(Timer)
-        .values(
-            kind=kind,
-            ref_id=ref_id,
-            due_at=due,
-            key=key,
-            payload=payload or {},
-            created_at=datetime.now(UTC),
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=[Timer.key])
-        .returning(Timer.id)
-    )
-    armed = await session.scalar(stmt) is not None
-    waker: Callable[[int], Awaitable[None]] | None = aftercommit.resource(session, _WAKER)
-    if armed and waker is not None:
-        second = math.floor(due.timestamp())
-        aftercommit.promise(session, ("timer_wake", second), lambda: waker(second))
-    return armed
+    """Arm one durable timer in the caller's transaction; False if one with this key exists
+    (arming a step twice is a no-op)."""
+    return await arm_many(session, [Arming(kind, ref_id, due, key, payload or {})]) == 1
 
 
 async def disarm(session: AsyncSession, *, kind: str, ref_id: int, now: datetime) -> int:
@@ -114,9 +136,13 @@ class DurableTimers:
         self.sessions = sessions
         self.clock = clock or Clock()
         self.handlers: dict[str, Handler] = {}
+        self.batch_handlers: dict[str, BatchHandler] = {}
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
+
+    def register_batch(self, kind: str, handler: BatchHandler) -> None:
+        self.batch_handlers[kind] = handler
 
     async def fire_through(self, until_ts: float) -> int:
         """Fire due rows now and at each next due time before `until_ts` (a wake-up's second)."""
@@ -141,7 +167,8 @@ class DurableTimers:
     async def fire_due(self, now: datetime | None = None) -> int:
         """Fire every timer due at `now` (default: the clock; tests pass their own). Each row's
         handler and its `fired_at` commit together; a failing handler rolls back its row alone
-        (counted in `attempts`) and the row fires again at the next sweep."""
+        (counted in `attempts`) and the row fires again at the next sweep. Rows of a kind with a
+        batch handler go to it together; if the batch fails, each row is tried alone."""
         now = now or self.clock.now()
         fired = 0
         failed: list[int] = []
@@ -163,21 +190,21 @@ class DurableTimers:
                         .with_for_update(skip_locked=True)
                     )
                 ).all()
+                singles: list[Timer] = []
+                by_kind: dict[str, list[Timer]] = {}
                 for row in rows:
-                    handler = self.handlers.get(row.kind)
-                    try:
-                        async with session.begin_nested():
-                            then = await handler(session, row, now) if handler else None
-                            # When it really fired (a test's `now` may be ahead of the clock).
-                            row.fired_at = max(now, self.clock.now())
-                    except Exception as exc:
-                        row.attempts += 1
-                        failed.append(row.id)
-                        log.error("timer_failed", kind=row.kind, timer=row.id, error=repr(exc))
-                        continue
-                    fired += 1
-                    if then is not None:
-                        afterwards.append(then)
+                    if row.kind in self.batch_handlers:
+                        by_kind.setdefault(row.kind, []).append(row)
+                    else:
+                        singles.append(row)
+                for kind, batch in by_kind.items():
+                    if await self._fire(session, batch, now, failed, afterwards, kind=kind):
+                        fired += len(batch)
+                    else:  # find the row that fails: each alone
+                        for row in batch:
+                            fired += await self._fire(session, [row], now, failed, afterwards)
+                for row in singles:
+                    fired += await self._fire(session, [row], now, failed, afterwards)
             for then in afterwards:
                 try:
                     await then()
@@ -185,6 +212,44 @@ class DurableTimers:
                     log.warning("timer_after_commit_failed", error=repr(exc))
             if len(rows) < FIRE_BATCH:
                 return fired
+
+    async def _fire(
+        self,
+        session: AsyncSession,
+        rows: list[Timer],
+        now: datetime,
+        failed: list[int],
+        afterwards: list[AfterFire],
+        *,
+        kind: str | None = None,
+    ) -> bool:
+        """Fire `rows` in one savepoint; False (and, for a single row, its failure counted)
+        when the handler raised. `kind` given: a whole batch, whose failure is not counted
+        (its rows are tried again one by one)."""
+        batch = self.batch_handlers.get(rows[0].kind)
+        handler = self.handlers.get(rows[0].kind)
+        try:
+            async with session.begin_nested():
+                then = None
+                if batch is not None:
+                    await batch(session, rows, now)
+                elif handler is not None:
+                    then = await handler(session, rows[0], now)
+                # When it really fired (a test's `now` may be ahead of the clock).
+                stamp = max(now, self.clock.now())
+                for row in rows:
+                    row.fired_at = stamp
+        except Exception as exc:
+            if kind is None:
+                rows[0].attempts += 1
+                failed.append(rows[0].id)
+            log.error(
+                "timer_failed", kind=rows[0].kind, timers=[r.id for r in rows], error=repr(exc)
+            )
+            return False
+        if then is not None:
+            afterwards.append(then)
+        return True
 
 
 async def wake_timers(ctx: dict[str, Any], *, second: int) -> int:

@@ -19,6 +19,7 @@ finds the job no longer in progress, or in another assignment, does nothing (`mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -27,8 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.communities.service import CommunityService, CommunityView
-from dispatch.infra.outbox import SAFETY_PRIORITY, Outgoing, Recipient, enqueue, tell
-from dispatch.infra.timers import arm, disarm
+from dispatch.infra.outbox import SAFETY_PRIORITY, Outgoing, Recipient, enqueue_many
+from dispatch.infra.timers import Arming, arm, arm_many, disarm
 from dispatch.models import EmergencyContact, Job, Timer, User
 from dispatch.ops import events
 from dispatch.ops.alerts import raise_alert
@@ -42,15 +43,7 @@ GATHER_PATH = "/v1/telephony/checkin"
 
 async def emergency_contacts(session: AsyncSession, user_id: int) -> list[EmergencyContact]:
     """A person's emergency contacts, in the order they gave them."""
-    return list(
-        (
-            await session.scalars(
-                select(EmergencyContact)
-                .where(EmergencyContact.user_id == user_id)
-                .order_by(EmergencyContact.position)
-            )
-        ).all()
-    )
+    return (await _contacts(session, {user_id})).get(user_id, [])
 
 
 class Ladder:
@@ -121,6 +114,19 @@ class Ladder:
         *,
         due: datetime | None = None,
     ) -> None:
+        await arm_many(session, [self._step(job, community, reason, base, step, due=due)])
+
+    def _step(
+        self,
+        job: Job,
+        community: CommunityView,
+        reason: str,
+        base: datetime,
+        step: int,
+        *,
+        due: datetime | None = None,
+    ) -> Arming:
+        """Step `step` of a ladder counted from `base` (`due`: the check-in it is about)."""
         ladder = community.dispatch.checkin_ladder
         payload: dict[str, Any] = {
             "av": job.assignment_version, "reason": reason, "base": base.isoformat(),
@@ -128,71 +134,98 @@ class Ladder:
         }  # fmt: skip
         if due is not None:
             payload["checkin_due"] = due.isoformat()
-        await arm(
-            session, kind=STEP, ref_id=job.id,
-            due=rules.step_due(base, ladder[step].after_min),
-            key=f"{STEP}:{job.id}:{job.assignment_version}:{reason}:{base.timestamp():.6f}:{step}",
-            payload=payload,
-        )  # fmt: skip
+        return Arming(
+            STEP,
+            job.id,
+            rules.step_due(base, ladder[step].after_min),
+            f"{STEP}:{job.id}:{job.assignment_version}:{reason}:{base.timestamp():.6f}:{step}",
+            payload,
+        )
 
     # --- the timers' handlers ----------------------------------------------------------------
 
     async def fire_overrun(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Still in progress well after its expected end: ask once, on the ladder."""
-        job = await self._live(session, timer)
-        if job is None:
+        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        if job is None or not _live(job, timer):
             return
         community = await self.communities.get(session, job.community_id)
         await self._arm_step(session, job, community, "overrun", now, 0)
 
-    async def fire_step(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
-        """One step of the ladder, and the next one armed; the outcome is kept on the timer."""
-        job = await self._live(session, timer)
-        step = int(timer.payload.get("step", 0))
-        community = (
-            await self.communities.get(session, job.community_id) if job is not None else None
-        )
-        if job is None or community is None or step >= len(community.dispatch.checkin_ladder):
-            timer.payload = {**timer.payload, "outcome": "moot"}
-            return
-        ladder = community.dispatch.checkin_ladder
-        action = ladder[step].action
-        reason = str(timer.payload.get("reason", "periodic"))
-        outcome = await self._act(session, job, community, action, reason, timer, now)
-        timer.payload = {**timer.payload, "action": action, "outcome": outcome}
-        events.emit(
-            session, job.community_id, "ladder_step",
-            {"job_id": job.id, "worker_id": job.worker_id, "step": action, "reason": reason,
-             "outcome": outcome, "due_at": timer.due_at, "at": now},
-        )  # fmt: skip
-        if step + 1 < len(ladder):
-            base = datetime.fromisoformat(timer.payload["base"])
-            await self._arm_step(session, job, community, reason, base, step + 1)
+    async def fire_steps(
+        self, session: AsyncSession, timers: Sequence[Timer], now: datetime
+    ) -> None:
+        """Due steps of many jobs' ladders at once (ten thousand night jobs can fall due in one
+        minute): the jobs locked and read in one statement, the workers' phones and contacts in
+        one each, every text and call in one insert, the next steps armed in one; each outcome
+        is kept on its timer."""
+        jobs = {
+            j.id: j
+            for j in (
+                await session.scalars(
+                    select(Job)
+                    .where(Job.id.in_({t.ref_id for t in timers}))
+                    .order_by(Job.id)
+                    .with_for_update()
+                )
+            ).all()
+        }
+        due: list[tuple[Timer, Job, CommunityView, str]] = []
+        for timer in timers:
+            job = jobs.get(timer.ref_id)
+            community = None
+            if job is not None and _live(job, timer):
+                community = await self.communities.get(session, job.community_id)
+            step = int(timer.payload.get("step", 0))
+            if job is None or community is None or step >= len(community.dispatch.checkin_ladder):
+                timer.payload = {**timer.payload, "outcome": "moot"}
+                continue
+            due.append((timer, job, community, community.dispatch.checkin_ladder[step].action))
+        people = {j.worker_id for _, j, _, a in due if a in ("sms", "call", "contacts")}
+        users = await _users(session, people)
+        contacts = await _contacts(session, {j.worker_id for _, j, _, a in due if a == "contacts"})
+        messages: list[Outgoing] = []
+        armings: list[Arming] = []
+        for timer, job, community, action in due:
+            reason = str(timer.payload.get("reason", "periodic"))
+            assert job.worker_id is not None
+            if action == "alert":
+                await raise_alert(
+                    session, community_id=job.community_id, kind="missed_checkin", job_id=job.id,
+                    worker_id=job.worker_id, severity="high", now=now,
+                    detail={"reason": reason, "since": timer.payload.get("base")},
+                )  # fmt: skip
+                outcome = "alerted"
+            else:
+                made, outcome = self._messages(
+                    job, community, action, reason, timer, users.get(job.worker_id),
+                    contacts.get(job.worker_id, []),
+                )  # fmt: skip
+                messages += made
+            timer.payload = {**timer.payload, "action": action, "outcome": outcome}
+            events.emit(
+                session, job.community_id, "ladder_step",
+                {"job_id": job.id, "worker_id": job.worker_id, "step": action, "reason": reason,
+                 "outcome": outcome, "due_at": timer.due_at, "at": now},
+            )  # fmt: skip
+            step = int(timer.payload["step"])
+            if step + 1 < len(community.dispatch.checkin_ladder):
+                base = datetime.fromisoformat(timer.payload["base"])
+                armings.append(self._step(job, community, reason, base, step + 1))
+        await enqueue_many(session, messages, now)
+        await arm_many(session, armings)
 
-    async def _live(self, session: AsyncSession, timer: Timer) -> Job | None:
-        """The timer's job, locked, if it is still in progress in the timer's assignment."""
-        job = await session.get(Job, timer.ref_id, with_for_update=True)
-        if (
-            job is None
-            or job.status != "in_progress"
-            or job.worker_id is None
-            or job.assignment_version != timer.payload.get("av")
-        ):
-            return None
-        return job
-
-    # --- the steps -----------------------------------------------------------------------------
-
-    async def _act(
+    def _messages(
         self,
-        session: AsyncSession,
         job: Job,
         community: CommunityView,
         action: str,
         reason: str,
         timer: Timer,
-        now: datetime,
-    ) -> str:
+        worker: User | None,
+        contacts: list[EmergencyContact],
+    ) -> tuple[list[Outgoing], str]:
+        """The texts or call a step sends, and its outcome."""
         assert job.worker_id is not None
         key = f"ladder:{timer.id}"
         ask = (
@@ -202,46 +235,38 @@ class Ladder:
         )
         payload = {"type": "checkin_due", "job_id": job.id, "reason": reason, "step": action}
         if action == "remind":
-            await tell(
-                session, to_user_id=job.worker_id, kind="checkin_remind",
-                body=f"{ask} Open the app and tap Check in.", payload=payload, dedupe_key=key,
-                now=now,
-            )  # fmt: skip
-            return "reminded"
+            return [
+                Outgoing(
+                    channel="app", kind="checkin_remind", to_user_id=job.worker_id,
+                    body=f"{ask} Open the app and tap Check in.", payload=payload,
+                    dedupe_key=key,
+                )
+            ], "reminded"  # fmt: skip
         if action in ("sms", "call"):
-            worker = await session.get(User, job.worker_id)
             if worker is None or worker.phone_enc is None or worker.phone_hash is None:
-                return "no_phone"
+                return [], "no_phone"
             to = Recipient(worker.phone_hash, worker.phone_enc, worker.phone_hint or "")
             if action == "sms":
-                message = Outgoing(
-                    channel="sms", kind="checkin", phone=to, to_user_id=job.worker_id,
-                    body=f"{ask} Open the app to check in, or press SOS if you need help.",
-                    payload=payload, dedupe_key=key, priority=SAFETY_PRIORITY,
-                )  # fmt: skip
-            else:
-                query = urlencode({"job_id": job.id, "av": job.assignment_version})
-                message = Outgoing(
+                return [
+                    Outgoing(
+                        channel="sms", kind="checkin", phone=to, to_user_id=job.worker_id,
+                        body=f"{ask} Open the app to check in, or press SOS if you need help.",
+                        payload=payload, dedupe_key=key, priority=SAFETY_PRIORITY,
+                    )
+                ], "texted"  # fmt: skip
+            query = urlencode({"job_id": job.id, "av": job.assignment_version})
+            return [
+                Outgoing(
                     channel="call", kind="checkin_call", phone=to, to_user_id=job.worker_id,
                     body=f"This is the safety line of your job service. {ask} "
                     "Press 1 if you are safe.",
                     payload={**payload, "gather_url": f"{self.base_url}{GATHER_PATH}?{query}"},
                     dedupe_key=key, priority=SAFETY_PRIORITY,
-                )  # fmt: skip
-            await enqueue(session, message, now)
-            return "texted" if action == "sms" else "called"
-        if action == "alert":
-            await raise_alert(
-                session, community_id=job.community_id, kind="missed_checkin", job_id=job.id,
-                worker_id=job.worker_id, severity="high", now=now,
-                detail={"reason": reason, "since": timer.payload.get("base")},
-            )  # fmt: skip
-            return "alerted"
+                )
+            ], "called"  # fmt: skip
         # contacts
-        contacts = await emergency_contacts(session, job.worker_id)
         if not contacts:
-            return "no_contacts"
-        worker = await session.get(User, job.worker_id)
+            return [], "no_contacts"
         name = (worker.name if worker is not None else None) or "Someone who listed you"
         lat, lng = wkb_to_latlng(job.location)
         line = community.dispatch.operators_phone
@@ -250,15 +275,43 @@ class Ladder:
             f"(near {rules.coarse_area(lat, lng)}). Our operators are trying to reach them."
             + (f" Operators: {line}." if line else "")
         )
-        for contact in contacts:
-            await enqueue(
-                session,
-                Outgoing(
-                    channel="sms", kind="checkin_contacts", body=body,
-                    phone=Recipient(contact.phone_hash, contact.phone_enc, contact.phone_hint),
-                    payload={"type": "checkin_contacts", "job_id": job.id},
-                    dedupe_key=f"{key}:{contact.id}", priority=SAFETY_PRIORITY,
-                ),
-                now,
-            )  # fmt: skip
-        return f"contacts_texted:{len(contacts)}"
+        return [
+            Outgoing(
+                channel="sms", kind="checkin_contacts", body=body,
+                phone=Recipient(c.phone_hash, c.phone_enc, c.phone_hint),
+                payload={"type": "checkin_contacts", "job_id": job.id},
+                dedupe_key=f"{key}:{c.id}", priority=SAFETY_PRIORITY,
+            )
+            for c in contacts
+        ], f"contacts_texted:{len(contacts)}"  # fmt: skip
+
+
+def _live(job: Job, timer: Timer) -> bool:
+    """Is the job still in progress in the assignment the timer was armed for?"""
+    return (
+        job.status == "in_progress"
+        and job.worker_id is not None
+        and job.assignment_version == timer.payload.get("av")
+    )
+
+
+async def _users(session: AsyncSession, ids: set[int | None]) -> dict[int, User]:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    return {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(wanted))))}
+
+
+async def _contacts(
+    session: AsyncSession, ids: set[int | None]
+) -> dict[int, list[EmergencyContact]]:
+    wanted = [i for i in ids if i is not None]
+    found: dict[int, list[EmergencyContact]] = {}
+    if wanted:
+        for c in await session.scalars(
+            select(EmergencyContact)
+            .where(EmergencyContact.user_id.in_(wanted))
+            .order_by(EmergencyContact.user_id, EmergencyContact.position)
+        ):
+            found.setdefault(c.user_id, []).append(c)
+    return found

@@ -240,3 +240,31 @@ async def test_an_overrunning_job_asks_once(app, client, principals, engine) -> 
         "reminded", "stopped",
     ]  # fmt: skip
     assert await durable.fire_due(started_at + timedelta(hours=5)) == 0
+
+
+async def test_no_contact_number_in_any_log_line(
+    app, client, principals, engine, twilio_peer, capfd
+) -> None:
+    """The ladder texts the contacts (the provider refuses one, naming it in its error) and the
+    worker presses SOS: the contacts' numbers appear in no log line and no response but the
+    admin's outbox (whose bodies are hidden too)."""
+    _, w, job = await started(client, principals)
+    twilio_peer.reject_to("+8613800001234", code=21211)
+    durable = app.state.runtime.durable
+    [first] = await ladder_of(client, job["id"], w.headers)
+    missed = at(first["due_at"])
+    for i in range(len(LADDER)):
+        assert await durable.fire_due(missed + timedelta(minutes=5 * i)) == 1
+    r = await client.post(f"/v1/jobs/{job['id']}/sos", json={}, headers=w.headers)
+    assert r.status_code == 202
+
+    async def settled_contacts():
+        rows = await outbox(engine, kind="checkin_contacts")
+        return rows if rows and all(m["status"] in ("sent", "dead") for m in rows) else None
+
+    rows = await wait_for(settled_contacts)
+    assert sorted(m["status"] for m in rows) == ["dead", "sent"]
+    out, err = capfd.readouterr()
+    logs = out + err
+    for phone in ("+8613900005678", "+8613800001234"):
+        assert phone not in logs and phone[1:] not in logs and phone[3:] not in logs
