@@ -530,6 +530,9 @@ def run_all(cfg: Config, started: datetime) -> str:
                 beside = await climb(cfg, server.url, server.port, world, db_url, until)
                 await asyncio.sleep(5)
                 late = await lateness(db_url)
+            except BaseException:
+                log(f"the server's last words:\n{server.log_tail(80)}")
+                raise
             finally:
                 server.stop()
         return report(cfg, world, armed, late, beside, started)

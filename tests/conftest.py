@@ -30,7 +30,7 @@ from dispatch.identity.principals import handle_user, upsert_phone_user
 from dispatch.infra.db import make_engine, make_sessionmaker, migrate
 from dispatch.infra.settings import AuthSettings, Settings, StorageSettings
 from dispatch.models import all_tables
-from tests.processes import free_port
+from tests.processes import free_port, kill_leftovers
 
 TEST_SECRET = "test-secret-key-not-for-production"
 E164_ANYWHERE = re.compile(rb"\+[1-9]\d{6,14}")
@@ -90,6 +90,13 @@ async def redis(server_urls: tuple[str, str]) -> AsyncIterator[Redis]:
     client = Redis.from_url(server_urls[1])
     yield client
     await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """A test that fails half-way must not leave a service running past the session."""
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture

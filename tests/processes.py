@@ -35,6 +35,16 @@ def wait_ready(base: str, proc: subprocess.Popen, within: float = 90.0) -> None:
     raise AssertionError("the service did not become ready")
 
 
+LIVE: set[ServiceProcess] = set()
+"""Processes started and not yet stopped: the suite kills what a failing test left behind
+(`tests/conftest.py`), which would otherwise outlive the session and its servers."""
+
+
+def kill_leftovers() -> None:
+    for proc in list(LIVE):
+        proc.kill()
+
+
 class ServiceProcess:
     """`dispatch serve` as a child process on the given database and Redis (not yet waited for:
     call `wait_ready()`, or run it in a thread from async code)."""
@@ -56,13 +66,16 @@ class ServiceProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        LIVE.add(self)
 
     def wait_ready(self) -> None:
         wait_ready(self.base, self.proc)
 
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        LIVE.discard(self)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -71,6 +84,7 @@ class ServiceProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        LIVE.discard(self)
 
 
 @asynccontextmanager

@@ -30,6 +30,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from saq import CronJob, Queue, Worker
 from saq.queue.redis import RedisQueue
 from sqlalchemy import func, select, update
@@ -277,6 +278,20 @@ async def sweep_overdue(ctx: dict[str, Any]) -> int:
     return advanced
 
 
+class _RedisQueue(RedisQueue):
+    """SAQ's Redis queue, pausing a second after a dequeue that failed. SAQ's workers retry a
+    failed dequeue at once: with Redis down that is a loop taking a whole core (seen: a service
+    left running after its Redis had stopped sat at 100 % CPU for 38 minutes)."""
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Any:  # noqa: ASYNC109 - SAQ's signature
+        try:
+            return await super().dequeue(timeout, poll_interval)
+        except RedisError as exc:
+            log.warning("timer_queue_unreachable", error=repr(exc))
+            await asyncio.sleep(1.0)
+            return None
+
+
 class _EmbeddedWorker(Worker):
     # The web server owns the process's signals; this worker stops when the app stops.
     SIGNALS: list[Any] = []
@@ -293,7 +308,7 @@ class Timers:
         *,
         name: str = QUEUE_NAME,
     ) -> None:
-        self.queue: Queue = RedisQueue(redis, name=name)
+        self.queue: Queue = _RedisQueue(redis, name=name)
         self.dispatcher = dispatcher
         self.durable = durable
         self.worker = _EmbeddedWorker(

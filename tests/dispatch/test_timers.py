@@ -80,3 +80,20 @@ async def test_wake_ups_follow_the_commit(engine, clean_state) -> None:
             raise RuntimeError("roll back")
     await asyncio.sleep(0.05)
     assert woken == [int(due.timestamp())]
+
+
+async def test_the_timer_queue_waits_when_redis_is_gone() -> None:
+    """SAQ retries a failed dequeue at once; with Redis down that spun a core. Ours waits."""
+    import time
+
+    from redis.asyncio import Redis
+
+    from dispatch.infra.timers import _RedisQueue
+    from tests.processes import free_port
+
+    gone = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    queue = _RedisQueue(gone, name="gone")
+    started = time.monotonic()
+    assert await queue.dequeue(timeout=0.1) is None
+    assert time.monotonic() - started >= 0.9
+    await gone.aclose()
