@@ -30,6 +30,7 @@ from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
 from dispatch.ops import events as ops_events
 from dispatch.ops.alerts import AlertService
+from dispatch.ops.snapshot import Snapshots
 from dispatch.safety.ladder import OVERRUN, STEP, Ladder
 from dispatch.safety.service import Emergencies, SafetyHook, SafetyService
 from dispatch.workers.positions import PositionSink
@@ -54,6 +55,7 @@ class Runtime:
     jobs: JobService
     alerts: AlertService
     feed: ops_events.OpsFeed
+    snapshots: Snapshots
     booking: BookingService
     safety: SafetyService
     emergencies: Emergencies
@@ -101,6 +103,7 @@ class Runtime:
         durable.register_batch(STEP, ladder.fire_steps)
         durable.register(OVERRUN, ladder.fire_overrun)
         sms_budget = SmsBudget(redis, settings.sms_daily_budget)
+        feed = ops_events.OpsFeed(redis, sessions, communities, settings.auth.secret_key)
         return cls(
             settings=settings,
             engine=engine,
@@ -123,7 +126,8 @@ class Runtime:
             dispatcher=dispatcher,
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
-            feed=ops_events.OpsFeed(redis, sessions, communities, settings.auth.secret_key),
+            feed=feed,
+            snapshots=Snapshots(sessions, communities, live, feed),
             booking=booking,
             safety=SafetyService(sessions, communities, ladder, clock),
             emergencies=Emergencies(sessions, communities, vault, settings.phone_region),

@@ -18,10 +18,109 @@ from dispatch.jobs.views import job_view_out
 from dispatch.models import Alert
 from dispatch.ops.alerts import AlertService
 from dispatch.ops.events import OpsFeed
+from dispatch.ops.snapshot import JobPin, Snapshot, Snapshots, WorkerDot
 from dispatch.web.deps import principal_of
 from dispatch.web.schemas import AlertOut, AssignIn, JobOut, Timestamp
 
 EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+
+
+class Where(Struct):
+    lat: float
+    lng: float
+
+
+class CommunityShape(Struct):
+    id: int
+    name: str
+    timezone: str
+    center: Where
+    radius_m: int | None
+    boundary: list[Where] | None
+    """The polygon's ring, when the community has one (else the circle of `radius_m`)."""
+
+
+class JobPinOut(Struct, kw_only=True):
+    id: int
+    status: str
+    mode: str
+    title: str
+    category: str
+    location: Where
+    wave: int
+    wave_radius_m: float | None
+    """How far the wave out now reaches (open jobs)."""
+    wave_deadline: Timestamp | None
+    worker_id: int | None
+    pending_offers: int
+    sos: bool
+    scheduled_start: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WorkerDotOut(Struct, kw_only=True):
+    id: int
+    name: str
+    state: str
+    """`idle`, `offered`, `assigned`, `on_site`, `offline`."""
+    verification: str
+    skills: list[str]
+    location: Where | None
+    location_at: Timestamp | None
+
+
+class CellOut(Struct):
+    cell: str
+    """H3 resolution 8."""
+    supply: int
+    demand: int
+    boundary: list[Where]
+
+
+class SnapshotOut(Struct, kw_only=True):
+    community: CommunityShape
+    event_id: str
+    """The event stream's position when this was taken: open it with `Last-Event-ID` set to
+    this and no change is missed."""
+    taken_at: Timestamp
+    jobs: list[JobPinOut]
+    workers: list[WorkerDotOut]
+    alerts: list[AlertOut]
+    cells: list[CellOut]
+
+
+def _job_pin(j: JobPin) -> JobPinOut:
+    return JobPinOut(
+        id=j.id, status=j.status, mode=j.mode, title=j.title, category=j.category,
+        location=Where(j.lat, j.lng), wave=j.wave, wave_radius_m=j.wave_radius_m,
+        wave_deadline=j.wave_deadline, worker_id=j.worker_id, pending_offers=j.pending_offers,
+        sos=j.sos, scheduled_start=j.scheduled_start, created_at=j.created_at,
+        updated_at=j.updated_at,
+    )  # fmt: skip
+
+
+def _worker_dot(w: WorkerDot) -> WorkerDotOut:
+    where = Where(w.lat, w.lng) if w.lat is not None and w.lng is not None else None
+    return WorkerDotOut(
+        id=w.id, name=w.name, state=w.state, verification=w.verification, skills=w.skills,
+        location=where, location_at=w.location_at,
+    )  # fmt: skip
+
+
+def snapshot_out(snap: Snapshot) -> SnapshotOut:
+    c = snap.community
+    ring = None
+    if c.boundary is not None:
+        ring = [Where(lat, lng) for lng, lat in c.boundary.exterior.coords]
+    shape = CommunityShape(c.id, c.name, c.timezone, Where(*c.center), c.radius_m, ring)
+    cells = [CellOut(x.cell, x.supply, x.demand, [Where(*p) for p in x.boundary])
+             for x in snap.cells]  # fmt: skip
+    return SnapshotOut(
+        community=shape, event_id=snap.event_id, taken_at=snap.taken_at,
+        jobs=[_job_pin(j) for j in snap.jobs], workers=[_worker_dot(w) for w in snap.workers],
+        alerts=[alert_out(a) for a in snap.alerts], cells=cells,
+    )  # fmt: skip
 
 
 class StreamTokenOut(Struct):
@@ -62,6 +161,16 @@ class OpsController(Controller):
         who = principal_of(request)
         found = await alerts.queue(who, community_id, include_acked=include_acked, limit=limit)
         return [alert_out(a) for a in found]
+
+    @get("/communities/{community_id:int}/snapshot")
+    async def snapshot(
+        self, community_id: FromPath[int], request: Request[Any, Any, Any], snapshots: Snapshots
+    ) -> SnapshotOut:
+        """The community now, for the console: its shape, the jobs to watch (live ones, and
+        those ended in the last 12 hours), its workers with state and position, open alerts
+        (most severe first), supply and demand per H3 cell; then follow the event stream from
+        `event_id`."""
+        return snapshot_out(await snapshots.of(principal_of(request), community_id))
 
     @post("/communities/{community_id:int}/stream-token", status_code=201)
     async def stream_token(

@@ -29,6 +29,7 @@ from dispatch.infra.runtime import Runtime
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
 from dispatch.ops.events import OpsFeed
+from dispatch.ops.snapshot import Snapshots
 from dispatch.safety.service import Emergencies, SafetyService
 from dispatch.workers.service import WorkerService
 
@@ -74,6 +75,10 @@ def _feed(state: State) -> OpsFeed:
     return runtime_of(state).feed
 
 
+def _snapshots(state: State) -> Snapshots:
+    return runtime_of(state).snapshots
+
+
 def _booking(state: State) -> BookingService:
     return runtime_of(state).booking
 
@@ -99,6 +104,7 @@ DEPENDENCIES = {
     "otp": Provide(_otp, sync_to_thread=False),
     "alerts": Provide(_alerts, sync_to_thread=False),
     "feed": Provide(_feed, sync_to_thread=False),
+    "snapshots": Provide(_snapshots, sync_to_thread=False),
     "booking": Provide(_booking, sync_to_thread=False),
     "safety": Provide(_safety, sync_to_thread=False),
     "emergencies": Provide(_emergencies, sync_to_thread=False),
