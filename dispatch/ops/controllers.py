@@ -57,6 +57,16 @@ class JobPinOut(Struct, kw_only=True):
     scheduled_start: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
+    next_step: LadderStepOut | None = None
+    """In progress: the check-in ladder's next step (`remind`: the check-in falls due then)."""
+    last_step: LadderStepOut | None = None
+    """In progress: the ladder's latest step and its outcome (a worker who has gone quiet)."""
+
+
+class LadderStepOut(Struct, omit_defaults=True):
+    step: str
+    at: Timestamp
+    outcome: str | None = None
 
 
 class WorkerDotOut(Struct, kw_only=True):
@@ -97,6 +107,10 @@ def _job_pin(j: JobPin) -> JobPinOut:
         wave_deadline=j.wave_deadline, worker_id=j.worker_id, pending_offers=j.pending_offers,
         sos=j.sos, scheduled_start=j.scheduled_start, created_at=j.created_at,
         updated_at=j.updated_at,
+        next_step=LadderStepOut(j.next_step[0], j.next_step[1]) if j.next_step else None,
+        last_step=(
+            LadderStepOut(j.last_step[0], j.last_step[2], j.last_step[1]) if j.last_step else None
+        ),
     )  # fmt: skip
 
 

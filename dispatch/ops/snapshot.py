@@ -37,8 +37,20 @@ _JOBS = text(
     SELECT j.id, j.status, j.mode, j.title, j.category, ST_Y(j.location::geometry),
            ST_X(j.location::geometry), j.wave, j.wave_deadline, j.worker_id, j.created_at,
            j.updated_at, j.scheduled_start, j.sos_at IS NOT NULL,
-           (SELECT count(*) FROM offers o WHERE o.job_id = j.id AND o.status = 'pending')
+           (SELECT count(*) FROM offers o WHERE o.job_id = j.id AND o.status = 'pending'),
+           nxt.payload->>'action', nxt.due_at, last.payload->>'action',
+           last.payload->>'outcome', last.fired_at
     FROM jobs j
+    LEFT JOIN LATERAL (
+        SELECT t.payload, t.due_at FROM timers t
+        WHERE t.kind = 'safety_step' AND t.ref_id = j.id AND t.fired_at IS NULL
+          AND t.cancelled_at IS NULL AND j.status = 'in_progress'
+        ORDER BY t.due_at LIMIT 1) nxt ON true
+    LEFT JOIN LATERAL (
+        SELECT t.payload, t.fired_at FROM timers t
+        WHERE t.kind = 'safety_step' AND t.ref_id = j.id AND t.fired_at IS NOT NULL
+          AND j.status = 'in_progress'
+        ORDER BY t.fired_at DESC LIMIT 1) last ON true
     WHERE j.community_id = :cid
       AND (j.status IN ('under_review', 'open', 'assigned', 'in_progress')
            OR j.updated_at > :recent)
@@ -84,6 +96,11 @@ class JobPin:
     scheduled_start: datetime | None
     created_at: datetime
     updated_at: datetime
+    next_step: tuple[str, datetime] | None = None
+    """In progress: the check-in ladder's next step and when (`remind` first: the check-in
+    due)."""
+    last_step: tuple[str, str, datetime] | None = None
+    """In progress: the ladder's latest step, its outcome and when."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,8 @@ class Snapshots:
                     lng=r[6], wave=r[7], wave_radius_m=radius, wave_deadline=r[8],
                     worker_id=r[9], created_at=r[10], updated_at=r[11], scheduled_start=r[12],
                     sos=bool(r[13]), pending_offers=int(r[14]),
+                    next_step=(r[15], r[16]) if r[15] else None,
+                    last_step=(r[17], r[18], r[19]) if r[17] else None,
                 )
             )  # fmt: skip
         # Who dispatch could offer a job to right now, where they are now: the live index

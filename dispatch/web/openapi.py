@@ -182,6 +182,8 @@ def _return_type(handler: HTTPRouteHandler) -> Any:
         annotation = args[0] if args else Any
     if annotation in (None, type(None), Any, str, bytes):
         return None
+    if isinstance(annotation, type) and issubclass(annotation, Response):
+        return None  # a stream (server-sent events): text, not a JSON body
     return annotation
 
 

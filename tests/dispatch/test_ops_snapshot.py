@@ -75,3 +75,27 @@ async def test_only_the_communitys_operators(client, principals, admin, resident
     assert r.status_code == 403
     r = await client.get(f"/v1/ops/communities/{cid}/snapshot", headers=resident)
     assert r.status_code == 403
+
+
+async def test_a_quiet_worker_shows_on_the_job(app, client, principals, admin, resident) -> None:
+    """A job that must check in shows its ladder: the next step and, once one has fired, the
+    latest with its outcome."""
+    from datetime import datetime, timedelta
+
+    cid = await community(client, admin, dispatch={"safety_categories": ["moving"]})
+    ops = await principals.operator(cid)
+    ((_, h),) = await crew(client, principals, cid, [100])
+    job = await post_job(client, resident, key="quiet-1")
+    (offer,) = await offers_of(client, h)
+    taken = (await client.post(f"/v1/offers/{offer['id']}/accept", headers=h)).json()
+    pin_code = (await client.get(f"/v1/jobs/{job['id']}", headers=resident)).json()["start_pin"]
+    body = {"pin": pin_code, "location": {"lat": CENTER[0], "lng": CENTER[1]},
+            "assignment_version": taken["assignment_version"]}  # fmt: skip
+    assert (await client.post(f"/v1/jobs/{job['id']}/start", json=body, headers=h)).is_success
+    [pin] = (await snapshot(client, cid, ops))["jobs"]
+    assert pin["next_step"]["step"] == "remind" and pin["last_step"] is None
+    due = datetime.fromisoformat(pin["next_step"]["at"].replace("Z", "+00:00"))
+    assert await app.state.runtime.durable.fire_due(due + timedelta(seconds=1)) == 1
+    [pin] = (await snapshot(client, cid, ops))["jobs"]
+    assert (pin["last_step"]["step"], pin["last_step"]["outcome"]) == ("remind", "reminded")
+    assert pin["next_step"]["step"] == "sms"
