@@ -77,6 +77,7 @@ from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Assignment, Job, Offer, Worker
 from dispatch.models.base import get_row, is_db_id
+from dispatch.ops import events as ops_events
 from dispatch.ops.alerts import raise_alert
 from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex, Nearby
@@ -302,11 +303,12 @@ class Dispatcher:
             wave += 1
             spec = params.waves[wave - 1]
             size = wave_size(spec)
+            reach = wave_reach_m(spec, view.area, lat, lng)
             found = await self.live.search(
                 view.id,
                 lat,
                 lng,
-                wave_reach_m(spec, view.area, lat, lng),
+                reach,
                 skills=list(job.skills),
                 limit=size + len(offered) + 1,
                 min_recorded_at=now.timestamp() - params.location_max_age_s,
@@ -320,8 +322,11 @@ class Dispatcher:
                 # come online) before declaring it unfilled.
                 job.wave, job.wave_deadline = wave, expires
                 after.timers.append((job.id, wave, expires))
+                ops_events.job_changed(session, job, wave_radius_m=round(reach), offered=[])
                 return 0
-            await self._send_wave(session, job, wave, chosen, now, expires, after)
+            await self._send_wave(
+                session, job, wave, chosen, now, expires, after, reach_m=round(reach)
+            )
             return len(chosen)
         job.wave = wave
         await self._unfilled(session, job, {"waves": wave}, now)
@@ -332,6 +337,7 @@ class Dispatcher:
         check_transition(job.status, "unfilled")
         job.status, job.wave_deadline, job.version = "unfilled", None, job.version + 1
         await self._alert(session, job, "job_unfilled", detail, now)
+        ops_events.job_changed(session, job)
 
     async def _next_booking_offer(
         self,
@@ -367,9 +373,11 @@ class Dispatcher:
         expires: datetime,
         after: AfterCommit,
         view: CommunityView | None = None,
+        reach_m: float | None = None,
     ) -> None:
         """The wave's offers, their outbox rows and the job's new wave and deadline: one
-        statement. The offer events go out after commit."""
+        statement. The offer events go out after commit (`reach_m`: how far the wave looked,
+        for operators' map)."""
         when = ""
         start_s = (
             int(job.scheduled_start.timestamp())
@@ -437,6 +445,9 @@ class Dispatcher:
             after.events.append((n.worker_id, ev.OfferSent(out)))
             after.offers.append((out.id, n.worker_id, job.id, expires_ts, slot_of(n.worker_id)))
         after.timers.append((job.id, wave, expires))
+        ops_events.job_changed(
+            session, job, wave_radius_m=reach_m, offered=[n.worker_id for n in chosen]
+        )
 
     async def _alert(
         self,
@@ -648,6 +659,8 @@ class Dispatcher:
         )
         after.availability.add(who.user_id)
         after.settled_claims.append((job.id, who.user_id))
+        # The claim statement changed the row; the loaded one is from before it.
+        ops_events.job_changed(session, job, status="assigned", worker_id=who.user_id)
         return job
 
     async def _retire_offers(
@@ -742,6 +755,7 @@ class Dispatcher:
             now = utcnow()
             job.status, job.completed_at, job.version = "completed", now, job.version + 1
             await self._end_assignment(session, job, "completed", now)
+            ops_events.job_changed(session, job)
             after.availability.add(who.user_id)
             view = await job_view(session, job)
         await self.run_after(after)
@@ -774,6 +788,7 @@ class Dispatcher:
                 job.cancel_reason = hide_phones(reason, region)
                 job.cancellation_fee_cents = fee
                 job.wave_deadline, job.version = None, job.version + 1
+                ops_events.job_changed(session, job)
                 await self._retire_offers(session, job.id, "withdrawn", now, after)
                 if holder is not None:
                     await self._end_assignment(session, job, "cancelled", now)
@@ -793,6 +808,7 @@ class Dispatcher:
                 await self._end_assignment(session, job, "worker_cancelled", now)
                 job.status, job.worker_id, job.assigned_at = "open", None, None
                 job.version += 1
+                ops_events.job_changed(session, job)
                 after.reopened.append(job.id)
                 after.availability.add(who.user_id)
                 await self._alert(session, job, "worker_cancelled", {"worker_id": who.user_id}, now)
@@ -833,6 +849,7 @@ class Dispatcher:
             job.assignment_version += 1
             job.version += 1
             job.wave_deadline = None
+            ops_events.job_changed(session, job)
             await session.flush()
             session.add(
                 Assignment(
@@ -879,6 +896,7 @@ class Dispatcher:
         job.window_start, job.window_end = now, now + timedelta(minutes=job.duration_min)
         job.scheduled_start = job.scheduled_end = None
         job.wave, job.wave_deadline, job.version = 0, None, job.version + 1
+        ops_events.job_changed(session, job)
         await session.execute(
             update(Worker).where(Worker.user_id == worker_id).values(no_shows=Worker.no_shows + 1)
         )

@@ -56,6 +56,7 @@ class Runtime:
     alerts: AlertService
     feed: ops_events.OpsFeed
     snapshots: Snapshots
+    watchers: ops_events.PositionFeed
     booking: BookingService
     safety: SafetyService
     emergencies: Emergencies
@@ -87,7 +88,10 @@ class Runtime:
         communities = CommunityService(
             default_region=settings.phone_region, sessions=sessions, live=live
         )
-        workers = WorkerService(sessions, live, communities, vault, PositionSink(sessions))
+        watchers = ops_events.PositionFeed(redis)
+        workers = WorkerService(
+            sessions, live, communities, vault, PositionSink(sessions), watchers
+        )
         bus = EventBus(redis)
         dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
         clock = Clock(settings.clock_offset_s)
@@ -128,6 +132,7 @@ class Runtime:
             alerts=AlertService(sessions, communities),
             feed=feed,
             snapshots=Snapshots(sessions, communities, live, feed),
+            watchers=watchers,
             booking=booking,
             safety=SafetyService(sessions, communities, ladder, clock),
             emergencies=Emergencies(sessions, communities, vault, settings.phone_region),
@@ -158,6 +163,7 @@ class Runtime:
         await self.live.on_startup()
         await self.timers.start()
         self._tasks.append(asyncio.create_task(self.workers.positions.run()))
+        self._tasks.append(asyncio.create_task(self.watchers.run()))
         self._tasks.append(asyncio.create_task(self._rebuild_lost_indexes()))
 
     def add_task(self, coro: Coroutine[Any, Any, None]) -> None:

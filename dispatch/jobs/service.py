@@ -20,6 +20,7 @@ from dispatch.jobs.queries import JobView, job_view, offer_counts
 from dispatch.jobs.rules import booking_duration_min, check_booking, check_window, review_reason
 from dispatch.models import Job
 from dispatch.models.base import get_row
+from dispatch.ops import events as ops_events
 from geo.shapes import point_to_wkb
 
 JOB_CELL_RES = 9
@@ -156,6 +157,7 @@ class JobService:
         session.add(job)
         # The INSERT returns the server-set columns (id, created_at, updated_at).
         await session.flush()
+        ops_events.job_changed(session, job)
         return job, community
 
     async def check_requested(

@@ -11,14 +11,16 @@ one command after commit, never a row in the transaction of an accept).
 
 Events (`type`, then `data`): `alert` (every raised alert, SOS first among them by severity),
 `checkin`, `ladder_step` (each step of the check-in ladder as it happens), `job` (a job's
-status as it changes).
+status as it changes, and each wave with its reach and who was offered), `positions` (workers'
+latest accepted positions, at most one per worker a second: `PositionFeed`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +32,9 @@ from dispatch.core.errors import Forbidden, Unauthorized
 from dispatch.identity.auth import STREAM_SCOPE, issue_token, principal_of_token
 from dispatch.identity.principal import Principal
 from dispatch.infra import aftercommit
+from dispatch.infra.logs import log
+from dispatch.models import Job
+from geo.shapes import wkb_to_latlng
 
 STREAM_MAXLEN = 10_000
 REDIS = "redis"
@@ -71,6 +76,59 @@ def emit(session: AsyncSession, community_id: int, kind: str, data: dict[str, An
         )
 
     aftercommit.promise(session, ("ops_event", next(_seq)), publish)
+
+
+def job_changed(session: AsyncSession, job: Job, **changes: Any) -> None:
+    """A `job` event for the job as it is now in this transaction (`changes`: what a
+    statement changed that the loaded row does not show yet, and extras such as a wave's
+    `wave_radius_m` and `offered`)."""
+    lat, lng = wkb_to_latlng(job.location)
+    data = {
+        "id": job.id, "status": job.status, "mode": job.mode, "title": job.title,
+        "category": job.category, "lat": lat, "lng": lng, "wave": job.wave,
+        "wave_deadline": job.wave_deadline, "worker_id": job.worker_id, **changes,
+    }  # fmt: skip
+    emit(session, job.community_id, "job", data)
+
+
+class PositionFeed:
+    """Workers' positions for the operators' streams, coalesced: each accepted ping leaves the
+    worker's latest fix here (a dict write on the ping path), and once a second one `positions`
+    event per community carries them all. Per process: each sends what its own pings brought."""
+
+    def __init__(self, redis: Redis, interval_s: float = 1.0) -> None:
+        self.redis = redis
+        self.interval_s = interval_s
+        self._pending: dict[int, dict[int, tuple[float, float, float]]] = {}
+
+    def record(
+        self, community_ids: Sequence[int], worker_id: int, lat: float, lng: float, at: float
+    ) -> None:
+        for cid in community_ids:
+            self._pending.setdefault(cid, {})[worker_id] = (lat, lng, at)
+
+    async def flush(self) -> int:
+        """Send what came since the last flush; how many positions."""
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid, seen in batch.items():
+                workers = [
+                    {"id": w, "lat": round(lat, 6), "lng": round(lng, 6), "at": round(at, 3)}
+                    for w, (lat, lng, at) in seen.items()
+                ]
+                append(pipe, cid, "positions", {"workers": workers})
+            await pipe.execute()
+        return sum(len(seen) for seen in batch.values())
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.flush()
+            except Exception as exc:  # Redis blinked: the next second sends newer ones
+                log.warning("position_feed_failed", error=repr(exc))
 
 
 class OpsFeed:

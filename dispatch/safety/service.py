@@ -97,10 +97,7 @@ class SafetyService:
                 job.status, job.started_at, job.version = "in_progress", now, job.version + 1
                 job.arrived_at = job.arrived_at or now
                 await self.ladder.started(session, job, now)
-                events.emit(
-                    session, job.community_id, "job",
-                    {"id": job.id, "status": job.status, "worker_id": job.worker_id, "at": now},
-                )  # fmt: skip
+                events.job_changed(session, job)
                 await tell(
                     session,
                     kind="job_started",

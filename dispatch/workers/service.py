@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 import h3.api.basic_int as h3
 from sqlalchemy import delete, select, text
@@ -109,6 +110,15 @@ class WorkerCard:
     community_ids: list[int]
 
 
+class PositionWatcher(Protocol):
+    """Who else hears of accepted positions (the operators' streams: `ops.events.PositionFeed`);
+    called on the ping path, so it must only take note."""
+
+    def record(
+        self, community_ids: Sequence[int], worker_id: int, lat: float, lng: float, at: float
+    ) -> None: ...
+
+
 class WorkerService:
     def __init__(
         self,
@@ -117,12 +127,14 @@ class WorkerService:
         communities: CommunityService,
         vault: PhoneVault,
         positions: PositionSink,
+        watchers: PositionWatcher | None = None,
     ) -> None:
         self.sessions = sessions
         self.live = live
         self.communities = communities
         self.vault = vault
         self.positions = positions
+        self.watchers = watchers
         self._listings: dict[int, Listing] = {}
         self._views: dict[int, tuple[datetime, CommunityView]] = {}
         """Community views the listings use, with the row's updated_at they were built from."""
@@ -398,7 +410,11 @@ class WorkerService:
                 results = await self._move(listing, worker_id, ordered, checked=False)
         for i in range(n - 1, -1, -1):
             if results[i] is _ACCEPTED:
-                self.positions.record(worker_id, ordered[i])
+                fix = ordered[i]
+                self.positions.record(worker_id, fix)
+                if self.watchers is not None:
+                    ids = [c.id for c in listing.communities]
+                    self.watchers.record(ids, worker_id, fix.lat, fix.lng, fix.recorded_at)
                 break
         if order is None:
             return results

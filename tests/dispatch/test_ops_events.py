@@ -67,10 +67,10 @@ async def test_sos_checkins_and_the_start_reach_the_stream(
         body = {"pin": pin, "location": {"lat": CENTER[0], "lng": CENTER[1]},
                 "assignment_version": job["assignment_version"]}  # fmt: skip
         assert (await client.post(f"/v1/jobs/{job['id']}/start", json=body, headers=h)).is_success
-        started = await next_of(events, "job")
-        assert started["data"] | {"at": None} == {
-            "id": job["id"], "status": "in_progress", "worker_id": job["worker_id"], "at": None,
-        }  # fmt: skip
+        started = (await next_of(events, "job"))["data"]
+        assert (started["id"], started["status"], started["worker_id"]) == (
+            job["id"], "in_progress", job["worker_id"],
+        )  # fmt: skip
         checkin = {"kind": "periodic", "location": {"lat": CENTER[0], "lng": CENTER[1]}}
         r = await client.post(f"/v1/jobs/{job['id']}/checkins", json=checkin, headers=h)
         assert r.status_code == 201
@@ -132,3 +132,59 @@ async def test_who_may_open_it(served_base, client, principals, admin, resident)
     assert (
         await client.post(f"/v1/ops/communities/{cid}/stream-token", headers=resident)
     ).status_code == 403
+
+
+async def test_a_jobs_life_in_order(served_base, client, principals, admin, resident) -> None:
+    """Posted, its wave out (with its reach and who was offered), taken, done: in that order."""
+    from tests.dispatch.test_grab import crew, offers_of, post_job
+
+    cid = await community(client, admin)
+    ops = await principals.operator(cid)
+    team = await crew(client, principals, cid, [100, 200])
+    async with stream(served_base, cid, ops) as (_, events):
+        await next_of(events, "hello")
+        job = await post_job(client, resident, key="life-1")
+        (offer,) = await offers_of(client, team[0][1])
+        taken = await client.post(f"/v1/offers/{offer['id']}/accept", headers=team[0][1])
+        version = taken.json()["assignment_version"]
+        r = await client.post(
+            f"/v1/jobs/{job['id']}/complete", json={"assignment_version": version},
+            headers=team[0][1],
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        seen = [(await next_of(events, "job"))["data"] for _ in range(4)]
+    assert [(e["id"], e["status"], e["wave"]) for e in seen] == [
+        (job["id"], "open", 0), (job["id"], "open", 1), (job["id"], "assigned", 1),
+        (job["id"], "completed", 1),
+    ]  # fmt: skip
+    assert seen[1]["wave_radius_m"] == 1000
+    assert sorted(seen[1]["offered"]) == sorted(w for w, _ in team)
+    assert seen[2]["worker_id"] == team[0][0] and seen[3]["worker_id"] == team[0][0]
+
+
+async def test_positions_come_coalesced(served_base, client, principals, admin) -> None:
+    """Five pings in a burst from one worker: the stream carries its position once, and the
+    next no sooner than a second later."""
+    import time
+
+    from geo.areas import destination
+    from tests.dispatch.test_grab import crew
+
+    cid = await community(client, admin)
+    ops = await principals.operator(cid)
+    ((wid, h),) = await crew(client, principals, cid, [100])
+    async with stream(served_base, cid, ops) as (_, events):
+        await next_of(events, "hello")
+        lat, lng = destination(*CENTER, 0.0, 100)
+        for _ in range(5):
+            r = await client.post(
+                "/v1/workers/me/location", json={"lat": lat, "lng": lng}, headers=h
+            )
+            assert r.status_code == 204, r.text
+        got = await next_of(events, "positions", within=5)
+        first_at = time.monotonic()
+        mine = [p for p in got["data"]["workers"] if p["id"] == wid]
+        assert len(mine) == 1 and abs(mine[0]["lat"] - lat) < 1e-6
+        r = await client.post("/v1/workers/me/location", json={"lat": lat, "lng": lng}, headers=h)
+        await next_of(events, "positions", within=5)
+        assert time.monotonic() - first_at > 0.5  # the next one waited for the next second
