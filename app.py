@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             communities.CommunityController,
             jobs.JobController,
             admin.list_outbox,
+            admin.grant_operators,
             workers.WorkerSelfController,
             workers.verify_worker,
             workers.nearby,

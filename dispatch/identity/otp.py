@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatch.core.errors import Unauthorized
+from dispatch.core.errors import Forbidden, Unauthorized
 from dispatch.identity.auth import issue_token
 from dispatch.identity.phones import DEFAULT_REGION, PhoneVault, normalize_phone
 from dispatch.identity.principals import refuse_pool_number, upsert_phone_user
@@ -64,11 +64,25 @@ class OtpService:
     async def token_for(self, raw_phone: str, code: str, role: str) -> tuple[int, str]:
         """Trade a phone's code for (user id, bearer token). A wrong guess is committed before
         the 401 is raised, so guesses count even though the call fails."""
+        communities: list[int] = []
         async with self.sessions() as session:
-            user_id = await self.sign_in(session, raw_phone, code, role)
-            await session.commit()
+            if role == "operator":
+                # Signing in never makes an operator: an admin grants the role first.
+                phone = normalize_phone(raw_phone, self.region)
+                phone_hash = await self.verify(session, phone, code)
+                await session.commit()  # the code is spent either way
+                user = await session.scalar(select(User).where(User.phone_hash == phone_hash))
+                if user is None or "operator" not in user.roles:
+                    raise Forbidden(
+                        "this phone has not been made an operator", code="not_an_operator"
+                    )
+                user_id, communities = user.id, list(user.operator_community_ids)
+            else:
+                user_id = await self.sign_in(session, raw_phone, code, role)
+                await session.commit()
         s = self.settings
-        return user_id, issue_token(s.secret_key, user_id, role, ttl_s=s.token_ttl_s)
+        token = issue_token(s.secret_key, user_id, role, communities, ttl_s=s.token_ttl_s)
+        return user_id, token
 
     async def request(self, session: AsyncSession, raw_phone: str, client: str) -> None:
         """Issue a code for the phone and queue its SMS in the outbox (same transaction). The

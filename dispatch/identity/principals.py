@@ -11,8 +11,8 @@ from dispatch.identity.phones import PhoneVault, phone_hint
 from dispatch.models import Community, User
 
 
-async def handle_user(session: AsyncSession, handle: str, role: str, communities: list[int]) -> int:
-    """The user named `handle` (created if missing) holding `role` over `communities`."""
+async def check_communities(session: AsyncSession, communities: list[int]) -> None:
+    """404 `community_not_found` unless every one exists."""
     if communities:
         found = set(
             (await session.scalars(select(Community.id).where(Community.id.in_(communities)))).all()
@@ -20,6 +20,26 @@ async def handle_user(session: AsyncSession, handle: str, role: str, communities
         missing = sorted(set(communities) - found)
         if missing:
             raise NotFound(f"no community {missing}", code="community_not_found")
+
+
+async def grant_operator(
+    session: AsyncSession, vault: PhoneVault, phone: str, communities: list[int]
+) -> int:
+    """Make the person with this phone (created if new) an operator of exactly `communities`;
+    they sign in by code with `role: operator`. `phone` is canonical E.164."""
+    await check_communities(session, communities)
+    user_id = await upsert_phone_user(session, vault, phone, vault.hash(phone), "operator")
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(operator_community_ids=sorted(set(communities)))
+    )
+    return user_id
+
+
+async def handle_user(session: AsyncSession, handle: str, role: str, communities: list[int]) -> int:
+    """The user named `handle` (created if missing) holding `role` over `communities`."""
+    await check_communities(session, communities)
     stmt = insert(User).values(
         handle=handle, roles=[role], operator_community_ids=sorted(communities), name=handle
     )

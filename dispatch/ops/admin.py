@@ -1,17 +1,19 @@
-"""Admin views: the outbox."""
+"""Admin: the outbox, and who operates which communities."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from litestar import get
-from litestar.params import FromQuery, QueryParameter
+from litestar import get, post
+from litestar.params import FromQuery, JSONBody, QueryParameter
+from msgspec import Meta, Struct
 
 from dispatch.identity.auth import admin_only
-from dispatch.identity.phones import hide_phones, normalize_phone
+from dispatch.identity.phones import hide_phones, normalize_phone, phone_hint
+from dispatch.identity.principals import grant_operator
 from dispatch.infra import outbox
 from dispatch.infra.runtime import Runtime
-from dispatch.web.schemas import OutboxOut
+from dispatch.web.schemas import Id, OutboxOut, Phone
 
 # A body is shown only where no provider carried the message and none will: then it never left
 # us and the admin reading it here is how the local default delivers (say, a sign-in code to a
@@ -56,3 +58,25 @@ async def list_outbox(
         )
         for m in rows
     ]
+
+
+class OperatorIn(Struct, forbid_unknown_fields=True):
+    phone: Phone
+    community_ids: Annotated[list[Id], Meta(min_length=1, max_length=100)]
+
+
+class OperatorOut(Struct):
+    user_id: int
+    phone_hint: str
+    community_ids: list[int]
+
+
+@post("/v1/admin/operators", guards=[admin_only], status_code=200, tags=["admin"])
+async def grant_operators(rt: Runtime, data: JSONBody[OperatorIn]) -> OperatorOut:
+    """Make the person with this phone an operator of exactly these communities (created if
+    new; granting again replaces the list). They sign in at `/ops/` by code, `role: operator`;
+    a token names the communities it was issued for."""
+    phone = normalize_phone(data.phone, rt.settings.phone_region)
+    async with rt.sessions.begin() as session:
+        user_id = await grant_operator(session, rt.vault, phone, list(data.community_ids))
+    return OperatorOut(user_id, phone_hint(phone), sorted(set(data.community_ids)))

@@ -91,7 +91,9 @@ class OtpSent(Struct):
 class TokenRequest(Struct, forbid_unknown_fields=True):
     phone: Phone
     code: Annotated[str, Meta(pattern=r"^\d{4,8}$")]
-    role: Literal["resident", "worker"]
+    role: Literal["resident", "worker", "operator"]
+    """`operator` only for a phone an admin made one (`POST /v1/admin/operators`): else 403
+    `not_an_operator`."""
 
 
 class TokenResponse(Struct):
