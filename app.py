@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.security.jwt import JWTAuth, Token
+from litestar.static_files import create_static_files_router
 
 from dispatch.booking import controllers as booking
 from dispatch.communities import controllers as communities
@@ -40,6 +42,8 @@ from dispatch.workers import controllers as workers
 from notifications import controllers as notifications_api
 from notifications.service import Notifications
 
+CONSOLE_DIR = Path(__file__).parent / "ops_console" / "static"
+"""The operators' console: static files, every script, style and image served from here."""
 PUBLIC_PATHS = ["/healthz", "/readyz", "/metrics", "/schema", "/v1/auth/", "/v1/telephony/"]
 
 
@@ -101,6 +105,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             offers.decline_offer,
             ops.OpsController,
             ops.ops_events,
+            create_static_files_router(
+                path="/ops",
+                directories=[CONSOLE_DIR],
+                html_mode=True,
+                opt={"exclude_from_auth": True},
+                name="ops_console",
+            ),
             stream.worker_stream,
             *booking.ROUTES,
             *safety.ROUTES,

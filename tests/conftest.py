@@ -156,7 +156,7 @@ async def served_base(app: Litestar) -> AsyncIterator[str]:
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, lifespan="off", log_config=None, access_log=False,
-        ws="websockets-sansio",
+        ws="websockets-sansio", timeout_graceful_shutdown=2,  # event streams never end
     )  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -227,22 +227,33 @@ async def ops_events(
     request: Request[Any, Any, Any],
     feed: OpsFeed,
     token: Annotated[str | None, QueryParameter(max_length=2000)] = None,
+    after: Annotated[str | None, QueryParameter(pattern=EVENT_ID.pattern, max_length=41)] = None,
 ) -> ServerSentEvent:
     """The community's live events (server-sent events): `alert`, `checkin`, `ladder_step`,
-    `job`. Each has an `id:`; reconnecting with `Last-Event-ID` resumes after it. The bearer
-    may come as the header or as a stream token (`POST .../stream-token`) in `?token=`."""
+    `job`, `positions`. Each has an `id:`; reconnecting with `Last-Event-ID` (or `?after=`, for
+    a client that opens a new URL) resumes after it; a `resync` event says the stream no longer
+    holds that point (take a new snapshot). The bearer may come as the header or as a stream
+    token (`POST .../stream-token`) in `?token=`."""
     header = request.headers.get("authorization", "")
     bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
     who = feed.caller(bearer, token)
     await feed.check(who, community_id)
-    resume = request.headers.get("last-event-id", "")
-    after = resume if EVENT_ID.fullmatch(resume) else await feed.latest_id(community_id)
+    resume = request.headers.get("last-event-id", "") or after or ""
+    if EVENT_ID.fullmatch(resume):
+        start, lost = resume, await feed.lost(community_id, resume)
+    else:
+        start, lost = await feed.latest_id(community_id), False
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         yield ServerSentEventMessage(
-            event="hello", data=json.dumps({"community_id": community_id, "after": after})
+            event="hello", data=json.dumps({"community_id": community_id, "after": start})
         )
-        async for item in feed.follow(community_id, after):
+        if lost:
+            yield ServerSentEventMessage(event="resync", data=json.dumps({"after": start}))
+            start_from = await feed.latest_id(community_id)
+        else:
+            start_from = start
+        async for item in feed.follow(community_id, start_from):
             if item is None:
                 yield ServerSentEventMessage(comment="keep-alive")
             else:

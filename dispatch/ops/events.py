@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
@@ -39,10 +40,15 @@ from geo.shapes import wkb_to_latlng
 STREAM_MAXLEN = 10_000
 REDIS = "redis"
 """The name the Redis client is bound under on the sessionmaker (`aftercommit.bind`)."""
-BLOCK_MS = 15_000
+BLOCK_MS = 5_000
 """How long a reader waits for news before the stream sends a keep-alive."""
 STREAM_TOKEN_TTL_S = 60
 _seq = itertools.count()
+
+
+def _id(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def stream_key(community_id: int) -> str:
@@ -179,6 +185,18 @@ class OpsFeed:
         newest = await self.redis.xrevrange(stream_key(community_id), count=1)
         return newest[0][0].decode() if newest else "0-0"
 
+    async def lost(self, community_id: int, after: str) -> bool:
+        """Did the stream drop events that came after `after`? Yes when `after` is gone and
+        older than what the stream still holds (trimmed at `STREAM_MAXLEN`), or when the stream
+        is empty though `after` names an event (Redis lost it): the reader must resync."""
+        key = stream_key(community_id)
+        oldest = await self.redis.xrange(key, count=1)
+        if not oldest:
+            return _id(after) != (0, 0)
+        if _id(oldest[0][0].decode()) <= _id(after):
+            return False
+        return not await self.redis.xrange(key, after, after)
+
     async def follow(
         self, community_id: int, after: str, *, block_ms: int = BLOCK_MS
     ) -> AsyncIterator[tuple[str, str, str] | None]:
@@ -187,7 +205,10 @@ class OpsFeed:
         key = stream_key(community_id)
         last = after
         while True:
-            found = await self.redis.xread({key: last}, count=500, block=block_ms)
+            try:
+                found = await self.redis.xread({key: last}, count=500, block=block_ms)
+            except RedisTimeoutError:  # a client with a socket timeout shorter than the block
+                found = None
             if not found:
                 yield None
                 continue

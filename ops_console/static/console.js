@@ -1,0 +1,332 @@
+// The operators' console: sign-in by code, the community's map and boards from the snapshot,
+// then live from the event stream. Plain browser JavaScript on the public API (no build step,
+// no CDN: Leaflet is vendored next to this file), and no phone number is ever put on the page.
+"use strict";
+
+const api = {
+  token: sessionStorage.getItem("ops-token"),
+  async call(method, path, body) {
+    const headers = { "Content-Type": "application/json" };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const r = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    const data = r.status === 204 ? null : await r.json().catch(() => null);
+    if (!r.ok) throw Object.assign(new Error((data && data.detail) || r.statusText), { status: r.status, data });
+    return data;
+  },
+};
+
+const $ = (id) => document.getElementById(id);
+const text = (tag, value, cls) => {
+  const el = document.createElement(tag);
+  el.textContent = value;
+  if (cls) el.className = cls;
+  return el;
+};
+const STATE_COLOURS = { idle: "#2e7d32", offered: "#f59f00", assigned: "#1971c2", on_site: "#7048e8", offline: "#8c959f" };
+const JOB_COLOURS = { under_review: "#8c959f", open: "#e8590c", assigned: "#1971c2", in_progress: "#7048e8", unfilled: "#b42318", completed: "#2e7d32", cancelled: "#57606a" };
+const SEVERITY = { critical: 0, high: 1, warning: 2, info: 3 };
+
+// --- sign-in --------------------------------------------------------------------------------
+
+function claims(token) {
+  try {
+    return JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return null;
+  }
+}
+
+function signedIn(token) {
+  api.token = token;
+  sessionStorage.setItem("ops-token", token);
+  const c = claims(token) || {};
+  const ids = (c.extras && c.extras.communities) || [];
+  const select = $("community");
+  select.replaceChildren(...ids.map((id) => text("option", `#${id}`)));
+  ids.forEach((id, i) => { select.options[i].value = String(id); });
+  if (!ids.length) {  // an admin: every community, chosen by id
+    const id = prompt("Community id to watch", "1");
+    select.replaceChildren(text("option", `#${id}`));
+    select.options[0].value = String(id);
+  }
+  $("signin").hidden = true;
+  $("console").hidden = false;
+  watch(Number(select.value));
+}
+
+$("phone-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    await api.call("POST", "/v1/auth/otp", { phone: $("phone").value });
+    $("code-form").hidden = false;
+    $("code").focus();
+  } catch (err) {
+    $("signin-error").textContent = err.message;
+  }
+});
+
+$("code-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    const t = await api.call("POST", "/v1/auth/token", { phone: $("phone").value, code: $("code").value, role: "operator" });
+    $("phone").value = "";  // not kept on the page
+    signedIn(t.access_token);
+  } catch (err) {
+    $("signin-error").textContent = err.message;
+  }
+});
+
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  signedIn($("token").value.trim());
+});
+
+$("signout").addEventListener("click", () => {
+  sessionStorage.removeItem("ops-token");
+  location.reload();
+});
+
+$("community").addEventListener("change", (e) => watch(Number(e.target.value)));
+
+// --- the map and the boards -------------------------------------------------------------------
+
+const view = { shown: null, cid: null, jobs: new Map(), workers: new Map(), alerts: new Map(), source: null, last: null };
+let map = null;
+let layers = null;
+
+function setupMap() {
+  if (map) return;
+  // No tile server: a plain background with the shapes (works with no internet at all).
+  map = L.map("map", { preferCanvas: false, zoomControl: true, attributionControl: false });
+  layers = { area: L.layerGroup().addTo(map), cells: L.layerGroup().addTo(map), waves: L.layerGroup().addTo(map), jobs: L.layerGroup().addTo(map), workers: L.layerGroup().addTo(map) };
+}
+
+function drawArea(c) {
+  layers.area.clearLayers();
+  map.setView([c.center.lat, c.center.lng], 14);  // a view first: shapes need the projection
+  const style = { color: "#1c2430", weight: 2, fill: false, dashArray: "6 4" };
+  const shape = c.boundary
+    ? L.polygon(c.boundary.map((p) => [p.lat, p.lng]), style)
+    : L.circle([c.center.lat, c.center.lng], { ...style, radius: c.radius_m });
+  shape.addTo(layers.area);
+  map.fitBounds(shape.getBounds(), { padding: [20, 20] });
+}
+
+function drawCells(cells) {
+  layers.cells.clearLayers();
+  const top = Math.max(1, ...cells.map((c) => Math.max(c.supply, c.demand)));
+  for (const c of cells) {
+    const demandy = c.demand >= c.supply;
+    const colour = demandy ? "#e8590c" : "#2e7d32";
+    const strength = 0.12 + 0.5 * (Math.max(c.supply, c.demand) / top);
+    L.polygon(c.boundary.map((p) => [p.lat, p.lng]), { color: colour, weight: 1, fillOpacity: strength, opacity: 0.4 })
+      .bindTooltip(`supply ${c.supply} · demand ${c.demand}`)
+      .addTo(layers.cells);
+  }
+}
+
+function drawWorker(w) {
+  if (w._marker) layers.workers.removeLayer(w._marker);
+  if (!w.location) return;
+  w._marker = L.circleMarker([w.location.lat, w.location.lng], { radius: 5, color: "#fff", weight: 1, fillColor: STATE_COLOURS[w.state] || "#8c959f", fillOpacity: 1 })
+    .bindTooltip(`${w.name} · ${w.state}`)
+    .addTo(layers.workers);
+}
+
+function drawJob(j) {
+  // The map's own layers go on underscored keys: the job's fields (`wave` is a number) stay.
+  if (j._marker) layers.jobs.removeLayer(j._marker);
+  if (j._circle) layers.waves.removeLayer(j._circle);
+  j._marker = j._circle = null;
+  if (!["under_review", "open", "assigned", "in_progress", "unfilled"].includes(j.status)) return;
+  const at = [j.location.lat, j.location.lng];
+  j._marker = L.circleMarker(at, { radius: 8, color: "#1c2430", weight: j.sos ? 4 : 1, fillColor: JOB_COLOURS[j.status], fillOpacity: 0.9 })
+    .bindTooltip(`#${j.id} ${j.title} · ${j.status}`)
+    .on("click", () => showJob(j.id))
+    .addTo(layers.jobs);
+  if (j.status === "open" && j.wave_radius_m) {
+    j._circle = L.circle(at, { radius: j.wave_radius_m, color: "#e8590c", weight: 1, fillOpacity: 0.05, dashArray: "4 4" }).addTo(layers.waves);
+  }
+}
+
+function countdown(j) {
+  if (j.status !== "open" || !j.wave_deadline) return "";
+  const s = Math.max(0, Math.round((Date.parse(j.wave_deadline) - Date.now()) / 1000));
+  return `wave ${j.wave} · ${s}s`;
+}
+
+function renderBoards() {
+  for (const status of ["open", "assigned", "in_progress", "unfilled"]) {
+    const items = [...view.jobs.values()].filter((j) => j.status === status).sort((a, b) => b.id - a.id);
+    $(`board-${status}`).replaceChildren(...items.map((j) => {
+      const li = text("li", `#${j.id} ${j.title}`);
+      li.dataset.job = j.id;
+      if (j.sos) li.prepend(text("strong", "SOS "));
+      const step = j.last_step ? ` · ${j.last_step.step}: ${j.last_step.outcome}` : "";
+      li.append(text("span", countdown(j) + step, "countdown"));
+      li.addEventListener("click", () => showJob(j.id));
+      return li;
+    }));
+  }
+  const live = [...view.jobs.values()].filter((j) => ["open", "assigned", "in_progress"].includes(j.status)).length;
+  const free = [...view.workers.values()].filter((w) => w.state === "idle").length;
+  $("counts").textContent = `${live} live jobs · ${free} free workers`;
+}
+
+function renderAlerts() {
+  const open = [...view.alerts.values()].filter((a) => !a.acked_at).sort((a, b) => (SEVERITY[a.severity] - SEVERITY[b.severity]) || b.id - a.id);
+  $("alerts").replaceChildren(...open.map((a) => {
+    const li = text("li", "", a.severity);
+    li.dataset.alert = a.id;
+    li.append(text("span", `${a.severity.toUpperCase()} ${a.kind}${a.job_id ? ` · job #${a.job_id}` : ""}`, "what"));
+    const ack = text("button", "Acknowledge", "quiet");
+    ack.addEventListener("click", async () => {
+      const done = await api.call("POST", `/v1/ops/alerts/${a.id}/ack`);
+      view.alerts.set(a.id, done);
+      renderAlerts();
+    });
+    li.append(ack);
+    return li;
+  }));
+  $("alert-count").textContent = String(open.length);
+  const urgent = open.filter((a) => SEVERITY[a.severity] <= 1).length;
+  document.title = urgent ? `(${urgent}) ALERT · Dispatch console` : "Dispatch console";
+}
+
+function beep() {
+  try {
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    osc.frequency.value = 880;
+    osc.connect(ctx.destination);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.25);
+  } catch { /* no sound here */ }
+}
+
+async function showJob(id) {
+  const j = view.jobs.get(id);
+  if (!j) return;
+  view.shown = id;
+  $("job-panel").hidden = false;
+  $("job-title").textContent = `#${j.id} ${j.title}`;
+  $("job-facts").textContent = `${j.status} · ${j.category} · wave ${j.wave}${j.worker_id ? ` · worker #${j.worker_id}` : ""}`;
+  const found = await api.call("GET", `/v1/workers/nearby?lat=${j.location.lat}&lng=${j.location.lng}&radius_m=3000&community_id=${view.cid}&limit=10`);
+  $("nearby").replaceChildren(...found.map((w) => {
+    const li = text("li", `#${w.worker_id} ${w.name || ""} · ${Math.round(w.distance_m)} m `);
+    const assign = text("button", "Assign", "quiet");
+    assign.addEventListener("click", async () => {
+      const done = await api.call("POST", `/v1/ops/jobs/${j.id}/assign`, { worker_id: w.worker_id });
+      mergeJob({ id: done.id, status: done.status, worker_id: done.worker_id, wave_radius_m: null });
+    });
+    li.append(assign);
+    return li;
+  }));
+}
+
+// --- state from the snapshot, then the stream -------------------------------------------------
+
+function mergeJob(change) {
+  const j = view.jobs.get(change.id) || { id: change.id };
+  Object.assign(j, change);
+  if (change.lat !== undefined) j.location = { lat: change.lat, lng: change.lng };
+  if (j.status !== "open") j.wave_radius_m = null;
+  view.jobs.set(j.id, j);
+  drawJob(j);
+  renderBoards();
+  if (view.shown === j.id) {
+    $("job-facts").textContent = `${j.status} · ${j.category} · wave ${j.wave}${j.worker_id ? ` · worker #${j.worker_id}` : ""}`;
+  }
+}
+
+function apply(kind, data) {
+  if (kind === "job") {
+    const before = view.jobs.get(data.id);
+    const askedBefore = (before && before.asked) || [];
+    mergeJob(data);
+    const j = view.jobs.get(data.id);
+    j.asked = [...new Set([...askedBefore, ...(data.offered || [])])];
+    for (const wid of data.offered || []) setState(wid, "offered");
+    if (data.status !== "open") {  // its offers are over: whoever was asked and did not take it
+      for (const wid of j.asked) if (wid !== data.worker_id) setState(wid, "idle");
+      j.asked = [];
+    }
+    if (data.worker_id && data.status === "assigned") setState(data.worker_id, "assigned");
+    if (data.worker_id && data.status === "in_progress") setState(data.worker_id, "on_site");
+    if (data.worker_id && ["completed", "cancelled"].includes(data.status)) setState(data.worker_id, "idle");
+  } else if (kind === "positions") {
+    for (const p of data.workers) {
+      const w = view.workers.get(p.id);
+      if (!w) continue;
+      w.location = { lat: p.lat, lng: p.lng };
+      drawWorker(w);
+    }
+  } else if (kind === "alert") {
+    view.alerts.set(data.id, { ...data, acked_at: null });
+    if (data.job_id && data.kind === "sos") mergeJob({ id: data.job_id, sos: true });
+    renderAlerts();
+    if (SEVERITY[data.severity] <= 1) beep();
+  } else if (kind === "ladder_step") {
+    const j = view.jobs.get(data.job_id);
+    if (j) mergeJob({ id: j.id, last_step: { step: data.step, outcome: data.outcome, at: data.at } });
+  }
+}
+
+function setState(workerId, state) {
+  const w = view.workers.get(workerId);
+  if (!w) return;
+  w.state = state;
+  drawWorker(w);
+}
+
+async function watch(cid) {
+  setupMap();
+  if (view.source) view.source.close();
+  view.cid = cid;
+  view.jobs.clear(); view.workers.clear(); view.alerts.clear();
+  Object.values(layers).forEach((l) => l.clearLayers());
+  let snap;
+  try {
+    snap = await api.call("GET", `/v1/ops/communities/${cid}/snapshot`);
+  } catch (err) {
+    $("live").textContent = err.status === 403 ? "not your community" : `error: ${err.message}`;
+    $("live").className = "pill off";
+    return;
+  }
+  drawArea(snap.community);
+  drawCells(snap.cells);
+  for (const w of snap.workers) { view.workers.set(w.id, w); drawWorker(w); }
+  for (const j of snap.jobs) { view.jobs.set(j.id, j); drawJob(j); }
+  for (const a of snap.alerts) view.alerts.set(a.id, a);
+  renderBoards();
+  renderAlerts();
+  view.last = snap.event_id;
+  connect();
+}
+
+async function connect() {
+  // EventSource sends no headers: a one-minute stream token in the query, and on every
+  // reconnect a fresh one with the last event seen, so nothing is missed.
+  const cid = view.cid;
+  const { token } = await api.call("POST", `/v1/ops/communities/${cid}/stream-token`);
+  const source = new EventSource(`/v1/ops/communities/${cid}/events?token=${encodeURIComponent(token)}&after=${encodeURIComponent(view.last)}`);
+  view.source = source;
+  source.onopen = () => { $("live").textContent = "live"; $("live").className = "pill on"; };
+  source.onerror = () => {
+    $("live").textContent = "reconnecting…";
+    $("live").className = "pill off";
+    source.close();
+    if (view.source === source) setTimeout(connect, 1000);
+  };
+  for (const kind of ["job", "positions", "alert", "checkin", "ladder_step"]) {
+    source.addEventListener(kind, (e) => {
+      view.last = e.lastEventId || view.last;
+      apply(kind, JSON.parse(e.data));
+    });
+  }
+  source.addEventListener("resync", () => watch(cid));
+}
+
+setInterval(() => { if (view.cid) renderBoards(); }, 1000);  // the wave countdowns
+if (api.token) signedIn(api.token);

@@ -1,0 +1,134 @@
+"""The operators' console in real Chromium (Debian's `chromium`, driven by Playwright) against the
+service on a real socket: sign-in by code, the map drawn, a job posted through the API on the
+map and the board within 2 s with its wave, an alert that sounds, changes the title and is
+acknowledged, a manual assignment, and an operator of another community refused. The page and
+its scripts carry no phone number; a screenshot is kept for the README."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import E164_ANYWHERE, with_auth
+from tests.dispatch.helpers import CENTER, community
+from tests.dispatch.test_grab import crew
+from tests.dispatch.test_identity import latest_code
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+"""Debian's package (`make deps` installs it), driven by Playwright's own driver."""
+FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SCREENSHOT = os.environ.get("CONSOLE_SCREENSHOT")
+"""Where to keep the screenshot (the README's: `CONSOLE_SCREENSHOT=docs/console.png`)."""
+OPERATOR_PHONE = "+8613955556666"
+
+
+@pytest.fixture
+def settings(base_settings):
+    return with_auth(base_settings, otp_min_interval_s=0)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        await chromium.close()
+
+
+async def signed_in_page(browser, served_base: str, client, admin, cid: int):
+    r = await client.post(
+        "/v1/admin/operators", json={"phone": OPERATOR_PHONE, "community_ids": [cid]},
+        headers=admin,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto(f"{served_base}/ops/")
+    await page.fill("#phone", OPERATOR_PHONE)
+    await page.click("#phone-form button")
+    await page.wait_for_selector("#code-form:not([hidden])")
+    await page.fill("#code", await latest_code(client, admin, OPERATOR_PHONE))
+    await page.click("#code-form button")
+    await page.wait_for_selector("#console:not([hidden])")
+    await page.wait_for_selector("#live.on", timeout=10_000)
+    return page
+
+
+async def test_the_console_follows_dispatch(
+    browser, served_base, client, principals, admin, resident
+) -> None:
+    cid = await community(client, admin)
+    team = await crew(client, principals, cid, [100, 300, 600])
+    page = await signed_in_page(browser, served_base, client, admin, cid)
+    # The map: the community's outline and the workers' dots, drawn as SVG paths.
+    await page.wait_for_function(
+        "document.querySelectorAll('#map .leaflet-overlay-pane path').length >= 4"
+    )
+    r = await client.post(
+        "/v1/jobs",
+        json={"title": "Move a sofa", "category": "moving", "skills": ["moving"],
+              "location": {"lat": CENTER[0], "lng": CENTER[1]}, "mode": "grab",
+              "price_cents": 8000},
+        headers={**resident, "Idempotency-Key": "console-1"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    item = page.locator(f"#board-open li[data-job='{job_id}']")
+    await item.wait_for(timeout=2_000)  # on the board within 2 s
+    assert "wave 1" in await item.inner_text()
+    # The wave drawn as its radius: one more circle on the map.
+    paths = await page.locator("#map .leaflet-overlay-pane path").count()
+    assert paths >= 6
+
+    # Manual dispatch from the job's panel.
+    await item.click()
+    await page.wait_for_selector("#nearby li button")
+    await page.locator("#nearby li button").first.click()
+    await page.locator(f"#board-assigned li[data-job='{job_id}']").wait_for(timeout=5_000)
+
+    # An SOS: a critical alert on top, the title changed; acknowledged, it goes.
+    assert (
+        await client.post(f"/v1/jobs/{job_id}/sos", json={}, headers=resident)
+    ).status_code == 202
+    alert = page.locator("#alerts li.critical")
+    await alert.wait_for(timeout=5_000)
+    assert "sos" in (await alert.inner_text()).lower()
+    assert "ALERT" in await page.title()
+    shot = await page.screenshot(path=SCREENSHOT)
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    await alert.locator("button").click()
+    await alert.wait_for(state="detached", timeout=5_000)
+    assert "ALERT" not in await page.title()
+
+    html = await page.content()
+    assert not E164_ANYWHERE.findall(html.encode()), "a phone number on the page"
+    for script in ("console.js", "vendor/leaflet-1.9.4/leaflet.js", "index.html"):
+        body = (await client.get(f"/ops/{script}")).content
+        assert not re.findall(rb"\+[1-9]\d{9,14}\b", body), script
+    assert team  # the crew's dots were on the map
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_another_communitys_operator_is_refused(
+    browser, served_base, client, principals, admin
+) -> None:
+    mine = await community(client, admin)
+    other = await community(client, admin, name="Xuhui")
+    page = await signed_in_page(browser, served_base, client, admin, mine)
+    theirs = (await principals.operator(other))["Authorization"][7:]
+    await page.evaluate(
+        "([t, cid]) => { api.token = t; watch(cid); }", [theirs, mine]
+    )  # an operator of `other` asking for `mine`
+    await page.wait_for_function("document.getElementById('live').textContent.includes('not')")
+    assert "not your community" in await page.locator("#live").inner_text()
