@@ -21,6 +21,7 @@ from dispatch.ops.events import OpsFeed
 from dispatch.ops.snapshot import JobPin, Snapshot, Snapshots, WorkerDot
 from dispatch.web.deps import principal_of
 from dispatch.web.schemas import AlertOut, AssignIn, JobOut, Timestamp
+from dispatch.workers.service import WorkerService
 
 EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 
@@ -137,6 +138,30 @@ def snapshot_out(snap: Snapshot) -> SnapshotOut:
     )  # fmt: skip
 
 
+class PendingWorkerOut(Struct):
+    worker_id: int
+    name: str
+    skills: list[str]
+    legal_name: str
+    """As the worker gave it, for the operator checking their papers (never shown to residents)."""
+    id_number_hint: str
+    """The ID number's last four characters."""
+    requested_at: Timestamp
+
+
+class OutboxRowOut(Struct, kw_only=True):
+    id: int
+    kind: str
+    channel: str
+    via: str | None
+    status: str
+    attempts: int
+    job_id: int | None
+    to_user_id: int | None
+    created_at: Timestamp
+    last_error: str | None
+
+
 class StreamTokenOut(Struct):
     token: str
     """For `GET /v1/ops/communities/{id}/events?token=…`: this community's stream alone."""
@@ -185,6 +210,34 @@ class OpsController(Controller):
         (most severe first), supply and demand per H3 cell; then follow the event stream from
         `event_id`."""
         return snapshot_out(await snapshots.of(principal_of(request), community_id))
+
+    @get("/communities/{community_id:int}/verifications")
+    async def verifications(
+        self, community_id: FromPath[int], request: Request[Any, Any, Any], workers: WorkerService
+    ) -> list[PendingWorkerOut]:
+        """Workers of the community waiting to be verified, oldest first, with the real-name
+        details they gave; approve with `POST /v1/ops/workers/{id}/verify`."""
+        found = await workers.verification_queue(principal_of(request), community_id)
+        return [
+            PendingWorkerOut(
+                p.worker.user_id, p.worker.name, list(p.worker.skills), p.legal_name,
+                p.id_number_hint, p.worker.updated_at,
+            )
+            for p in found
+        ]  # fmt: skip
+
+    @get("/communities/{community_id:int}/outbox")
+    async def outbox(
+        self,
+        community_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        feed: OpsFeed,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    ) -> list[OutboxRowOut]:
+        """The community's messages (about its jobs), newest first: kind, channel, how it went;
+        no number and no text."""
+        rows = await feed.outbox(principal_of(request), community_id, limit)
+        return [OutboxRowOut(**r) for r in rows]
 
     @post("/communities/{community_id:int}/stream-token", status_code=201)
     async def stream_token(

@@ -26,11 +26,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
 from dispatch.core.errors import Forbidden, Unauthorized
 from dispatch.identity.auth import STREAM_SCOPE, issue_token, principal_of_token
+from dispatch.identity.phones import PHONE_IN_TEXT
 from dispatch.identity.principal import Principal
 from dispatch.infra import aftercommit
 from dispatch.infra.logs import log
@@ -44,6 +46,17 @@ BLOCK_MS = 5_000
 """How long a reader waits for news before the stream sends a keep-alive."""
 STREAM_TOKEN_TTL_S = 60
 _seq = itertools.count()
+_OUTBOX = text(
+    """
+    SELECT o.id, o.kind, o.channel, o.via, o.status, o.attempts, j.id, o.to_user_id,
+           o.created_at, o.last_error
+    FROM outbox o
+    JOIN jobs j ON j.id = COALESCE(o.payload->>'job_id', o.payload->'offer'->>'job_id')::bigint
+    WHERE j.community_id = :cid
+    ORDER BY o.id DESC
+    LIMIT :limit
+    """
+)
 
 
 def _id(event_id: str) -> tuple[int, int]:
@@ -170,6 +183,19 @@ class OpsFeed:
         who.require_operator_of(community_id)
         async with self.sessions() as session:
             await self.communities.get(session, community_id)
+
+    async def outbox(self, who: Principal, community_id: int, limit: int) -> list[dict[str, Any]]:
+        """The outbox rows about the community's jobs, newest first, without bodies or
+        numbers (errors with numbers hidden)."""
+        await self.check(who, community_id)
+        async with self.sessions() as session:
+            rows = (await session.execute(_OUTBOX, {"cid": community_id, "limit": limit})).all()
+        return [
+            {"id": r[0], "kind": r[1], "channel": r[2], "via": r[3], "status": r[4],
+             "attempts": r[5], "job_id": r[6], "to_user_id": r[7], "created_at": r[8],
+             "last_error": PHONE_IN_TEXT.sub("[number]", r[9]) if r[9] else None}
+            for r in rows
+        ]  # fmt: skip
 
     async def stream_token(self, who: Principal, community_id: int) -> tuple[str, datetime]:
         """A token good for a minute, for this community's stream alone."""

@@ -79,6 +79,8 @@ ERRORS: dict[Operation, tuple[int, ...]] = {
     ("POST", "/v1/ops/alerts/{alert_id}/ack"): (),
     ("POST", "/v1/ops/communities/{community_id}/stream-token"): (),
     ("GET", "/v1/ops/communities/{community_id}/snapshot"): (),
+    ("GET", "/v1/ops/communities/{community_id}/verifications"): (),
+    ("GET", "/v1/ops/communities/{community_id}/outbox"): (),
     ("GET", "/v1/ops/communities/{community_id}/events"): (401, 403),
     ("POST", "/v1/ops/jobs/{job_id}/assign"): (409, 422),
     ("GET", "/v1/workers/me/availability"): (404,),

@@ -110,6 +110,13 @@ class WorkerCard:
     community_ids: list[int]
 
 
+@dataclass(frozen=True)
+class PendingWorker:
+    worker: Worker
+    legal_name: str
+    id_number_hint: str
+
+
 class PositionWatcher(Protocol):
     """Who else hears of accepted positions (the operators' streams: `ops.events.PositionFeed`);
     called on the ping path, so it must only take note."""
@@ -182,6 +189,38 @@ class WorkerService:
         async with self.sessions.begin() as session:
             worker = await self._verify(session, who, worker_id)
             return WorkerCard(worker, await self.communities_of(session, worker_id))
+
+    async def verification_queue(
+        self, who: Principal, community_id: int, limit: int = 200
+    ) -> list[PendingWorker]:
+        """The community's workers waiting to be verified, oldest request first, with the
+        real-name details they gave (for its operators' eyes only; the ID number as its last
+        four characters)."""
+        who.require_operator_of(community_id)
+        async with self.sessions() as session:
+            await self.communities.get(session, community_id)  # 404 for none
+            rows = (
+                await session.scalars(
+                    select(Worker)
+                    .join(WorkerCommunity, WorkerCommunity.worker_id == Worker.user_id)
+                    .where(
+                        WorkerCommunity.community_id == community_id,
+                        Worker.verification == "pending",
+                    )
+                    .order_by(Worker.updated_at, Worker.user_id)
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            PendingWorker(
+                worker=w,
+                legal_name=self.vault.decrypt(w.legal_name_enc) if w.legal_name_enc else "",
+                id_number_hint=(
+                    "…" + self.vault.decrypt(w.id_number_enc)[-4:] if w.id_number_enc else ""
+                ),
+            )
+            for w in rows
+        ]
 
     async def set_presence(self, who: Principal, online: bool) -> WorkerCard:
         async with self.sessions.begin() as session:

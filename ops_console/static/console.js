@@ -225,6 +225,29 @@ async function showJob(id) {
   }));
 }
 
+// --- the verification queue and the outbox (read every few seconds) ------------------------
+
+async function loadQueues() {
+  const cid = view.cid;
+  if (!cid) return;
+  const [pending, sent] = await Promise.all([
+    api.call("GET", `/v1/ops/communities/${cid}/verifications`),
+    api.call("GET", `/v1/ops/communities/${cid}/outbox?limit=30`),
+  ]).catch(() => [[], []]);
+  $("verifications").replaceChildren(...pending.map((p) => {
+    const li = text("li", `#${p.worker_id} ${p.name} · ${p.legal_name} · ID ${p.id_number_hint} `);
+    li.dataset.worker = p.worker_id;
+    const approve = text("button", "Approve", "quiet");
+    approve.addEventListener("click", async () => {
+      await api.call("POST", `/v1/ops/workers/${p.worker_id}/verify`);
+      loadQueues();
+    });
+    li.append(approve);
+    return li;
+  }));
+  $("outbox").replaceChildren(...sent.map((m) => text("li", `${m.kind} · job #${m.job_id} · ${m.channel}${m.via ? `→${m.via}` : ""} · ${m.status}`)));
+}
+
 // --- state from the snapshot, then the stream -------------------------------------------------
 
 function mergeJob(change) {
@@ -303,6 +326,7 @@ async function watch(cid) {
   renderAlerts();
   view.last = snap.event_id;
   connect();
+  loadQueues();
 }
 
 async function connect() {
@@ -329,4 +353,5 @@ async function connect() {
 }
 
 setInterval(() => { if (view.cid) renderBoards(); }, 1000);  // the wave countdowns
+setInterval(loadQueues, 10_000);
 if (api.token) signedIn(api.token);

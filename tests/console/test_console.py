@@ -111,6 +111,22 @@ async def test_the_console_follows_dispatch(
     await alert.wait_for(state="detached", timeout=5_000)
     assert "ALERT" not in await page.title()
 
+    # The verification queue: a worker's papers, approved in place.
+    wid, h = await principals.user("worker")
+    prof = {"name": "Wang", "skills": ["moving"], "community_ids": [cid]}
+    assert (await client.put("/v1/workers/me", json=prof, headers=h)).status_code == 200
+    r = await client.post(
+        "/v1/workers/me/verification",
+        json={"legal_name": "王建国", "id_number": "110101199003071234"}, headers=h,
+    )  # fmt: skip
+    await page.evaluate("loadQueues()")
+    pending = page.locator(f"#verifications li[data-worker='{wid}']")
+    await pending.wait_for(timeout=5_000)
+    assert "王建国" in await pending.inner_text()
+    await pending.locator("button").click()
+    await pending.wait_for(state="detached", timeout=5_000)
+    assert await page.locator("#outbox li").count() >= 1  # the offers' messages
+
     html = await page.content()
     assert not E164_ANYWHERE.findall(html.encode()), "a phone number on the page"
     for script in ("console.js", "vendor/leaflet-1.9.4/leaflet.js", "index.html"):
