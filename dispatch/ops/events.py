@@ -43,6 +43,7 @@ STREAM_MAXLEN = 10_000
 REDIS = "redis"
 """The name the Redis client is bound under on the sessionmaker (`aftercommit.bind`)."""
 BLOCK_MS = 5_000
+READ_BATCH = 500
 """How long a reader waits for news before the stream sends a keep-alive."""
 STREAM_TOKEN_TTL_S = 60
 _seq = itertools.count()
@@ -78,9 +79,12 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def append(pipe: Any, community_id: int, kind: str, data: dict[str, Any]) -> None:
-    """Queue the event on a Redis pipeline (or client) of a writer already past its commit."""
-    pipe.xadd(stream_key(community_id), _fields(kind, data), maxlen=STREAM_MAXLEN, approximate=True)
+def append(pipe: Any, community_id: int, kind: str, data: dict[str, Any]) -> Any:
+    """Add the event, for a writer already past its commit: queued on a pipeline, or (on a
+    client) the command to await."""
+    return pipe.xadd(
+        stream_key(community_id), _fields(kind, data), maxlen=STREAM_MAXLEN, approximate=True
+    )
 
 
 def emit(session: AsyncSession, community_id: int, kind: str, data: dict[str, Any]) -> None:
@@ -90,9 +94,7 @@ def emit(session: AsyncSession, community_id: int, kind: str, data: dict[str, An
         return
 
     async def publish() -> None:
-        await redis.xadd(
-            stream_key(community_id), _fields(kind, data), maxlen=STREAM_MAXLEN, approximate=True
-        )
+        await append(redis, community_id, kind, data)
 
     aftercommit.promise(session, ("ops_event", next(_seq)), publish)
 
@@ -224,20 +226,29 @@ class OpsFeed:
         return not await self.redis.xrange(key, after, after)
 
     async def follow(
-        self, community_id: int, after: str, *, block_ms: int = BLOCK_MS
+        self, community_id: int, after: str, *, block_ms: int = BLOCK_MS, batch: int = READ_BATCH
     ) -> AsyncIterator[tuple[str, str, str] | None]:
         """(id, type, data as JSON) for each event after `after`, as they come; None after each
-        quiet `block_ms` (time for a keep-alive)."""
+        quiet `block_ms` (time for a keep-alive). A reader that falls so far behind that the
+        stream dropped events it had not read yet (it holds about `STREAM_MAXLEN`) gets
+        (`resync` id, "resync", "{}") and goes on from the newest: the service keeps no buffer
+        per reader, so a slow console costs it nothing but tells the console to start again."""
         key = stream_key(community_id)
         last = after
         while True:
             try:
-                found = await self.redis.xread({key: last}, count=500, block=block_ms)
+                found = await self.redis.xread({key: last}, count=batch, block=block_ms)
             except RedisTimeoutError:  # a client with a socket timeout shorter than the block
                 found = None
             if not found:
                 yield None
                 continue
-            for entry_id, fields in found[0][1]:
+            entries = found[0][1]
+            # Only a reader with a full batch can be behind the trimming.
+            if len(entries) >= batch and await self.lost(community_id, last):
+                last = await self.latest_id(community_id)
+                yield last, "resync", "{}"
+                continue
+            for entry_id, fields in entries:
                 last = entry_id.decode()
                 yield last, fields[b"type"].decode(), fields[b"data"].decode()

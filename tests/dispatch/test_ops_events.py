@@ -188,3 +188,31 @@ async def test_positions_come_coalesced(served_base, client, principals, admin) 
         r = await client.post("/v1/workers/me/location", json={"lat": lat, "lng": lng}, headers=h)
         await next_of(events, "positions", within=5)
         assert time.monotonic() - first_at > 0.5  # the next one waited for the next second
+
+
+async def test_a_reader_left_behind_is_told_to_resync(redis, clean_state) -> None:
+    """The stream keeps no buffer per reader: one that fell behind the trimming gets `resync`
+    (and goes on from the newest); one still within it loses nothing."""
+    from dispatch.ops.events import OpsFeed, append, stream_key
+
+    feed = OpsFeed(redis, None, None, "unused")  # type: ignore[arg-type]
+    for k in range(50):
+        await append(redis, 7, "job", {"k": k})
+    ids = [i.decode() for i, _ in await redis.xrange(stream_key(7))]
+    assert len(ids) == 50
+    await redis.xtrim(stream_key(7), maxlen=10, approximate=False)
+
+    async def first(after: str, n: int) -> list[tuple[str, str, str] | None]:
+        got = []
+        async for item in feed.follow(7, after, block_ms=100, batch=5):
+            got.append(item)
+            if len(got) == n:
+                return got
+        return got
+
+    behind = await first(ids[4], 1)
+    assert behind[0] is not None and behind[0][1] == "resync"
+    assert await feed.lost(7, ids[4]) is True
+    within = await first(ids[44], 5)
+    assert [json.loads(i[2])["k"] for i in within if i] == [45, 46, 47, 48, 49]
+    assert await feed.lost(7, ids[44]) is False
