@@ -141,6 +141,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print("--demo seeds once, from one process: use it with --processes 1", file=sys.stderr)
         return 2
     served = replace(settings, demo=args.demo)
+    if not os.environ.get("PUBLIC_BASE_URL"):
+        # Where this server answers, for what it links to itself (the demo talks to it there).
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+        served = replace(served, public_base_url=f"http://{host}:{args.port}")
     return run_servers(
         lambda: create_app(served),
         args.host,
