@@ -101,20 +101,7 @@ class Ladder:
         params = community.dispatch
         due = rules.next_checkin_due(now, params.checkin_interval_min)
         base = rules.missed_at(due, params.checkin_grace_min)
-        await self._arm_step(session, job, community, "periodic", base, 0, due=due)
-
-    async def _arm_step(
-        self,
-        session: AsyncSession,
-        job: Job,
-        community: CommunityView,
-        reason: str,
-        base: datetime,
-        step: int,
-        *,
-        due: datetime | None = None,
-    ) -> None:
-        await arm_many(session, [self._step(job, community, reason, base, step, due=due)])
+        await arm_many(session, [self._step(job, community, "periodic", base, 0, due=due)])
 
     def _step(
         self,
@@ -150,7 +137,7 @@ class Ladder:
         if job is None or not _live(job, timer):
             return
         community = await self.communities.get(session, job.community_id)
-        await self._arm_step(session, job, community, "overrun", now, 0)
+        await arm_many(session, [self._step(job, community, "overrun", now, 0)])
 
     async def fire_steps(
         self, session: AsyncSession, timers: Sequence[Timer], now: datetime

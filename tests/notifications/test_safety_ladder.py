@@ -45,7 +45,12 @@ async def started(client, principals, **dispatch):
                              {"name": "Wei", "phone": "+8613800001234"}]}  # fmt: skip
     r = await client.put("/v1/me/emergency-contacts", json=contacts, headers=w.headers)
     assert r.status_code == 200, r.text
-    job = await post_job(client, world.resident, "ladder-1")
+    return world, w, await start_a_job(client, world, w, "ladder-1")
+
+
+async def start_a_job(client, world, w, key: str) -> dict:
+    """A job posted, taken by `w` and started with the resident's PIN."""
+    job = await post_job(client, world.resident, key)
     taken = await assign(client, w, job["id"])
     pin = (await client.get(f"/v1/jobs/{job['id']}", headers=world.resident.headers)).json()[
         "start_pin"
@@ -54,7 +59,7 @@ async def started(client, principals, **dispatch):
             "assignment_version": taken["assignment_version"]}  # fmt: skip
     r = await client.post(f"/v1/jobs/{job['id']}/start", json=body, headers=w.headers)
     assert r.status_code == 200, r.text
-    return world, w, taken
+    return taken
 
 
 async def ladder_of(client, job_id, headers) -> list[dict]:
@@ -209,15 +214,7 @@ async def test_an_overrunning_job_asks_once(app, client, principals, engine) -> 
         night_hours=[0, 0],
     )  # fmt: skip
     w = await worker(client, principals, world)
-    job = await post_job(client, world.resident, "overrun-1")
-    taken = await assign(client, w, job["id"])
-    pin = (await client.get(f"/v1/jobs/{job['id']}", headers=world.resident.headers)).json()[
-        "start_pin"
-    ]
-    body = {"pin": pin, "location": {"lat": CENTER[0], "lng": CENTER[1]},
-            "assignment_version": taken["assignment_version"]}  # fmt: skip
-    r = await client.post(f"/v1/jobs/{job['id']}/start", json=body, headers=w.headers)
-    assert r.status_code == 200
+    job = taken = await start_a_job(client, world, w, "overrun-1")
     durable = app.state.runtime.durable
     assert await ladder_of(client, job["id"], w.headers) == []
     safety = (await client.get(f"/v1/jobs/{job['id']}/safety", headers=w.headers)).json()
