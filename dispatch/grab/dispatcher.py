@@ -117,6 +117,25 @@ class BookingPicker(Protocol):
         ...
 
 
+class WaveLog(Protocol):
+    """Records each grab wave as it goes out, for "why this worker" (in the wave's
+    transaction; `ops.dispatchlog.DispatchLog`)."""
+
+    def wave(
+        self,
+        session: AsyncSession,
+        job: Job,
+        view: CommunityView,
+        wave: int,
+        reach_m: float,
+        size: int,
+        found: list[Nearby],
+        chosen: list[Nearby],
+        offered: set[int],
+        now: datetime,
+    ) -> None: ...
+
+
 class AssignmentHook(Protocol):
     """Work that must commit or roll back with an assignment (masked-number sessions, say):
     called inside the assigning or releasing transaction, after the job row is locked."""
@@ -211,6 +230,8 @@ class Dispatcher:
         self.schedule: Schedule | None = None
         """Arms a durable wake-up for (job, wave) at a time; set by the timer queue."""
         self.hooks: list[AssignmentHook] = []
+        self.log: WaveLog | None = None
+        """Where each grab wave is recorded for operators (`ops.dispatchlog`)."""
         self._background: set[asyncio.Task[None]] = set()
         self.booking: BookingPicker | None = None
         """Picks booking jobs' offerees one by one; set when the booking room is wired in."""
@@ -315,6 +336,8 @@ class Dispatcher:
             )
             chosen = pick_offerees(found, offered, job.resident_id, size)
             expires = now + timedelta(seconds=params.offer_ttl_s)
+            if self.log is not None:
+                self.log.wave(session, job, view, wave, reach, size, found, chosen, offered, now)
             if not chosen:
                 if wave < len(params.waves):
                     continue  # nobody new this close: widen at once

@@ -30,6 +30,7 @@ from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
 from dispatch.ops import events as ops_events
 from dispatch.ops.alerts import AlertService
+from dispatch.ops.dispatchlog import DispatchLog
 from dispatch.ops.snapshot import Snapshots
 from dispatch.safety.ladder import OVERRUN, STEP, Ladder
 from dispatch.safety.service import Emergencies, SafetyHook, SafetyService
@@ -57,6 +58,7 @@ class Runtime:
     feed: ops_events.OpsFeed
     snapshots: Snapshots
     watchers: ops_events.PositionFeed
+    dispatch_log: DispatchLog
     booking: BookingService
     safety: SafetyService
     emergencies: Emergencies
@@ -94,6 +96,8 @@ class Runtime:
         )
         bus = EventBus(redis)
         dispatcher = Dispatcher(sessions, live, communities, workers, bus, redis)
+        dispatch_log = DispatchLog(sessions)
+        dispatcher.log = dispatch_log
         clock = Clock(settings.clock_offset_s)
         booking = BookingService(sessions, communities, workers, clock)
         booking_dispatch = BookingDispatch(booking, dispatcher)
@@ -133,6 +137,7 @@ class Runtime:
             feed=feed,
             snapshots=Snapshots(sessions, communities, live, feed),
             watchers=watchers,
+            dispatch_log=dispatch_log,
             booking=booking,
             safety=SafetyService(sessions, communities, ladder, clock),
             emergencies=Emergencies(sessions, communities, vault, settings.phone_region),

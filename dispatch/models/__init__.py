@@ -7,7 +7,7 @@ that needs the whole schema."""
 from dispatch.models.base import Base
 from dispatch.models.booking import Availability, Booking, Timer
 from dispatch.models.community import Community, CommunityCell
-from dispatch.models.dispatching import Alert, Assignment, Offer
+from dispatch.models.dispatching import Alert, Assignment, DispatchWave, Offer
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
@@ -32,6 +32,7 @@ __all__ = [
     "Checkin",
     "Community",
     "CommunityCell",
+    "DispatchWave",
     "EmergencyContact",
     "IdempotencyKey",
     "Job",

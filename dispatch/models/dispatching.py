@@ -104,3 +104,21 @@ class Alert(IdMixin, Base):
     created_at: Mapped[datetime]
     acked_at: Mapped[datetime | None]
     acked_by: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+
+
+class DispatchWave(IdMixin, Base):
+    """One wave of a grab job as it went out, for "why this worker": its reach and time, every
+    candidate the live index returned (distance, rank, picked or why not) and how many of the
+    community's workers within reach were left out, by reason. Written once per wave, right
+    after the wave commits (`ops.dispatchlog`), never recomputed."""
+
+    __tablename__ = "dispatch_waves"
+    __table_args__ = (UniqueConstraint("job_id", "wave"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    wave: Mapped[int] = mapped_column(Integer)
+    radius_m: Mapped[float] = mapped_column(Float)
+    size: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime]
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    excluded: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)

@@ -17,6 +17,7 @@ from dispatch.identity.auth import operators
 from dispatch.jobs.views import job_view_out
 from dispatch.models import Alert
 from dispatch.ops.alerts import AlertService
+from dispatch.ops.dispatchlog import DispatchLog
 from dispatch.ops.events import OpsFeed
 from dispatch.ops.snapshot import JobPin, Snapshot, Snapshots, WorkerDot
 from dispatch.web.deps import principal_of
@@ -162,6 +163,50 @@ class OutboxRowOut(Struct, kw_only=True):
     last_error: str | None
 
 
+class CandidateOut(Struct):
+    worker_id: int
+    distance_m: float
+    rank: int
+    """Nearest first, as the live index returned them."""
+    picked: bool
+    why_not: str | None
+    """`already_offered`, `resident`, `beyond_size` (the wave's nearest were enough)."""
+    fate: str | None
+    """The offer's end for a picked worker: `pending`, `accepted`, `declined`, `expired`,
+    `taken` (someone else took it), `withdrawn`."""
+
+
+class WaveOut(Struct, kw_only=True):
+    wave: int
+    radius_m: float
+    size: int
+    sent_at: Timestamp
+    offered: list[CandidateOut]
+    """Every candidate within reach, picked or not."""
+    excluded: dict[str, int]
+    """The community's workers within reach left out, by reason: `offline`, `busy`,
+    `unverified`, `unskilled`, `stale_location`, `outside_community`, `already_offered`,
+    `beyond_size`."""
+
+
+class DispatchLogOut(Struct):
+    job_id: int
+    status: str
+    waves: list[WaveOut]
+
+
+class ReplayWaveOut(Struct):
+    wave: int
+    picked: list[int]
+    recorded: list[int]
+
+
+class ReplayOut(Struct):
+    same: bool
+    """Today's ranking picks the workers that were picked then, wave by wave."""
+    waves: list[ReplayWaveOut]
+
+
 class StreamTokenOut(Struct):
     token: str
     """For `GET /v1/ops/communities/{id}/events?token=…`: this community's stream alone."""
@@ -254,6 +299,39 @@ class OpsController(Controller):
     ) -> AlertOut:
         who = principal_of(request)
         return alert_out(await alerts.ack(who, alert_id))
+
+    @get("/jobs/{job_id:int}/dispatch-log")
+    async def dispatch_log(
+        self, job_id: FromPath[int], request: Request[Any, Any, Any], dispatch_log: DispatchLog
+    ) -> DispatchLogOut:
+        """Why these workers: each wave's reach and time, every candidate with distance, rank,
+        whether picked (or why not) and the offer's fate, and who was left out by reason."""
+        job, waves, fates = await dispatch_log.read(principal_of(request), job_id)
+        return DispatchLogOut(
+            job.id, job.status,
+            [
+                WaveOut(
+                    wave=w.wave, radius_m=w.radius_m, size=w.size, sent_at=w.sent_at,
+                    excluded={k: v for k, v in w.excluded.items() if v},
+                    offered=[
+                        CandidateOut(
+                            c["worker_id"], c["distance_m"], c["rank"], c["picked"],
+                            c.get("why_not"), fates.get((w.wave, c["worker_id"])),
+                        )
+                        for c in w.candidates
+                    ],
+                )
+                for w in waves
+            ],
+        )  # fmt: skip
+
+    @post("/jobs/{job_id:int}/replay", status_code=200)
+    async def replay(
+        self, job_id: FromPath[int], request: Request[Any, Any, Any], dispatch_log: DispatchLog
+    ) -> ReplayOut:
+        """Re-rank each wave's recorded candidates with today's rules: the same workers?"""
+        done = await dispatch_log.replay(principal_of(request), job_id)
+        return ReplayOut(done.same, [ReplayWaveOut(**w) for w in done.waves])
 
     @post("/jobs/{job_id:int}/assign", status_code=200)
     async def assign(

@@ -28,6 +28,7 @@ from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
 from dispatch.jobs.service import JobService
 from dispatch.ops.alerts import AlertService
+from dispatch.ops.dispatchlog import DispatchLog
 from dispatch.ops.events import OpsFeed
 from dispatch.ops.snapshot import Snapshots
 from dispatch.safety.service import Emergencies, SafetyService
@@ -79,6 +80,10 @@ def _snapshots(state: State) -> Snapshots:
     return runtime_of(state).snapshots
 
 
+def _dispatch_log(state: State) -> DispatchLog:
+    return runtime_of(state).dispatch_log
+
+
 def _booking(state: State) -> BookingService:
     return runtime_of(state).booking
 
@@ -105,6 +110,7 @@ DEPENDENCIES = {
     "alerts": Provide(_alerts, sync_to_thread=False),
     "feed": Provide(_feed, sync_to_thread=False),
     "snapshots": Provide(_snapshots, sync_to_thread=False),
+    "dispatch_log": Provide(_dispatch_log, sync_to_thread=False),
     "booking": Provide(_booking, sync_to_thread=False),
     "safety": Provide(_safety, sync_to_thread=False),
     "emergencies": Provide(_emergencies, sync_to_thread=False),

@@ -83,6 +83,8 @@ ERRORS: dict[Operation, tuple[int, ...]] = {
     ("GET", "/v1/ops/communities/{community_id}/outbox"): (),
     ("GET", "/v1/ops/communities/{community_id}/events"): (401, 403),
     ("POST", "/v1/ops/jobs/{job_id}/assign"): (409, 422),
+    ("GET", "/v1/ops/jobs/{job_id}/dispatch-log"): (),
+    ("POST", "/v1/ops/jobs/{job_id}/replay"): (),
     ("GET", "/v1/workers/me/availability"): (404,),
     ("PUT", "/v1/workers/me/availability"): (409, 422),
     ("GET", "/v1/workers/me/calendar"): (422,),

@@ -212,6 +212,7 @@ async function showJob(id) {
   $("job-panel").hidden = false;
   $("job-title").textContent = `#${j.id} ${j.title}`;
   $("job-facts").textContent = `${j.status} · ${j.category} · wave ${j.wave}${j.worker_id ? ` · worker #${j.worker_id}` : ""}`;
+  showLog(j.id);
   const found = await api.call("GET", `/v1/workers/nearby?lat=${j.location.lat}&lng=${j.location.lng}&radius_m=3000&community_id=${view.cid}&limit=10`);
   $("nearby").replaceChildren(...found.map((w) => {
     const li = text("li", `#${w.worker_id} ${w.name || ""} · ${Math.round(w.distance_m)} m `);
@@ -223,6 +224,26 @@ async function showJob(id) {
     li.append(assign);
     return li;
   }));
+}
+
+async function showLog(id, tries = 3) {
+  const logged = await api.call("GET", `/v1/ops/jobs/${id}/dispatch-log`).catch(() => ({ waves: [] }));
+  if (!logged.waves.length && tries > 0) {  // a wave is logged just after it commits
+    setTimeout(() => { if (view.shown === id) showLog(id, tries - 1); }, 700);
+  }
+  $("replay-result").textContent = "";
+  $("dispatch-log").replaceChildren(...logged.waves.map((w) => {
+    const li = text("li", `wave ${w.wave} · ${Math.round(w.radius_m)} m · ${new Date(w.sent_at).toLocaleTimeString()}`);
+    const who = w.offered.map((c) => `#${c.worker_id} ${Math.round(c.distance_m)} m ${c.picked ? (c.fate || "offered") : `(${c.why_not})`}`);
+    const left = Object.entries(w.excluded).map(([k, v]) => `${k} ${v}`);
+    li.append(text("div", who.join(" · ") || "nobody in reach"));
+    if (left.length) li.append(text("div", `left out: ${left.join(", ")}`));
+    return li;
+  }));
+  $("replay").onclick = async () => {
+    const r = await api.call("POST", `/v1/ops/jobs/${id}/replay`);
+    $("replay-result").textContent = r.same ? "Today's ranking picks the same workers." : "Today's ranking would pick others: " + r.waves.map((w) => `wave ${w.wave}: ${w.picked.join(", ")}`).join("; ");
+  };
 }
 
 // --- the verification queue and the outbox (read every few seconds) ------------------------

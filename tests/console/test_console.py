@@ -84,15 +84,19 @@ async def test_the_console_follows_dispatch(
     )  # fmt: skip
     assert r.status_code == 201, r.text
     job_id = r.json()["id"]
-    item = page.locator(f"#board-open li[data-job='{job_id}']")
-    await item.wait_for(timeout=2_000)  # on the board within 2 s
-    assert "wave 1" in await item.inner_text()
+    item = page.locator(f"#board-open li[data-job='{job_id}']", has_text="wave 1")
+    await item.wait_for(timeout=2_000)  # on the board within 2 s, its first wave out
     # The wave drawn as its radius: one more circle on the map.
     paths = await page.locator("#map .leaflet-overlay-pane path").count()
     assert paths >= 6
 
     # Manual dispatch from the job's panel.
     await item.click()
+    await page.wait_for_selector("#dispatch-log li")  # why these workers
+    assert "wave 1" in await page.locator("#dispatch-log li").first.inner_text()
+    await page.click("#replay")
+    await page.wait_for_function("document.getElementById('replay-result').textContent.length")
+    assert "same workers" in await page.locator("#replay-result").inner_text()
     await page.wait_for_selector("#nearby li button")
     await page.locator("#nearby li button").first.click()
     await page.locator(f"#board-assigned li[data-job='{job_id}']").wait_for(timeout=5_000)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def _redis_alive(sock: Path) -> bool:
 def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
     """`dispatch serve --demo`: post a job with the printed resident token; a worker takes it."""
     db, redis = server_urls
-    env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": redis, "DISPATCH_SECRET_KEY": TEST_SECRET}
+    env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": redis, "DISPATCH_SECRET_KEY": TEST_SECRET,
+           "DISPATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
     port = free_port()
     proc = subprocess.Popen(
         [*DISPATCH, "serve", "--port", str(port), "--demo"],
@@ -161,13 +163,15 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
     )
     try:
         resident = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # 200 workers seeded through the API first
         while resident is None and time.monotonic() < deadline:
             line = proc.stderr.readline() if proc.stderr else ""
             assert line or proc.poll() is None, "demo server exited"
             if line.startswith("resident token:"):
                 resident = line.split(":", 1)[1].strip()
         assert resident, "no resident token printed"
+        # Keep reading what it writes, or a full pipe would stop the server mid-write.
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, proc)
         headers = {"Authorization": f"Bearer {resident}", "Idempotency-Key": "demo-1"}

@@ -1,0 +1,62 @@
+"""Why this worker: the dispatch log of a grab job with known workers matches what happened (who
+was offered at what distance and rank, who was left out and why, each offer's fate), and replay
+with today's rules picks the same workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from geo.areas import destination
+from tests.dispatch.helpers import CENTER, community, ready_worker
+from tests.dispatch.test_grab import offers_of, post_job
+
+
+def north(m: float) -> tuple[float, float]:
+    return destination(*CENTER, 0.0, m)
+
+
+async def test_the_log_tells_what_happened(app, client, principals, admin, resident) -> None:
+    cid = await community(client, admin)
+    ops = await principals.operator(cid)
+    moving = ("moving",)
+    near = [await ready_worker(client, principals, cid, north(d), skills=moving)
+            for d in (100, 200, 300, 400)]  # fmt: skip
+    await ready_worker(client, principals, cid, north(500), skills=moving, verified=False)
+    off, off_h = await ready_worker(client, principals, cid, north(600), skills=moving)
+    r = await client.post("/v1/workers/me/presence", json={"status": "offline"}, headers=off_h)
+    assert r.status_code == 200
+    await ready_worker(client, principals, cid, north(700), skills=("plumbing",))
+    await ready_worker(client, principals, cid, north(1500), skills=moving)  # beyond wave 1
+    await app.state.runtime.workers.positions.flush()
+
+    job = await post_job(client, resident, key="log-1")
+    (offer,) = await offers_of(client, near[0][1])
+    assert (await client.post(f"/v1/offers/{offer['id']}/accept", headers=near[0][1])).is_success
+
+    url = f"/v1/ops/jobs/{job['id']}/dispatch-log"
+    for _ in range(50):  # written right after the wave commits
+        r = await client.get(url, headers=ops)
+        if r.json()["waves"]:
+            break
+        await asyncio.sleep(0.05)
+    assert r.status_code == 200, r.text
+    [wave] = r.json()["waves"]
+    assert (wave["wave"], wave["radius_m"], wave["size"]) == (1, 1000, 3)
+    got = [(c["worker_id"], round(c["distance_m"]), c["rank"], c["picked"], c["why_not"],
+            c["fate"]) for c in wave["offered"]]  # fmt: skip
+    a, b, c, d = (w for w, _ in near)
+    assert got == [
+        (a, 100, 1, True, None, "accepted"), (b, 200, 2, True, None, "taken"),
+        (c, 300, 3, True, None, "taken"), (d, 400, 4, False, "beyond_size", None),
+    ]  # fmt: skip
+    assert wave["excluded"] == {"unverified": 1, "offline": 1, "unskilled": 1}
+    assert off not in [x[0] for x in got]
+
+    r = await client.post(f"/v1/ops/jobs/{job['id']}/replay", headers=ops)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"same": True, "waves": [{"wave": 1, "picked": [a, b, c],
+                                                 "recorded": [a, b, c]}]}  # fmt: skip
+    other = await community(client, admin, name="Xuhui")
+    theirs = await principals.operator(other)
+    assert (await client.get(url, headers=theirs)).status_code == 403
+    assert (await client.get(url, headers=resident)).status_code == 403
