@@ -59,7 +59,7 @@ ERRORS: dict[Operation, tuple[int, ...]] = {
     ("GET", "/v1/jobs/{job_id}/messages"): (),
     ("POST", "/v1/jobs/{job_id}/messages"): (409, 429),
     ("GET", "/v1/admin/outbox"): (422,),
-    ("POST", "/v1/admin/operators"): (422,),
+    ("POST", "/v1/admin/operators"): (404, 422),
     ("GET", "/v1/workers/me"): (404,),
     ("PUT", "/v1/workers/me"): (422,),
     ("POST", "/v1/workers/me/verification"): (409,),
