@@ -186,7 +186,10 @@ async def test_first_offer_round_trips(client, app, principals, admin, resident,
     with round_trips(app, monkeypatch) as seen:
         job = await post_job(client, resident)
     assert job["offers"]["pending"] == 3
-    assert seen["db"] == ["INSERT", "SELECT", "INSERT", "WITH", "SELECT", "UPDATE"], seen["db"]
+    assert seen["db"][:6] == ["INSERT", "SELECT", "INSERT", "WITH", "SELECT", "UPDATE"], seen["db"]
+    # After the commit, off the request's path, the dispatch log's own session may already be
+    # writing the wave (the workers within reach, then its row).
+    assert seen["db"][6:] in ([], ["SELECT"], ["SELECT", "INSERT"]), seen["db"]
     # search (FCALL), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, one EVAL publishing
     # the 3 offers), the timer.
     assert seen["redis"][:2] == ["FCALL", "pipeline of 7"], seen["redis"]

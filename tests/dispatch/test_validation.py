@@ -513,8 +513,9 @@ async def test_token_for_the_admin_role_is_refused_even_with_the_right_code(
     "body",
     [
         pytest.param({"phone": "+8613900000077", "code": "abc", "role": "resident"}, id="code-abc"),
+        # (`operator` is a role one signs in with once an admin granted it: test_operators.py)
         pytest.param(
-            {"phone": "+8613900000077", "code": "123456", "role": "operator"}, id="operator"
+            {"phone": "+8613900000077", "code": "123456", "role": "ops"}, id="unknown-role"
         ),
         pytest.param({"phone": "+8613900000077", "role": "resident"}, id="missing-code"),
     ],
