@@ -192,7 +192,9 @@ async def test_first_offer_round_trips(client, app, principals, admin, resident,
     assert seen["db"][6:] in ([], ["SELECT"], ["SELECT", "INSERT"]), seen["db"]
     # search (FCALL), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, one EVAL publishing
     # the 3 offers), the timer.
-    assert seen["redis"][:2] == ["FCALL", "pipeline of 7"], seen["redis"]
+    # (The operators' event stream gets its XADDs after commit, on their own: not counted.)
+    trips = [c for c in seen["redis"] if c != "XADD"]
+    assert trips[:2] == ["FCALL", "pipeline of 7"], seen["redis"]
 
 
 async def test_uncached_offers_are_decided_by_the_database(
