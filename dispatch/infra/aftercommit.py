@@ -45,6 +45,32 @@ def promise(session: AsyncSession | Session, key: Hashable, fn: Promise) -> None
     session.info.setdefault(_PROMISES, {}).setdefault(key, fn)
 
 
+class _Batch:
+    """A promise that sends every item collected under its key in one call."""
+
+    def __init__(self, send: Callable[[list[Any]], Awaitable[None]]) -> None:
+        self.send = send
+        self.items: list[Any] = []
+
+    async def __call__(self) -> None:
+        await self.send(self.items)
+
+
+def collect(
+    session: AsyncSession | Session,
+    key: Hashable,
+    item: Any,
+    send: Callable[[list[Any]], Awaitable[None]],
+) -> None:
+    """Add `item` to what `send` gets, once, after the session's transaction commits: one call
+    for all the items of a transaction (a hundred ladder steps' events in one pipeline)."""
+    promises = session.info.setdefault(_PROMISES, {})
+    batch = promises.get(key)
+    if batch is None:
+        batch = promises[key] = _Batch(send)
+    batch.items.append(item)
+
+
 async def _keep(promises: list[Promise]) -> None:
     for fn in promises:
         try:

@@ -18,7 +18,6 @@ latest accepted positions, at most one per worker a second: `PositionFeed`).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -46,7 +45,6 @@ BLOCK_MS = 5_000
 READ_BATCH = 500
 """How long a reader waits for news before the stream sends a keep-alive."""
 STREAM_TOKEN_TTL_S = 60
-_seq = itertools.count()
 _OUTBOX = text(
     """
     SELECT o.id, o.kind, o.channel, o.via, o.status, o.attempts, j.id, o.to_user_id,
@@ -93,10 +91,14 @@ def emit(session: AsyncSession, community_id: int, kind: str, data: dict[str, An
     if redis is None:
         return
 
-    async def publish() -> None:
-        await append(redis, community_id, kind, data)
+    async def publish(events: list[tuple[int, str, dict[str, Any]]]) -> None:
+        # All of a transaction's events in one round trip, in the order they were emitted.
+        async with redis.pipeline(transaction=False) as pipe:
+            for cid, k, d in events:
+                append(pipe, cid, k, d)
+            await pipe.execute()
 
-    aftercommit.promise(session, ("ops_event", next(_seq)), publish)
+    aftercommit.collect(session, "ops_events", (community_id, kind, data), publish)
 
 
 def job_changed(session: AsyncSession, job: Job, **changes: Any) -> None:

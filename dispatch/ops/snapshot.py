@@ -52,8 +52,7 @@ _JOBS = text(
           AND j.status = 'in_progress'
         ORDER BY t.fired_at DESC LIMIT 1) last ON true
     WHERE j.community_id = :cid
-      AND (j.status IN ('under_review', 'open', 'assigned', 'in_progress')
-           OR j.updated_at > :recent)
+      AND (j.status = ANY(CAST(:live AS text[])) OR j.updated_at > :recent)
     ORDER BY j.created_at DESC
     LIMIT :limit
     """
@@ -174,7 +173,13 @@ class Snapshots:
             params = community.dispatch
             job_rows = (
                 await session.execute(
-                    _JOBS, {"cid": community_id, "recent": now - RECENT, "limit": MAX_JOBS}
+                    _JOBS,
+                    {
+                        "cid": community_id,
+                        "live": list(LIVE_STATUSES),
+                        "recent": now - RECENT,
+                        "limit": MAX_JOBS,
+                    },
                 )
             ).all()
             worker_rows = (await session.execute(_WORKERS, {"cid": community_id, "now": now})).all()
