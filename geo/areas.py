@@ -100,6 +100,17 @@ class ServiceArea:
                 return res, sorted(h3.compact_cells(cells))
         raise AreaTooLargeError("the area is too large for one community; split it")
 
+    def cells_at(self, res: int, limit: int) -> list[int] | None:
+        """Every cell of resolution `res` that overlaps the area, or None when there would be
+        more than `limit` (estimated first, so a large area costs nothing)."""
+        if self.area_km2() / h3.average_hexagon_area(res, "km^2") > limit * 0.8:
+            return None
+        grown = self.outline().buffer(_COVER_MARGIN_DEG, quad_segs=2)
+        cells = h3.h3shape_to_cells_experimental(
+            h3.geo_to_h3shape(grown.__geo_interface__), res, "overlap"
+        )
+        return sorted(cells) if len(cells) <= limit else None
+
 
 def point_cells(lat: float, lng: float, finest_res: int = FINEST_COVER_RES) -> list[int]:
     """The point's H3 cell at every resolution 0..finest_res: matches any compacted cover."""

@@ -135,7 +135,7 @@ class Runtime:
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
             feed=feed,
-            snapshots=Snapshots(sessions, communities, live, feed),
+            snapshots=Snapshots(sessions, communities, live, feed, settings.map_style_url),
             watchers=watchers,
             dispatch_log=dispatch_log,
             booking=booking,

@@ -68,6 +68,10 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     public_base_url: str = "http://127.0.0.1:8000"
     """The URL Twilio calls; used for webhook signatures and callback URLs."""
+    map_style_url: str | None = None
+    """The console's base map (`MAP_STYLE_URL`): an XYZ raster tile URL template
+    (`https://…/{z}/{x}/{y}.png`) or a style JSON with a raster source. Unset, the map is the
+    shapes on a plain background and needs no internet."""
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
@@ -138,6 +142,7 @@ class Settings:
             ),
             auth=AuthSettings(secret_key=_env("DISPATCH_SECRET_KEY", "") or ""),
             public_base_url=_env("PUBLIC_BASE_URL", "http://127.0.0.1:8000") or "",
+            map_style_url=_env("MAP_STYLE_URL"),
             twilio_account_sid=_env("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_env("TWILIO_AUTH_TOKEN"),
             twilio_from_number=_env("TWILIO_FROM_NUMBER"),

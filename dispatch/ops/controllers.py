@@ -59,6 +59,8 @@ class JobPinOut(Struct, kw_only=True):
     scheduled_start: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp
+    cell: str
+    """The job's H3 cell (resolution 8)."""
     next_step: LadderStepOut | None = None
     """In progress: the check-in ladder's next step (`remind`: the check-in falls due then)."""
     last_step: LadderStepOut | None = None
@@ -80,6 +82,11 @@ class WorkerDotOut(Struct, kw_only=True):
     skills: list[str]
     location: Where | None
     location_at: Timestamp | None
+    available: bool
+    """Dispatch could offer this worker a job now (online, verified, in the area, a fresh
+    fix): counted as supply in its cell while idle."""
+    cell: str | None
+    """The worker's H3 cell (resolution 8) where the position is known."""
 
 
 class CellOut(Struct):
@@ -100,6 +107,14 @@ class SnapshotOut(Struct, kw_only=True):
     workers: list[WorkerDotOut]
     alerts: list[AlertOut]
     cells: list[CellOut]
+    """Every H3 cell over the area (up to 3,000; else the ones with supply or demand), with
+    supply and demand now. The stream's `positions`, `worker` and `job` events carry cells,
+    so a console keeps the counts live."""
+    location_max_age_s: int
+    """A fix older than this no longer counts as supply."""
+    map_style_url: str | None
+    """The base map (`MAP_STYLE_URL`): an XYZ raster tile template or a style JSON with a
+    raster source; none, and the map is shapes on a plain background."""
 
 
 def _job_pin(j: JobPin) -> JobPinOut:
@@ -108,7 +123,7 @@ def _job_pin(j: JobPin) -> JobPinOut:
         location=Where(j.lat, j.lng), wave=j.wave, wave_radius_m=j.wave_radius_m,
         wave_deadline=j.wave_deadline, worker_id=j.worker_id, pending_offers=j.pending_offers,
         sos=j.sos, scheduled_start=j.scheduled_start, created_at=j.created_at,
-        updated_at=j.updated_at,
+        updated_at=j.updated_at, cell=j.cell,
         next_step=LadderStepOut(j.next_step[0], j.next_step[1]) if j.next_step else None,
         last_step=(
             LadderStepOut(j.last_step[0], j.last_step[2], j.last_step[1]) if j.last_step else None
@@ -120,7 +135,7 @@ def _worker_dot(w: WorkerDot) -> WorkerDotOut:
     where = Where(w.lat, w.lng) if w.lat is not None and w.lng is not None else None
     return WorkerDotOut(
         id=w.id, name=w.name, state=w.state, verification=w.verification, skills=w.skills,
-        location=where, location_at=w.location_at,
+        location=where, location_at=w.location_at, available=w.available, cell=w.cell,
     )  # fmt: skip
 
 
@@ -136,6 +151,7 @@ def snapshot_out(snap: Snapshot) -> SnapshotOut:
         community=shape, event_id=snap.event_id, taken_at=snap.taken_at,
         jobs=[_job_pin(j) for j in snap.jobs], workers=[_worker_dot(w) for w in snap.workers],
         alerts=[alert_out(a) for a in snap.alerts], cells=cells,
+        location_max_age_s=snap.location_max_age_s, map_style_url=snap.map_style_url,
     )  # fmt: skip
 
 
@@ -361,10 +377,12 @@ async def ops_events(
     after: Annotated[str | None, QueryParameter(pattern=EVENT_ID.pattern, max_length=41)] = None,
 ) -> ServerSentEvent:
     """The community's live events (server-sent events): `alert`, `checkin`, `ladder_step`,
-    `job`, `positions`. Each has an `id:`; reconnecting with `Last-Event-ID` (or `?after=`, for
-    a client that opens a new URL) resumes after it; a `resync` event says the stream no longer
-    holds that point (take a new snapshot). The bearer may come as the header or as a stream
-    token (`POST .../stream-token`) in `?token=`."""
+    `job`, `positions`, `worker` (on or off line, verified); positions, workers and jobs carry
+    their H3 cell (resolution 8) for live supply and demand. Each has an `id:`; reconnecting
+    with `Last-Event-ID` (or `?after=`, for a client that opens a new URL) resumes after it;
+    a `resync` event says the stream no longer holds that point (take a new snapshot). The
+    bearer may come as the header or as a stream token (`POST .../stream-token`) in
+    `?token=`."""
     header = request.headers.get("authorization", "")
     bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
     who = feed.caller(bearer, token)
@@ -386,7 +404,8 @@ async def ops_events(
             start_from = start
         async for item in feed.follow(community_id, start_from):
             if item is None:
-                yield ServerSentEventMessage(comment="keep-alive")
+                # A comment alone (no `data:` line, which would dispatch an empty message).
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
             else:
                 event_id, kind, data = item
                 yield ServerSentEventMessage(id=event_id, event=kind, data=data)

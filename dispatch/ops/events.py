@@ -12,7 +12,9 @@ one command after commit, never a row in the transaction of an accept).
 Events (`type`, then `data`): `alert` (every raised alert, SOS first among them by severity),
 `checkin`, `ladder_step` (each step of the check-in ladder as it happens), `job` (a job's
 status as it changes, and each wave with its reach and who was offered), `positions` (workers'
-latest accepted positions, at most one per worker a second: `PositionFeed`).
+latest accepted positions, at most one per worker a second: `PositionFeed`), `worker` (a worker
+went on or off line or was verified). Positions, workers and jobs carry their H3 cell
+(`CELL_RES`), so a console recounts supply and demand per cell between snapshots.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import h3
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
@@ -35,9 +38,12 @@ from dispatch.identity.phones import PHONE_IN_TEXT
 from dispatch.identity.principal import Principal
 from dispatch.infra import aftercommit
 from dispatch.infra.logs import log
-from dispatch.models import Job
+from dispatch.models import Job, Worker
 from geo.shapes import wkb_to_latlng
 
+CELL_RES = 8
+"""The H3 resolution of the console's supply and demand cells: positions, workers and jobs in
+the stream carry their cell at it."""
 STREAM_MAXLEN = 10_000
 REDIS = "redis"
 """The name the Redis client is bound under on the sessionmaker (`aftercommit.bind`)."""
@@ -109,9 +115,33 @@ def job_changed(session: AsyncSession, job: Job, **changes: Any) -> None:
     data = {
         "id": job.id, "status": job.status, "mode": job.mode, "title": job.title,
         "category": job.category, "lat": lat, "lng": lng, "wave": job.wave,
-        "wave_deadline": job.wave_deadline, "worker_id": job.worker_id, **changes,
+        "wave_deadline": job.wave_deadline, "worker_id": job.worker_id,
+        "cell": h3.latlng_to_cell(lat, lng, CELL_RES), **changes,
     }  # fmt: skip
     emit(session, job.community_id, "job", data)
+
+
+def worker_changed(
+    session: AsyncSession,
+    worker: Worker,
+    community_ids: Sequence[int],
+    *,
+    available: bool,
+) -> None:
+    """A `worker` event in each community the worker serves: went on or off line, verified.
+    `available`: dispatch may offer them a job now (online, verified, free)."""
+    lat = lng = cell = None
+    if worker.location is not None:
+        lat, lng = wkb_to_latlng(worker.location)
+        cell = h3.latlng_to_cell(lat, lng, CELL_RES)
+    data = {
+        "id": worker.user_id, "name": worker.name, "online": worker.online,
+        "verification": worker.verification, "skills": list(worker.skills or []),
+        "available": available, "lat": lat, "lng": lng, "cell": cell,
+        "at": worker.location_at,
+    }  # fmt: skip
+    for cid in community_ids:
+        emit(session, cid, "worker", data)
 
 
 class PositionFeed:
@@ -138,9 +168,10 @@ class PositionFeed:
         async with self.redis.pipeline(transaction=False) as pipe:
             for cid, seen in batch.items():
                 workers = [
-                    {"id": w, "lat": round(lat, 6), "lng": round(lng, 6), "at": round(at, 3)}
+                    {"id": w, "lat": round(lat, 6), "lng": round(lng, 6), "at": round(at, 3),
+                     "cell": h3.latlng_to_cell(lat, lng, CELL_RES)}
                     for w, (lat, lng, at) in seen.items()
-                ]
+                ]  # fmt: skip
                 append(pipe, cid, "positions", {"workers": workers})
             await pipe.execute()
         return sum(len(seen) for seen in batch.values())

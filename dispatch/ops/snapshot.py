@@ -20,16 +20,18 @@ from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.grab.rules import wave_reach_m
 from dispatch.identity.principal import Principal
 from dispatch.models import Alert
-from dispatch.ops.events import OpsFeed
+from dispatch.ops.events import CELL_RES, OpsFeed
 from geo.live import LiveIndex
 
-CELL_RES = 8
 LIVE_STATUSES = ("under_review", "open", "assigned", "in_progress")
 RECENT = timedelta(hours=12)
 """Jobs that ended (unfilled, completed, cancelled) stay on the board this long."""
 MAX_JOBS = 1000
 MAX_ALERTS = 200
 MAX_SUPPLY = 10_000
+MAX_MAP_CELLS = 3_000
+"""Up to this many cells the snapshot lists every cell over the area (so the console can count
+supply and demand live in any of them); a larger area lists the cells with something in them."""
 SEVERITY_ORDER = {"critical": 0, "high": 1, "warning": 2, "info": 3}
 
 _JOBS = text(
@@ -95,6 +97,8 @@ class JobPin:
     scheduled_start: datetime | None
     created_at: datetime
     updated_at: datetime
+    cell: str = ""
+    """The job's H3 cell (resolution 8): where it counts as demand while open."""
     next_step: tuple[str, datetime] | None = None
     """In progress: the check-in ladder's next step and when (`remind` first: the check-in
     due)."""
@@ -113,6 +117,10 @@ class WorkerDot:
     lat: float | None
     lng: float | None
     location_at: datetime | None
+    available: bool = False
+    """In the live index now (online, verified, in the area, a fresh fix): counts as supply
+    where it stands while idle."""
+    cell: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,9 @@ class Snapshot:
     alerts: list[Alert]
     cells: list[CellCount]
     taken_at: datetime
+    location_max_age_s: int = 0
+    """How old a worker's fix may be and still count as supply (the console ages them out)."""
+    map_style_url: str | None = None
 
 
 def worker_state(online: bool, holding: bool | None, offered: bool) -> str:
@@ -156,11 +167,13 @@ class Snapshots:
         communities: CommunityService,
         live: LiveIndex,
         feed: OpsFeed,
+        map_style_url: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.communities = communities
         self.live = live
         self.feed = feed
+        self.map_style_url = map_style_url
 
     async def of(self, who: Principal, community_id: int) -> Snapshot:
         """The community as it is now, for its operators (403 for anyone else)."""
@@ -202,6 +215,7 @@ class Snapshots:
                     lng=r[6], wave=r[7], wave_radius_m=radius, wave_deadline=r[8],
                     worker_id=r[9], created_at=r[10], updated_at=r[11], scheduled_start=r[12],
                     sos=bool(r[13]), pending_offers=int(r[14]),
+                    cell=h3.latlng_to_cell(r[5], r[6], CELL_RES),
                     next_step=(r[15], r[16]) if r[15] else None,
                     last_step=(r[17], r[18], r[19]) if r[17] else None,
                 )
@@ -224,23 +238,27 @@ class Snapshots:
             seen = eligible.get(r[0])
             if seen is not None:
                 lat, lng, at = seen.lat, seen.lng, datetime.fromtimestamp(seen.recorded_at, UTC)
-                if state == "idle":
-                    cell = h3.latlng_to_cell(lat, lng, CELL_RES)
-                    supply[cell] = supply.get(cell, 0) + 1
+            cell = h3.latlng_to_cell(lat, lng, CELL_RES) if lat is not None else None
+            if seen is not None and state == "idle" and cell is not None:
+                supply[cell] = supply.get(cell, 0) + 1
             workers.append(
                 WorkerDot(
                     id=r[0], name=r[1], state=state, verification=r[3], skills=list(r[4] or []),
-                    lat=lat, lng=lng, location_at=at,
+                    lat=lat, lng=lng, location_at=at, available=seen is not None, cell=cell,
                 )
             )  # fmt: skip
         demand: dict[str, int] = {}
         for job in jobs:
             if job.status == "open":
-                cell = h3.latlng_to_cell(job.lat, job.lng, CELL_RES)
-                demand[cell] = demand.get(cell, 0) + 1
+                demand[job.cell] = demand.get(job.cell, 0) + 1
+        over = community.area.cells_at(CELL_RES, MAX_MAP_CELLS)
+        listed = {h3.int_to_str(c) for c in over} if over is not None else set()
         cells = [
             CellCount(c, supply.get(c, 0), demand.get(c, 0), list(h3.cell_to_boundary(c)))
-            for c in sorted(supply.keys() | demand.keys())
+            for c in sorted(listed | supply.keys() | demand.keys())
         ]
         ordered = sorted(alert_rows, key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), -a.id))
-        return Snapshot(community, event_id, jobs, workers, ordered, cells, now)
+        return Snapshot(
+            community, event_id, jobs, workers, ordered, cells, now,
+            location_max_age_s=params.location_max_age_s, map_style_url=self.map_style_url,
+        )  # fmt: skip

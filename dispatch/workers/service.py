@@ -28,6 +28,7 @@ from dispatch.identity.phones import PhoneVault, hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import get_row
+from dispatch.ops import events as ops_events
 from dispatch.workers.positions import PositionSink
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
@@ -341,7 +342,7 @@ class WorkerService:
         worker.verification = "verified"
         worker.version += 1
         await session.flush()
-        await self.publish(session, worker_id)
+        await self.publish(session, worker_id, tell_ops=True)
         return worker
 
     # --- presence and the live index ---------------------------------------------------------
@@ -351,13 +352,20 @@ class WorkerService:
         worker.online = online
         worker.presence_at = datetime.now(UTC)
         await session.flush()
-        await self.publish(session, who.user_id)
+        await self.publish(session, who.user_id, tell_ops=True)
         return worker
 
     async def publish(
-        self, session: AsyncSession, worker_id: int, left: Sequence[int] = ()
+        self,
+        session: AsyncSession,
+        worker_id: int,
+        left: Sequence[int] = (),
+        *,
+        tell_ops: bool = False,
     ) -> None:
-        """Push the worker's availability and skills to the index of every community served."""
+        """Push the worker's availability and skills to the index of every community served;
+        with `tell_ops`, a `worker` event to their operators' consoles too (presence and
+        verification; assignments reach them as `job` events)."""
         await session.flush()  # the read below must see this session's pending changes
         row = (await session.execute(_PUBLISHED, {"worker_id": worker_id})).first()
         self._listings.pop(worker_id, None)
@@ -370,6 +378,10 @@ class WorkerService:
         status = WorkerStatus(available, frozenset(skills or ()), version)
         for community_id in served:
             await self.live.set_status(community_id, worker_id, status)
+        if tell_ops:
+            worker = await session.get(Worker, worker_id)
+            if worker is not None:
+                ops_events.worker_changed(session, worker, served, available=available)
 
     async def listing(self, worker_id: int, *, fresh: bool = False) -> Listing:
         """The worker's listing: cached (unless `fresh`), else read from the database."""

@@ -91,7 +91,7 @@ $("community").addEventListener("change", (e) => watch(Number(e.target.value)));
 
 // --- the map and the boards -------------------------------------------------------------------
 
-const view = { shown: null, cid: null, jobs: new Map(), workers: new Map(), alerts: new Map(), source: null, last: null };
+const view = { shown: null, cid: null, jobs: new Map(), workers: new Map(), alerts: new Map(), cells: new Map(), source: null, last: null, maxAge: 120, base: null };
 let map = null;
 let layers = null;
 
@@ -113,23 +113,77 @@ function drawArea(c) {
   map.fitBounds(shape.getBounds(), { padding: [20, 20] });
 }
 
+// Supply and demand per H3 cell: the snapshot lists the cells over the area with their counts;
+// after it the console recounts from what the stream tells (every worker, position and job
+// carries its cell), at most every half second.
 function drawCells(cells) {
   layers.cells.clearLayers();
-  const top = Math.max(1, ...cells.map((c) => Math.max(c.supply, c.demand)));
+  view.cells.clear();
   for (const c of cells) {
-    const demandy = c.demand >= c.supply;
-    const colour = demandy ? "#e8590c" : "#2e7d32";
-    const strength = 0.12 + 0.5 * (Math.max(c.supply, c.demand) / top);
-    L.polygon(c.boundary.map((p) => [p.lat, p.lng]), { color: colour, weight: 1, fillOpacity: strength, opacity: 0.4 })
-      .bindTooltip(`supply ${c.supply} · demand ${c.demand}`)
+    const shape = L.polygon(c.boundary.map((p) => [p.lat, p.lng]), { weight: 1, className: "cell" })
+      .bindTooltip("")
       .addTo(layers.cells);
+    view.cells.set(c.cell, { cell: c.cell, supply: c.supply, demand: c.demand, shape });
   }
+  styleCells();
+}
+
+function styleCells() {
+  const all = [...view.cells.values()];
+  const top = Math.max(1, ...all.map((c) => Math.max(c.supply, c.demand)));
+  for (const c of all) {
+    const busiest = Math.max(c.supply, c.demand);
+    const colour = c.demand > c.supply ? "#e8590c" : "#2e7d32";
+    c.shape.setStyle(busiest
+      ? { color: colour, fillColor: colour, fillOpacity: 0.12 + 0.5 * (busiest / top), opacity: 0.4 }
+      : { color: "#8c959f", fillColor: "#8c959f", fillOpacity: 0.02, opacity: 0.15 });
+    c.shape.setTooltipContent(`supply ${c.supply} · demand ${c.demand}`);
+  }
+}
+
+function supplies(w) {  // would dispatch offer this worker a job where they stand now?
+  return w.state === "idle" && w.available && w.cell && Date.now() / 1000 - (w.fixAt || 0) <= view.maxAge;
+}
+
+function recount() {
+  const supply = new Map();
+  const demand = new Map();
+  for (const w of view.workers.values()) if (supplies(w)) supply.set(w.cell, (supply.get(w.cell) || 0) + 1);
+  for (const j of view.jobs.values()) if (j.status === "open" && j.cell) demand.set(j.cell, (demand.get(j.cell) || 0) + 1);
+  for (const c of view.cells.values()) {
+    c.supply = supply.get(c.cell) || 0;
+    c.demand = demand.get(c.cell) || 0;
+  }
+  styleCells();
+}
+
+let recountSoon = null;
+function cellsChanged() {
+  if (recountSoon === null) recountSoon = setTimeout(() => { recountSoon = null; recount(); }, 500);
+}
+
+// An optional base map (`MAP_STYLE_URL`): an XYZ tile template, or a style JSON whose first
+// raster source gives the tiles. Without it the map is the shapes alone (no internet needed).
+async function baseMap(url) {
+  if (!url || view.base) return;
+  let template = url;
+  let attribution = "";
+  if (/\.json(\?|$)/.test(url)) {
+    const style = await fetch(url).then((r) => r.json()).catch(() => null);
+    const raster = style && Object.values(style.sources || {}).find((s) => s.type === "raster" && s.tiles);
+    if (!raster) return;
+    template = raster.tiles[0];
+    attribution = raster.attribution || "";
+  }
+  view.base = L.tileLayer(template, { maxZoom: 19, attribution, className: "base" }).addTo(map);
+  view.base.bringToBack();
+  if (attribution) L.control.attribution({ prefix: false }).addTo(map);
 }
 
 function drawWorker(w) {
   if (w._marker) layers.workers.removeLayer(w._marker);
   if (!w.location) return;
-  w._marker = L.circleMarker([w.location.lat, w.location.lng], { radius: 5, color: "#fff", weight: 1, fillColor: STATE_COLOURS[w.state] || "#8c959f", fillOpacity: 1 })
+  w._marker = L.circleMarker([w.location.lat, w.location.lng], { radius: 5, color: "#fff", weight: 1, fillColor: STATE_COLOURS[w.state] || "#8c959f", fillOpacity: 1, className: "worker" })
     .bindTooltip(`${w.name} · ${w.state}`)
     .addTo(layers.workers);
 }
@@ -141,12 +195,12 @@ function drawJob(j) {
   j._marker = j._circle = null;
   if (!["under_review", "open", "assigned", "in_progress", "unfilled"].includes(j.status)) return;
   const at = [j.location.lat, j.location.lng];
-  j._marker = L.circleMarker(at, { radius: 8, color: "#1c2430", weight: j.sos ? 4 : 1, fillColor: JOB_COLOURS[j.status], fillOpacity: 0.9 })
+  j._marker = L.circleMarker(at, { radius: 8, color: "#1c2430", weight: j.sos ? 4 : 1, fillColor: JOB_COLOURS[j.status], fillOpacity: 0.9, className: "job" })
     .bindTooltip(`#${j.id} ${j.title} · ${j.status}`)
     .on("click", () => showJob(j.id))
     .addTo(layers.jobs);
   if (j.status === "open" && j.wave_radius_m) {
-    j._circle = L.circle(at, { radius: j.wave_radius_m, color: "#e8590c", weight: 1, fillOpacity: 0.05, dashArray: "4 4" }).addTo(layers.waves);
+    j._circle = L.circle(at, { radius: j.wave_radius_m, color: "#e8590c", weight: 1, fillOpacity: 0.05, dashArray: "4 4", className: "wave" }).addTo(layers.waves);
   }
 }
 
@@ -279,6 +333,7 @@ function mergeJob(change) {
   view.jobs.set(j.id, j);
   drawJob(j);
   renderBoards();
+  cellsChanged();
   if (view.shown === j.id) {
     $("job-facts").textContent = `${j.status} · ${j.category} · wave ${j.wave}${j.worker_id ? ` · worker #${j.worker_id}` : ""}`;
   }
@@ -304,8 +359,33 @@ function apply(kind, data) {
       const w = view.workers.get(p.id);
       if (!w) continue;
       w.location = { lat: p.lat, lng: p.lng };
+      w.cell = p.cell;
+      w.fixAt = p.at;
       drawWorker(w);
     }
+    cellsChanged();
+  } else if (kind === "worker") {
+    let w = view.workers.get(data.id);
+    if (!w && !data.online) return;
+    if (!w) {
+      w = { id: data.id, state: "idle" };
+      view.workers.set(w.id, w);
+    }
+    Object.assign(w, { name: data.name, verification: data.verification, skills: data.skills, available: data.available });
+    if (!w.location && data.lat !== null) {
+      w.location = { lat: data.lat, lng: data.lng };
+      w.cell = data.cell;
+      w.fixAt = data.at ? Date.parse(data.at) / 1000 : 0;
+    }
+    if (!data.online && ["idle", "offered"].includes(w.state)) {  // gone off line, holding nothing
+      if (w._marker) layers.workers.removeLayer(w._marker);
+      view.workers.delete(w.id);
+    } else {
+      if (!data.online) w.state = "offline";
+      else if (w.state === "offline") w.state = "idle";
+      drawWorker(w);
+    }
+    cellsChanged();
   } else if (kind === "alert") {
     view.alerts.set(data.id, { ...data, acked_at: null });
     if (data.job_id && data.kind === "sos") mergeJob({ id: data.job_id, sos: true });
@@ -322,13 +402,14 @@ function setState(workerId, state) {
   if (!w) return;
   w.state = state;
   drawWorker(w);
+  cellsChanged();
 }
 
 async function watch(cid) {
   setupMap();
   if (view.source) view.source.close();
   view.cid = cid;
-  view.jobs.clear(); view.workers.clear(); view.alerts.clear();
+  view.jobs.clear(); view.workers.clear(); view.alerts.clear(); view.cells.clear();
   Object.values(layers).forEach((l) => l.clearLayers());
   let snap;
   try {
@@ -339,8 +420,14 @@ async function watch(cid) {
     return;
   }
   drawArea(snap.community);
+  baseMap(snap.map_style_url);
+  view.maxAge = snap.location_max_age_s;
   drawCells(snap.cells);
-  for (const w of snap.workers) { view.workers.set(w.id, w); drawWorker(w); }
+  for (const w of snap.workers) {
+    w.fixAt = w.location_at ? Date.parse(w.location_at) / 1000 : 0;
+    view.workers.set(w.id, w);
+    drawWorker(w);
+  }
   for (const j of snap.jobs) { view.jobs.set(j.id, j); drawJob(j); }
   for (const a of snap.alerts) view.alerts.set(a.id, a);
   renderBoards();
@@ -364,7 +451,7 @@ async function connect() {
     source.close();
     if (view.source === source) setTimeout(connect, 1000);
   };
-  for (const kind of ["job", "positions", "alert", "checkin", "ladder_step"]) {
+  for (const kind of ["job", "positions", "worker", "alert", "checkin", "ladder_step"]) {
     source.addEventListener(kind, (e) => {
       view.last = e.lastEventId || view.last;
       apply(kind, JSON.parse(e.data));
@@ -374,5 +461,6 @@ async function connect() {
 }
 
 setInterval(() => { if (view.cid) renderBoards(); }, 1000);  // the wave countdowns
+setInterval(() => { if (view.cid) recount(); }, 5000);  // fixes age out of supply
 setInterval(loadQueues, 10_000);
 if (api.token) signedIn(api.token);

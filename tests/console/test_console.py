@@ -11,10 +11,11 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 
+import h3
 import pytest
 
 from tests.conftest import E164_ANYWHERE, with_auth
-from tests.dispatch.helpers import CENTER, community
+from tests.dispatch.helpers import CENTER, community, ready_worker
 from tests.dispatch.test_grab import crew
 from tests.dispatch.test_identity import latest_code
 
@@ -44,13 +45,17 @@ async def browser() -> AsyncIterator[object]:
         await chromium.close()
 
 
-async def signed_in_page(browser, served_base: str, client, admin, cid: int):
+async def signed_in_page(browser, served_base: str, client, admin, cid: int, context=None):
+    """A page signed in as the community's operator (in `context` if given: its routes)."""
     r = await client.post(
         "/v1/admin/operators", json={"phone": OPERATOR_PHONE, "community_ids": [cid]},
         headers=admin,
     )  # fmt: skip
     assert r.status_code == 200, r.text
-    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    if context is not None:
+        page = await context.new_page()
+    else:
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors  # type: ignore[attr-defined]
@@ -71,9 +76,16 @@ async def test_the_console_follows_dispatch(
     cid = await community(client, admin)
     team = await crew(client, principals, cid, [100, 300, 600])
     page = await signed_in_page(browser, served_base, client, admin, cid)
-    # The map: the community's outline and the workers' dots, drawn as SVG paths.
+    # The map: the community's outline, its H3 cells and the workers' dots, as SVG paths.
+    await page.wait_for_function("document.querySelectorAll('#map path.worker').length === 3")
+    assert await page.locator("#map path.cell").count() >= 7  # the cells over the area
+    here = h3.latlng_to_cell(*CENTER, 8)
+    # A worker who comes on line after the snapshot: a dot, and supply in their cell.
+    before = await page.evaluate("(c) => view.cells.get(c).supply", here)
+    late = await ready_worker(client, principals, cid, CENTER, skills=("moving",))
+    await page.wait_for_function("document.querySelectorAll('#map path.worker').length === 4")
     await page.wait_for_function(
-        "document.querySelectorAll('#map .leaflet-overlay-pane path').length >= 4"
+        "([c, n]) => view.cells.get(c).supply === n", arg=[here, before + 1], timeout=3_000
     )
     r = await client.post(
         "/v1/jobs",
@@ -86,9 +98,17 @@ async def test_the_console_follows_dispatch(
     job_id = r.json()["id"]
     item = page.locator(f"#board-open li[data-job='{job_id}']", has_text="wave 1")
     await item.wait_for(timeout=2_000)  # on the board within 2 s, its first wave out
-    # The wave drawn as its radius: one more circle on the map.
-    paths = await page.locator("#map .leaflet-overlay-pane path").count()
-    assert paths >= 6
+    # On the map, its wave drawn as its radius, and demand in its cell (the nearest worker,
+    # offered it, leaves the supply there).
+    assert await page.locator("#map path.job").count() == 1
+    assert await page.locator("#map path.wave").count() == 1
+    await page.wait_for_function(
+        "([c, n]) => view.cells.get(c).demand === 1 && view.cells.get(c).supply <= n",
+        arg=[here, before], timeout=2_000,
+    )  # fmt: skip
+    left = await page.evaluate("(c) => view.cells.get(c).supply", here)
+    tip = await page.evaluate("(c) => view.cells.get(c).shape.getTooltip().getContent()", here)
+    assert tip == f"supply {left} · demand 1"
 
     # Manual dispatch from the job's panel.
     await item.click()
@@ -136,7 +156,7 @@ async def test_the_console_follows_dispatch(
     for script in ("console.js", "vendor/leaflet-1.9.4/leaflet.js", "index.html"):
         body = (await client.get(f"/ops/{script}")).content
         assert not re.findall(rb"\+[1-9]\d{9,14}\b", body), script
-    assert team  # the crew's dots were on the map
+    assert team and late  # the crew's dots were on the map
     assert page.errors == []  # type: ignore[attr-defined]
 
 

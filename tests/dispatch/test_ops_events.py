@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,7 +39,7 @@ async def stream(
                     continue
                 else:
                     field, _, value = line.partition(": ")
-                    event[field] = json.loads(value) if field == "data" else value
+                    event[field] = json.loads(value) if field == "data" and value else value
 
         yield response, events()
 
@@ -216,3 +217,117 @@ async def test_a_reader_left_behind_is_told_to_resync(redis, clean_state) -> Non
     within = await first(ids[44], 5)
     assert [json.loads(i[2])["k"] for i in within if i] == [45, 46, 47, 48, 49]
     assert await feed.lost(7, ids[44]) is False
+
+
+async def test_workers_and_jobs_carry_their_cells(
+    served_base, client, principals, admin, resident
+) -> None:
+    """Between snapshots the console recounts supply and demand: a worker's verification and
+    presence come as `worker` events, positions and jobs with their H3 cell."""
+    import h3
+
+    from geo.areas import destination
+    from tests.dispatch.helpers import ready_worker
+    from tests.dispatch.test_grab import post_job
+
+    cid = await community(client, admin)
+    ops = await principals.operator(cid)
+    at = destination(*CENTER, 90.0, 250)
+    cell = h3.latlng_to_cell(*at, 8)
+    async with stream(served_base, cid, ops) as (_, events):
+        await next_of(events, "hello")
+        wid, h = await ready_worker(client, principals, cid, at, skills=("moving",))
+        verified = (await next_of(events, "worker"))["data"]
+        assert (verified["id"], verified["verification"], verified["online"]) == (
+            wid, "verified", False,
+        )  # fmt: skip
+        assert verified["available"] is False and verified["name"] == f"W{wid}"
+        online = (await next_of(events, "worker"))["data"]
+        assert (online["online"], online["available"]) == (True, True)
+        moved = (await next_of(events, "positions"))["data"]["workers"]
+        assert [(p["id"], p["cell"]) for p in moved] == [(wid, cell)]
+        job = await post_job(client, resident)
+        opened = (await next_of(events, "job"))["data"]
+        assert (opened["id"], opened["cell"]) == (job["id"], h3.latlng_to_cell(*CENTER, 8))
+        r = await client.post("/v1/workers/me/presence", json={"status": "offline"}, headers=h)
+        assert r.status_code == 200
+        gone = (await next_of(events, "worker"))["data"]
+        assert (gone["id"], gone["online"], gone["available"]) == (wid, False, False)
+    assert "+86" not in json.dumps([verified, online, moved, opened, gone])
+
+
+async def test_a_slow_console_does_not_slow_the_service(
+    served_base, client, principals, admin, redis
+) -> None:
+    """End to end over sockets: one console that stops reading (a tiny receive buffer, nothing
+    read after `hello`) while three stream lengths of events go out. The service holds no more
+    for it than the socket's buffers (its sender waits; nothing queues per reader), another
+    console receives every event in order meanwhile, the API answers, and when the slow one
+    reads again it is told to resync and goes on from the newest."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    from dispatch.ops.events import STREAM_MAXLEN, append
+
+    cid = await community(client, admin)
+    ops = await principals.operator(cid)
+    where = urlsplit(served_base)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(slow, (where.hostname, where.port))
+    request = (
+        f"GET /v1/ops/communities/{cid}/events HTTP/1.1\r\nHost: {where.netloc}\r\n"
+        f"Authorization: {ops['Authorization']}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    await loop.sock_sendall(slow, request.encode())
+    head = b""
+    while b"event: hello" not in head:
+        head += await asyncio.wait_for(loop.sock_recv(slow, 4096), 10)
+    assert head.startswith(b"HTTP/1.1 200")
+
+    total = 3 * STREAM_MAXLEN
+    pad = "x" * 400
+    async with stream(served_base, cid, ops) as (_, events):
+        await next_of(events, "hello")
+
+        seen: list[int] = []
+
+        async def flood() -> None:
+            # As fast as the reading console keeps up (within half the stream's length).
+            for start in range(0, total, 1_000):
+                while start - len(seen) > STREAM_MAXLEN // 2:  # noqa: ASYNC110 (a list filled by the reader)
+                    await asyncio.sleep(0.01)
+                async with redis.pipeline(transaction=False) as pipe:
+                    for k in range(start, start + 1_000):
+                        append(pipe, cid, "flood", {"k": k, "pad": pad})
+                    await pipe.execute()
+
+        async def read_all() -> list[int]:
+            async for event in events:
+                if event.get("event") == "flood":
+                    seen.append(event["data"]["k"])
+                    if len(seen) == total:
+                        return seen
+            return seen
+
+        reader = asyncio.create_task(read_all())
+        await flood()
+        started = time.monotonic()
+        r = await client.get("/healthz")
+        assert r.status_code == 200 and time.monotonic() - started < 1.0
+        await asyncio.wait_for(reader, 120)
+        assert seen == list(range(total))  # every event, in order, for the console that reads
+
+    # The slow one reads again: some events from where it stopped, then `resync`, then the
+    # newest, never the events the stream dropped in between.
+    tail = b""
+    deadline = time.monotonic() + 60
+    while b"event: resync" not in tail and time.monotonic() < deadline:
+        tail += await asyncio.wait_for(loop.sock_recv(slow, 1 << 16), 10)
+    slow.close()
+    assert b"event: resync" in tail
+    before = [int(m) for m in re.findall(rb'"k":(\d+)', tail.split(b"event: resync")[0])]
+    assert before and max(before) < total - STREAM_MAXLEN  # where it had stopped, long trimmed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import h3
 
+from geo.areas import destination
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_grab import crew, offers_of, post_job
 
@@ -30,6 +31,15 @@ async def test_the_snapshot_follows_a_job(client, principals, admin, resident) -
     assert empty["jobs"] == [] and set(states(empty).values()) == {"idle"}
     assert sum(c["supply"] for c in empty["cells"]) == 4
     assert all(len(c["boundary"]) == 6 for c in empty["cells"])  # H3 hexagons
+    # Every cell over the area is listed (empty ones too), so a console can count live in any.
+    listed = {c["cell"] for c in empty["cells"]}
+    for bearing in range(0, 360, 30):
+        assert h3.latlng_to_cell(*destination(*CENTER, bearing, 2900), 8) in listed
+    assert len(listed) > 40 and empty["location_max_age_s"] > 0
+    assert empty["map_style_url"] is None
+    dots = {w["id"]: w for w in empty["workers"]}
+    assert dots[w1]["available"] is True
+    assert dots[w1]["cell"] == h3.latlng_to_cell(*destination(*CENTER, 0.0, 100), 8)
 
     job = await post_job(client, resident, key="snap-1")
     snap = await snapshot(client, cid, ops)
@@ -42,7 +52,7 @@ async def test_the_snapshot_follows_a_job(client, principals, admin, resident) -
     assert states(snap) == {w1: "offered", w2: "offered", w3: "offered", far: "idle"}
     job_cell = h3.latlng_to_cell(*CENTER, 8)
     [here] = [c for c in snap["cells"] if c["cell"] == job_cell]
-    assert here["demand"] == 1
+    assert here["demand"] == 1 and pin["cell"] == job_cell
     assert sum(c["supply"] for c in snap["cells"]) == 1  # only the far one is free
 
     (offer,) = [o for o in await offers_of(client, h1) if o["job_id"] == job["id"]]
