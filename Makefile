@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
-	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety
+	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -58,6 +58,9 @@ bench-booking: deps
 
 bench-safety: deps
 	$(UV) run --locked python -m bench.safety $(ARGS)
+
+bench-console: deps
+	$(UV) run --locked python -m bench.console $(ARGS)
 
 lint:
 	$(UV) run --locked ruff check .

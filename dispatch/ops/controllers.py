@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Stream
 from msgspec import Struct
 
 from dispatch.grab.dispatcher import Dispatcher
@@ -18,7 +18,7 @@ from dispatch.jobs.views import job_view_out
 from dispatch.models import Alert
 from dispatch.ops.alerts import AlertService
 from dispatch.ops.dispatchlog import DispatchLog
-from dispatch.ops.events import OpsFeed
+from dispatch.ops.events import KEEP_ALIVE, OpsFeed, sse
 from dispatch.ops.snapshot import JobPin, Snapshot, Snapshots, WorkerDot
 from dispatch.web.deps import principal_of
 from dispatch.web.schemas import AlertOut, AssignIn, JobOut, Timestamp
@@ -375,7 +375,7 @@ async def ops_events(
     feed: OpsFeed,
     token: Annotated[str | None, QueryParameter(max_length=2000)] = None,
     after: Annotated[str | None, QueryParameter(pattern=EVENT_ID.pattern, max_length=41)] = None,
-) -> ServerSentEvent:
+) -> Stream:
     """The community's live events (server-sent events): `alert`, `checkin`, `ladder_step`,
     `job`, `positions`, `worker` (on or off line, verified); positions, workers and jobs carry
     their H3 cell (resolution 8) for live supply and demand. Each has an `id:`; reconnecting
@@ -393,21 +393,21 @@ async def ops_events(
     else:
         start, lost = await feed.latest_id(community_id), False
 
-    async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        yield ServerSentEventMessage(
-            event="hello", data=json.dumps({"community_id": community_id, "after": start})
-        )
+    async def messages() -> AsyncIterator[bytes]:
+        hello = json.dumps({"community_id": community_id, "after": start}).encode()
+        yield sse(None, "hello", hello)
         if lost:
-            yield ServerSentEventMessage(event="resync", data=json.dumps({"after": start}))
+            yield sse(None, "resync", json.dumps({"after": start}).encode())
             start_from = await feed.latest_id(community_id)
         else:
             start_from = start
-        async for item in feed.follow(community_id, start_from):
-            if item is None:
-                # A comment alone (no `data:` line, which would dispatch an empty message).
-                yield ServerSentEventMessage(comment="keep-alive", data=None)
+        async for batch in feed.follow(community_id, start_from):
+            if batch is None:
+                yield KEEP_ALIVE
             else:
-                event_id, kind, data = item
-                yield ServerSentEventMessage(id=event_id, event=kind, data=data)
+                yield b"".join(sse(*event) for event in batch)
 
-    return ServerSentEvent(messages(), headers={"Cache-Control": "no-cache"})
+    return Stream(
+        messages(), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )  # fmt: skip

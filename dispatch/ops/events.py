@@ -260,12 +260,13 @@ class OpsFeed:
 
     async def follow(
         self, community_id: int, after: str, *, block_ms: int = BLOCK_MS, batch: int = READ_BATCH
-    ) -> AsyncIterator[tuple[str, str, str] | None]:
-        """(id, type, data as JSON) for each event after `after`, as they come; None after each
-        quiet `block_ms` (time for a keep-alive). A reader that falls so far behind that the
-        stream dropped events it had not read yet (it holds about `STREAM_MAXLEN`) gets
-        (`resync` id, "resync", "{}") and goes on from the newest: the service keeps no buffer
-        per reader, so a slow console costs it nothing but tells the console to start again."""
+    ) -> AsyncIterator[list[tuple[str, str, bytes]] | None]:
+        """The events after `after` as they come, a batch (what one read returned) at a time:
+        (id, type, data as JSON bytes) each; None after each quiet `block_ms` (time for a
+        keep-alive). A reader that falls so far behind that the stream dropped events it had
+        not read yet (it holds about `STREAM_MAXLEN`) gets [(`resync` id, "resync", b"{}")] and
+        goes on from the newest: the service keeps no buffer per reader, so a slow console
+        costs it nothing but tells the console to start again."""
         key = stream_key(community_id)
         last = after
         while True:
@@ -280,8 +281,19 @@ class OpsFeed:
             # Only a reader with a full batch can be behind the trimming.
             if len(entries) >= batch and await self.lost(community_id, last):
                 last = await self.latest_id(community_id)
-                yield last, "resync", "{}"
+                yield [(last, "resync", b"{}")]
                 continue
-            for entry_id, fields in entries:
-                last = entry_id.decode()
-                yield last, fields[b"type"].decode(), fields[b"data"].decode()
+            last = entries[-1][0].decode()
+            yield [(i.decode(), f[b"type"].decode(), f[b"data"]) for i, f in entries]
+
+
+def sse(event_id: str | None, kind: str, data: bytes) -> bytes:
+    """One server-sent event. `data` is compact JSON (no line breaks), so it is one `data:`
+    line as it is: an event's bytes are put together here once, not re-split and re-encoded
+    per message by a framework (the events of one read go out as one write)."""
+    head = f"id: {event_id}\r\nevent: {kind}\r\n" if event_id else f"event: {kind}\r\n"
+    return head.encode() + b"data: " + data + b"\r\n\r\n"
+
+
+KEEP_ALIVE = b": keep-alive\r\n\r\n"
+"""A comment alone: no `data:` line, which would dispatch an empty message."""

@@ -203,12 +203,12 @@ async def test_a_reader_left_behind_is_told_to_resync(redis, clean_state) -> Non
     assert len(ids) == 50
     await redis.xtrim(stream_key(7), maxlen=10, approximate=False)
 
-    async def first(after: str, n: int) -> list[tuple[str, str, str] | None]:
+    async def first(after: str, n: int) -> list[tuple[str, str, bytes]]:
         got = []
-        async for item in feed.follow(7, after, block_ms=100, batch=5):
-            got.append(item)
-            if len(got) == n:
-                return got
+        async for batch in feed.follow(7, after, block_ms=100, batch=5):
+            got.extend(batch or [])
+            if len(got) >= n:
+                return got[:n]
         return got
 
     behind = await first(ids[4], 1)
