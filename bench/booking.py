@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import sys
@@ -43,8 +42,7 @@ from zoneinfo import ZoneInfo
 from bench.lib.client import Conn, http_request
 from bench.lib.machine import log, machine_lines, wait_for_quiet
 from bench.lib.report import run_and_report
-from bench.lib.server import Server
-from bench.lib.servers import private_servers
+from bench.lib.servers import one_server
 from bench.lib.stats import bearer, ms, pct, verdict
 from bench.lib.world import bulk_workers, spread
 from dispatch.identity.auth import issue_token
@@ -369,23 +367,16 @@ def report(cfg: Config, world: dict, props: dict, rc: dict, started: datetime) -
 
 def run_all(cfg: Config, started: datetime) -> str:
     async def main() -> str:
-        with private_servers("booking") as (root, _servers, db_url, redis_url):
-            env = {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "DISPATCH_SECRET_KEY": SECRET,
-                   "DISPATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
-            server = Server(root, {**os.environ, **env})
-            server.start()
-            try:
-                log(f"server on {server.url}; building {cfg.workers} workers")
-                world = await build(cfg, server.url, db_url)
-                log(f"built in {world['setup_s']:.1f} s")
-                if cfg.wait_quiet_s:
-                    wait_for_quiet(cfg.wait_quiet_s)
-                props = await proposals(cfg, server.url, world)
-                log(f"proposals p99 {props['cand'].p(99):.2f} ms, nearby {props['near'].p(99):.2f}")
-                rc = await race(cfg, server.url, server.port, world)
-                log(f"race loser p99 {rc['losers'].p(99):.2f} ms, no-op {rc['noop'].p(99):.2f}")
-            finally:
-                server.stop()
+        with one_server("booking", SECRET) as (server, db_url):
+            log(f"server on {server.url}; building {cfg.workers} workers")
+            world = await build(cfg, server.url, db_url)
+            log(f"built in {world['setup_s']:.1f} s")
+            if cfg.wait_quiet_s:
+                wait_for_quiet(cfg.wait_quiet_s)
+            props = await proposals(cfg, server.url, world)
+            log(f"proposals p99 {props['cand'].p(99):.2f} ms, nearby {props['near'].p(99):.2f}")
+            rc = await race(cfg, server.url, server.port, world)
+            log(f"race loser p99 {rc['losers'].p(99):.2f} ms, no-op {rc['noop'].p(99):.2f}")
         return report(cfg, world, props, rc, started)
 
     import uvloop

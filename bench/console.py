@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import random
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from bench.lib.client import Pool, http_request
 from bench.lib.machine import log, machine_lines, tree_cpu_s, wait_for_quiet
 from bench.lib.report import run_and_report
 from bench.lib.server import Server
-from bench.lib.servers import private_servers
+from bench.lib.servers import one_server
 from bench.lib.stats import bearer, ms, pct, verdict
 from bench.lib.world import bulk_workers, spread
 from dispatch.identity.auth import issue_token
@@ -546,23 +545,13 @@ def report(cfg: Config, world: dict[str, Any], out: dict[str, Any], started: Any
 
 def run_all(cfg: Config, started: Any) -> str:
     async def main() -> str:
-        with private_servers("console") as (root, _servers, db_url, redis_url):
-            env = {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "DISPATCH_SECRET_KEY": SECRET,
-                   "DISPATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
-            server = Server(root, {**os.environ, **env})
-            server.start()
-            try:
-                log(f"server on {server.url}; building {cfg.workers:,} workers")
-                world = await build(cfg, server.url, db_url)
-                log(f"built in {world['setup_s']:.1f} s")
-                if cfg.wait_quiet_s:
-                    wait_for_quiet(cfg.wait_quiet_s)
-                out = await run(cfg, server, world, db_url)
-            except BaseException:
-                log(f"the server's last words:\n{server.log_tail(80)}")
-                raise
-            finally:
-                server.stop()
+        with one_server("console", SECRET) as (server, db_url):
+            log(f"server on {server.url}; building {cfg.workers:,} workers")
+            world = await build(cfg, server.url, db_url)
+            log(f"built in {world['setup_s']:.1f} s")
+            if cfg.wait_quiet_s:
+                wait_for_quiet(cfg.wait_quiet_s)
+            out = await run(cfg, server, world, db_url)
         return report(cfg, world, out, started)
 
     import uvloop

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import time
@@ -49,8 +48,7 @@ from zoneinfo import ZoneInfo
 from bench.lib.client import Pool, http_request
 from bench.lib.machine import log, machine_lines, wait_for_quiet
 from bench.lib.report import run_and_report
-from bench.lib.server import Server
-from bench.lib.servers import private_servers
+from bench.lib.servers import one_server
 from bench.lib.stats import bearer, ms, pct, verdict
 from bench.lib.world import bulk_workers, spread
 from dispatch.identity.auth import issue_token
@@ -510,31 +508,21 @@ def report(
 
 def run_all(cfg: Config, started: datetime) -> str:
     async def main() -> str:
-        with private_servers("safety") as (root, _servers, db_url, redis_url):
-            env = {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "DISPATCH_SECRET_KEY": SECRET,
-                   "DISPATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
-            server = Server(root, {**os.environ, **env})
-            server.start()
-            try:
-                log(f"server on {server.url}; building {cfg.jobs} night jobs")
-                world = await build(cfg, server.url, db_url)
-                log(f"built in {world['setup_s']:.1f} s")
-                if cfg.wait_quiet_s:
-                    wait_for_quiet(cfg.wait_quiet_s)
-                armed, first, last = await arm(cfg, server.port, world)
-                log(f"armed: check-ins p99 {armed.p(99):.1f} ms")
-                due_from = first + INTERVAL_MIN * 60
-                await asyncio.sleep(max(0.0, due_from - 10 - time.time()))
-                until = last + INTERVAL_MIN * 60 + LADDER[-1]["after_min"] * 60 + 10
-                log(f"climbing beside grab load for {until - time.time():.0f} s")
-                beside = await climb(cfg, server.url, server.port, world, db_url, until)
-                await asyncio.sleep(5)
-                late = await lateness(db_url)
-            except BaseException:
-                log(f"the server's last words:\n{server.log_tail(80)}")
-                raise
-            finally:
-                server.stop()
+        with one_server("safety", SECRET) as (server, db_url):
+            log(f"server on {server.url}; building {cfg.jobs} night jobs")
+            world = await build(cfg, server.url, db_url)
+            log(f"built in {world['setup_s']:.1f} s")
+            if cfg.wait_quiet_s:
+                wait_for_quiet(cfg.wait_quiet_s)
+            armed, first, last = await arm(cfg, server.port, world)
+            log(f"armed: check-ins p99 {armed.p(99):.1f} ms")
+            due_from = first + INTERVAL_MIN * 60
+            await asyncio.sleep(max(0.0, due_from - 10 - time.time()))
+            until = last + INTERVAL_MIN * 60 + LADDER[-1]["after_min"] * 60 + 10
+            log(f"climbing beside grab load for {until - time.time():.0f} s")
+            beside = await climb(cfg, server.url, server.port, world, db_url, until)
+            await asyncio.sleep(5)
+            late = await lateness(db_url)
         return report(cfg, world, armed, late, beside, started)
 
     import uvloop

@@ -11,6 +11,7 @@ from dispatch.models.dispatching import Alert, Assignment, DispatchWave, Offer
 from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
+from dispatch.models.ledger import LedgerAccount, LedgerTransfer
 from dispatch.models.outbox import OutboxMessage
 from dispatch.models.safety import Checkin, EmergencyContact, SosCall
 from dispatch.models.worker import Worker, WorkerCommunity
@@ -36,6 +37,8 @@ __all__ = [
     "EmergencyContact",
     "IdempotencyKey",
     "Job",
+    "LedgerAccount",
+    "LedgerTransfer",
     "Offer",
     "OtpCode",
     "OutboxMessage",
