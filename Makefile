@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
-	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console
+	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -61,6 +61,9 @@ bench-safety: deps
 
 bench-console: deps
 	$(UV) run --locked python -m bench.console $(ARGS)
+
+bench-ledger: deps
+	$(UV) run --locked python -m bench.ledger $(ARGS)
 
 lint:
 	$(UV) run --locked ruff check .
