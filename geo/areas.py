@@ -88,8 +88,7 @@ class ServiceArea:
                 f"the area is about {area:,.0f} km²; one community may cover at most "
                 f"{MAX_AREA_KM2:,.0f} km², so split it"
             )
-        grown = self.outline().buffer(_COVER_MARGIN_DEG, quad_segs=2)
-        shape = h3.geo_to_h3shape(grown.__geo_interface__)
+        shape = self._grown_shape()
         for res in range(FINEST_COVER_RES, COARSEST_COVER_RES - 1, -1):
             # Estimate first: filling a big shape with fine cells costs memory before any count.
             expected = area / h3.average_hexagon_area(res, "km^2")
@@ -105,11 +104,14 @@ class ServiceArea:
         more than `limit` (estimated first, so a large area costs nothing)."""
         if self.area_km2() / h3.average_hexagon_area(res, "km^2") > limit * 0.8:
             return None
-        grown = self.outline().buffer(_COVER_MARGIN_DEG, quad_segs=2)
-        cells = h3.h3shape_to_cells_experimental(
-            h3.geo_to_h3shape(grown.__geo_interface__), res, "overlap"
-        )
+        cells = h3.h3shape_to_cells_experimental(self._grown_shape(), res, "overlap")
         return sorted(cells) if len(cells) <= limit else None
+
+    def _grown_shape(self) -> h3.H3Shape:
+        """The outline grown a little, as H3 takes it: cells that merely touch the boundary
+        are kept."""
+        grown = self.outline().buffer(_COVER_MARGIN_DEG, quad_segs=2)
+        return h3.geo_to_h3shape(grown.__geo_interface__)
 
 
 def point_cells(lat: float, lng: float, finest_res: int = FINEST_COVER_RES) -> list[int]:
