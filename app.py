@@ -30,6 +30,7 @@ from dispatch.infra.logs import configure_logging
 from dispatch.infra.runtime import Runtime, freeze_startup_heap
 from dispatch.infra.settings import Settings
 from dispatch.jobs import controllers as jobs
+from dispatch.money import controllers as money
 from dispatch.ops import admin
 from dispatch.ops import controllers as ops
 from dispatch.safety import controllers as safety
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             stream.worker_stream,
             *booking.ROUTES,
             *safety.ROUTES,
+            *money.ROUTES,
             *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],

@@ -30,6 +30,7 @@ from dispatch.identity.principals import handle_user, upsert_phone_user
 from dispatch.infra.db import make_engine, make_sessionmaker, migrate
 from dispatch.infra.settings import AuthSettings, Settings, StorageSettings
 from dispatch.models import all_tables
+from dispatch.money.ledger import problems as ledger_problems
 from tests.processes import free_port, kill_leftovers
 
 TEST_SECRET = "test-secret-key-not-for-production"
@@ -128,7 +129,11 @@ async def _scan(response: httpx.Response) -> None:
 
 
 @pytest.fixture
-async def app(settings: Settings, clean_state: None) -> AsyncIterator[Litestar]:
+async def app(
+    settings: Settings, clean_state: None, engine: AsyncEngine
+) -> AsyncIterator[Litestar]:
+    """The app, started; after the test, the ledger must still add up (every test that moves
+    money runs through here)."""
     application = create_app(settings)
     started, stop = asyncio.Event(), asyncio.Event()
 
@@ -147,6 +152,8 @@ async def app(settings: Settings, clean_state: None) -> AsyncIterator[Litestar]:
     yield application
     stop.set()
     await task
+    async with make_sessionmaker(engine)() as session:
+        assert await ledger_problems(session) == [], "the ledger does not add up"
 
 
 @pytest.fixture

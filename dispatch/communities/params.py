@@ -39,6 +39,19 @@ class DispatchParams(Struct, forbid_unknown_fields=True, kw_only=True):
     checkin_grace_min: Annotated[int, Meta(ge=0, le=240)] = 5
     proxy_grace_h: Annotated[int, Meta(ge=0, le=720)] = 24
     commission_bps: Annotated[int, Meta(ge=0, le=10_000)] = 1500
+    """The platform's fee, a share of a job's price (never of its materials)."""
+    insurance_bps: Annotated[int, Meta(ge=0, le=2_000)] = 300
+    """The premium of an insured job, a share of its price, into the insurance pool."""
+    auto_confirm_h: Annotated[int, Meta(ge=1, le=720)] = 72
+    """A completed job the resident neither confirms nor disputes is released after this."""
+    claim_window_d: Annotated[int, Meta(ge=1, le=90)] = 14
+    offers_per_worker_hour: Annotated[int, Meta(ge=1, le=10_000)] | None = 60
+    """At most this many grab offers a worker gets per hour in the community (None: no cap)."""
+    min_accept_ms: Annotated[int, Meta(ge=0, le=60_000)] = 0
+    """An accept sooner than this after the offer went out is refused (anti-bot; 0: off). The
+    time is the server's send time, so a person's network delay counts toward it."""
+    max_open_assignments: Annotated[int, Meta(ge=1, le=100)] | None = 5
+    """A worker holding this many unfinished jobs cannot take another (None: no limit)."""
     booking_confirm_ttl_s: PositiveSeconds = 900
     reminder_before_min: Annotated[
         list[Annotated[int, Meta(ge=1, le=20_160)]], Meta(max_length=5)

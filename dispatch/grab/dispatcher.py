@@ -77,6 +77,8 @@ from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Assignment, Job, Offer, Worker
 from dispatch.models.base import get_row, is_db_id
+from dispatch.money.escrow import job_pay
+from dispatch.money.schemas import pay_out
 from dispatch.ops import events as ops_events
 from dispatch.ops.alerts import raise_alert
 from dispatch.workers.service import WorkerService
@@ -149,6 +151,31 @@ class AssignmentHook(Protocol):
     ) -> None: ...
 
 
+class JobMoney(Protocol):
+    """The job's money at each step (the money room's `MoneyService`), in the step's
+    transaction with the job row locked."""
+
+    async def assigned(
+        self, session: AsyncSession, job: Job, worker_id: int, now: datetime
+    ) -> None: ...
+
+    async def resident_cancelled(
+        self, session: AsyncSession, job: Job, holder: int | None, now: datetime
+    ) -> None: ...
+
+    async def handed_back(
+        self, session: AsyncSession, job: Job, worker_id: int, reason: str, owed: int,
+        now: datetime,
+    ) -> None: ...  # fmt: skip
+
+    async def completed(self, session: AsyncSession, job: Job, now: datetime) -> None: ...
+
+    async def add_materials(
+        self, session: AsyncSession, job: Job, worker_id: int, items: list[dict[str, Any]],
+        now: datetime,
+    ) -> Any: ...  # fmt: skip
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -195,6 +222,7 @@ def job_summary(job: Job) -> ev.JobSummary:
         mode=job.mode,
         scheduled_start=job.scheduled_start,
         scheduled_end=job.scheduled_end,
+        pay=pay_out(job_pay(job)),
     )
 
 
@@ -235,6 +263,8 @@ class Dispatcher:
         self._background: set[asyncio.Task[None]] = set()
         self.booking: BookingPicker | None = None
         """Picks booking jobs' offerees one by one; set when the booking room is wired in."""
+        self.money: JobMoney | None = None
+        """Holds, releases and refunds the job's money; set when the money room is wired in."""
         self._claim = redis.register_script(CLAIM_LUA)
         self._release = redis.register_script(RELEASE_LUA)
         self._pipeliner = Pipeliner.for_client(redis)
@@ -670,6 +700,8 @@ class Dispatcher:
                 after.events.append((worker_id, msgspec.structs.replace(notice, offer_id=other_id)))
         for hook in self.hooks:
             await hook.assigned(session, job, who.user_id, now)
+        if self.money is not None:
+            await self.money.assigned(session, job, who.user_id, now)
         after.events.append(
             (
                 who.user_id,
@@ -770,14 +802,26 @@ class Dispatcher:
             )
         return job
 
-    async def complete(self, who: Principal, job_id: int, version: int) -> JobView:
+    async def complete(
+        self,
+        who: Principal,
+        job_id: int,
+        version: int,
+        materials: list[dict[str, Any]] | None = None,
+    ) -> JobView:
+        """The holder marks the job done; `materials` bought for it join as a change order
+        for the resident to approve before confirming."""
         after = AfterCommit()
         async with self.sessions.begin() as session:
             job = await self._held_job(session, who, job_id, version)
             check_transition(job.status, "completed")
             now = utcnow()
+            if materials and self.money is not None:
+                await self.money.add_materials(session, job, who.user_id, materials, now)
             job.status, job.completed_at, job.version = "completed", now, job.version + 1
             await self._end_assignment(session, job, "completed", now)
+            if self.money is not None:
+                await self.money.completed(session, job, now)
             ops_events.job_changed(session, job)
             after.availability.add(who.user_id)
             view = await job_view(session, job)
@@ -794,6 +838,8 @@ class Dispatcher:
             job = await get_row(session, Job, job_id, lock=True)
             now = utcnow()
             if who.role == "resident" and job.resident_id == who.user_id:
+                if job.status == "disputed":
+                    raise Conflict("a disputed job is settled by an operator", code="disputed")
                 check_transition(job.status, "cancelled")
                 fee = cancellation_fee(
                     status=job.status,
@@ -817,6 +863,8 @@ class Dispatcher:
                     await self._end_assignment(session, job, "cancelled", now)
                     after.events.append((holder, ev.JobReleased(job_id=job.id, reason="cancelled")))
                     after.availability.add(holder)
+                if self.money is not None:
+                    await self.money.resident_cancelled(session, job, holder, now)
             elif who.role == "worker":
                 if version is None:
                     raise Unprocessable(
@@ -825,10 +873,15 @@ class Dispatcher:
                 job = await self._held_job(session, who, job_id, version)
                 if job.status != "assigned":
                     raise Conflict("only a job not yet started can be handed back", code="started")
+                owed = 0
                 if job.mode == "booking" and self.booking is not None:
                     owed = await self.booking.worker_cancelled(session, job, who.user_id, now)
                     job.compensation_cents = (job.compensation_cents or 0) + owed
                 await self._end_assignment(session, job, "worker_cancelled", now)
+                if self.money is not None:
+                    await self.money.handed_back(
+                        session, job, who.user_id, "worker_cancelled", owed, now
+                    )
                 job.status, job.worker_id, job.assigned_at = "open", None, None
                 job.version += 1
                 ops_events.job_changed(session, job)
@@ -896,6 +949,8 @@ class Dispatcher:
             )
             for hook in self.hooks:
                 await hook.assigned(session, job, worker_id, now)
+            if self.money is not None:
+                await self.money.assigned(session, job, worker_id, now)
             after.availability.add(worker_id)
             after.settled_claims.append((job.id, worker_id))
             view = await job_view(session, job)
@@ -911,6 +966,8 @@ class Dispatcher:
         worker_id = job.worker_id
         assert worker_id is not None and job.duration_min is not None
         await self._end_assignment(session, job, "no_show", now)
+        if self.money is not None:
+            await self.money.handed_back(session, job, worker_id, "no_show", 0, now)
         after.events.append((worker_id, ev.JobReleased(job_id=job.id, reason="no_show")))
         after.availability.add(worker_id)
         after.reopened.append(job.id)
@@ -929,6 +986,13 @@ class Dispatcher:
         view = await self.communities.get(session, job.community_id)
         await self._next_wave(session, job, view, now, after)
         return after
+
+    async def end_assignment(
+        self, session: AsyncSession, job: Job, reason: str, now: datetime
+    ) -> None:
+        """End the job's active assignment, if any, with everything that goes with it (masked
+        numbers, safety timers), in the caller's transaction."""
+        await self._end_assignment(session, job, reason, now)
 
     async def _end_assignment(
         self, session: AsyncSession, job: Job, reason: str, now: datetime

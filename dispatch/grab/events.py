@@ -17,6 +17,7 @@ from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import RedisError
 
 from dispatch.infra.logs import log
+from dispatch.money.schemas import PayOut
 
 
 class JobSummary(msgspec.Struct):
@@ -32,6 +33,8 @@ class JobSummary(msgspec.Struct):
     scheduled_start: datetime | None = None
     scheduled_end: datetime | None = None
     """A booking's slot the worker is asked to confirm."""
+    pay: PayOut | None = None
+    """What the worker would receive: the price, each deduction, the net (before taking it)."""
 
 
 class OfferOut(msgspec.Struct):

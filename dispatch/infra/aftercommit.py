@@ -79,6 +79,14 @@ async def _keep(promises: list[Promise]) -> None:
             log.warning("after_commit_failed", error=repr(exc))
 
 
+async def drain(within_s: float = 10.0) -> None:
+    """Wait for the promises under way (a process closing lets them finish first)."""
+    current = asyncio.current_task()
+    busy = [t for t in _running if t is not current]
+    if busy:
+        await asyncio.wait(busy, timeout=within_s)
+
+
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     if session.in_nested_transaction():

@@ -28,6 +28,9 @@ from dispatch.infra.smsbudget import SmsBudget
 from dispatch.infra.timers import DurableTimers, Timers
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.service import JobService
+from dispatch.money.ledger import Ledger
+from dispatch.money.provider import LocalProvider
+from dispatch.money.service import AUTO_CONFIRM, ESCROW, PAYOUT, MoneyService
 from dispatch.ops import events as ops_events
 from dispatch.ops.alerts import AlertService
 from dispatch.ops.dispatchlog import DispatchLog
@@ -61,6 +64,7 @@ class Runtime:
     dispatch_log: DispatchLog
     booking: BookingService
     safety: SafetyService
+    money: MoneyService
     emergencies: Emergencies
     timers: Timers
     durable: DurableTimers
@@ -110,6 +114,14 @@ class Runtime:
         durable.register(NO_SHOW, booking_dispatch.check_no_show)
         durable.register_batch(STEP, ladder.fire_steps)
         durable.register(OVERRUN, ladder.fire_overrun)
+        money = MoneyService(
+            sessions, communities, Ledger(), LocalProvider(settings.payout_limit_cents), clock
+        )
+        dispatcher.money = money
+        money.assignments = dispatcher
+        durable.register(ESCROW, money.fire_escrow)
+        durable.register(AUTO_CONFIRM, money.fire_auto_confirm)
+        durable.register(PAYOUT, money.fire_payout)
         sms_budget = SmsBudget(redis, settings.sms_daily_budget)
         feed = ops_events.OpsFeed(redis, sessions, communities, settings.auth.secret_key)
         return cls(
@@ -140,6 +152,7 @@ class Runtime:
             dispatch_log=dispatch_log,
             booking=booking,
             safety=SafetyService(sessions, communities, ladder, clock),
+            money=money,
             emergencies=Emergencies(sessions, communities, vault, settings.phone_region),
             timers=Timers(redis, dispatcher, durable),
             durable=durable,
@@ -188,6 +201,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.timers.stop()
+        await aftercommit.drain()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

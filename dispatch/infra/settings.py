@@ -118,6 +118,9 @@ class Settings:
     benchmarks that measure posting alone)."""
     clock_offset_s: float = 0.0
     """Shift of the clock bookings and durable timers read (`dispatch.infra.clock`; tests)."""
+    payout_limit_cents: int = 2_000_000
+    """The local payment provider's limit on one payout (`PAYOUT_LIMIT_CENTS`): a larger one
+    fails there, as real providers' per-transfer limits do, and the money goes back."""
     demo: bool = False
     """Seed a demo community with workers at start-up (`dispatch serve --demo`)."""
 
@@ -161,6 +164,7 @@ class Settings:
             log_level=_env("DISPATCH_LOG_LEVEL", "INFO") or "INFO",
             auto_dispatch=_env("DISPATCH_AUTO", "1") not in ("0", "false", "no"),
             clock_offset_s=float(_env("DISPATCH_CLOCK_OFFSET_S", "0") or 0),
+            payout_limit_cents=_env_int("PAYOUT_LIMIT_CENTS", 2_000_000),
         )
 
     def with_secret(self) -> Settings:

@@ -99,7 +99,10 @@ class JobController(Controller):
     ) -> JobOut:
         """The assigned worker marks the job done (fenced by `assignment_version`)."""
         who = principal_of(request)
-        return job_view_out(await dispatcher.complete(who, job_id, data.assignment_version))
+        materials = msgspec.to_builtins(data.materials) if data.materials else None
+        return job_view_out(
+            await dispatcher.complete(who, job_id, data.assignment_version, materials)
+        )
 
 
 def _posted(job: Job, offered: int) -> bytes:

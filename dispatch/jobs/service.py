@@ -153,6 +153,10 @@ class JobService:
                 else None
             ),
             requested_worker_id=new.worker_id,
+            # The money terms the job is taken on, fixed now (a later change of the
+            # community's rates does not reach a job already out).
+            commission_bps=community.dispatch.commission_bps,
+            insurance_bps=community.dispatch.insurance_bps if new.insured else 0,
         )
         session.add(job)
         # The INSERT returns the server-set columns (id, created_at, updated_at).

@@ -7,10 +7,12 @@ import msgspec
 
 from dispatch.jobs.queries import JobView
 from dispatch.models import Job
+from dispatch.money.escrow import job_pay
+from dispatch.money.schemas import DisputeOut, pay_out
 from dispatch.web.schemas import (
     Cancellation,
     JobOut,
-    Material,
+    MaterialOut,
     OffersSummary,
     Point,
     RescheduleOut,
@@ -47,7 +49,7 @@ def job_out(job: Job, offers: OffersSummary | None = None) -> JobOut:
         window=window,
         price_cents=job.price_cents,
         currency=job.currency,
-        materials=msgspec.convert(job.materials, list[Material]),
+        materials=msgspec.convert(job.materials, list[MaterialOut]),
         insured=job.insured,
         created_at=job.created_at,
         review_reason=job.review_reason,
@@ -66,4 +68,7 @@ def job_out(job: Job, offers: OffersSummary | None = None) -> JobOut:
         scheduled_end=job.scheduled_end,
         compensation_cents=job.compensation_cents,
         reschedule=msgspec.convert(job.reschedule, RescheduleOut) if job.reschedule else None,
+        pay=pay_out(job_pay(job)),
+        confirmed_at=job.confirmed_at,
+        dispute=msgspec.convert(job.dispute, DisputeOut, strict=False) if job.dispute else None,
     )

@@ -12,8 +12,10 @@ from dispatch.models.idempotency import IdempotencyKey
 from dispatch.models.identity import OtpCode, User
 from dispatch.models.job import Job
 from dispatch.models.ledger import LedgerAccount, LedgerTransfer
+from dispatch.models.money import ChangeOrder, Claim, Payout
 from dispatch.models.outbox import OutboxMessage
 from dispatch.models.safety import Checkin, EmergencyContact, SosCall
+from dispatch.models.trust import Review
 from dispatch.models.worker import Worker, WorkerCommunity
 
 
@@ -30,7 +32,9 @@ __all__ = [
     "Availability",
     "Base",
     "Booking",
+    "ChangeOrder",
     "Checkin",
+    "Claim",
     "Community",
     "CommunityCell",
     "DispatchWave",
@@ -42,6 +46,8 @@ __all__ = [
     "Offer",
     "OtpCode",
     "OutboxMessage",
+    "Payout",
+    "Review",
     "SosCall",
     "Timer",
     "User",

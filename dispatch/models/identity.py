@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ARRAY, BigInteger, Index, LargeBinary, SmallInteger, String, Text
+from sqlalchemy import ARRAY, BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, IdMixin, TimestampMixin
@@ -22,6 +22,9 @@ class User(IdMixin, TimestampMixin, Base):
     roles: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     operator_community_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
     name: Mapped[str | None] = mapped_column(String(120))
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rating_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Counted reviews of this person as a resident (workers' are on `workers`)."""
 
 
 class OtpCode(IdMixin, Base):

@@ -90,6 +90,7 @@ class Job(IdMixin, TimestampMixin, Base):
     compensation_cents: Mapped[int | None] = mapped_column(Integer)
     """What a worker's late cancellation owes the resident (settled with the money issue)."""
     reschedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """A resident's proposal of a new window: {start, end, status, proposed_at, answered_at}."""
     # Safety on site:
     start_pin: Mapped[str | None] = mapped_column(String(8))
     """Shown to the resident alone; the worker must give it to start (set at each assignment)."""
@@ -98,4 +99,10 @@ class Job(IdMixin, TimestampMixin, Base):
     started_at: Mapped[datetime | None]
     sos_at: Mapped[datetime | None]
     """The last SOS pressed on the job (it stays flagged)."""
-    """A resident's proposal of a new window: {start, end, status, proposed_at, answered_at}."""
+    # Money (the terms are the community's when the job was posted: they never change under it):
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    insurance_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The premium on an insured job, taken from the worker's pay into the insurance pool."""
+    confirmed_at: Mapped[datetime | None]
+    dispute: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """{reason, by, opened_at, resolved_at?, worker_share_bps?, note?, resolved_by?}"""

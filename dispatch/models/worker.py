@@ -40,6 +40,10 @@ class Worker(TimestampMixin, Base):
     no_shows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     bookings_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     late_cancels: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fast_accepts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Accepts refused for arriving faster than `min_accept_ms` (anti-bot, for operators)."""
+    open_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Accepts refused for holding `max_open_assignments` already."""
     version: Mapped[int] = mapped_column(Integer, default=1)
     online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     presence_at: Mapped[datetime | None]

@@ -27,6 +27,7 @@ from dispatch.identity.otp import OtpService
 from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
 from dispatch.jobs.service import JobService
+from dispatch.money.service import MoneyService
 from dispatch.ops.alerts import AlertService
 from dispatch.ops.dispatchlog import DispatchLog
 from dispatch.ops.events import OpsFeed
@@ -96,6 +97,10 @@ def _emergencies(state: State) -> Emergencies:
     return runtime_of(state).emergencies
 
 
+def _money(state: State) -> MoneyService:
+    return runtime_of(state).money
+
+
 def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
@@ -114,4 +119,5 @@ DEPENDENCIES = {
     "booking": Provide(_booking, sync_to_thread=False),
     "safety": Provide(_safety, sync_to_thread=False),
     "emergencies": Provide(_emergencies, sync_to_thread=False),
+    "money": Provide(_money, sync_to_thread=False),
 }

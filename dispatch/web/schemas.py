@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta, Struct
 
 from dispatch.core.money import CURRENCY_CODES
+from dispatch.money.schemas import DisputeOut, PayOut
 
 # PostgreSQL text cannot hold NUL, and no person's text needs it: refuse it at the door.
 _TEXT = r"^[^\x00]*$"
@@ -126,6 +127,7 @@ class CommunityOut(Struct):
 class Material(Struct, forbid_unknown_fields=True):
     name: Name
     cost_cents: Cents
+    """Per unit."""
     quantity: Annotated[int, Meta(ge=1, le=10_000)] = 1
 
 
@@ -182,6 +184,15 @@ class RescheduleOut(Struct):
     answered_at: Timestamp | None = None
 
 
+class MaterialOut(Struct, omit_defaults=True):
+    name: str
+    cost_cents: int
+    """Per unit."""
+    quantity: int
+    change_id: int | None = None
+    """Set when the item came by an approved change order."""
+
+
 class JobOut(Struct):
     id: int
     status: str
@@ -198,7 +209,7 @@ class JobOut(Struct):
     window: Window | None
     price_cents: int
     currency: str
-    materials: list[Material]
+    materials: list[MaterialOut]
     insured: bool
     created_at: Timestamp
     proxy_number: str | None = None
@@ -217,6 +228,11 @@ class JobOut(Struct):
     start_pin: str | None = None
     """Four digits, shown to the resident alone once the job is assigned: the worker needs them
     to start."""
+    pay: PayOut | None = None
+    """The money in plain sight: the resident's total item by item, the worker's deductions and
+    net (`dispatch.money.rules.pay`)."""
+    confirmed_at: Timestamp | None = None
+    dispute: DisputeOut | None = None
 
 
 class OutboxOut(Struct):

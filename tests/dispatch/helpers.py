@@ -50,3 +50,27 @@ async def nearby_ids(client, headers, **params) -> list[int]:
     r = await client.get("/v1/workers/nearby", params=query, headers=headers)
     assert r.status_code == 200, r.text
     return [w["worker_id"] for w in r.json()]
+
+
+async def escrow_held(app) -> None:
+    """Wait until every assignment's escrow hold (a timer due at once) has been placed, so a
+    test counting the timers it fires counts only its own."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    runtime = app.state.runtime
+    for _ in range(200):
+        await runtime.durable.fire_due(datetime.now(UTC))
+        async with runtime.sessions() as session:
+            left = await session.scalar(
+                text(
+                    "SELECT count(*) FROM timers WHERE kind = 'escrow_hold' "
+                    "AND fired_at IS NULL AND cancelled_at IS NULL"
+                )
+            )
+        if not left:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("escrow holds not placed")

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from dispatch.booking import rules
 from geo.areas import destination
-from tests.dispatch.helpers import CENTER, community, ready_worker
+from tests.dispatch.helpers import CENTER, community, escrow_held, ready_worker
 from tests.dispatch.test_booking import available
 from tests.dispatch.test_grab import offers_of, wait_for
 
@@ -272,6 +272,7 @@ async def test_reminders_once_each_then_a_no_show_goes_out_as_grab(
     assert (await client.post(f"/v1/offers/{offer['id']}/accept", headers=h)).status_code == 200
     resident_id = job["resident_id"]
     durable = app.state.runtime.durable
+    await escrow_held(app)
     assert await durable.fire_due(start - timedelta(minutes=21)) == 0
     assert await durable.fire_due(start - timedelta(minutes=19)) == 1
     assert await durable.fire_due(start - timedelta(minutes=19)) == 0  # once

@@ -183,4 +183,8 @@ async def test_reminders_fire_once_per_party_across_sigkills(
                 {"j": job["id"]},
             )
         ).all()
-    assert [(k, f) for k, f in fired] == [("booking_no_show", False), ("booking_reminder", True)]
+    assert [(k, f) for k, f in fired] == [
+        ("booking_no_show", False),
+        ("booking_reminder", True),
+        ("escrow_hold", True),  # the assignment's escrow, placed at once
+    ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import h3
 
 from geo.areas import destination
-from tests.dispatch.helpers import CENTER, community
+from tests.dispatch.helpers import CENTER, community, escrow_held
 from tests.dispatch.test_grab import crew, offers_of, post_job
 
 
@@ -105,6 +105,7 @@ async def test_a_quiet_worker_shows_on_the_job(app, client, principals, admin, r
     [pin] = (await snapshot(client, cid, ops))["jobs"]
     assert pin["next_step"]["step"] == "remind" and pin["last_step"] is None
     due = datetime.fromisoformat(pin["next_step"]["at"].replace("Z", "+00:00"))
+    await escrow_held(app)
     assert await app.state.runtime.durable.fire_due(due + timedelta(seconds=1)) == 1
     [pin] = (await snapshot(client, cid, ops))["jobs"]
     assert (pin["last_step"]["step"], pin["last_step"]["outcome"]) == ("remind", "reminded")

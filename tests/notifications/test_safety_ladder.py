@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import text
 
-from tests.dispatch.helpers import CENTER
+from tests.dispatch.helpers import CENTER, escrow_held
 from tests.notifications.conftest import (
     assign,
     live_settings,
@@ -77,6 +77,7 @@ async def test_each_step_in_order_exactly_once(
 ) -> None:
     world, w, job = await started(client, principals)
     durable = app.state.runtime.durable
+    await escrow_held(app)
     [first] = await ladder_of(client, job["id"], w.headers)
     assert (first["step"], first["reason"], first["outcome"]) == ("remind", "periodic", "pending")
     missed = at(first["due_at"])  # 30 min after the start, plus 5 of grace
@@ -131,6 +132,7 @@ async def test_a_checkin_at_any_step_stops_the_ladder(
 ) -> None:
     _, w, job = await started(client, principals)
     durable = app.state.runtime.durable
+    await escrow_held(app)
     [first] = await ladder_of(client, job["id"], w.headers)
     missed = at(first["due_at"])
     for i in range(stop_after + 1):
@@ -162,6 +164,7 @@ async def test_pressing_1_on_the_safety_call_checks_in(
 ) -> None:
     world, w, job = await started(client, principals)
     durable = app.state.runtime.durable
+    await escrow_held(app)
     [first] = await ladder_of(client, job["id"], w.headers)
     missed = at(first["due_at"])
     for i in range(3):  # remind, sms, call
@@ -216,6 +219,7 @@ async def test_an_overrunning_job_asks_once(app, client, principals, engine) -> 
     w = await worker(client, principals, world)
     job = taken = await start_a_job(client, world, w, "overrun-1")
     durable = app.state.runtime.durable
+    await escrow_held(app)
     assert await ladder_of(client, job["id"], w.headers) == []
     safety = (await client.get(f"/v1/jobs/{job['id']}/safety", headers=w.headers)).json()
     assert safety["requires_checkins"] is False
@@ -248,6 +252,7 @@ async def test_no_contact_number_in_any_log_line(
     _, w, job = await started(client, principals)
     twilio_peer.reject_to("+8613800001234", code=21211)
     durable = app.state.runtime.durable
+    await escrow_held(app)
     [first] = await ladder_of(client, job["id"], w.headers)
     missed = at(first["due_at"])
     for i in range(len(LADDER)):
