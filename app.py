@@ -34,6 +34,7 @@ from dispatch.money import controllers as money
 from dispatch.ops import admin
 from dispatch.ops import controllers as ops
 from dispatch.safety import controllers as safety
+from dispatch.trust import controllers as trust
 from dispatch.web import health, openapi
 from dispatch.web.deps import DEPENDENCIES
 from dispatch.web.errors import EXCEPTION_HANDLERS
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *booking.ROUTES,
             *safety.ROUTES,
             *money.ROUTES,
+            *trust.ROUTES,
             *notifications_api.ROUTES,
         ],
         lifespan=[lifespan],

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from dispatch.core.errors import Conflict, Forbidden
-from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import outbox, ratelimit
+from dispatch.trust.screening import screen
 from notifications.models import JobMessage
 
 if TYPE_CHECKING:
@@ -25,8 +25,9 @@ class Messages:
         self.n = notifications
 
     async def write(self, who: Principal, job_id: int, text: str) -> JobMessage:
-        """Write to the other participant (told through the outbox). Phone numbers in the text
-        are hidden: contact goes through the platform."""
+        """Write to the other participant (told through the outbox). Off-platform contacts in
+        the text (phones, WeChat ids, "pay me directly") are hidden: contact and money go
+        through the platform (`dispatch.trust.screening`)."""
         rt = self.n.rt
         await ratelimit.hit(rt.redis, MESSAGE_LIMIT, str(who.user_id))
         now = datetime.now(UTC)
@@ -41,7 +42,7 @@ class Messages:
             if recipient is None:
                 raise Conflict("nobody has taken this job yet", code="no_counterpart")
             region = (await rt.communities.get(session, job.community_id)).phone_region
-            hidden = hide_phones(text.strip(), region)
+            hidden = screen(text.strip(), region).text
             message = JobMessage(
                 job_id=job.id,
                 sender_id=who.user_id,

@@ -12,10 +12,10 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 
 from dispatch.core.errors import DomainError, ValidationFailed
-from dispatch.identity.phones import hide_phones
 from dispatch.infra import outbox, ratelimit
 from dispatch.infra.logs import log
 from dispatch.models import OutboxMessage
+from dispatch.trust.screening import screen
 from notifications.models import CallRecord
 from notifications.provider import CALL_RANK, MESSAGE_RANK
 
@@ -104,7 +104,7 @@ class Webhooks:
                 log.warning("relay_text_dropped", session_id=route.session_id, reason=exc.code)
                 return n.provider.reply_text(None)
             # Texting through a masked number must not hand over a real one either.
-            body = hide_phones(inbound.text.strip()[:1200], rt.settings.phone_region)
+            body = screen(inbound.text.strip()[:1200], rt.settings.phone_region).text
             await outbox.enqueue(
                 session,
                 outbox.Outgoing(

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from dispatch.core.errors import Unprocessable
+from dispatch.trust.ranking import RATING_PRIOR_MEAN
 from geo.distance import EARTH_RADIUS_M, haversine_m
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -406,24 +407,12 @@ def fits(
 
 # --- who is asked first ------------------------------------------------------------------------
 
-RATING_PRIOR_MEAN = 4.5
-RATING_PRIOR_WEIGHT = 5
 
-
-def shown_rating(rating_sum: int, rating_count: int) -> float | None:
-    """A Bayesian average: `RATING_PRIOR_WEIGHT` imaginary reviews at `RATING_PRIOR_MEAN` stand
-    beside the real ones, so one 5-star review does not outrank two hundred at 4.9."""
-    if rating_count == 0:
-        return None
-    prior = RATING_PRIOR_MEAN * RATING_PRIOR_WEIGHT
-    return round((prior + rating_sum) / (RATING_PRIOR_WEIGHT + rating_count), 2)
-
-
-def rank_score(distance_m: float, rating: float | None, no_shows: int, bookings_done: int) -> float:
+def rank_score(distance_m: float, rating: float | None, no_shows: int, jobs_done: int) -> float:
     """Lower is asked first: a kilometre counts 1, each star below 5 counts 1.5 (no reviews yet:
     the prior), and the share of bookings not shown up for counts up to 6."""
     stars = RATING_PRIOR_MEAN if rating is None else rating
-    reliability = no_shows / max(1, no_shows + bookings_done)
+    reliability = no_shows / max(1, no_shows + jobs_done)
     return distance_m / 1000 + 1.5 * (5 - stars) + 6 * reliability
 
 

@@ -31,6 +31,7 @@ from dispatch.infra.timers import arm, disarm
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Availability, Booking, Job, Timer, Worker
 from dispatch.models.base import get_row
+from dispatch.trust.ranking import shown_rating
 from dispatch.workers.service import WorkerService
 from geo.shapes import point_to_wkb, wkb_to_latlng
 
@@ -128,7 +129,7 @@ def stored_rules(row: Any, home: tuple[float, float] | None = None) -> rules.Ava
 # because a worker may serve other communities.
 _NEAREST = text("""
 SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
-       w.no_shows, w.bookings_done, a.travel_radius_m, a.updated_at,
+       w.no_shows, w.jobs_done, a.travel_radius_m, a.updated_at,
        ST_Distance(a.home, CAST(:pt AS geography), false) AS d
 FROM (SELECT worker_id, home, travel_radius_m, updated_at,
              home <-> CAST(:pt AS geography) AS knn
@@ -578,7 +579,7 @@ class BookingService:
                     if verdict.reason is not None:
                         excluded[verdict.reason] += 1
                         continue
-                    rating = rules.shown_rating(r.rating_sum, r.rating_count)
+                    rating = shown_rating(r.rating_sum, r.rating_count)
                     found.append(
                         Candidate(
                             worker_id=r.worker_id,
@@ -587,7 +588,7 @@ class BookingService:
                             rating_count=r.rating_count,
                             distance_m=round(r.d / DISTANCE_ROUNDING_M) * DISTANCE_ROUNDING_M,
                             starts=verdict.starts,
-                            score=rules.rank_score(r.d, rating, r.no_shows, r.bookings_done),
+                            score=rules.rank_score(r.d, rating, r.no_shows, r.jobs_done),
                             exact_distance_m=r.d,
                         )
                     )
@@ -673,7 +674,7 @@ class BookingService:
 
 _ONE = text("""
 SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
-       w.no_shows, w.bookings_done, a.travel_radius_m, a.updated_at,
+       w.no_shows, w.jobs_done, a.travel_radius_m, a.updated_at,
        ST_Distance(a.home, CAST(:pt AS geography), false) AS d
 FROM availabilities a
 JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id

@@ -49,9 +49,13 @@ from dispatch.core.errors import (
 )
 from dispatch.grab import events as ev
 from dispatch.grab.rules import (
+    AcceptRefused,
     cancellation_fee,
     check_transition,
-    pick_offerees,
+    ranking_pool,
+    suspicious,
+    too_fast,
+    too_many_open,
     wave_reach_m,
     wave_size,
 )
@@ -60,6 +64,8 @@ from dispatch.grab.statements import (
     CLAIM_LUA,
     CLAIM_PREFIX,
     OFFER_AND_JOB,
+    OPEN_ASSIGNMENTS,
+    RANKING_RECORDS,
     RELEASE_LUA,
     RETIRE_OFFERS,
     SEND_WAVE,
@@ -69,7 +75,6 @@ from dispatch.grab.statements import (
     claim_key,
     offer_key,
 )
-from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
 from dispatch.infra.logs import log
@@ -81,6 +86,8 @@ from dispatch.money.escrow import job_pay
 from dispatch.money.schemas import pay_out
 from dispatch.ops import events as ops_events
 from dispatch.ops.alerts import raise_alert
+from dispatch.trust import ranking
+from dispatch.trust.screening import screen
 from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex, Nearby
 from geo.shapes import wkb_to_latlng
@@ -196,9 +203,9 @@ class AfterCommit:
 
     events: list[tuple[int, ev.Event]] = field(default_factory=list)
     timers: list[tuple[int, int, datetime]] = field(default_factory=list)
-    offers: list[tuple[int, int, int, float, str | None]] = field(default_factory=list)
-    """(offer id, worker id, job id, expiry as epoch seconds, a booking's slot `worker:start`)
-    to cache for the claim script."""
+    offers: list[tuple[int, int, int, float, str | None, int]] = field(default_factory=list)
+    """(offer id, worker id, job id, expiry as epoch seconds, a booking's slot `worker:start`,
+    the community's `min_accept_ms`) to cache for the claim script."""
     availability: set[int] = field(default_factory=set)
     settled_claims: list[tuple[int, int]] = field(default_factory=list)
     reopened: list[int] = field(default_factory=list)
@@ -361,13 +368,15 @@ class Dispatcher:
                 lng,
                 reach,
                 skills=list(job.skills),
-                limit=size + len(offered) + 1,
+                limit=ranking_pool(size) + len(offered) + 1,
                 min_recorded_at=now.timestamp() - params.location_max_age_s,
             )
-            chosen = pick_offerees(found, offered, job.resident_id, size)
+            chosen, ranked = await self._rank(session, job, view, found, offered, size, reach, now)
             expires = now + timedelta(seconds=params.offer_ttl_s)
             if self.log is not None:
-                self.log.wave(session, job, view, wave, reach, size, found, chosen, offered, now)
+                self.log.wave(
+                    session, job, view, wave, reach, size, found, chosen, offered, now, ranked
+                )
             if not chosen:
                 if wave < len(params.waves):
                     continue  # nobody new this close: widen at once
@@ -378,12 +387,49 @@ class Dispatcher:
                 ops_events.job_changed(session, job, wave_radius_m=round(reach), offered=[])
                 return 0
             await self._send_wave(
-                session, job, wave, chosen, now, expires, after, reach_m=round(reach)
+                session, job, wave, chosen, now, expires, after, view, reach_m=round(reach)
             )
             return len(chosen)
         job.wave = wave
         await self._unfilled(session, job, {"waves": wave}, now)
         return 0
+
+    async def _rank(
+        self,
+        session: AsyncSession,
+        job: Job,
+        view: CommunityView,
+        found: list[Nearby],
+        offered: set[int],
+        size: int,
+        reach: float,
+        now: datetime,
+    ) -> tuple[list[Nearby], list[ranking.Ranked]]:
+        """The wave's offerees by fair ranking (`dispatch.trust.ranking`) among the candidates
+        the live index found within reach, and every candidate ranked (for the dispatch log)."""
+        fresh = [n for n in found if n.worker_id not in offered and n.worker_id != job.resident_id]
+        if not fresh:
+            return [], []
+        distance = {n.worker_id: n for n in fresh}
+        rows = await session.execute(
+            RANKING_RECORDS,
+            {
+                "ids": list(distance), "cid": view.id, "hour_ago": now - timedelta(hours=1),
+                "recent_offers": ranking.RECENT_OFFERS,
+            },
+        )  # fmt: skip
+        records = [
+            ranking.Record(
+                worker_id=r[0], distance_m=distance[r[0]].distance_m, rating_sum=r[1],
+                rating_count=r[2], jobs_done=r[3], no_shows=r[4], late_cancels=r[5],
+                answered=r[6], accepted=r[7], recent=r[8], last_offer_at=r[9],
+            )
+            for r in rows.all()
+        ]  # fmt: skip
+        picked, ranked = ranking.pick(
+            records, offered, job.resident_id, size, reach, view.dispatch.offers_per_worker_hour
+        )
+        return [distance[x.record.worker_id] for x in picked], ranked
 
     async def _unfilled(self, session: AsyncSession, job: Job, detail: dict, now: datetime) -> None:
         """Nobody is left to ask: the job is unfilled and its community's operators are told."""
@@ -491,12 +537,15 @@ class Dispatcher:
         set_committed_value(job, "wave", wave)
         set_committed_value(job, "wave_deadline", expires)
         expires_ts = expires.timestamp()
+        min_accept_ms = view.dispatch.min_accept_ms if view is not None else 0
         ids = {worker_id: offer_id for offer_id, worker_id in made}
         for n in chosen:  # nearest first, as before
             out = outs[n.worker_id]
             out.id = ids[n.worker_id]
             after.events.append((n.worker_id, ev.OfferSent(out)))
-            after.offers.append((out.id, n.worker_id, job.id, expires_ts, slot_of(n.worker_id)))
+            after.offers.append(
+                (out.id, n.worker_id, job.id, expires_ts, slot_of(n.worker_id), min_accept_ms)
+            )
         after.timers.append((job.id, wave, expires))
         ops_events.job_changed(
             session, job, wave_radius_m=reach_m, offered=[n.worker_id for n in chosen]
@@ -594,6 +643,10 @@ class Dispatcher:
             raise Gone("the offer has expired", code="offer_expired")
         if outcome == "taken":
             raise Conflict("another worker took this job first", code="already_taken")
+        if outcome == "too_fast":
+            refusal = too_fast(await self._min_accept_ms(int(job_ref)))
+            await self._refused(who.user_id, int(job_ref), refusal)
+            raise refusal
         if outcome == "slot_taken":
             # Another job is booking this worker's very slot right now: a clear 409 at once,
             # and this one moves on (as below).
@@ -611,9 +664,37 @@ class Dispatcher:
             await self._release_claims(job_id, slot, who.user_id)
             self._later(self.decline(who, offer_id))
             raise
+        except AcceptRefused as refusal:
+            await self._release_claims(job_id, slot, who.user_id)
+            await self._refused(who.user_id, job_id, refusal)
+            raise
         except BaseException:
             await self._release_claims(job_id, slot, who.user_id)
             raise
+
+    async def _min_accept_ms(self, job_id: int) -> int:
+        async with self.sessions() as session:
+            job = await get_row(session, Job, job_id)
+            return (await self.communities.get(session, job.community_id)).dispatch.min_accept_ms
+
+    async def _refused(self, worker_id: int, job_id: int | None, refusal: AcceptRefused) -> None:
+        """Count an accept the anti-bot rules refused, on the worker, for operators; too-fast
+        accepts that look like a bot's raise an alert."""
+        column = getattr(Worker, refusal.counter)
+        async with self.sessions.begin() as session:
+            count = await session.scalar(
+                update(Worker)
+                .where(Worker.user_id == worker_id)
+                .values({refusal.counter: column + 1})
+                .returning(column)
+            )
+            if refusal.counter == "fast_accepts" and count and suspicious(count) and job_id:
+                job = await get_row(session, Job, job_id)
+                await self._alert(
+                    session, job, "suspected_bot",
+                    {"worker_id": worker_id, "fast_accepts": count}, utcnow(),
+                )  # fmt: skip
+        log.info("accept_refused", worker_id=worker_id, job_id=job_id, code=refusal.code)
 
     async def _release_claims(
         self, job_id: int | None, slot: bytes | str | None, worker_id: int
@@ -658,6 +739,7 @@ class Dispatcher:
         if offer.status == "accepted" and job.worker_id == who.user_id:
             return job  # a retry of the winning accept
         now = utcnow()
+        await self._check_taker(session, job, offer, who.user_id, now)
         # The claim: only the first conditional update of an open job succeeds; the rest
         # wait on its row lock, then find it no longer open.
         won = await session.scalar(
@@ -717,6 +799,23 @@ class Dispatcher:
         # The claim statement changed the row; the loaded one is from before it.
         ops_events.job_changed(session, job, status="assigned", worker_id=who.user_id)
         return job
+
+    async def _check_taker(
+        self, session: AsyncSession, job: Job, offer: Offer, worker_id: int, now: datetime
+    ) -> None:
+        """The anti-bot rules, in the database (the claim script checks the time first when
+        the offer is cached): not sooner than `min_accept_ms` after the offer was made, and,
+        for a grab job, not while holding `max_open_assignments` unfinished grab jobs (a
+        booked slot next week does not count; one under way does)."""
+        params = (await self.communities.get(session, job.community_id)).dispatch
+        if params.min_accept_ms and now < offer.created_at + timedelta(
+            milliseconds=params.min_accept_ms
+        ):
+            raise too_fast(params.min_accept_ms)
+        if job.mode == "grab" and params.max_open_assignments is not None:
+            held = await session.scalar(OPEN_ASSIGNMENTS, {"worker_id": worker_id}) or 0
+            if held >= params.max_open_assignments:
+                raise too_many_open(held, params.max_open_assignments)
 
     async def _retire_offers(
         self, session: AsyncSession, job_id: int, status: str, now: datetime, after: AfterCommit
@@ -820,6 +919,11 @@ class Dispatcher:
                 await self.money.add_materials(session, job, who.user_id, materials, now)
             job.status, job.completed_at, job.version = "completed", now, job.version + 1
             await self._end_assignment(session, job, "completed", now)
+            await session.execute(
+                update(Worker)
+                .where(Worker.user_id == who.user_id)
+                .values(jobs_done=Worker.jobs_done + 1)
+            )
             if self.money is not None:
                 await self.money.completed(session, job, now)
             ops_events.job_changed(session, job)
@@ -854,7 +958,7 @@ class Dispatcher:
                 job.status, job.cancelled_at, job.cancelled_by = "cancelled", now, "resident"
                 region = (await self.communities.get(session, job.community_id)).phone_region
                 # The worker reads the reason: no phone number goes with it.
-                job.cancel_reason = hide_phones(reason, region)
+                job.cancel_reason = screen(reason, region).text
                 job.cancellation_fee_cents = fee
                 job.wave_deadline, job.version = None, job.version + 1
                 ops_events.job_changed(session, job)
@@ -1013,11 +1117,15 @@ class Dispatcher:
         async with self.redis.pipeline(transaction=False) as pipe:
             # One round trip, in this order: offers are cached (for the claim script) before
             # their events can reach anyone who might accept them.
-            for offer_id, worker_id, job_id, expires_ts, slot in after.offers:
+            sent = time.time()
+            for offer_id, worker_id, job_id, expires_ts, slot, min_ms in after.offers:
                 key = offer_key(offer_id)
                 cached: dict[str, object] = {"w": worker_id, "j": job_id, "x": expires_ts}
                 if slot:
                     cached["s"] = slot
+                if min_ms:
+                    # Anti-bot: no accept before this (the offer reaches the worker after it).
+                    cached["e"] = sent + min_ms / 1000
                 pipe.hset(key, mapping=cached)  # type: ignore[arg-type]
                 pipe.expireat(key, int(expires_ts) + OFFER_CACHE_GRACE_S)
             for job_id in after.reopened:

@@ -3,7 +3,6 @@ offered a job, and what cancelling costs. No I/O here; the dispatcher arranges I
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,7 +10,6 @@ from dispatch.communities.params import Wave
 from dispatch.core.errors import Conflict
 from geo.areas import ServiceArea
 from geo.distance import haversine_m
-from geo.live import Nearby
 
 WHOLE_COMMUNITY_WAVE_LIMIT = 500
 """A wave of unlimited size still offers to at most this many workers at once."""
@@ -50,12 +48,45 @@ def wave_size(wave: Wave) -> int:
     return wave.size if wave.size is not None else WHOLE_COMMUNITY_WAVE_LIMIT
 
 
-def pick_offerees(
-    found: Sequence[Nearby], already_offered: Iterable[int], resident_id: int, size: int
-) -> list[Nearby]:
-    """The nearest `size` workers not offered this job before (and not the resident)."""
-    skip = set(already_offered) | {resident_id}
-    return [n for n in found if n.worker_id not in skip][:size]
+RANKING_POOL = 3
+"""A wave ranks the nearest `RANKING_POOL` times its size of the candidates within its reach (at
+least 30, at most the whole-community limit): enough for rating, reliability and exposure to
+matter, few enough that the live index's answer stays small."""
+
+
+def ranking_pool(size: int) -> int:
+    return min(max(RANKING_POOL * size, 30), WHOLE_COMMUNITY_WAVE_LIMIT)
+
+
+class AcceptRefused(Conflict):
+    """An accept the anti-bot rules refuse; `counter` names the worker's column that counts
+    these refusals for operators (`workers.fast_accepts`, `workers.open_refusals`)."""
+
+    def __init__(self, detail: str, *, code: str, counter: str) -> None:
+        super().__init__(detail, code=code)
+        self.counter = counter
+
+
+def too_fast(min_accept_ms: int) -> AcceptRefused:
+    return AcceptRefused(
+        f"an offer can be taken {min_accept_ms} ms after it is sent, not sooner",
+        code="accept_too_fast", counter="fast_accepts",
+    )  # fmt: skip
+
+
+def too_many_open(held: int, limit: int) -> AcceptRefused:
+    return AcceptRefused(
+        f"you hold {held} unfinished jobs; finish one first (at most {limit} at once)",
+        code="too_many_open_assignments", counter="open_refusals",
+    )  # fmt: skip
+
+
+SUSPECT_AT = 3
+"""Operators are alerted when a worker's too-fast accepts reach this, and each tenth after."""
+
+
+def suspicious(fast_accepts: int) -> bool:
+    return fast_accepts == SUSPECT_AT or (fast_accepts > 0 and fast_accepts % 10 == 0)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,12 @@ CLAIM_LUA = """
 -- KEYS[1] the offer's cache entry; ARGV: worker id, now (epoch s), claim TTL (ms), the claim
 -- key's prefix, the booking-slot key's prefix. The claim key is named after the job the offer
 -- names, so it is built here; it shares KEYS[1]'s hash tag, hence its slot on a Redis Cluster.
-local offer = redis.call('HMGET', KEYS[1], 'w', 'j', 'x', 's')
+local offer = redis.call('HMGET', KEYS[1], 'w', 'j', 'x', 's', 'e')
 if not offer[1] then return {'unknown', ''} end
 if offer[1] ~= ARGV[1] then return {'not_yours', offer[2]} end
 if tonumber(offer[3]) <= tonumber(ARGV[2]) then return {'expired', offer[2]} end
+-- Anti-bot: an accept sooner than the community's min_accept_ms after the offer went out.
+if offer[5] and tonumber(offer[5]) > tonumber(ARGV[2]) then return {'too_fast', offer[2], ''} end
 local slot = ''
 if offer[4] then
   -- A booking's offer names its slot (worker:start): one job at a time tries to book it; the
@@ -144,4 +146,36 @@ CLAIM_JOB = (
     )
     .returning(Job)
     .execution_options(synchronize_session=False, populate_existing=True)
+)
+
+# What fair ranking knows of a wave's candidates (`dispatch.trust.ranking.Record`): their
+# reviews and failures, how many of their latest answered offers they took, and their offers in
+# this community in the last hour (both read by (worker_id, created_at)).
+RANKING_RECORDS = text(
+    """
+    SELECT w.user_id, w.rating_sum, w.rating_count, w.jobs_done, w.no_shows, w.late_cancels,
+           a.answered, a.accepted, h.recent, h.last_at
+    FROM workers w
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS answered, count(*) FILTER (WHERE t.status = 'accepted') AS accepted
+        FROM (SELECT o.status FROM offers o
+              WHERE o.worker_id = w.user_id AND o.status IN ('accepted', 'declined', 'expired')
+              ORDER BY o.created_at DESC LIMIT :recent_offers) t
+    ) a
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS recent, max(o.created_at) AS last_at
+        FROM offers o JOIN jobs j ON j.id = o.job_id
+        WHERE o.worker_id = w.user_id AND o.created_at > :hour_ago AND j.community_id = :cid
+    ) h
+    WHERE w.user_id = ANY(CAST(:ids AS bigint[]))
+    """
+)
+
+# The unfinished grab jobs a worker holds, and bookings already under way.
+OPEN_ASSIGNMENTS = text(
+    """
+    SELECT count(*) FROM assignments a JOIN jobs j ON j.id = a.job_id
+    WHERE a.worker_id = :worker_id AND a.active
+      AND (j.status = 'in_progress' OR (j.status = 'assigned' AND j.mode = 'grab'))
+    """
 )

@@ -37,6 +37,7 @@ from dispatch.ops.dispatchlog import DispatchLog
 from dispatch.ops.snapshot import Snapshots
 from dispatch.safety.ladder import OVERRUN, STEP, Ladder
 from dispatch.safety.service import Emergencies, SafetyHook, SafetyService
+from dispatch.trust.service import ReviewService
 from dispatch.workers.positions import PositionSink
 from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex
@@ -65,6 +66,7 @@ class Runtime:
     booking: BookingService
     safety: SafetyService
     money: MoneyService
+    reviews: ReviewService
     emergencies: Emergencies
     timers: Timers
     durable: DurableTimers
@@ -153,6 +155,7 @@ class Runtime:
             booking=booking,
             safety=SafetyService(sessions, communities, ladder, clock),
             money=money,
+            reviews=ReviewService(sessions, communities, clock),
             emergencies=Emergencies(sessions, communities, vault, settings.phone_region),
             timers=Timers(redis, dispatcher, durable),
             durable=durable,

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.jobs.proxies import proxy_number_for
 from dispatch.models import Job
+from dispatch.trust.ranking import shown_rating
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class JobView:
     proxy_number: str | None = None
     start_pin: str | None = None
     """The resident's alone, while the job waits to be started."""
+    worker: tuple[int, str, float | None, int] | None = None
+    """Who took it, as its resident sees them: id, name, shown rating, reviews counted."""
+
+
+_WORKER_CARD = text("SELECT name, rating_sum, rating_count FROM workers WHERE user_id = :id")
 
 
 # A plain statement: building it with the expression language cost more CPU than running it.
@@ -46,4 +52,9 @@ async def job_view(session: AsyncSession, job: Job, viewer: int | None = None) -
     counts = (await offer_counts(session, [job.id]))[job.id]
     number = await proxy_number_for(session, job, viewer) if viewer is not None else None
     pin = job.start_pin if viewer == job.resident_id and job.status == "assigned" else None
-    return JobView(job, counts, number, pin)
+    card = None
+    if viewer == job.resident_id and job.worker_id is not None:
+        row = (await session.execute(_WORKER_CARD, {"id": job.worker_id})).first()
+        if row is not None:
+            card = (job.worker_id, row[0], shown_rating(row[1], row[2]), row[2])
+    return JobView(job, counts, number, pin, card)

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from dispatch.core.errors import Unprocessable
+from dispatch.trust.screening import asks_worker_to_pay
 
 MAX_BOOKING_AHEAD = timedelta(days=90)
 MAX_BOOKING_LENGTH = timedelta(hours=24)
 
-# Jobs asking the worker to pay (deposits, "registration" or "training" fees) are a classic scam
-# on odd-job boards; they wait for an operator instead of going out.
-_WORKER_PAYS = re.compile(
-    r"(押金|保证金|报名费|培训费|服装费|入职费|先交|预交|deposit|registration fee|training fee|"
-    r"upfront fee|pay (?:a|the) fee)",
-    re.IGNORECASE,
-)
-
 
 def review_reason(title: str, description: str) -> str | None:
-    """Why a job must be reviewed before it goes out, or None."""
-    match = _WORKER_PAYS.search(f"{title}\n{description}")
-    if match:
-        return f"asks the worker to pay ({match.group(0)})"
-    return None
+    """Why a job must be reviewed before it goes out, or None: jobs asking the worker to pay
+    (deposits, "registration" or "training" fees) are a classic scam on odd-job boards
+    (`dispatch.trust.screening.asks_worker_to_pay`)."""
+    return asks_worker_to_pay(f"{title}\n{description}")
 
 
 def check_booking(

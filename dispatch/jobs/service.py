@@ -21,6 +21,7 @@ from dispatch.jobs.rules import booking_duration_min, check_booking, check_windo
 from dispatch.models import Job
 from dispatch.models.base import get_row
 from dispatch.ops import events as ops_events
+from dispatch.trust.screening import screen
 from geo.shapes import point_to_wkb
 
 JOB_CELL_RES = 9
@@ -125,13 +126,14 @@ class JobService:
         if new.worker_id is not None:
             await self.check_requested(session, new.worker_id, community.id)
         reason = review_reason(new.title, new.description)
-        # Workers read all of this: a phone number in it would take the contact off the platform.
+        # Workers read all of this: a phone number, a WeChat id or "pay me directly" in it would
+        # take the contact or the money off the platform.
         region = community.phone_region
         job = Job(
             community_id=community.id,
             resident_id=resident.user_id,
-            title=hide_phones(new.title, region),
-            description=hide_phones(new.description, region),
+            title=screen(new.title, region).text,
+            description=screen(new.description, region).text,
             category=new.category,
             skills=sorted(set(new.skills)),
             location=point_to_wkb(new.lat, new.lng),
@@ -142,7 +144,7 @@ class JobService:
             window_end=new.window[1].astimezone(UTC) if new.window else None,
             price_cents=new.price_cents,
             currency=new.currency,
-            materials=[{**m, "name": hide_phones(m["name"], region)} for m in new.materials],
+            materials=[{**m, "name": screen(m["name"], region).text} for m in new.materials],
             insured=new.insured,
             status="under_review" if reason else "open",
             review_reason=reason,

@@ -17,6 +17,7 @@ from dispatch.web.schemas import (
     Point,
     RescheduleOut,
     Window,
+    WorkerCard,
 )
 from geo.shapes import wkb_to_latlng
 
@@ -25,6 +26,8 @@ def job_view_out(view: JobView) -> JobOut:
     out = job_out(view.job, OffersSummary(wave=view.job.wave, **view.offer_counts))
     out.proxy_number = view.proxy_number
     out.start_pin = view.start_pin
+    if view.worker is not None:
+        out.worker = WorkerCard(*view.worker)
     return out
 
 

@@ -34,6 +34,7 @@ class Offer(IdMixin, Base):
             "status IN (" + ", ".join(f"'{s}'" for s in OFFER_STATUSES) + ")", name="status"
         ),
         Index(None, "worker_id", "status"),
+        Index(None, "worker_id", "created_at"),
         Index(None, "job_id", "wave"),
     )
 

@@ -38,7 +38,8 @@ class Worker(TimestampMixin, Base):
     rating_sum: Mapped[int] = mapped_column(Integer, default=0)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     no_shows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    bookings_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Completed jobs, any mode (ranking's reliability reads failures against it)."""
     late_cancels: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     fast_accepts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Accepts refused for arriving faster than `min_accept_ms` (anti-bot, for operators)."""

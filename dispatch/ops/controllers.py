@@ -179,17 +179,34 @@ class OutboxRowOut(Struct, kw_only=True):
     last_error: str | None
 
 
+class ScoreOut(Struct):
+    """A candidate's fair-ranking score, lower first (`dispatch.trust.ranking`), by part."""
+
+    distance: float
+    rating: float
+    reliability: float
+    exposure: float
+    total: float
+    recent_offers: int
+    """Offers this worker had in the community in the hour before the wave."""
+    last_offer_at: float | None
+    """When they were last offered a job here (epoch seconds): rotation among similar scores."""
+
+
 class CandidateOut(Struct):
     worker_id: int
     distance_m: float
     rank: int
-    """Nearest first, as the live index returned them."""
+    """The offer order of fair ranking (the candidates not offered the job before first);
+    waves logged before it: nearest first."""
     picked: bool
     why_not: str | None
-    """`already_offered`, `resident`, `beyond_size` (the wave's nearest were enough)."""
+    """`already_offered`, `resident`, `capped` (the hourly offer cap reached), `beyond_size`
+    (the wave's best were enough)."""
     fate: str | None
     """The offer's end for a picked worker: `pending`, `accepted`, `declined`, `expired`,
     `taken` (someone else took it), `withdrawn`."""
+    score: ScoreOut | None = None
 
 
 class WaveOut(Struct, kw_only=True):
@@ -333,6 +350,7 @@ class OpsController(Controller):
                         CandidateOut(
                             c["worker_id"], c["distance_m"], c["rank"], c["picked"],
                             c.get("why_not"), fates.get((w.wave, c["worker_id"])),
+                            ScoreOut(**c["score"]) if c.get("score") else None,
                         )
                         for c in w.candidates
                     ],

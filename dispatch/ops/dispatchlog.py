@@ -25,12 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityView
 from dispatch.core.errors import Forbidden
-from dispatch.grab.rules import pick_offerees
 from dispatch.identity.principal import Principal
 from dispatch.infra import aftercommit
 from dispatch.infra.logs import log
 from dispatch.models import DispatchWave, Job, Offer
 from dispatch.models.base import get_row
+from dispatch.trust import ranking
 from geo.live import Nearby
 from geo.shapes import wkb_to_latlng
 
@@ -96,23 +96,39 @@ class DispatchLog:
         chosen: list[Nearby],
         offered: set[int],
         now: datetime,
+        ranked: list[ranking.Ranked] | None = None,
     ) -> None:
-        """Record a wave as it goes out (the row itself is written once the wave commits)."""
+        """Record a wave as it goes out (the row itself is written once the wave commits).
+        `ranked`: the fair ranking of the candidates not offered the job before, in offer
+        order; each candidate's entry then carries its score's parts."""
         picked = {n.worker_id for n in chosen}
+        order = {x.record.worker_id: (i, x) for i, x in enumerate(ranked or [], 1)}
         candidates = []
-        for rank, n in enumerate(found, 1):
+        for near, n in enumerate(found, 1):
             why = None
             if n.worker_id not in picked:
                 if n.worker_id == job.resident_id:
                     why = "resident"
                 elif n.worker_id in offered:
                     why = "already_offered"
+                elif n.worker_id in order and order[n.worker_id][1].capped:
+                    why = "capped"
                 else:
                     why = "beyond_size"
-            candidates.append(
-                {"worker_id": n.worker_id, "distance_m": round(n.distance_m, 1), "rank": rank,
-                 "picked": n.worker_id in picked, "why_not": why}
-            )  # fmt: skip
+            entry: dict[str, Any] = {
+                "worker_id": n.worker_id, "distance_m": round(n.distance_m, 1),
+                "rank": order[n.worker_id][0] if n.worker_id in order else len(order) + near,
+                "picked": n.worker_id in picked, "why_not": why,
+            }  # fmt: skip
+            if n.worker_id in order:
+                x = order[n.worker_id][1]
+                last = x.record.last_offer_at
+                entry["score"] = {
+                    **x.score.parts(),
+                    "recent_offers": x.record.recent,
+                    "last_offer_at": last.timestamp() if last else None,
+                }
+            candidates.append(entry)
         job_id, cid, skills, resident = job.id, view.id, list(job.skills), job.resident_id
         lat, lng = wkb_to_latlng(job.location)
         fresh_after = now - timedelta(seconds=view.dispatch.location_max_age_s)
@@ -168,18 +184,33 @@ class DispatchLog:
         return job, waves, fates
 
     async def replay(self, who: Principal, job_id: int) -> Replay:
-        """Today's picking rule on each wave's recorded candidates: the same workers?"""
+        """Today's picking rule on each wave's recorded candidates and their recorded scores
+        (offer order, rotation, the hourly cap): the same workers?"""
         job, waves, _ = await self.read(who, job_id)
         offered: set[int] = set()
         out, same = [], True
         for w in waves:
-            found = [
-                Nearby(c["worker_id"], c["distance_m"], 0.0, 0.0, 0.0)
-                for c in sorted(w.candidates, key=lambda c: c["rank"])
-            ]
-            picked = [n.worker_id for n in pick_offerees(found, offered, job.resident_id, w.size)]
+            picked = _replayed(w.candidates, offered, job.resident_id, w.size)
             recorded = [c["worker_id"] for c in w.candidates if c["picked"]]
             same = same and sorted(picked) == sorted(recorded)
             out.append({"wave": w.wave, "picked": picked, "recorded": recorded})
             offered |= set(recorded)
         return Replay(same, out)
+
+
+def _replayed(candidates: list[dict], offered: set[int], resident_id: int, size: int) -> list[int]:
+    """The offerees today's rule picks from a wave's recorded candidates. Waves recorded before
+    fair ranking have no scores: nearest first, as the rule then was."""
+    fresh = [c for c in candidates if c["worker_id"] not in offered | {resident_id}]
+
+    def key(c: dict) -> tuple:
+        s = c.get("score")
+        if s is None:
+            return (False, 0, 0, None, c["distance_m"], c["worker_id"])
+        return ranking.order_key(
+            s["total"], s["recent_offers"], s["last_offer_at"], c["worker_id"],
+            c.get("why_not") == "capped",
+        )  # fmt: skip
+
+    ordered = sorted(fresh, key=key)
+    return [c["worker_id"] for c in ordered if c.get("why_not") != "capped"][:size]

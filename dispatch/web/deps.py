@@ -33,6 +33,7 @@ from dispatch.ops.dispatchlog import DispatchLog
 from dispatch.ops.events import OpsFeed
 from dispatch.ops.snapshot import Snapshots
 from dispatch.safety.service import Emergencies, SafetyService
+from dispatch.trust.service import ReviewService
 from dispatch.workers.service import WorkerService
 
 
@@ -101,6 +102,10 @@ def _money(state: State) -> MoneyService:
     return runtime_of(state).money
 
 
+def _reviews(state: State) -> ReviewService:
+    return runtime_of(state).reviews
+
+
 def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
@@ -120,4 +125,5 @@ DEPENDENCIES = {
     "safety": Provide(_safety, sync_to_thread=False),
     "emergencies": Provide(_emergencies, sync_to_thread=False),
     "money": Provide(_money, sync_to_thread=False),
+    "reviews": Provide(_reviews, sync_to_thread=False),
 }

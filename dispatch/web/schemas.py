@@ -193,6 +193,16 @@ class MaterialOut(Struct, omit_defaults=True):
     """Set when the item came by an approved change order."""
 
 
+class WorkerCard(Struct):
+    """Who took a job, as its resident sees them."""
+
+    id: int
+    name: str
+    rating: float | None
+    """Shown rating (Bayesian average); None before the first review."""
+    rating_count: int
+
+
 class JobOut(Struct):
     id: int
     status: str
@@ -233,6 +243,8 @@ class JobOut(Struct):
     net (`dispatch.money.rules.pay`)."""
     confirmed_at: Timestamp | None = None
     dispute: DisputeOut | None = None
+    worker: WorkerCard | None = None
+    """Who took it, with their rating (shown to the resident)."""
 
 
 class OutboxOut(Struct):
@@ -268,9 +280,13 @@ class WorkerOut(Struct):
     verified: bool
     verification: str
     rating: float | None
+    """The shown rating: a Bayesian average (five imaginary reviews at 4.5 beside the counted
+    ones); None before the first review."""
     online: bool
     bio: str | None = None
     hourly_rate_cents: int | None = None
+    rating_count: int = 0
+    """How many reviews count toward the rating."""
 
 
 class VerificationIn(Struct, forbid_unknown_fields=True):

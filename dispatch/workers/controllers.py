@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dispatch.core.errors import DomainError, Unprocessable
 from dispatch.identity.auth import operators, require_roles, workers_only
+from dispatch.trust.ranking import shown_rating
 from dispatch.web.deps import principal_of
 from dispatch.web.schemas import (
     LocationIn,
@@ -37,7 +38,8 @@ def worker_out(card: WorkerCard) -> WorkerOut:
         community_ids=community_ids,
         verified=worker.verification == "verified",
         verification=worker.verification,
-        rating=round(worker.rating_sum / worker.rating_count, 2) if worker.rating_count else None,
+        rating=shown_rating(worker.rating_sum, worker.rating_count),
+        rating_count=worker.rating_count,
         online=worker.online,
         bio=worker.bio,
         hourly_rate_cents=worker.hourly_rate_cents,

@@ -29,6 +29,8 @@ from dispatch.identity.principal import Principal
 from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import get_row
 from dispatch.ops import events as ops_events
+from dispatch.trust.ranking import shown_rating
+from dispatch.trust.screening import screen
 from dispatch.workers.positions import PositionSink
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
@@ -258,7 +260,7 @@ class WorkerService:
         # Residents read the name and bio: no phone number goes with them.
         region = self.communities.cache.default_region
         name = hide_phones(name, region)
-        bio = hide_phones(bio, region) if bio else bio
+        bio = screen(bio, region).text if bio else bio
         await session.execute(
             insert(Worker)
             .values(
@@ -535,7 +537,7 @@ class WorkerService:
                 w = rows.get(n.worker_id)
                 if w is None:
                     continue
-                rating = round(w.rating_sum / w.rating_count, 2) if w.rating_count else None
+                rating = shown_rating(w.rating_sum, w.rating_count)
                 item = NearbyWorker(
                     n.worker_id,
                     n.distance_m,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from dispatch.booking import rules
 from dispatch.booking.rules import Availability, Booked, LocalRange, Span
+from dispatch.trust.ranking import shown_rating
 
 ZONES = ("Asia/Shanghai", "Europe/Berlin", "America/New_York")
 # Daylight-saving changes of 2026 (and an ordinary week for Shanghai, which has none).
@@ -247,9 +248,9 @@ def test_cancellation_fees_by_timing() -> None:
 
 
 def test_bayesian_rating_and_rank() -> None:
-    assert rules.shown_rating(0, 0) is None
-    one_five = rules.shown_rating(5, 1)
-    many = rules.shown_rating(980, 200)
+    assert shown_rating(0, 0) is None
+    one_five = shown_rating(5, 1)
+    many = shown_rating(980, 200)
     assert one_five is not None and many is not None and one_five < many
     assert rules.rank_score(500, 4.9, 0, 50) < rules.rank_score(500, 4.2, 0, 50)
     assert rules.rank_score(500, 4.9, 5, 5) > rules.rank_score(500, 4.9, 0, 10)

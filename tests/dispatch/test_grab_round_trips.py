@@ -181,18 +181,21 @@ async def test_a_loser_costs_one_redis_round_trip_and_no_database(
 
 
 async def test_first_offer_round_trips(client, app, principals, admin, resident, monkeypatch):
-    """Posting a grab job: 7 statements (idempotency key claimed, community found, job stored,
-    the wave, key row read and answered, COMMIT is not a cursor statement); then one Redis
-    pipeline carries the offer cache and the PUBLISHes, after the live-index search."""
+    """Posting a grab job: 8 statements (idempotency key claimed, community found, job stored,
+    the candidates' ranking records, the wave, key row read and answered, COMMIT is not a
+    cursor statement); then one Redis pipeline carries the offer cache and the PUBLISHes,
+    after the live-index search."""
     cid = await community(client, admin)
     await crew(client, principals, cid, [100, 200, 300])
     with round_trips(app, monkeypatch) as seen:
         job = await post_job(client, resident)
     assert job["offers"]["pending"] == 3
-    assert seen["db"][:6] == ["INSERT", "SELECT", "INSERT", "WITH", "SELECT", "UPDATE"], seen["db"]
+    assert seen["db"][:7] == [
+        "INSERT", "SELECT", "INSERT", "SELECT", "WITH", "SELECT", "UPDATE"
+    ], seen["db"]  # fmt: skip
     # After the commit, off the request's path, the dispatch log's own session may already be
     # writing the wave (the workers within reach, then its row).
-    assert seen["db"][6:] in ([], ["SELECT"], ["SELECT", "INSERT"]), seen["db"]
+    assert seen["db"][7:] in ([], ["SELECT"], ["SELECT", "INSERT"]), seen["db"]
     # search (FCALL), the cache + PUBLISH pipeline (3 HSET, 3 EXPIRE, one EVAL publishing
     # the 3 offers), the timer.
     # (The operators' event stream gets its XADDs after commit, on their own: not counted.)
