@@ -132,7 +132,12 @@ RACE_DISPATCH = {
     "location_max_age_s": 3600,
     "offer_ttl_s": 60,
     "waves": [{"radius_m": None, "size": None}],
+    "offers_per_worker_hour": None,  # every round offers the job to all 100: no hourly cap
 }
+STATION_RATING = (990, 200)
+"""Stations are top-rated (4.94 shown over 200 reviews): fair ranking then puts a station in
+the first wave of a job posted at its position for its first ~25 offers, as the check needs,
+while the ranking itself (records read, scores, rotation) runs on every wave as in service."""
 RACE_SKILL = "moving"
 RESIDENTS = 5
 JOB_PRICE_CENTS = 5000
@@ -363,6 +368,17 @@ async def setup_world(cfg: Config, base_url: str, db_url: str, redis_url: str) -
                     stations.append(w)
             if len(stations) < cfg.stations:
                 raise RuntimeError(f"only {len(stations)} stations found for {cfg.stations}")
+            from sqlalchemy import text
+
+            async with sessions.begin() as s:
+                await s.execute(
+                    text(
+                        "UPDATE workers SET rating_sum = :s, rating_count = :n "
+                        "WHERE user_id = ANY(CAST(:ids AS bigint[]))"
+                    ),
+                    {"s": STATION_RATING[0], "n": STATION_RATING[1],
+                     "ids": [w.user_id for w in stations]},
+                )  # fmt: skip
             race = [
                 Worker(uid, "", lat, lng, sk)
                 for uid, (lat, lng), sk in zip(race_ids, race_places, race_skills, strict=True)

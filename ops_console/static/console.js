@@ -288,9 +288,12 @@ async function showLog(id, tries = 3) {
   $("replay-result").textContent = "";
   $("dispatch-log").replaceChildren(...logged.waves.map((w) => {
     const li = text("li", `wave ${w.wave} · ${Math.round(w.radius_m)} m · ${new Date(w.sent_at).toLocaleTimeString()}`);
-    const who = w.offered.map((c) => `#${c.worker_id} ${Math.round(c.distance_m)} m ${c.picked ? (c.fate || "offered") : `(${c.why_not})`}`);
+    // Each candidate in offer order, with its fair-ranking score by part (lower goes first).
+    const score = (s) => s ? ` · score ${s.total.toFixed(2)} = distance ${s.distance.toFixed(2)} + rating ${s.rating.toFixed(2)} + reliability ${s.reliability.toFixed(2)} + exposure ${s.exposure.toFixed(2)} (${s.recent_offers} offers this hour)` : "";
+    const who = [...w.offered].sort((a, b) => a.rank - b.rank).map((c) =>
+      text("div", `${c.rank}. #${c.worker_id} ${Math.round(c.distance_m)} m ${c.picked ? (c.fate || "offered") : `(${c.why_not})`}${score(c.score)}`));
     const left = Object.entries(w.excluded).map(([k, v]) => `${k} ${v}`);
-    li.append(text("div", who.join(" · ") || "nobody in reach"));
+    if (who.length) li.append(...who); else li.append(text("div", "nobody in reach"));
     if (left.length) li.append(text("div", `left out: ${left.join(", ")}`));
     return li;
   }));

@@ -113,7 +113,8 @@ async def test_the_console_follows_dispatch(
     # Manual dispatch from the job's panel.
     await item.click()
     await page.wait_for_selector("#dispatch-log li")  # why these workers
-    assert "wave 1" in await page.locator("#dispatch-log li").first.inner_text()
+    logged = await page.locator("#dispatch-log li").first.inner_text()
+    assert "wave 1" in logged and "score" in logged and "exposure" in logged
     await page.click("#replay")
     await page.wait_for_function("document.getElementById('replay-result').textContent.length")
     assert "same workers" in await page.locator("#replay-result").inner_text()
