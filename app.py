@@ -46,7 +46,10 @@ from notifications.service import Notifications
 
 CONSOLE_DIR = Path(__file__).parent / "ops_console" / "static"
 """The operators' console: static files, every script, style and image served from here."""
-PUBLIC_PATHS = ["/healthz", "/readyz", "/metrics", "/schema", "/v1/auth/", "/v1/telephony/"]
+PUBLIC_PATHS = [
+    "/healthz", "/readyz", "/metrics", "/schema", "/v1/auth/", "/v1/telephony/",
+    "/v1/push/vapid-public-key",
+]  # fmt: skip
 
 
 class MetricsController(PrometheusController):

@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
-from dispatch.core.errors import Forbidden
+from dispatch.core.errors import Forbidden, NotFound
 from dispatch.identity.auth import admin_only, workers_only
 from dispatch.infra.logs import log
 from dispatch.web.deps import principal_of
@@ -135,6 +135,21 @@ class PushSubscriptionOut(Struct):
 
 def _subscription_out(s: Any) -> PushSubscriptionOut:
     return PushSubscriptionOut(s.id, s.endpoint, s.created_at, s.last_ok_at)
+
+
+class VapidKeyOut(Struct):
+    key: str
+    """The VAPID public key, base64url (an uncompressed P-256 point), for
+    `PushManager.subscribe({applicationServerKey})`."""
+
+
+@get("/v1/push/vapid-public-key", exclude_from_auth=True, tags=["workers"])
+async def vapid_public_key(notifications: Notifications) -> VapidKeyOut:
+    """The key browsers subscribe to this service's Web Push with; 404 `push_disabled` when
+    no VAPID key is configured (then offers come in the app and by SMS only)."""
+    if notifications.pusher is None:
+        raise NotFound("Web Push is not configured on this service", code="push_disabled")
+    return VapidKeyOut(notifications.pusher.public_key)
 
 
 @post("/v1/workers/me/push-subscriptions", guards=[workers_only], status_code=201, tags=["workers"])
@@ -271,6 +286,7 @@ ROUTES = [
     telephony_sms,
     telephony_checkin,
     telephony_status,
+    vapid_public_key,
     add_push_subscription,
     list_push_subscriptions,
     remove_push_subscription,

@@ -12,6 +12,7 @@ from os import path
 from urllib.parse import urlsplit
 
 import aiohttp
+from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid
 from pywebpush import WebPusher
 
@@ -102,6 +103,11 @@ class Pusher:
         allowed_hosts: Collection[str] = (),
     ) -> None:
         self.vapid = load_vapid(private_key)
+        point = self.vapid.public_key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        self.public_key = base64.urlsafe_b64encode(point).rstrip(b"=").decode()
+        """base64url, unpadded: what a page passes as `applicationServerKey`."""
         self.subject = subject
         self.timeout_s = timeout_s
         self.allowed_hosts = frozenset(allowed_hosts)

@@ -5,17 +5,22 @@ same and records nothing twice."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from dispatch.core.errors import DomainError, ValidationFailed
+from dispatch.grab.dispatcher import AcceptAnswer
+from dispatch.identity.principal import Principal
 from dispatch.infra import outbox, ratelimit
 from dispatch.infra.logs import log
-from dispatch.models import OutboxMessage
+from dispatch.jobs.queries import JobView
+from dispatch.models import Job, Offer, OutboxMessage, User
 from dispatch.trust.screening import screen
+from geo.shapes import wkb_to_latlng
 from notifications.models import CallRecord
 from notifications.provider import CALL_RANK, MESSAGE_RANK
 
@@ -40,6 +45,27 @@ _OUTBOX_STATUS = {
     "failed": "undelivered",
     "canceled": "undelivered",
 }
+
+
+TAKE_WORDS = frozenset({"1", "接", "接单", "take", "yes"})
+"""Replies to an offer text that take it (after trimming, full-width folded, any case)."""
+TAKE_UNKNOWN = (
+    "This phone number is not registered as a worker, so nothing was taken. "
+    "Please sign up in the app."
+)
+TAKE_NOTHING_OPEN = "You have no open offer to take right now. New jobs will be texted to you."
+TAKE_FAILED = "Sorry, this job could not be taken. Please open the app."
+TAKE_REFUSED = {
+    "already_taken": "Sorry, another worker took this job first.",
+    "offer_expired": "Sorry, this offer has expired.",
+    "offer_withdrawn": "Sorry, the resident cancelled this job.",
+    "too_many_open_assignments": "You already hold as many jobs as you may; finish one first.",
+    "accept_too_fast": "Please read the offer first, then reply 1 again.",
+}
+
+
+def is_take_reply(text: str) -> bool:
+    return unicodedata.normalize("NFKC", text or "").strip().rstrip(".!。").lower() in TAKE_WORDS
 
 
 CHECKED_IN = "Thank you. You are checked in. Stay safe. Goodbye."
@@ -92,6 +118,10 @@ class Webhooks:
             raise ValidationFailed("From, To and MessageSid are required", code="invalid_webhook")
         rt = n.rt
         now = datetime.now(UTC)
+        if is_take_reply(inbound.text):
+            answer = await self.take_by_text(inbound.sender, inbound.proxy, now)
+            if answer is not None:
+                return n.provider.reply_text(answer)
         async with rt.sessions.begin() as session:
             route = await n.proxies.route(session, inbound.proxy, inbound.sender, now)
             if route is None or route.other_phone is None:
@@ -122,6 +152,54 @@ class Webhooks:
             )
         n.relay.poke()
         return n.provider.reply_text(None)
+
+    async def take_by_text(self, sender: str, to: str, now: datetime) -> str | None:
+        """A worker's "1" in reply to an offer text: their latest live grab offer is accepted
+        through the same claim path as the app's (one winner; a replayed webhook wins or
+        loses the same way again). The answer to text back; None when the sender is texting
+        the other side of a job through this proxy number (then it is relayed as usual)."""
+        rt = self.n.rt
+        async with rt.sessions() as session:
+            if await self.n.proxies.route(session, to, sender, now) is not None:
+                return None
+            user = await session.scalar(
+                select(User).where(User.phone_hash == rt.vault.hash(sender))
+            )
+            if user is None or "worker" not in (user.roles or []):
+                return TAKE_UNKNOWN
+            offer_id = await session.scalar(
+                select(Offer.id)
+                .join(Job, Job.id == Offer.job_id)
+                .where(
+                    Offer.worker_id == user.id,
+                    Offer.status == "pending",
+                    Offer.expires_at > now,
+                    Job.mode == "grab",
+                )
+                .order_by(Offer.created_at.desc(), Offer.id.desc())
+                .limit(1)
+            )
+            if offer_id is None:
+                return TAKE_NOTHING_OPEN
+        taken: list[JobView] = []
+
+        def keep(view: JobView) -> bytes:
+            taken.append(view)
+            return b""
+
+        who = Principal(user.id, "worker")
+        try:
+            await rt.dispatcher.accept(who, offer_id, AcceptAnswer(render=keep))
+        except DomainError as exc:
+            log.info("take_by_text_refused", offer_id=offer_id, code=exc.code)
+            return TAKE_REFUSED.get(exc.code, TAKE_FAILED)
+        (view,) = taken
+        job = view.job
+        lat, lng = wkb_to_latlng(job.location)
+        where = job.address or f"the pin at {lat:.5f},{lng:.5f}"
+        number = f" Call the resident on {view.proxy_number}." if view.proxy_number else ""
+        log.info("taken_by_text", offer_id=offer_id, job_id=job.id)
+        return f"You have the job: {job.title}. Address: {where}.{number}"
 
     async def keypress(self, params: dict[str, str], job_id: int, assignment_version: int) -> str:
         """The safety call's answer (the job and assignment are in the signed URL): the digit 1

@@ -187,6 +187,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _rounded_m(distance_m: float) -> int:
+    """A distance as an offer's text gives it: to 50 m (never the exact gap)."""
+    return max(50, round(distance_m / 50) * 50)
+
+
+def _ttl_text(ttl: timedelta) -> str:
+    s = int(ttl.total_seconds())
+    return f"{s // 60} min" if s >= 60 and s % 60 == 0 else f"{s} s"
+
+
 @dataclass(frozen=True, slots=True)
 class AcceptAnswer:
     """How an accept answers its winner: `render` turns the taken job into the response body;
@@ -513,8 +523,9 @@ class Dispatcher:
                         f"Booking request: {job.title}{when} ({job.price_cents / 100:.2f} "
                         f"{job.currency}), {out.distance_m:.0f} m away. Open the app to confirm."
                         if job.mode == "booking"
-                        else f"New job nearby: {job.title} ({job.price_cents / 100:.2f} "
-                        f"{job.currency}), {out.distance_m:.0f} m away. Open the app to take it."
+                        else f"New job {_rounded_m(out.distance_m)} m away: {job.title}, "
+                        f"{job.price_cents / 100:.2f} {job.currency}. Reply 1 to take it "
+                        f"({_ttl_text(expires - now)})."
                     ),
                     "p": ev.OfferSent(out),
                 }

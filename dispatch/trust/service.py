@@ -133,6 +133,7 @@ class ReviewService:
             raise Forbidden("not an operator of this community", code="not_yours")
         now = self.clock.now()
         async with self.sessions() as session:
+            await self.communities.get(session, community_id)  # 404 for one that is not
             rows = await session.execute(
                 _BOARD, {"cid": community_id, "hour_ago": now - timedelta(hours=1), "n": limit}
             )
