@@ -46,6 +46,8 @@ from notifications.service import Notifications
 
 CONSOLE_DIR = Path(__file__).parent / "ops_console" / "static"
 """The operators' console: static files, every script, style and image served from here."""
+APP_DIR = Path(__file__).parent / "people_app" / "static"
+"""The residents' and workers' installable web app (shell, service worker, manifest, icons)."""
 PUBLIC_PATHS = [
     "/healthz", "/readyz", "/metrics", "/schema", "/v1/auth/", "/v1/telephony/",
     "/v1/push/vapid-public-key",
@@ -116,6 +118,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 html_mode=True,
                 opt={"exclude_from_auth": True},
                 name="ops_console",
+            ),
+            create_static_files_router(
+                path="/app",
+                directories=[APP_DIR],
+                html_mode=True,
+                opt={"exclude_from_auth": True},
+                name="people_app",
+                include_in_schema=False,
             ),
             stream.worker_stream,
             *booking.ROUTES,

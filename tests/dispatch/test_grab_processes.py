@@ -101,6 +101,7 @@ async def test_fifty_workers_race_over_two_processes_for_200_jobs(
                 "offer_ttl_s": 60,
                 "waves": [{"radius_m": None, "size": None}],
                 "location_max_age_s": 3600,  # the run outlasts the default 120 s freshness
+                "offers_per_worker_hour": None,  # each worker is offered all 200 jobs
             }
             _, resident, team = await setup_world(http, principals, a.base, workers, everyone)
             by_worker = dict(team)
