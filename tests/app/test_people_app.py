@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_identity import latest_code
 
 SCREENSHOTS = os.environ.get("APP_SCREENSHOTS")
@@ -76,3 +77,112 @@ async def test_the_shell_installs_and_opens_offline(browser, served_base, client
     assert await page.inner_text("#signin h1") == "Sign in"
     assert errors == []
     await context.close()
+
+
+async def shot(page, name: str) -> None:
+    if SCREENSHOTS:
+        await page.screenshot(path=os.path.join(SCREENSHOTS, f"app-{name}.png"), full_page=False)
+
+
+async def test_a_grab_job_between_two_phones(
+    browser, served_base, client, principals, admin
+) -> None:
+    cid = await community(client, admin)
+    near = (CENTER[0] + 0.0018, CENTER[1])  # about 200 m north
+    w_ctx = await browser.new_context(
+        viewport=PHONE_SIZE, locale="zh-CN", permissions=["geolocation"],
+        geolocation={"latitude": near[0], "longitude": near[1], "accuracy": 10},
+    )  # fmt: skip
+    r_ctx = await browser.new_context(
+        viewport=PHONE_SIZE, locale="en-US", permissions=["geolocation"],
+        geolocation={"latitude": CENTER[0], "longitude": CENTER[1], "accuracy": 10},
+    )  # fmt: skip
+    wp, rp = await w_ctx.new_page(), await r_ctx.new_page()
+    w_errors, r_errors = watch_errors(wp), watch_errors(rp)
+
+    # The worker: signs in, writes a profile, asks for verification, is verified, goes online.
+    await sign_in(wp, served_base, client, admin, WORKER_PHONE, "worker")
+    await wp.wait_for_selector("#profile-form:not([hidden])")
+    await wp.wait_for_function("document.getElementById('w-community').textContent.length > 0")
+    await wp.fill("#w-name", "Li")
+    await wp.check("#w-skills input[value=moving]")
+    await wp.click("#profile-form button[type=submit]")
+    await wp.wait_for_selector("#verify-form:not([hidden])")
+    await wp.fill("#w-legal", "Li Lei")
+    await wp.fill("#w-id", "110101199001011234")
+    await wp.click("#verify-form button[type=submit]")
+    await wp.wait_for_selector("#w-pending:not([hidden])")
+    token = await wp.evaluate("localStorage.getItem('app-token')")
+    me = await client.get("/v1/workers/me", headers={"Authorization": f"Bearer {token}"})
+    ops = await principals.operator(cid)
+    v = await client.post(f"/v1/ops/workers/{me.json()['id']}/verify", headers=ops)
+    assert v.status_code == 200, v.text
+    await wp.wait_for_selector("#w-home:not([hidden])", timeout=10_000)
+    await wp.click("#w-online")
+    await wp.wait_for_selector("#w-state.on")
+    assert await wp.inner_text("#w-online") == "下线"  # the worker's browser speaks Chinese
+    await wp.wait_for_function("window.worker && worker.flushed === true", timeout=10_000)
+
+    # The resident: signs in, posts a job at the pin (their position).
+    await sign_in(rp, served_base, client, admin, RESIDENT_PHONE, "resident")
+    await rp.wait_for_function("document.getElementById('r-community').textContent.length > 0")
+    await rp.fill("#p-title", "Move a sofa")
+    await rp.select_option("#p-category", "moving")
+    await rp.fill("#p-price", "80")
+    await rp.fill("#p-address", "12 Yanping Road, flat 3")
+    await rp.click("#post")
+    await rp.wait_for_selector("#r-job:not([hidden])")
+
+    # The offer reaches the worker's screen within 2 s, with its countdown.
+    offer = wp.locator("#offers li.offer")
+    await offer.wait_for(timeout=2_000)
+    assert "Move a sofa" in await offer.inner_text()
+    assert "还剩" in await offer.locator(".countdown").inner_text()
+    await shot(wp, "worker-offer-zh")
+    if SCREENSHOTS:  # the same screen in English, then back
+        await wp.click("#lang")
+        await shot(wp, "worker-offer-en")
+        await wp.click("#lang")
+    await wp.click("#offers li.offer button.take")
+    await wp.wait_for_selector("#w-job:not([hidden])")
+    assert "12 Yanping Road" in await wp.inner_text("#wj-address")
+
+    # The resident sees who took it, their masked number and the PIN for the door.
+    await rp.wait_for_function(
+        "document.getElementById('rj-taken').textContent.includes('Li')", timeout=5_000
+    )
+    await rp.wait_for_selector("#rj-pin:not([hidden])")
+    pin = (await rp.inner_text("#rj-pin")).rsplit(" ", 1)[-1]
+    assert pin.isdigit() and len(pin) == 4
+    assert "Notified 1 workers" in await rp.inner_text("#rj-notified")
+    await shot(rp, "resident-taken-en")
+    if SCREENSHOTS:
+        await rp.click("#lang")
+        await shot(rp, "resident-taken-zh")
+        await rp.click("#lang")
+
+    # The worker arrives (at the job's place), enters the PIN, works, completes.
+    await w_ctx.set_geolocation({"latitude": CENTER[0], "longitude": CENTER[1], "accuracy": 5})
+    await wp.click("#wj-arrive")
+    await wp.wait_for_selector("#wj-start:not([hidden])", timeout=5_000)
+    await wp.fill("#wj-pin", pin)
+    await wp.click("#wj-start button")
+    await wp.wait_for_selector("#wj-complete:not([hidden])", timeout=5_000)
+    await wp.click("#wj-complete")
+    await wp.wait_for_selector("#w-job[hidden]", state="attached", timeout=5_000)
+
+    # The resident confirms and reviews.
+    await rp.wait_for_selector("#rj-confirm:not([hidden])", timeout=5_000)
+    await rp.click("#rj-confirm")
+    await rp.wait_for_selector("#rj-review:not([hidden])", timeout=5_000)
+    await rp.check("input[name=stars][value='5']")
+    await rp.fill("#rj-comment", "Quick and careful")
+    await rp.click("#rj-review button[type=submit]")
+    await rp.wait_for_selector("#rj-reviewed:not([hidden])", timeout=5_000)
+    job_id = await rp.evaluate("resident.open")
+    reviews = await client.get(f"/v1/workers/{me.json()['id']}/reviews", headers=admin)
+    assert reviews.status_code == 200 and reviews.json()["rating_count"] == 1, reviews.text
+    assert job_id
+    assert w_errors == [] and r_errors == []
+    await w_ctx.close()
+    await r_ctx.close()
