@@ -5,6 +5,7 @@ any response carries a phone number."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -71,6 +72,9 @@ def base_settings(
         auth=AuthSettings(secret_key=TEST_SECRET),
         public_base_url="http://testserver",
         log_level="INFO",
+        # Test phones are +86 and tests read English texts; tests/notifications/test_locale.py
+        # runs the service's default (`auto`: Chinese for +86).
+        default_locale="en",
     )
 
 
@@ -134,6 +138,14 @@ async def app(
 ) -> AsyncIterator[Litestar]:
     """The app, started; after the test, the ledger must still add up (every test that moves
     money runs through here)."""
+    async with started_app(settings, engine) as application:
+        yield application
+
+
+@contextlib.asynccontextmanager
+async def started_app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Litestar]:
+    """An app with its lifespan running in a task of its own; once it has stopped, the ledger
+    must still add up."""
     application = create_app(settings)
     started, stop = asyncio.Event(), asyncio.Event()
 
@@ -149,9 +161,11 @@ async def app(
     if task.done():
         ready.cancel()
         task.result()
-    yield application
-    stop.set()
-    await task
+    try:
+        yield application
+    finally:
+        stop.set()
+        await task
     async with make_sessionmaker(engine)() as session:
         assert await ledger_problems(session) == [], "the ledger does not add up"
 

@@ -42,11 +42,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from app import create_app
-from dispatch.infra.db import make_sessionmaker
 from dispatch.models import all_tables
 from dispatch.money.ledger import problems
-from tests.conftest import Principals, _scan
+from tests.conftest import Principals, _scan, started_app
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_grab import crew, offers_of
 
@@ -249,31 +247,12 @@ async def fresh_app(base_settings, engine, redis) -> AsyncIterator[tuple[Any, ht
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await redis.flushdb()
-    application = create_app(base_settings)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def serve() -> None:
-        async with application.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(serve())
-    ready = asyncio.create_task(started.wait())
-    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        ready.cancel()
-        task.result()
-    try:
+    async with started_app(base_settings, engine) as application:
         transport = httpx.ASGITransport(app=application, client=("10.0.0.1", 40000))
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", event_hooks={"response": [_scan]}
         ) as client:
             yield application, client
-    finally:
-        stop.set()
-        await task
-    async with make_sessionmaker(engine)() as session:
-        assert await problems(session) == [], "the ledger does not add up"
 
 
 async def drain(app, at: datetime | None = None) -> None:
