@@ -57,3 +57,15 @@ def test_the_rules_answer_values_with_values() -> None:
     check_transition("open", "cancelled")
     assert review_reason("Helper wanted", "先交押金 200 元") is not None
     assert Principal(1, "operator", frozenset({7})).can_operate(7)
+
+
+def test_logs_hide_tokens_and_codes_inside_text() -> None:
+    from dispatch.infra.logs import redact
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIyIn0.AqOn05WPeVnXG7bn7y_BD5PudUYB5PkDW7JM_xo0R1Y"
+    line = f'127.0.0.1:5 - "WebSocket /v1/workers/me/stream?token={jwt}" [accepted]'
+    out = redact(None, "info", {"event": line, "url": "/v1/x?a=1&code=123456&b=2"})
+    assert jwt not in out["event"] and "stream?token=[redacted]" in out["event"]
+    assert out["url"] == "/v1/x?a=1&code=[redacted]&b=2"
+    bearer = redact(None, "info", {"event": f"Bearer {jwt} sent"})
+    assert bearer["event"] == "Bearer [redacted] sent"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -11,11 +12,22 @@ import structlog
 from dispatch.identity.phones import PHONE_IN_TEXT
 
 _SECRET_FIELDS = {"phone", "code", "otp", "password", "token", "access_token", "authorization"}
+_SECRET_IN_TEXT = re.compile(
+    r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}"  # a JWT anywhere (a bearer or a stream token)
+    r"|([?&](?:token|code|access_token)=)[^&\s\"']+",  # a secret in a query string
+    re.IGNORECASE,
+)
+"""Secrets inside text: uvicorn's WebSocket line carries the path with `?token=` (browsers
+cannot set headers on a WebSocket), and a stream URL may be logged whole."""
+
+
+def _hidden(found: re.Match[str]) -> str:
+    return (found.group(1) or "") + "[redacted]"
 
 
 def _scrub_value(value: Any) -> Any:
     if isinstance(value, str):
-        return PHONE_IN_TEXT.sub("[redacted]", value)
+        return PHONE_IN_TEXT.sub("[redacted]", _SECRET_IN_TEXT.sub(_hidden, value))
     if isinstance(value, dict):
         return {k: _scrub(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple):
