@@ -99,6 +99,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
             identity.request_otp,
             identity.exchange_code,
+            identity.get_me,
+            identity.put_me,
             communities.CommunityController,
             jobs.JobController,
             admin.list_outbox,
@@ -110,6 +112,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             offers.my_offers,
             offers.accept_offer,
             offers.decline_offer,
+            offers.jobs_nearby,
+            offers.take_job,
             ops.OpsController,
             ops.ops_events,
             create_static_files_router(

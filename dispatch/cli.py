@@ -166,6 +166,7 @@ def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from dispatch.identity.auth import issue_token
+    from dispatch.identity.locale import locale_for_phone
     from dispatch.identity.phones import InvalidPhone, PhoneVault, normalize_phone
     from dispatch.identity.principals import handle_user, upsert_phone_user
     from dispatch.infra.db import make_engine, make_sessionmaker
@@ -206,7 +207,10 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
                     return [issue_token(settings.auth.secret_key, uid, role, scope, ttl)]
                 tokens = []
                 for phone in phones:
-                    uid = await upsert_phone_user(session, vault, phone, vault.hash(phone), role)
+                    uid = await upsert_phone_user(
+                        session, vault, phone, vault.hash(phone), role,
+                        default_locale=locale_for_phone(phone, settings.default_locale),
+                    )  # fmt: skip
                     tokens.append(issue_token(settings.auth.secret_key, uid, role, None, ttl))
                 return tokens
         finally:

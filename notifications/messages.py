@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from dispatch.core import texts
 from dispatch.core.errors import Conflict, Forbidden
 from dispatch.identity.principal import Principal
 from dispatch.infra import outbox, ratelimit
@@ -58,7 +59,7 @@ class Messages:
                     channel="app",
                     kind="message",
                     to_user_id=recipient,
-                    body=f"New message about “{job.title}”: {hidden}"[:1500],
+                    body=texts.every("message.new", title=job.title, text=hidden).cut(1500),
                     payload={
                         "type": "job_message",
                         "job_id": job.id,

@@ -76,10 +76,11 @@ class PhoneProvider(ABC):
 
     @abstractmethod
     async def place_call(
-        self, to: str, say: str, *, gather_url: str, status_callback: str | None
-    ) -> SentMessage:
-        """Call `to`, speak `say` and send the key pressed to `gather_url` (signed like every
-        webhook). Raises ProviderError."""
+        self, to: str, say: str, *, gather_url: str, status_callback: str | None,
+        locale: str | None = None,
+    ) -> SentMessage:  # fmt: skip
+        """Call `to`, speak `say` (in `locale`, `dispatch.identity.locale`) and send the key
+        pressed to `gather_url` (signed like every webhook). Raises ProviderError."""
 
     @abstractmethod
     def verify_webhook(
@@ -104,8 +105,8 @@ class PhoneProvider(ABC):
         """The webhook answer that bridges the caller to `target`, showing `proxy` as caller."""
 
     @abstractmethod
-    def refuse_call(self, message: str) -> str:
-        """The webhook answer that speaks `message` and hangs up."""
+    def refuse_call(self, message: str, locale: str | None = None) -> str:
+        """The webhook answer that speaks `message` (in `locale`) and hangs up."""
 
     @abstractmethod
     def reply_text(self, message: str | None) -> str:

@@ -13,8 +13,8 @@ after its commit):
    the relay publishes the event itself.
 2. Web Push to each subscription, if VAPID is configured; dead subscriptions (404/410) are removed.
 Rows addressed to a phone go straight to it: `sms` as a text, `call` as an automated voice call
-(the check-in ladder's: its `body` is spoken and the key pressed goes to the signed
-`payload["gather_url"]`); with no provider configured both are `held`.
+(the check-in ladder's: its `body` is spoken in `payload["locale"]` and the key pressed goes to
+the signed `payload["gather_url"]`); with no provider configured both are `held`.
 
 3. SMS, only for urgent kinds (offers, sign-in codes, relayed texts, safety): through the phone
    provider, within the daily budget; with no provider configured the message is `held`, which
@@ -352,7 +352,7 @@ class Relay:
         try:
             placed = await self.provider.place_call(
                 self.vault.decrypt(enc), m.body, gather_url=gather_url,
-                status_callback=self.status_callback,
+                status_callback=self.status_callback, locale=m.payload.get("locale"),
             )  # fmt: skip
         except ProviderError as exc:
             if exc.permanent:

@@ -13,8 +13,9 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 from twilio.twiml.messaging_response import MessagingResponse
-from twilio.twiml.voice_response import VoiceResponse
+from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from dispatch.core import texts
 from dispatch.identity.phones import PHONE_IN_TEXT
 from notifications.provider import (
     InboundCall,
@@ -30,6 +31,13 @@ from notifications.twilio_http import aclose_twilio_client, make_twilio_client
 # Error codes after which the same send can never succeed (bad or unreachable number, opted out).
 # https://www.twilio.com/docs/api/errors
 _PERMANENT = {21211, 21212, 21214, 21217, 21219, 21401, 21407, 21408, 21610, 21612, 21614}
+_VOICES = {"zh-CN": {"language": "zh-CN", "voice": "alice"}}
+"""`<Say>` attributes by our locale: Mandarin needs a voice that speaks it (the default `man`
+speaks English only); English keeps Twilio's default voice and language."""
+
+
+def _say(verb: VoiceResponse | Gather, words: str, locale: str | None) -> None:
+    verb.say(words, **_VOICES.get(locale or "", {}))
 
 
 class TwilioProvider(PhoneProvider):
@@ -68,12 +76,13 @@ class TwilioProvider(PhoneProvider):
         return SentMessage(ref=message.sid or "", status=message.status or "queued")
 
     async def place_call(
-        self, to: str, say: str, *, gather_url: str, status_callback: str | None
-    ) -> SentMessage:
+        self, to: str, say: str, *, gather_url: str, status_callback: str | None,
+        locale: str | None = None,
+    ) -> SentMessage:  # fmt: skip
         response = VoiceResponse()
         gather = response.gather(num_digits=1, action=gather_url, method="POST", timeout=10)
-        gather.say(say)
-        response.say("We did not hear a key. Our operators will be told. Goodbye.")
+        _say(gather, say, locale)
+        _say(response, texts.render("checkin.call_no_key", locale), locale)
         kwargs = {"to": to, "from_": self._from, "twiml": str(response)}
         if status_callback:
             kwargs["status_callback"] = status_callback
@@ -143,9 +152,9 @@ class TwilioProvider(PhoneProvider):
         dial.number(target)
         return str(response)
 
-    def refuse_call(self, message: str) -> str:
+    def refuse_call(self, message: str, locale: str | None = None) -> str:
         response = VoiceResponse()
-        response.say(message)
+        _say(response, message, locale)
         response.hangup()
         return str(response)
 

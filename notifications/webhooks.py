@@ -9,11 +9,14 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.core import texts
 from dispatch.core.errors import DomainError, ValidationFailed
 from dispatch.grab.dispatcher import AcceptAnswer
+from dispatch.identity.locale import locale_for_phone, spoken_locale
 from dispatch.identity.principal import Principal
 from dispatch.infra import outbox, ratelimit
 from dispatch.infra.logs import log
@@ -27,14 +30,6 @@ from notifications.provider import CALL_RANK, MESSAGE_RANK
 if TYPE_CHECKING:
     from notifications.service import Notifications
 
-REFUSAL_CALL = (
-    "Sorry, this number is not connected to an active job. "
-    "Please open the app to reach your helper or our support team. Goodbye."
-)
-REFUSAL_TEXT = (
-    "This number is not connected to an active job, so your message was not passed on. "
-    "Please use the app to reach your helper or support."
-)
 RELAY_LIMIT = ratelimit.Limit("relay-sms", 30, 3600)
 """Texts one participant may relay through proxy numbers per hour."""
 _OUTBOX_STATUS = {
@@ -49,35 +44,30 @@ _OUTBOX_STATUS = {
 
 TAKE_WORDS = frozenset({"1", "接", "接单", "take", "yes"})
 """Replies to an offer text that take it (after trimming, full-width folded, any case)."""
-TAKE_UNKNOWN = (
-    "This phone number is not registered as a worker, so nothing was taken. "
-    "Please sign up in the app."
-)
-TAKE_NOTHING_OPEN = "You have no open offer to take right now. New jobs will be texted to you."
-TAKE_FAILED = "Sorry, this job could not be taken. Please open the app."
-TAKE_REFUSED = {
-    "already_taken": "Sorry, another worker took this job first.",
-    "offer_expired": "Sorry, this offer has expired.",
-    "offer_withdrawn": "Sorry, the resident cancelled this job.",
-    "too_many_open_assignments": "You already hold as many jobs as you may; finish one first.",
-    "accept_too_fast": "Please read the offer first, then reply 1 again.",
-}
+TAKE_REFUSED = frozenset(
+    {"already_taken", "offer_expired", "offer_withdrawn", "too_many_open_assignments",
+     "accept_too_fast"}
+)  # fmt: skip
+"""Refusals of a take by text answered in their own words (`take.<code>`; else `take.failed`)."""
 
 
 def is_take_reply(text: str) -> bool:
     return unicodedata.normalize("NFKC", text or "").strip().rstrip(".!。").lower() in TAKE_WORDS
 
 
-CHECKED_IN = "Thank you. You are checked in. Stay safe. Goodbye."
-NOT_CHECKED_IN = (
-    "We did not get a 1, so you are not checked in. Please open the app, "
-    "or our operators will try to reach you. Goodbye."
-)
-
-
 class Webhooks:
     def __init__(self, notifications: Notifications) -> None:
         self.n = notifications
+
+    async def _locale_of(self, session: AsyncSession, phone: str) -> str:
+        """The language to answer a phone in: its account's, else its country's."""
+        rt = self.n.rt
+        chosen = await session.scalar(
+            select(func.coalesce(User.locale, User.default_locale)).where(
+                User.phone_hash == rt.vault.hash(phone)
+            )
+        )
+        return chosen or locale_for_phone(phone, rt.settings.default_locale)
 
     async def call(self, params: dict[str, str]) -> str:
         """The markup that answers a call to a proxy number: bridge or spoken refusal."""
@@ -90,6 +80,7 @@ class Webhooks:
         async with n.rt.sessions.begin() as session:
             route = await n.proxies.route(session, call.proxy, call.caller, now)
             dialed = route is not None and route.other_phone is not None
+            locale = None if dialed else await self._locale_of(session, call.caller)
             await session.execute(
                 insert(CallRecord)
                 .values(
@@ -105,7 +96,7 @@ class Webhooks:
                 .on_conflict_do_nothing(index_elements=[CallRecord.call_sid])
             )
         if route is None or route.other_phone is None:
-            return n.provider.refuse_call(REFUSAL_CALL)
+            return n.provider.refuse_call(texts.render("call.refused", locale), locale)
         log.info("call_relayed", session_id=route.session_id, job_id=route.job_id)
         return n.provider.connect_call(route.proxy, route.other_phone)
 
@@ -125,7 +116,8 @@ class Webhooks:
         async with rt.sessions.begin() as session:
             route = await n.proxies.route(session, inbound.proxy, inbound.sender, now)
             if route is None or route.other_phone is None:
-                return n.provider.reply_text(REFUSAL_TEXT)
+                locale = await self._locale_of(session, inbound.sender)
+                return n.provider.reply_text(texts.render("text.refused", locale))
             try:
                 await ratelimit.hit(rt.redis, RELAY_LIMIT, f"{route.session_id}:{route.caller_id}")
                 if n.provider.can_send:
@@ -143,7 +135,7 @@ class Webhooks:
                     to_user_id=route.other_id,
                     phone=outbox.Recipient.of(rt.vault, route.other_phone),
                     from_number=route.proxy,
-                    body=body or "(empty message)",
+                    body=body or texts.every("text.empty"),
                     payload={"job_id": route.job_id, "session_id": route.session_id},
                     status="pending" if n.provider.can_send else "held",
                     dedupe_key=f"relay:{inbound.ref[:150]}",
@@ -165,8 +157,13 @@ class Webhooks:
             user = await session.scalar(
                 select(User).where(User.phone_hash == rt.vault.hash(sender))
             )
+            locale = (
+                spoken_locale(user.locale, user.default_locale)
+                if user is not None
+                else locale_for_phone(sender, rt.settings.default_locale)
+            )
             if user is None or "worker" not in (user.roles or []):
-                return TAKE_UNKNOWN
+                return texts.render("take.unknown", locale)
             offer_id = await session.scalar(
                 select(Offer.id)
                 .join(Job, Job.id == Offer.job_id)
@@ -180,7 +177,7 @@ class Webhooks:
                 .limit(1)
             )
             if offer_id is None:
-                return TAKE_NOTHING_OPEN
+                return texts.render("take.nothing_open", locale)
         taken: list[JobView] = []
 
         def keep(view: JobView) -> bytes:
@@ -192,14 +189,17 @@ class Webhooks:
             await rt.dispatcher.accept(who, offer_id, AcceptAnswer(render=keep))
         except DomainError as exc:
             log.info("take_by_text_refused", offer_id=offer_id, code=exc.code)
-            return TAKE_REFUSED.get(exc.code, TAKE_FAILED)
+            said = f"take.{exc.code}" if exc.code in TAKE_REFUSED else "take.failed"
+            return texts.render(said, locale)
         (view,) = taken
         job = view.job
         lat, lng = wkb_to_latlng(job.location)
-        where = job.address or f"the pin at {lat:.5f},{lng:.5f}"
-        number = f" Call the resident on {view.proxy_number}." if view.proxy_number else ""
+        where = job.address or texts.render("take.pin", locale, lat=f"{lat:.5f}", lng=f"{lng:.5f}")
+        answer = texts.render("take.won", locale, title=job.title, where=where)
+        if view.proxy_number:
+            answer += texts.render("take.won_call", locale, number=view.proxy_number)
         log.info("taken_by_text", offer_id=offer_id, job_id=job.id)
-        return f"You have the job: {job.title}. Address: {where}.{number}"
+        return answer
 
     async def keypress(self, params: dict[str, str], job_id: int, assignment_version: int) -> str:
         """The safety call's answer (the job and assignment are in the signed URL): the digit 1
@@ -207,9 +207,17 @@ class Webhooks:
         pressed = self.n.provider.parse_keypress(params)
         if pressed is None:
             raise ValidationFailed("CallSid is required", code="invalid_webhook")
-        counted = await self.n.rt.safety.checkin_by_call(job_id, assignment_version, pressed.digits)
+        rt = self.n.rt
+        counted = await rt.safety.checkin_by_call(job_id, assignment_version, pressed.digits)
         log.info("safety_call_answered", job_id=job_id, checked_in=counted)
-        return self.n.provider.refuse_call(CHECKED_IN if counted else NOT_CHECKED_IN)
+        async with rt.sessions() as session:
+            locale = await session.scalar(
+                select(func.coalesce(User.locale, User.default_locale))
+                .join(Job, Job.worker_id == User.id)
+                .where(Job.id == job_id)
+            )
+        said = texts.render("checkin.call_safe" if counted else "checkin.call_not_safe", locale)
+        return self.n.provider.refuse_call(said, locale)
 
     async def receipt(self, params: dict[str, str]) -> None:
         """A delivery or call status. A status only moves forward: a late `sent` after

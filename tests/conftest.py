@@ -72,6 +72,9 @@ def base_settings(
         auth=AuthSettings(secret_key=TEST_SECRET),
         public_base_url="http://testserver",
         log_level="INFO",
+        # Test phones are +86 and tests read English texts; tests/notifications/test_locale.py
+        # runs the service's default (`auto`: Chinese for +86).
+        default_locale="en",
     )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dispatch.booking import rules
 from dispatch.booking.rules import Booked, Span
 from dispatch.communities.service import CommunityService, CommunityView
+from dispatch.core import texts
 from dispatch.core.errors import Conflict, Forbidden, Unprocessable, WorkerUnavailable
 from dispatch.identity.principal import Principal
 from dispatch.infra.clock import Clock
@@ -424,8 +425,7 @@ class BookingService:
                 session,
                 kind="reschedule",
                 to_user_id=job.worker_id,
-                body=f"{job.title}: the resident asks to move the booking to "
-                f"{local:%a %d %b %H:%M}. Open the app to answer.",
+                body=texts.every("reschedule.asked", title=job.title, start=texts.LocalTime(local)),
                 payload={"type": "reschedule", "job_id": job.id, "start": slot.isoformat()},
                 dedupe_key=f"reschedule:{job.id}:{job.version}",
                 now=now,
@@ -474,7 +474,7 @@ class BookingService:
                 session,
                 kind="reschedule",
                 to_user_id=job.resident_id,
-                body=f"{job.title}: the worker {status} the new time.",
+                body=texts.every(f"reschedule.{status}", title=job.title),
                 payload={"type": "reschedule", "job_id": job.id, "status": status},
                 dedupe_key=f"reschedule:{job.id}:{job.version}",
                 now=now,
@@ -782,11 +782,10 @@ class BookingDispatch:
             return None
         assert job is not None and job.scheduled_start is not None and job.worker_id is not None
         community = await self.booking.communities.get(session, job.community_id)
-        local = job.scheduled_start.astimezone(ZoneInfo(community.timezone))
-        when = f"{local:%a %d %b %H:%M}"
+        when = texts.LocalTime(job.scheduled_start.astimezone(ZoneInfo(community.timezone)))
         for user_id, text_ in (
-            (job.resident_id, f"Reminder: {job.title} is booked for {when}."),
-            (job.worker_id, f"Reminder: you are booked for {job.title} at {when}."),
+            (job.resident_id, texts.every("reminder.resident", title=job.title, start=when)),
+            (job.worker_id, texts.every("reminder.worker", title=job.title, start=when)),
         ):
             await tell(
                 session,
@@ -818,7 +817,7 @@ class BookingDispatch:
             session,
             kind="alert",
             to_user_id=job.resident_id,
-            body=f"Your worker did not arrive for {title}; we are finding another now.",
+            body=texts.every("booking.no_show", title=title),
             payload={"type": "booking_no_show", "job_id": job.id},
             dedupe_key=f"no_show:{timer.id}",
             now=now,

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.communities.service import CommunityService, CommunityView
+from dispatch.core import texts
 from dispatch.core.errors import (
     Conflict,
     DomainError,
@@ -72,6 +73,7 @@ from dispatch.grab.statements import (
     SLOT_PREFIX,
     TAKE_OFFER,
     TAKEN_BODY,
+    WITHDRAWN_BODY,
     claim_key,
     offer_key,
 )
@@ -192,9 +194,24 @@ def _rounded_m(distance_m: float) -> int:
     return max(50, round(distance_m / 50) * 50)
 
 
-def _ttl_text(ttl: timedelta) -> str:
-    s = int(ttl.total_seconds())
-    return f"{s // 60} min" if s >= 60 and s % 60 == 0 else f"{s} s"
+def _offer_text(job: Job, distance_m: float, ttl: timedelta, start: datetime | None) -> texts.Text:
+    """An offer's text in every language (the wave's statement writes each worker's): a
+    booking's with its local start and exact distance, a grab's with how long it stays open."""
+    price = texts.Money(job.price_cents, job.currency)
+    if job.mode != "booking":
+        return texts.every(
+            "offer.grab", distance_m=_rounded_m(distance_m), title=job.title, price=price,
+            ttl=texts.Duration(int(ttl.total_seconds())),
+        )  # fmt: skip
+    if start is None:
+        return texts.every(
+            "offer.booking_unscheduled", title=job.title, price=price,
+            distance_m=f"{distance_m:.0f}",
+        )  # fmt: skip
+    return texts.every(
+        "offer.booking", title=job.title, start=texts.LocalTime(start), price=price,
+        distance_m=f"{distance_m:.0f}",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +258,14 @@ def job_summary(job: Job) -> ev.JobSummary:
         scheduled_end=job.scheduled_end,
         pay=pay_out(job_pay(job)),
     )
+
+
+def booking_slot(job: Job, worker_id: int) -> str | None:
+    """The slot a booking's offer to this worker names for the claim script (`worker:start`,
+    epoch s), or None for a grab job."""
+    if job.mode != "booking" or job.scheduled_start is None:
+        return None
+    return f"{worker_id}:{int(job.scheduled_start.timestamp())}"
 
 
 def offer_out(offer: Offer, job: Job | None = None) -> ev.OfferOut:
@@ -487,19 +512,9 @@ class Dispatcher:
         """The wave's offers, their outbox rows and the job's new wave and deadline: one
         statement. The offer events go out after commit (`reach_m`: how far the wave looked,
         for operators' map)."""
-        when = ""
-        start_s = (
-            int(job.scheduled_start.timestamp())
-            if job.mode == "booking" and job.scheduled_start is not None
-            else None
-        )
-
-        def slot_of(worker_id: int) -> str | None:
-            return f"{worker_id}:{start_s}" if start_s is not None else None
-
+        start = None
         if job.mode == "booking" and job.scheduled_start is not None:
-            local = job.scheduled_start.astimezone(ZoneInfo(view.timezone if view else "UTC"))
-            when = f" on {local:%a %d %b %H:%M}"
+            start = job.scheduled_start.astimezone(ZoneInfo(view.timezone if view else "UTC"))
         summary = job_summary(job)
         outs: dict[int, ev.OfferOut] = {}
         rows = []
@@ -519,14 +534,7 @@ class Dispatcher:
                 {
                     "w": n.worker_id,
                     "d": n.distance_m,
-                    "b": (
-                        f"Booking request: {job.title}{when} ({job.price_cents / 100:.2f} "
-                        f"{job.currency}), {out.distance_m:.0f} m away. Open the app to confirm."
-                        if job.mode == "booking"
-                        else f"New job {_rounded_m(out.distance_m)} m away: {job.title}, "
-                        f"{job.price_cents / 100:.2f} {job.currency}. Reply 1 to take it "
-                        f"({_ttl_text(expires - now)})."
-                    ),
+                    "b": _offer_text(job, out.distance_m, expires - now, start).by_locale,
                     "p": ev.OfferSent(out),
                 }
             )
@@ -554,9 +562,8 @@ class Dispatcher:
             out = outs[n.worker_id]
             out.id = ids[n.worker_id]
             after.events.append((n.worker_id, ev.OfferSent(out)))
-            after.offers.append(
-                (out.id, n.worker_id, job.id, expires_ts, slot_of(n.worker_id), min_accept_ms)
-            )
+            slot = booking_slot(job, n.worker_id)
+            after.offers.append((out.id, n.worker_id, job.id, expires_ts, slot, min_accept_ms))
         after.timers.append((job.id, wave, expires))
         ops_events.job_changed(
             session, job, wave_radius_m=reach_m, offered=[n.worker_id for n in chosen]
@@ -846,9 +853,7 @@ class Dispatcher:
                     "status": status,
                     "now": now,
                     "kind": f"offer_{status}",
-                    "body": TAKEN_BODY
-                    if status == "taken"
-                    else "The job you were offered was cancelled.",
+                    "body": TAKEN_BODY if status == "taken" else WITHDRAWN_BODY,
                     "event": ev.encode(notice).decode(),
                 },
             )

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, select, text, update
 
-from dispatch.infra.outbox import ROWS_INSERT
+from dispatch.core.texts import every
+from dispatch.infra.outbox import ROWS_INSERT, recipient_text_sql
 from dispatch.models import Job, Offer
 
 CLAIM_LUA = """
@@ -61,8 +62,8 @@ def offer_key(offer_id: int) -> str:
 
 
 # A wave in one statement: the job's wave and deadline, its offers, and an outbox row per offer
-# (the offer event with the offer's new id put in). :rows is a JSON array of
-# {w: worker id, d: distance, b: outbox body, p: event payload}.
+# (the offer event with the offer's new id put in, the text in the worker's language). :rows is
+# a JSON array of {w: worker id, d: distance, b: outbox body in every language, p: payload}.
 SEND_WAVE = text(
     """
 WITH moved AS (
@@ -75,25 +76,30 @@ WITH moved AS (
     RETURNING id, worker_id
 ), told AS (
     {ROWS_INSERT}
-    SELECT 'ws', 'offer', made.worker_id, r.b, jsonb_set(r.p, '{offer,id}', to_jsonb(made.id)),
-           'pending', 'offer:' || made.id, 0
-    FROM made JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, b text, p jsonb)
+    SELECT 'ws', 'offer', made.worker_id, {BODY},
+           jsonb_set(r.p, '{offer,id}', to_jsonb(made.id)), 'pending', 'offer:' || made.id, 0
+    FROM made JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(w bigint, b jsonb, p jsonb)
          ON r.w = made.worker_id
 )
 SELECT id, worker_id FROM made
-""".replace("{ROWS_INSERT}", ROWS_INSERT)
+""".replace("{ROWS_INSERT}", ROWS_INSERT).replace(
+        "{BODY}", recipient_text_sql("r.b", "made.worker_id")
+    )
 )
 
 # Close a job's pending offers (taken or withdrawn) and write each offeree's notice to the outbox
 # from them, in one statement. :event is the notice with offer_id 0; each row gets its offer's.
+# :body is the notice in every language (a `Text`'s JSON); each row is in its worker's.
 _TELL_RETIRED = """
 told AS (
     {ROWS_INSERT}
-    SELECT 'ws', CAST(:kind AS text), retired.worker_id, CAST(:body AS text),
+    SELECT 'ws', CAST(:kind AS text), retired.worker_id, {BODY},
            jsonb_set(CAST(:event AS jsonb), '{offer_id}', to_jsonb(retired.id)),
            'pending', CAST(:kind AS text) || ':' || retired.id, 0
     FROM retired
-)""".replace("{ROWS_INSERT}", ROWS_INSERT)
+)""".replace("{ROWS_INSERT}", ROWS_INSERT).replace(
+    "{BODY}", recipient_text_sql("CAST(:body AS jsonb)", "retired.worker_id")
+)
 RETIRE_OFFERS = text(f"""
 WITH retired AS (
     UPDATE offers SET status = CAST(:status AS text), responded_at = :now
@@ -123,7 +129,9 @@ WITH taken AS (
 ), {_TELL_RETIRED}
 SELECT retired.id, retired.worker_id FROM taken LEFT JOIN retired ON true ORDER BY retired.id
 """)  # noqa: S608 (constant fragments, no input)
-TAKEN_BODY = "The job you were offered has been taken."
+TAKEN_BODY = every("offer.taken").as_json()
+"""The taken notice's `:body` for `TAKE_OFFER` and `RETIRE_OFFERS` (every language)."""
+WITHDRAWN_BODY = every("offer.withdrawn").as_json()
 
 OFFER_AND_JOB = (
     select(Offer, Job).join(Job, Job.id == Offer.job_id).where(Offer.id == bindparam("offer_id"))

@@ -12,8 +12,10 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dispatch.core import texts
 from dispatch.core.errors import Forbidden, Unauthorized
 from dispatch.identity.auth import issue_token
+from dispatch.identity.locale import AUTO, locale_for_phone
 from dispatch.identity.phones import DEFAULT_REGION, PhoneVault, normalize_phone
 from dispatch.identity.principals import refuse_pool_number, upsert_phone_user
 from dispatch.infra import outbox, ratelimit
@@ -43,8 +45,12 @@ class OtpService:
         region: str = DEFAULT_REGION,
         *,
         sessions: async_sessionmaker[AsyncSession],
+        default_locale: str = AUTO,
     ) -> None:
         self.sessions = sessions
+        self.default_locale = default_locale
+        """`DISPATCH_DEFAULT_LOCALE`: the language of a phone without an account, and of a new
+        account (`dispatch.identity.locale.locale_for_phone`)."""
         self.vault = vault
         self.region = region
         """Country a number typed without its country code is read in."""
@@ -137,8 +143,9 @@ class OtpService:
                 kind="otp",
                 to_user_id=user_id,
                 phone=outbox.Recipient.of(self.vault, phone, phone_hash),
-                body=f"Your sign-in code is {code}. It expires in {s.otp_ttl_s // 60} minutes.",
+                body=texts.every("otp.code", code=code, minutes=s.otp_ttl_s // 60),
                 status=self.sms_status,
+                locale=locale_for_phone(phone, self.default_locale),
             ),
             now,
         )
@@ -148,7 +155,10 @@ class OtpService:
         added. The caller commits."""
         phone = normalize_phone(raw_phone, self.region)
         phone_hash = await self.verify(session, phone, code)
-        return await upsert_phone_user(session, self.vault, phone, phone_hash, role)
+        return await upsert_phone_user(
+            session, self.vault, phone, phone_hash, role,
+            default_locale=locale_for_phone(phone, self.default_locale),
+        )  # fmt: skip
 
     async def verify(self, session: AsyncSession, phone: str, code: str) -> bytes:
         """Spend the phone's live code if `code` matches and return the phone hash; else 401.

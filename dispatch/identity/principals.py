@@ -7,6 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.errors import Conflict, NotFound
+from dispatch.identity.locale import FALLBACK
 from dispatch.identity.phones import PhoneVault, phone_hint
 from dispatch.models import Community, User
 
@@ -23,12 +24,18 @@ async def check_communities(session: AsyncSession, communities: list[int]) -> No
 
 
 async def grant_operator(
-    session: AsyncSession, vault: PhoneVault, phone: str, communities: list[int]
+    session: AsyncSession,
+    vault: PhoneVault,
+    phone: str,
+    communities: list[int],
+    default_locale: str = FALLBACK,
 ) -> int:
     """Make the person with this phone (created if new) an operator of exactly `communities`;
     they sign in by code with `role: operator`. `phone` is canonical E.164."""
     await check_communities(session, communities)
-    user_id = await upsert_phone_user(session, vault, phone, vault.hash(phone), "operator")
+    user_id = await upsert_phone_user(
+        session, vault, phone, vault.hash(phone), "operator", default_locale=default_locale
+    )
     await session.execute(
         update(User)
         .where(User.id == user_id)
@@ -68,10 +75,18 @@ async def refuse_pool_number(session: AsyncSession, phone: str) -> None:
 
 
 async def upsert_phone_user(
-    session: AsyncSession, vault: PhoneVault, phone: str, phone_hash: bytes, role: str
+    session: AsyncSession,
+    vault: PhoneVault,
+    phone: str,
+    phone_hash: bytes,
+    role: str,
+    *,
+    default_locale: str = FALLBACK,
 ) -> int:
     """The user with this phone (created if new), with `role` added to their roles. `phone` is
-    canonical E.164 (`phones.normalize_phone`); a masked-number pool's number is refused."""
+    canonical E.164 (`phones.normalize_phone`); a masked-number pool's number is refused. A new
+    user speaks `default_locale` until they choose (`locale.locale_for_phone` gives the
+    service's choice); an existing one keeps theirs."""
     await refuse_pool_number(session, phone)
     user_id = await session.scalar(
         insert(User)
@@ -81,6 +96,7 @@ async def upsert_phone_user(
             phone_hint=phone_hint(phone),
             roles=[role],
             operator_community_ids=[],
+            default_locale=default_locale,
         )
         .on_conflict_do_nothing(index_elements=[User.phone_hash])
         .returning(User.id)

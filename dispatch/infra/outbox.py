@@ -6,6 +6,12 @@ after commit. A message with a `dedupe_key` is enqueued once, however often its 
 The grab dispatcher writes its offers and notices set-based, inside the one statement that
 creates or retires the offers (that statement is the loser-latency and first-offer budget):
 it takes the column list from `ROWS_INSERT` so the outbox's shape is still written down once.
+
+A message is written in its recipient's language. A writer that knows it renders one (`body` a
+`str`); one that does not gives every language (a `dispatch.core.texts.Text`) and the row's
+INSERT picks the recipient's: the user's (`to_user_id`, else the account holding the phone),
+else `locale` (a phone without an account). Set-based writers do the same with
+`recipient_text_sql`. Either way, no statement is added to look the language up.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, func, literal, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from dispatch.core.texts import Text
+from dispatch.identity.locale import FALLBACK
 from dispatch.identity.phones import PhoneVault, phone_hint
-from dispatch.models import OutboxMessage
+from dispatch.models import OutboxMessage, User
 
 SOS_PRIORITY = 100
 SAFETY_PRIORITY = 50
@@ -29,6 +37,15 @@ ROWS_INSERT = (
     "INSERT INTO outbox (channel, kind, to_user_id, body, payload, status, dedupe_key, attempts)"
 )
 """For set-based writers: follow it with a SELECT of these columns, in this order."""
+USER_LOCALE = "COALESCE(u.locale, u.default_locale)"
+"""A user's language, in SQL, from `users u`."""
+
+
+def recipient_text_sql(texts: str, user_id: str) -> str:
+    """SQL for the body of a row to user `user_id` (a SQL expression) from `texts` (a jsonb
+    expression: a `Text`'s `as_json()`), in that user's language: for set-based writers."""
+    chosen = f"(SELECT {USER_LOCALE} FROM users u WHERE u.id = {user_id})"  # noqa: S608 (our SQL)
+    return f"COALESCE({texts} ->> {chosen}, {texts} ->> '{FALLBACK}')"
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,9 @@ class Outgoing:
     `payload["gather_url"]` takes the key pressed), `app` (to a user, by their channels in
     order) or `ws`."""
     kind: str
-    body: str
+    body: str | Text
+    """The text, in the recipient's language; or every language (a `Text`) for the INSERT to
+    pick the recipient's."""
     to_user_id: int | None = None
     phone: Recipient | None = None
     payload: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +81,24 @@ class Outgoing:
     """A relayed text's proxy number, which it must come from."""
     priority: int = 0
     """Relayed before lower priorities (SOS: `SOS_PRIORITY`)."""
+    locale: str = FALLBACK
+    """The language of a `Text` body when the recipient has no account to say theirs."""
+
+
+def _body(message: Outgoing) -> Any:
+    """The row's body: as given, or the recipient's language picked from every language."""
+    body = message.body
+    if isinstance(body, str):
+        return body
+    if message.to_user_id is not None:
+        holder = User.id == message.to_user_id
+    elif message.phone is not None:
+        holder = User.phone_hash == message.phone.hash
+    else:
+        return body[message.locale]
+    chosen = select(func.coalesce(User.locale, User.default_locale)).where(holder).scalar_subquery()
+    texts = literal(body.as_json(), String).cast(JSONB)
+    return func.coalesce(type_coerce(texts.op("->>")(chosen), String), body[message.locale])
 
 
 def _row(message: Outgoing, now: datetime) -> dict[str, Any]:
@@ -74,7 +111,7 @@ def _row(message: Outgoing, now: datetime) -> dict[str, Any]:
         "to_enc": phone.enc if phone else None,
         "to_hint": phone.hint if phone else None,
         "from_number": message.from_number,
-        "body": message.body,
+        "body": _body(message),
         "payload": message.payload,
         "status": message.status,
         "dedupe_key": message.dedupe_key,
@@ -131,13 +168,13 @@ async def tell(
     *,
     to_user_id: int,
     kind: str,
-    body: str,
+    body: str | Text,
     payload: dict[str, Any],
     dedupe_key: str,
     now: datetime | None = None,
 ) -> bool:
     """Tell one user in the app (their stream, else push, else SMS for urgent kinds), once per
-    `dedupe_key`: the common case of `enqueue`."""
+    `dedupe_key`, in their language (`body`: every language): the common case of `enqueue`."""
     message = Outgoing(
         channel="app", kind=kind, body=body, to_user_id=to_user_id, payload=payload,
         dedupe_key=dedupe_key,

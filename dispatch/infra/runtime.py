@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dispatch.booking.service import NO_SHOW, REMINDER, BookingDispatch, BookingService
 from dispatch.communities.service import CommunityService
 from dispatch.devtools.local_servers import LocalServers
+from dispatch.grab.board import Board
 from dispatch.grab.dispatcher import Dispatcher
 from dispatch.grab.events import EventBus
+from dispatch.identity.me import Profiles
 from dispatch.identity.otp import OtpService
 from dispatch.identity.phones import PhoneVault
 from dispatch.infra import aftercommit
@@ -57,6 +59,7 @@ class Runtime:
     workers: WorkerService
     bus: EventBus
     dispatcher: Dispatcher
+    board: Board
     jobs: JobService
     alerts: AlertService
     feed: ops_events.OpsFeed
@@ -71,6 +74,7 @@ class Runtime:
     timers: Timers
     durable: DurableTimers
     sms_budget: SmsBudget
+    profiles: Profiles
     local: LocalServers | None = field(default=None)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -140,12 +144,14 @@ class Runtime:
                 budget=sms_budget,
                 region=settings.phone_region,
                 sessions=sessions,
+                default_locale=settings.default_locale,
             ),
             communities=communities,
             live=live,
             workers=workers,
             bus=bus,
             dispatcher=dispatcher,
+            board=Board(sessions, live, communities, workers, dispatcher, redis),
             jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
             alerts=AlertService(sessions, communities),
             feed=feed,
@@ -160,6 +166,7 @@ class Runtime:
             timers=Timers(redis, dispatcher, durable),
             durable=durable,
             sms_budget=sms_budget,
+            profiles=Profiles(sessions),
             local=local,
         )
 

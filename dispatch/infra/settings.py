@@ -86,6 +86,10 @@ class Settings:
     phone_region: str = "CN"
     """Country (ISO 3166 alpha-2) a phone number typed without a country code is read in, where
     no community tells (`DISPATCH_PHONE_REGION`): sign-in, the CLI."""
+    default_locale: str = "auto"
+    """The language of people who have not chosen one (`DISPATCH_DEFAULT_LOCALE`): `auto` reads
+    the phone (+86: `zh-CN`, else `en`), or `en` / `zh-CN` for everyone. Given to an account
+    when it is made, and to a phone without one (`dispatch.identity.locale`)."""
     egress_allowed_hosts: tuple[str, ...] = ()
     """Hosts (`host` or `host:port`) the service may call on a user's behalf although they are
     not public addresses (`EGRESS_ALLOWED_HOSTS`, comma-separated; the tests' local push
@@ -154,6 +158,7 @@ class Settings:
             vapid_subject=_env("VAPID_SUBJECT"),
             push_allow_http=_env("PUSH_ALLOW_HTTP", "0") in ("1", "true", "yes"),
             phone_region=(_env("DISPATCH_PHONE_REGION", "CN") or "CN").upper(),
+            default_locale=_default_locale(_env("DISPATCH_DEFAULT_LOCALE", "auto") or "auto"),
             egress_allowed_hosts=_env_list("EGRESS_ALLOWED_HOSTS"),
             trusted_proxies=_env_list("TRUSTED_PROXIES"),
             sms_daily_budget=_env_int("SMS_DAILY_BUDGET", 2000),
@@ -174,6 +179,13 @@ class Settings:
         return replace(
             self, auth=replace(self.auth, secret_key=load_or_create_secret(self.data_dir))
         )
+
+
+def _default_locale(raw: str) -> str:
+    allowed = ("auto", "en", "zh-CN")
+    if raw not in allowed:
+        raise ValueError(f"DISPATCH_DEFAULT_LOCALE must be one of {', '.join(allowed)}: {raw!r}")
+    return raw
 
 
 def load_or_create_secret(data_dir: Path) -> str:

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ARRAY, BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, IdMixin, TimestampMixin
@@ -13,6 +23,10 @@ from dispatch.models.base import Base, IdMixin, TimestampMixin
 
 class User(IdMixin, TimestampMixin, Base):
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("locale IN ('en', 'zh-CN')", name="locale"),
+        CheckConstraint("default_locale IN ('en', 'zh-CN')", name="default_locale"),
+    )
 
     phone_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -25,6 +39,11 @@ class User(IdMixin, TimestampMixin, Base):
     rating_sum: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rating_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Counted reviews of this person as a resident (workers' are on `workers`)."""
+    locale: Mapped[str | None] = mapped_column(Text)
+    """The language they chose (`PUT /v1/me`); None until they choose."""
+    default_locale: Mapped[str] = mapped_column(Text, default="en", server_default="en")
+    """Their language until they choose one, given when the account was made
+    (`dispatch.identity.locale`)."""
 
 
 class OtpCode(IdMixin, Base):

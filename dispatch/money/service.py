@@ -20,6 +20,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
+from dispatch.core import texts
 from dispatch.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from dispatch.grab.rules import check_transition
 from dispatch.identity.principal import Principal
@@ -49,10 +50,6 @@ class Assignments(Protocol):
     async def end_assignment(
         self, session: AsyncSession, job: Job, reason: str, now: datetime
     ) -> None: ...
-
-
-def _money(cents: int, currency: str) -> str:
-    return f"{cents / 100:.2f} {currency}"
 
 
 @dataclass(frozen=True)
@@ -159,8 +156,10 @@ class MoneyService:
         if fee and worker is not None:
             await outbox.tell(
                 session, to_user_id=worker, kind="cancellation_fee",
-                body=f"The resident cancelled; you receive {_money(how.worker_cents, job.currency)}"
-                f" of the {_money(fee, job.currency)} cancellation fee.",
+                body=texts.every(
+                    "money.cancellation_fee", share=texts.Money(how.worker_cents, job.currency),
+                    fee=texts.Money(fee, job.currency),
+                ),
                 payload={"job_id": job.id, "net_cents": how.worker_cents},
                 dedupe_key=f"cancellation_fee:{job.id}", now=now,
             )  # fmt: skip
@@ -184,8 +183,10 @@ class MoneyService:
         )  # fmt: skip
         await outbox.tell(
             session, to_user_id=job.resident_id, kind="compensation",
-            body=f"Your worker {'did not come' if reason == 'no_show' else 'cancelled late'}: "
-            f"{_money(owed, job.currency)} is on its way back to you. We are finding another.",
+            body=texts.every(
+                "money.compensation_no_show" if reason == "no_show" else "money.compensation_late",
+                amount=texts.Money(owed, job.currency),
+            ),
             payload={"job_id": job.id, "compensation_cents": owed},
             dedupe_key=f"compensation:{job.id}:{job.assignment_version}", now=now,
         )  # fmt: skip
@@ -202,8 +203,10 @@ class MoneyService:
         pay = job_pay(job)
         await outbox.tell(
             session, to_user_id=job.resident_id, kind="job_completed",
-            body=f"{job.title} is done. Confirm to pay {_money(pay.total_cents, job.currency)}, or "
-            f"raise a problem; it is paid by itself in {params.auto_confirm_h} h otherwise.",
+            body=texts.every(
+                "money.completed", title=job.title, hours=params.auto_confirm_h,
+                total=texts.Money(pay.total_cents, job.currency),
+            ),
             payload={"job_id": job.id, "total_cents": pay.total_cents},
             dedupe_key=f"job_completed:{job.id}", now=now,
         )  # fmt: skip
@@ -232,13 +235,16 @@ class MoneyService:
         if result.status == "paid":
             await self.ledger.post(session, payout.transfer_id)
             payout.status = "paid"
-            body = f"{_money(payout.amount_cents, payout.currency)} has been paid out to you."
+            body = texts.every(
+                "money.payout_paid", amount=texts.Money(payout.amount_cents, payout.currency)
+            )
         else:
             await self.ledger.void(session, payout.transfer_id)
             payout.status, payout.failure = "failed", result.failure
-            body = (
-                f"Your payout of {_money(payout.amount_cents, payout.currency)} failed "
-                f"({result.failure}); the money is back in your balance."
+            body = texts.every(
+                "money.payout_failed",
+                amount=texts.Money(payout.amount_cents, payout.currency),
+                reason=result.failure,
             )
         await outbox.tell(
             session, to_user_id=payout.worker_id, kind=f"payout_{payout.status}", body=body,
@@ -277,8 +283,10 @@ class MoneyService:
         if job.worker_id is not None:
             await outbox.tell(
                 session, to_user_id=job.worker_id, kind="payment_released",
-                body=f"{job.title}: {_money(pay.net_cents, job.currency)} released to you "
-                f"({'confirmed by the resident' if by == 'resident' else 'auto-confirmed'}).",
+                body=texts.every(
+                    "money.released_by_resident" if by == "resident" else "money.released_auto",
+                    title=job.title, amount=texts.Money(pay.net_cents, job.currency),
+                ),
                 payload={"job_id": job.id, "net_cents": pay.net_cents},
                 dedupe_key=f"payment_released:{job.id}", now=now,
             )  # fmt: skip
@@ -315,7 +323,7 @@ class MoneyService:
             if other is not None:
                 await outbox.tell(
                     session, to_user_id=other, kind="dispute_opened",
-                    body=f"{job.title}: a problem was raised; payment waits for an operator.",
+                    body=texts.every("money.dispute_opened", title=job.title),
                     payload={"job_id": job.id}, dedupe_key=f"dispute:{job.id}", now=now,
                 )  # fmt: skip
             return await job_view(session, job, who.user_id)
@@ -360,9 +368,11 @@ class MoneyService:
                 assert user is not None
                 await outbox.tell(
                     session, to_user_id=user, kind="dispute_resolved",
-                    body=f"{job.title}: the operator settled it: the worker receives "
-                    f"{_money(how.worker_cents, job.currency)}, the resident gets "
-                    f"{_money(how.refund_cents, job.currency)} back.",
+                    body=texts.every(
+                        "money.dispute_resolved", title=job.title,
+                        share=texts.Money(how.worker_cents, job.currency),
+                        refund=texts.Money(how.refund_cents, job.currency),
+                    ),
                     payload={"job_id": job.id, "worker_share_bps": worker_share_bps},
                     dedupe_key=f"dispute_resolved:{job.id}:{user}", now=now,
                 )  # fmt: skip
@@ -420,8 +430,9 @@ class MoneyService:
         await session.flush()
         await outbox.tell(
             session, to_user_id=job.resident_id, kind="change_order",
-            body=f"{job.title}: the worker asks to add materials for "
-            f"{_money(amount, job.currency)}. Approve or decline in the app.",
+            body=texts.every(
+                "money.change_order", title=job.title, amount=texts.Money(amount, job.currency)
+            ),
             payload={"job_id": job.id, "change_id": order.id, "amount_cents": amount},
             dedupe_key=f"change_order:{order.id}", now=now,
         )  # fmt: skip
@@ -462,8 +473,10 @@ class MoneyService:
                 await self.escrow.top_up(session, job, order.id, order.amount_cents)
             await outbox.tell(
                 session, to_user_id=order.worker_id, kind=f"change_order_{wanted}",
-                body=f"{job.title}: the resident {wanted} the materials "
-                f"({_money(order.amount_cents, job.currency)}).",
+                body=texts.every(
+                    f"money.change_order_{wanted}", title=job.title,
+                    amount=texts.Money(order.amount_cents, job.currency),
+                ),
                 payload={"job_id": job.id, "change_id": order.id, "status": wanted},
                 dedupe_key=f"change_order_answer:{order.id}", now=now,
             )  # fmt: skip
@@ -557,9 +570,10 @@ class MoneyService:
             claim.note = note or None
             await outbox.tell(
                 session, to_user_id=claim.resident_id, kind=f"claim_{wanted}",
-                body=f"Your claim on {job.title} was {wanted}"
-                + (f": {_money(claim.amount_cents, claim.currency)} is on its way" * approve)
-                + ".",
+                body=texts.every(
+                    f"money.claim_{wanted}", title=job.title,
+                    amount=texts.Money(claim.amount_cents, claim.currency),
+                ),
                 payload={"claim_id": claim.id, "status": wanted},
                 dedupe_key=f"claim:{claim.id}", now=now,
             )  # fmt: skip

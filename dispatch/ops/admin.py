@@ -9,6 +9,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
 from dispatch.identity.auth import admin_only
+from dispatch.identity.locale import locale_for_phone
 from dispatch.identity.phones import hide_phones, normalize_phone, phone_hint
 from dispatch.identity.principals import grant_operator
 from dispatch.infra import outbox
@@ -78,5 +79,8 @@ async def grant_operators(rt: Runtime, data: JSONBody[OperatorIn]) -> OperatorOu
     a token names the communities it was issued for."""
     phone = normalize_phone(data.phone, rt.settings.phone_region)
     async with rt.sessions.begin() as session:
-        user_id = await grant_operator(session, rt.vault, phone, list(data.community_ids))
+        user_id = await grant_operator(
+            session, rt.vault, phone, list(data.community_ids),
+            locale_for_phone(phone, rt.settings.default_locale),
+        )  # fmt: skip
     return OperatorOut(user_id, phone_hint(phone), sorted(set(data.community_ids)))

@@ -28,6 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.communities.service import CommunityService, CommunityView
+from dispatch.core import texts
+from dispatch.identity.locale import FALLBACK, spoken_locale
 from dispatch.infra.outbox import SAFETY_PRIORITY, Outgoing, Recipient, enqueue_many
 from dispatch.infra.timers import Arming, arm, arm_many, disarm
 from dispatch.models import EmergencyContact, Job, Timer, User
@@ -215,17 +217,18 @@ class Ladder:
         """The texts or call a step sends, and its outcome."""
         assert job.worker_id is not None
         key = f"ladder:{timer.id}"
-        ask = (
-            f"Are you all right? {job.title} has gone on longer than expected."
-            if reason == "overrun"
-            else f"Please check in: your safety check-in for {job.title} is overdue."
+        ask = texts.every(
+            "checkin.ask_overrun" if reason == "overrun" else "checkin.ask_periodic",
+            title=job.title,
         )
+        # The worker's row is loaded for these steps: their texts are in their language here.
+        locale = spoken_locale(worker.locale, worker.default_locale) if worker else None
         payload = {"type": "checkin_due", "job_id": job.id, "reason": reason, "step": action}
         if action == "remind":
             return [
                 Outgoing(
                     channel="app", kind="checkin_remind", to_user_id=job.worker_id,
-                    body=f"{ask} Open the app and tap Check in.", payload=payload,
+                    body=texts.every("checkin.remind", ask=ask), payload=payload,
                     dedupe_key=key,
                 )
             ], "reminded"  # fmt: skip
@@ -237,7 +240,7 @@ class Ladder:
                 return [
                     Outgoing(
                         channel="sms", kind="checkin", phone=to, to_user_id=job.worker_id,
-                        body=f"{ask} Open the app to check in, or press SOS if you need help.",
+                        body=texts.render("checkin.sms", locale, ask=ask),
                         payload=payload, dedupe_key=key, priority=SAFETY_PRIORITY,
                     )
                 ], "texted"  # fmt: skip
@@ -245,29 +248,33 @@ class Ladder:
             return [
                 Outgoing(
                     channel="call", kind="checkin_call", phone=to, to_user_id=job.worker_id,
-                    body=f"This is the safety line of your job service. {ask} "
-                    "Press 1 if you are safe.",
-                    payload={**payload, "gather_url": f"{self.base_url}{GATHER_PATH}?{query}"},
+                    body=texts.render("checkin.call", locale, ask=ask),
+                    payload={**payload, "gather_url": f"{self.base_url}{GATHER_PATH}?{query}",
+                             "locale": locale},
                     dedupe_key=key, priority=SAFETY_PRIORITY,
                 )
             ], "called"  # fmt: skip
         # contacts
         if not contacts:
             return [], "no_contacts"
-        name = (worker.name if worker is not None else None) or "Someone who listed you"
+        name = (worker.name if worker is not None else None) or texts.every(
+            "checkin.contacts_someone"
+        )
         lat, lng = wkb_to_latlng(job.location)
         line = community.dispatch.operators_phone
-        body = (
-            f"{name} has not answered a safety check-in during a job in {community.name} "
-            f"(near {rules.coarse_area(lat, lng)}). Our operators are trying to reach them."
-            + (f" Operators: {line}." if line else "")
-        )
+        body = texts.every(
+            "checkin.contacts", name=name, community=community.name,
+            area=rules.coarse_area(lat, lng),
+        )  # fmt: skip
+        if line:
+            body += texts.every("checkin.contacts_line", line=line)
         return [
             Outgoing(
                 channel="sms", kind="checkin_contacts", body=body,
                 phone=Recipient(c.phone_hash, c.phone_enc, c.phone_hint),
                 payload={"type": "checkin_contacts", "job_id": job.id},
                 dedupe_key=f"{key}:{c.id}", priority=SAFETY_PRIORITY,
+                locale=locale or FALLBACK,  # a contact without an account: the worker's language
             )
             for c in contacts
         ], f"contacts_texted:{len(contacts)}"  # fmt: skip

@@ -8,18 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
+from dispatch.core import texts
 from dispatch.core.errors import Conflict, DomainError, Forbidden, Unprocessable
 from dispatch.grab.rules import check_transition
+from dispatch.identity.locale import FALLBACK
 from dispatch.identity.phones import PhoneVault, normalize_phone, phone_hint
 from dispatch.identity.principal import Principal
 from dispatch.infra.clock import Clock
 from dispatch.infra.outbox import SOS_PRIORITY, Outgoing, Recipient, enqueue, tell
 from dispatch.jobs.queries import JobView, job_view
-from dispatch.models import Checkin, EmergencyContact, Job, SosCall, Timer
+from dispatch.models import Checkin, EmergencyContact, Job, SosCall, Timer, User
 from dispatch.models.base import get_row
 from dispatch.ops import events
 from dispatch.ops.alerts import raise_alert
@@ -102,7 +104,7 @@ class SafetyService:
                     session,
                     kind="job_started",
                     to_user_id=job.resident_id,
-                    body=f"Work has started: {job.title}.",
+                    body=texts.every("job.started", title=job.title),
                     payload={"type": "job_started", "job_id": job.id},
                     dedupe_key=f"job_started:{job.id}:{job.assignment_version}",
                     now=now,
@@ -157,7 +159,7 @@ class SafetyService:
                         session,
                         kind="arrival",
                         to_user_id=job.resident_id,
-                        body=f"Your worker has arrived for {job.title}.",
+                        body=texts.every("job.arrived", title=job.title),
                         payload={"type": "worker_arrived", "job_id": job.id},
                         dedupe_key=f"arrival:{job.id}:{job.assignment_version}",
                         now=now,
@@ -314,11 +316,15 @@ class Emergencies:
             )  # fmt: skip
             job.sos_at = now
             where = f"https://www.openstreetmap.org/?mlat={location[0]:.5f}&mlon={location[1]:.5f}"
-            body = (
-                f"SOS: someone who listed you as an emergency contact pressed SOS during a job "
-                f"near {where}. The service's operators have been alerted."
-            )
-            for contact in await emergency_contacts(session, who.user_id):
+            body = texts.every("sos.contacts", where=where)
+            contacts = await emergency_contacts(session, who.user_id)
+            # A contact without an account is texted in the language of the one who listed them.
+            caller_locale = FALLBACK
+            if contacts:
+                spoken = select(func.coalesce(User.locale, User.default_locale))
+                found = await session.scalar(spoken.where(User.id == who.user_id))
+                caller_locale = found or FALLBACK
+            for contact in contacts:
                 await enqueue(
                     session,
                     Outgoing(
@@ -326,6 +332,7 @@ class Emergencies:
                         phone=Recipient(contact.phone_hash, contact.phone_enc, contact.phone_hint),
                         payload={"type": "sos", "job_id": job.id, "alert_id": alert_id},
                         dedupe_key=f"sos:{alert_id}:{contact.id}", priority=SOS_PRIORITY,
+                        locale=caller_locale,
                     ),
                     now,
                 )  # fmt: skip

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
+from dispatch.core import texts
 from dispatch.core.errors import Conflict, Forbidden, NotFound
 from dispatch.identity.principal import Principal
 from dispatch.infra import outbox
@@ -99,7 +100,7 @@ class ReviewService:
                     )
                 await outbox.tell(
                     session, to_user_id=subject, kind="review",
-                    body=f"{job.title}: you were rated {rating}/5.",
+                    body=texts.every("review.received", title=job.title, rating=rating),
                     payload={"job_id": job.id, "review_id": review.id, "rating": rating},
                     dedupe_key=f"review:{review.id}", now=now,
                 )  # fmt: skip

@@ -22,7 +22,9 @@ from litestar.di import Provide
 from dispatch.booking.service import BookingService
 from dispatch.communities.service import CommunityService
 from dispatch.core.errors import Unauthorized
+from dispatch.grab.board import Board
 from dispatch.grab.dispatcher import Dispatcher
+from dispatch.identity.me import Profiles
 from dispatch.identity.otp import OtpService
 from dispatch.identity.principal import Principal
 from dispatch.infra.runtime import Runtime
@@ -60,6 +62,10 @@ def _workers(state: State) -> WorkerService:
 
 def _dispatcher(state: State) -> Dispatcher:
     return runtime_of(state).dispatcher
+
+
+def _board(state: State) -> Board:
+    return runtime_of(state).board
 
 
 def _communities(state: State) -> CommunityService:
@@ -110,13 +116,19 @@ def _otp(state: State) -> OtpService:
     return runtime_of(state).otp
 
 
+def _profiles(state: State) -> Profiles:
+    return runtime_of(state).profiles
+
+
 DEPENDENCIES = {
     "rt": Provide(runtime_of, sync_to_thread=False),
     "workers": Provide(_workers, sync_to_thread=False),
     "dispatcher": Provide(_dispatcher, sync_to_thread=False),
+    "board": Provide(_board, sync_to_thread=False),
     "communities": Provide(_communities, sync_to_thread=False),
     "jobs": Provide(_jobs, sync_to_thread=False),
     "otp": Provide(_otp, sync_to_thread=False),
+    "profiles": Provide(_profiles, sync_to_thread=False),
     "alerts": Provide(_alerts, sync_to_thread=False),
     "feed": Provide(_feed, sync_to_thread=False),
     "snapshots": Provide(_snapshots, sync_to_thread=False),
