@@ -152,7 +152,9 @@ class Runtime:
             bus=bus,
             dispatcher=dispatcher,
             board=Board(sessions, live, communities, workers, dispatcher, redis),
-            jobs=JobService(communities, sessions, dispatcher if settings.auto_dispatch else None),
+            jobs=JobService(
+                communities, sessions, dispatcher if settings.auto_dispatch else None, live
+            ),
             alerts=AlertService(sessions, communities),
             feed=feed,
             snapshots=Snapshots(sessions, communities, live, feed, settings.map_style_url),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +26,24 @@ class JobView:
     """The resident's alone, while the job waits to be started."""
     worker: tuple[int, str, float | None, int] | None = None
     """Who took it, as its resident sees them: id, name, shown rating, reviews counted."""
+    approach: Approach | None = None
+    """How far the worker is, for the resident while the job waits for them."""
+
+
+APPROACH_STEP_M = 100
+
+
+@dataclass(frozen=True)
+class Approach:
+    distance_m: int
+    """Rounded up to `APPROACH_STEP_M`: never 0, never the exact distance."""
+    at: datetime
+    """When the worker's position was taken."""
+
+
+def approach_of(distance_m: float, recorded_at: float) -> Approach:
+    steps = max(1, math.ceil(distance_m / APPROACH_STEP_M))
+    return Approach(steps * APPROACH_STEP_M, datetime.fromtimestamp(recorded_at, UTC))
 
 
 _WORKER_CARD = text("SELECT name, rating_sum, rating_count FROM workers WHERE user_id = :id")

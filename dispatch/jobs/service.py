@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -16,13 +17,15 @@ from dispatch.core.errors import Forbidden, Unprocessable
 from dispatch.identity.phones import hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
-from dispatch.jobs.queries import JobView, job_view, offer_counts
+from dispatch.jobs.queries import Approach, JobView, approach_of, job_view, offer_counts
 from dispatch.jobs.rules import booking_duration_min, check_booking, check_window, review_reason
 from dispatch.models import Job
 from dispatch.models.base import get_row
 from dispatch.ops import events as ops_events
 from dispatch.trust.screening import screen
-from geo.shapes import point_to_wkb
+from geo.distance import haversine_m
+from geo.live import LiveIndex
+from geo.shapes import point_to_wkb, wkb_to_latlng
 
 JOB_CELL_RES = 9
 _SERVES = text(
@@ -72,11 +75,14 @@ class JobService:
         communities: CommunityService,
         sessions: async_sessionmaker[AsyncSession],
         dispatch: Dispatch | None = None,
+        live: LiveIndex | None = None,
     ) -> None:
         self.communities = communities
         self.sessions = sessions
         self.dispatch = dispatch
         """None: jobs are stored and not sent out (`DISPATCH_AUTO=0`, for benchmarks)."""
+        self.live = live
+        """Where workers are: the resident's view of the worker's approach."""
 
     async def post(
         self,
@@ -107,7 +113,25 @@ class JobService:
     async def read(self, who: Principal, job_id: int) -> JobView:
         async with self.sessions() as session:
             job = await self.get_visible(session, who, job_id)
-            return await job_view(session, job, who.user_id)
+            view = await job_view(session, job, who.user_id)
+            if who.user_id == job.resident_id and job.status == "assigned":
+                approach = await self._approach(session, job)
+                if approach is not None:
+                    view = replace(view, approach=approach)
+            return view
+
+    async def _approach(self, session: AsyncSession, job: Job) -> Approach | None:
+        """How far the assigned worker is from the job, as its resident may see it: from their
+        last fix in the live index no older than the community's `location_max_age_s`, rounded
+        up to `APPROACH_STEP_M` (a resident follows them coming nearer, never their position)."""
+        if self.live is None or job.worker_id is None:
+            return None
+        pos = await self.live.position(job.community_id, job.worker_id)
+        community = await self.communities.get(session, job.community_id)
+        if pos is None or pos.recorded_at < time.time() - community.dispatch.location_max_age_s:
+            return None
+        lat, lng = wkb_to_latlng(job.location)
+        return approach_of(haversine_m(pos.lat, pos.lng, lat, lng), pos.recorded_at)
 
     async def mine(self, who: Principal, limit: int = 50) -> list[JobView]:
         async with self.sessions() as session:

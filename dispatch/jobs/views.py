@@ -17,6 +17,7 @@ from dispatch.web.schemas import (
     Point,
     RescheduleOut,
     Window,
+    WorkerApproach,
     WorkerCard,
 )
 from geo.shapes import wkb_to_latlng
@@ -28,6 +29,8 @@ def job_view_out(view: JobView) -> JobOut:
     out.start_pin = view.start_pin
     if view.worker is not None:
         out.worker = WorkerCard(*view.worker)
+    if view.approach is not None:
+        out.worker_approach = WorkerApproach(view.approach.distance_m, view.approach.at)
     return out
 
 

@@ -203,6 +203,13 @@ class WorkerCard(Struct):
     rating_count: int
 
 
+class WorkerApproach(Struct):
+    distance_m: int
+    """From the worker's last position to the job, rounded up to 100 m."""
+    at: Timestamp
+    """When that position was taken."""
+
+
 class JobOut(Struct):
     id: int
     status: str
@@ -245,6 +252,9 @@ class JobOut(Struct):
     dispute: DisputeOut | None = None
     worker: WorkerCard | None = None
     """Who took it, with their rating (shown to the resident)."""
+    worker_approach: WorkerApproach | None = None
+    """How far away the worker is while the resident waits (`GET /v1/jobs/{id}`, resident, an
+    assigned job, a position no older than the community's `location_max_age_s`)."""
 
 
 class OutboxOut(Struct):

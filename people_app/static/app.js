@@ -1,8 +1,9 @@
 // The residents' and workers' app: phone sign-in, then the resident's screens (post a job on a
 // map pin, follow it, talk, confirm, review, see its money) or the worker's (online with the
 // position reported, offers over the WebSocket with a countdown, jobs near me, the job's steps,
-// earnings). Plain browser JavaScript on the public API only, like the console: no build step,
-// no CDN (Leaflet is the console's vendored copy), and the shell works offline (sw.js).
+// the hours and calendar for bookings, reschedule requests, earnings and payouts). Plain
+// browser JavaScript on the public API only, like the console: no build step, no CDN (Leaflet
+// is the console's vendored copy), and the shell works offline (sw.js).
 "use strict";
 
 const t = (k, p) => i18n.t(k, p);
@@ -65,9 +66,11 @@ if ("serviceWorker" in navigator) {
   navigator.serviceWorker.addEventListener("message", (e) => {
     const m = e.data || {};
     if (m.type === "push" && m.event) onEvent(m.event);
-    if (m.type === "open-offer" && m.offerId) worker.highlight = Number(m.offerId);
+    if (m.type === "open-offer" && m.offerId) { worker.highlight = Number(m.offerId); renderOffers(); }
   });
 }
+// Opened from an offer's notification (`#offer-<id>`): that offer is marked when it arrives.
+{ const m = /#offer-(\d+)/.exec(location.hash); if (m) window.addEventListener("load", () => { worker.highlight = Number(m[1]); }); }
 
 // --- sign-in --------------------------------------------------------------------------------
 
@@ -116,7 +119,10 @@ function enter() {
 
 function rerender() {
   renderPresence();
-  if (api.role === "worker") { $("offers").replaceChildren(); renderOffers(); renderWorkerJob(); renderNearby(); }
+  if (api.role === "worker") {
+    $("offers").replaceChildren(); renderOffers(); renderWorkerJob(); renderNearby();
+    renderHours(); renderCalendar(); renderReschedules(); renderEarnings(); renderPayouts();
+  }
   else if (resident.open) renderResidentJob();
 }
 
@@ -383,7 +389,8 @@ $("rj-sos").addEventListener("click", () => sos(resident.open));
 const worker = {
   me: null, online: false, watch: null, points: [], last: null, socket: null, retry: 1000,
   offers: new Map(), job: null, safety: null, nearby: [], map: null, marks: null, highlight: null,
-  timers: [],
+  timers: [], calendar: null, reschedules: [], earnings: null, payouts: null, payoutTimer: null,
+  amountEdited: false,
 };
 
 async function startWorker() {
@@ -414,8 +421,10 @@ async function loadProfile() {
   } else if (!worker.started) {
     worker.started = true;
     connect();
-    await Promise.all([findCurrentJob(), loadEarnings()]);
+    await Promise.all([findCurrentJob(), loadEarnings(), loadHours()]);
+    loadBookings();
     worker.timers.push(setInterval(() => { if (worker.online) loadNearby(); }, 5000));
+    worker.timers.push(setInterval(loadBookings, 30000));  // free time moves on; requests come
     worker.timers.push(setInterval(followWorkerJob, 2000));
     worker.timers.push(setInterval(renderOffers, 1000));  // the countdowns
   }
@@ -499,8 +508,9 @@ function connect() {
   const socket = new WebSocket(url);
   worker.socket = socket;
   socket.onopen = () => { worker.retry = 1000; };
-  socket.onmessage = (m) => {
-    try { onEvent(JSON.parse(m.data)); } catch (e) { console.warn("event", e); }
+  socket.onmessage = async (m) => {
+    // The greeting (with the pending offers) comes as a binary frame, the events as text.
+    try { onEvent(JSON.parse(typeof m.data === "string" ? m.data : await m.data.text())); } catch (e) { console.warn("event", e); }
   };
   socket.onclose = () => {
     if (!api.token) return;
@@ -510,6 +520,7 @@ function connect() {
 }
 
 function onEvent(ev) {
+  if (ev.payout_id) { loadEarnings(); return; }  // a payout paid or failed
   switch (ev.type) {
     case "hello":
       worker.offers = new Map(ev.offers.map((o) => [o.id, o]));
@@ -527,7 +538,11 @@ function onEvent(ev) {
     case "job_assigned":
     case "job_released":
       findCurrentJob();
+      loadBookings();
       break;
+    case "reschedule":
+      loadBookings();
+      return;
     default:
       return;
   }
@@ -559,13 +574,16 @@ function renderOffers() {
         el("strong", {}, job.title || `#${o.job_id}`), " ",
         el("span", { class: "pill" }, i18n.money(job.price_cents || 0, job.currency || "CNY")),
         el("p", { class: "muted" }, `${t("away", { m: Math.round(o.distance_m / 50) * 50 })} · ${payLine(job.pay, job.currency)}`),
+        job.scheduled_start ? el("p", { class: "when" }, t("booking_at", { when: whenText(job.scheduled_start, job.scheduled_end) })) : null,
         el("p", { class: "countdown" }),
         el("div", { class: "row" },
           el("button", { type: "button", class: "big take", onclick: () => takeOffer(o) }, t("take")),
           el("button", { type: "button", class: "quiet pass", onclick: () => passOffer(o) }, t("pass"))));
       list.append(li);
     }
-    li.querySelector(".countdown").textContent = t("seconds_left", { s: left });
+    li.classList.toggle("highlight", worker.highlight === o.id);
+    if (worker.highlight === o.id && !li.dataset.shown) { li.dataset.shown = "1"; li.scrollIntoView({ block: "center" }); }
+    li.querySelector(".countdown").textContent = left > 90 ? t("minutes_left", { m: Math.ceil(left / 60) }) : t("seconds_left", { s: left });
   }
 }
 
@@ -574,6 +592,7 @@ async function takeOffer(o) {
     const job = await api.call("POST", `/v1/offers/${o.id}/accept`, undefined, { "Idempotency-Key": uuid() });
     worker.offers.delete(o.id);
     setWorkerJob(job);
+    if (job.mode === "booking") loadBookings();
   } catch (err) {
     worker.offers.delete(o.id);
     toast(err.status === 409 ? t("taken_elsewhere") : t("error", { detail: err.message }));
@@ -638,7 +657,10 @@ async function takeFromBoard(j) {
 async function findCurrentJob() {
   try {
     const jobs = await api.call("GET", "/v1/jobs");
-    setWorkerJob(jobs.find((j) => ["assigned", "in_progress"].includes(j.status)) || null);
+    // Work in progress first, then a job for now, then the next booking.
+    const when = (j) => (j.status === "in_progress" ? 0 : j.scheduled_start ? new Date(j.scheduled_start).getTime() : 1);
+    const live = jobs.filter((j) => ["assigned", "in_progress"].includes(j.status)).sort((a, b) => when(a) - when(b));
+    setWorkerJob(live[0] || null);
   } catch (err) { failed(err); }
 }
 
@@ -670,6 +692,8 @@ function renderWorkerJob() {
   $("wj-title").textContent = `${job.title} · ${i18n.money(job.price_cents, job.currency)}`;
   $("wj-status").textContent = t(`status_${job.status}`);
   $("wj-address").textContent = job.address || `${job.location.lat.toFixed(5)}, ${job.location.lng.toFixed(5)}`;
+  $("wj-when").hidden = !job.scheduled_start;
+  if (job.scheduled_start) $("wj-when").textContent = t("booking_at", { when: whenText(job.scheduled_start, job.scheduled_end) });
   $("wj-nav").href = `https://www.openstreetmap.org/directions?route=%3B${job.location.lat}%2C${job.location.lng}`;
   $("wj-tel").hidden = !job.proxy_number;
   if (job.proxy_number) { $("wj-tel").href = `tel:${job.proxy_number}`; $("wj-tel").textContent = t("call", { number: job.proxy_number }); }
@@ -727,13 +751,261 @@ $("wj-complete").addEventListener("click", async () => {
 
 $("wj-sos").addEventListener("click", () => sos(worker.job.id));
 
+// A problem in the reader's language by its code (with the day or date it is about), else its
+// detail as the service wrote it.
+const whereOf = (err) => (/^(mon|tue|wed|thu|fri|sat|sun|\d{4}-\d{2}-\d{2}): /.exec(err.message || "") || [])[1];
+function problem(err) {
+  const key = `err_${err.code}`;
+  if (!err.code || !i18n.has(key)) return t("error", { detail: err.message });
+  const where = whereOf(err);
+  return where ? t("about", { where: DAYS.includes(where) ? t(`day_${where}`) : where, message: t(key) }) : t(key);
+}
+
+// --- bookings: the hours, the next 7 days, reschedule requests ------------------------------------
+
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const DAY_MS = 86400000;
+const hours = { set: false, tz: null, weekly: {}, overrides: [], slots: [], home: null };
+
+// Times are shown in the worker's timezone (their availability's), whatever the phone's.
+const zone = () => hours.tz || undefined;
+const fmt = (d, opts, tz) => new Intl.DateTimeFormat(i18n.locale, { timeZone: tz || zone(), ...opts }).format(new Date(d));
+const clock = (d) => fmt(d, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const dayName = (d, tz) => fmt(d, { weekday: "short", month: "numeric", day: "numeric" }, tz);
+const dayKey = (d) => new Intl.DateTimeFormat("en-CA", { timeZone: zone(), year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date(d));
+const minuteOfDay = (d) => {
+  const [h, m] = new Intl.DateTimeFormat("en-GB", { timeZone: zone(), hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(d)).split(":");
+  return Number(h) * 60 + Number(m);
+};
+function clockSpan(start, end) {
+  const s = new Date(start), e = new Date(end);
+  let to = clock(e);
+  if (dayKey(e) !== dayKey(s)) to = to === "00:00" && e - s <= DAY_MS ? "24:00" : `${dayName(e)} ${to}`;
+  return `${clock(s)}–${to}`;
+}
+const whenText = (start, end) => `${dayName(start)} ${clockSpan(start, end)}`;
+
+// A range as the time inputs hold it ("24:00" cannot be typed: midnight as an end is "00:00").
+const shown = (r) => ({ start: r.start, end: r.end === "24:00" ? "00:00" : r.end });
+const wire = (r) => ({ start: r.start, end: r.end === "00:00" ? "24:00" : r.end });
+
+async function loadHours() {
+  try { fillHours(await api.call("GET", "/v1/workers/me/availability")); }
+  catch (err) { if (err.status === 404) fillHours(null); else failed(err); }
+}
+
+function fillHours(av) {
+  hours.set = !!av;
+  hours.tz = av ? av.timezone : null;
+  for (const d of DAYS) hours.weekly[d] = [];
+  for (const w of av ? av.weekly : []) if (hours.weekly[w.day]) hours.weekly[w.day].push(shown(w));
+  hours.overrides = av ? av.overrides.map((o) => ({ date: o.date, slots: o.slots.map(shown) })) : [];
+  hours.slots = av ? av.slots : [];
+  hours.home = av ? av.home : null;
+  $("av-buffer").value = av ? av.buffer_min : 15;
+  $("av-notice").value = av ? av.min_notice_min : 120;
+  $("av-max").value = av && av.max_jobs_per_day !== null ? av.max_jobs_per_day : "";
+  $("av-radius").value = av && av.travel_radius_m !== null ? av.travel_radius_m / 1000 : "";
+  renderHours();
+}
+
+function rangeRow(list, r) {
+  const input = (key) => el("input", { type: "time", required: true, value: r[key], class: key, "aria-label": t(`${key}_time`),
+    oninput: (e) => { r[key] = e.target.value; } });
+  return el("div", { class: "range" }, input("start"), "–", input("end"),
+    el("button", { type: "button", class: "quiet remove", "aria-label": t("remove"), title: t("remove"),
+      onclick: () => { list.splice(list.indexOf(r), 1); renderHours(); } }, "×"));
+}
+
+function addButton(list) {
+  return el("button", { type: "button", class: "quiet add", onclick: () => { list.push({ start: "09:00", end: "18:00" }); renderHours(); } }, t("add_range"));
+}
+
+function renderHours() {
+  if (!hours.weekly.mon) return;
+  $("av-unset").hidden = hours.set;
+  $("av-tz").textContent = hours.tz ? t("times_in", { tz: hours.tz }) : "";
+  $("av-weekly").replaceChildren(...DAYS.map((d) => {
+    const list = hours.weekly[d];
+    return el("div", { class: "day", "data-day": d },
+      el("div", { class: "day-head" }, el("strong", {}, t(`day_${d}`)), addButton(list)),
+      ...(list.length ? list.map((r) => rangeRow(list, r)) : [el("p", { class: "muted small" }, t("not_working"))]));
+  }));
+  $("av-overrides").replaceChildren(...hours.overrides.map((o) => el("li", { class: "override" },
+    el("div", { class: "row" },
+      el("input", { type: "date", required: true, value: o.date, "aria-label": t("date"), oninput: (e) => { o.date = e.target.value; } }),
+      el("button", { type: "button", class: "quiet remove", onclick: () => { hours.overrides.splice(hours.overrides.indexOf(o), 1); renderHours(); } }, t("remove"))),
+    ...(o.slots.length ? o.slots.map((r) => rangeRow(o.slots, r)) : [el("p", { class: "muted small day-off" }, t("day_off"))]),
+    addButton(o.slots))));
+  renderHome();
+}
+
+function renderHome() {
+  $("av-home").textContent = hours.home ? `${hours.home.lat.toFixed(5)}, ${hours.home.lng.toFixed(5)}` : t("home_unset");
+}
+
+$("av-add-override").addEventListener("click", () => {
+  hours.overrides.push({ date: dayKey(Date.now() + DAY_MS), slots: [] });  // tomorrow, off
+  renderHours();
+});
+
+$("av-home-here").addEventListener("click", async () => {
+  try {
+    const at = await position();
+    hours.home = { lat: Number(at.lat.toFixed(6)), lng: Number(at.lng.toFixed(6)) };
+    renderHome();
+    toast(t("home_set"));
+  } catch (err) { failed(err); }
+});
+
+$("hours-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const num = (id) => ($(id).value === "" ? null : Number($(id).value));
+  const radius = num("av-radius");
+  const body = {
+    weekly: DAYS.flatMap((d) => hours.weekly[d].map((r) => ({ day: d, ...wire(r) }))),
+    overrides: hours.overrides.map((o) => ({ date: o.date, slots: o.slots.map(wire) })),
+    slots: hours.slots,
+    buffer_min: num("av-buffer"),
+    min_notice_min: num("av-notice"),
+    max_jobs_per_day: num("av-max"),
+    travel_radius_m: radius === null ? null : Math.round(radius * 1000),
+  };
+  if (hours.tz) body.timezone = hours.tz;
+  if (hours.home) body.home = hours.home;
+  $("av-error").hidden = true;
+  for (const b of $("hours-form").querySelectorAll(".bad")) b.classList.remove("bad");
+  $("av-save").disabled = true;
+  try {
+    fillHours(await api.call("PUT", "/v1/workers/me/availability", body));
+    toast(t("saved"));
+    loadBookings();
+  } catch (err) {
+    $("av-error").textContent = problem(err);
+    $("av-error").hidden = false;
+    const where = whereOf(err);  // mark the day or date it is about
+    const bad = DAYS.includes(where) ? $("av-weekly").querySelector(`[data-day=${where}]`)
+      : [...$("av-overrides").children].find((li) => li.querySelector("input[type=date]").value === where);
+    if (bad) bad.classList.add("bad");
+  } finally { $("av-save").disabled = false; }
+});
+
+async function loadBookings() {
+  if (!navigator.onLine) return;
+  const from = new Date();
+  const q = new URLSearchParams({ from: from.toISOString(), to: new Date(from.getTime() + 7 * DAY_MS).toISOString() });
+  try {
+    const [cal, jobs] = await Promise.all([api.call("GET", `/v1/workers/me/calendar?${q}`), api.call("GET", "/v1/jobs")]);
+    worker.calendar = cal;
+    worker.reschedules = jobs.filter((j) => j.status === "assigned" && j.reschedule && j.reschedule.status === "pending");
+  } catch (err) { return failed(err); }
+  renderCalendar();
+  renderReschedules();
+}
+
+// The next 7 days in the worker's timezone: a strip of the day (free green, booked blue) and
+// the same as lines.
+function renderCalendar() {
+  const cal = worker.calendar;
+  if (!cal) return;
+  $("cal-tz").textContent = hours.set ? t("times_in", { tz: hours.tz }) : t("hours_not_set");
+  const now = Date.now();
+  const days = [];
+  for (let k = 0; k < 8 && days.length < 7; k++) { const key = dayKey(now + k * DAY_MS); if (!days.includes(key)) days.push(key); }
+  const items = [...cal.bookings.map((b) => ({ start: b.start, end: b.end, booking: b })), ...cal.free]
+    .sort((a, b) => new Date(a.start) - new Date(b.start));
+  const dayOf = (i) => (dayKey(i.start) < days[0] ? days[0] : dayKey(i.start));
+  $("w-calendar").replaceChildren(...days.map((key) => {
+    const mine = items.filter((i) => dayOf(i) === key);
+    const strip = el("div", { class: "strip", "aria-hidden": "true" });
+    for (const i of mine) {
+      const a = dayKey(i.start) === key ? minuteOfDay(i.start) : 0;
+      const z = dayKey(i.end) === key ? minuteOfDay(i.end) : 1440;
+      const bar = el("span", { class: i.booking ? "busy" : "free" });
+      bar.style.left = `${(a / 14.4).toFixed(2)}%`;
+      bar.style.width = `${(Math.max(z - a, 0) / 14.4).toFixed(2)}%`;
+      strip.append(bar);
+    }
+    const lines = mine.map((i) => (i.booking
+      ? el("li", { class: "booked", "data-job": i.booking.job_id },
+        t("cal_booking", { span: clockSpan(i.start, i.end), title: i.booking.title }) + (i.booking.address ? ` · ${i.booking.address}` : ""))
+      : el("li", { class: "free-time" }, t("cal_free", { span: clockSpan(i.start, i.end) }))));
+    return el("li", { "data-day": key }, el("strong", {}, dayName(`${key}T12:00:00Z`, "UTC")), strip,
+      el("ul", {}, ...(lines.length ? lines : [el("li", { class: "muted" }, t("cal_nothing"))])));
+  }));
+}
+
+function renderReschedules() {
+  const list = worker.reschedules || [];
+  $("w-reschedules").hidden = !list.length;
+  $("w-reschedule-list").replaceChildren(...list.map((j) => el("li", { "data-job": j.id },
+    el("strong", {}, j.title),
+    el("p", {}, t("reschedule_asked", { from: whenText(j.scheduled_start, j.scheduled_end), to: whenText(j.reschedule.start, j.reschedule.end) })),
+    el("div", { class: "row" },
+      el("button", { type: "button", class: "accept", onclick: () => answerReschedule(j, true) }, t("accept")),
+      el("button", { type: "button", class: "quiet decline", onclick: () => answerReschedule(j, false) }, t("decline"))))));
+}
+
+async function answerReschedule(j, yes) {
+  try {
+    await api.call("POST", `/v1/jobs/${j.id}/reschedule/${yes ? "accept" : "decline"}`);
+    toast(t(yes ? "reschedule_accepted" : "reschedule_declined"));
+  } catch (err) { toast(problem(err)); }
+  loadBookings();
+  findCurrentJob();  // its slot may have moved
+}
+
+// --- money: earnings and payouts --------------------------------------------------------------------
+
 async function loadEarnings() {
   try {
-    const e = await api.call("GET", "/v1/workers/me/earnings");
-    $("w-balance").textContent = t("balance", { released: i18n.money(e.payable_cents, e.currency), pending: i18n.money(e.pending_cents, e.currency) });
-    $("w-earnings").replaceChildren(...e.items.map((i) => el("li", {}, `${i.title} · ${i18n.money(i.pay.net_cents, e.currency)} · ${i.money}`)));
+    worker.earnings = await api.call("GET", "/v1/workers/me/earnings");
+    renderEarnings();
   } catch (err) { if (err.status !== 404) failed(err); }
+  await loadPayouts();
 }
+
+function renderEarnings() {
+  const e = worker.earnings;
+  if (!e) return;
+  const m = (cents) => i18n.money(cents, e.currency);
+  $("w-balance").textContent = t("balance", { released: m(e.payable_cents), pending: m(e.pending_cents) });
+  $("w-paid-out").textContent = t("paid_out", { paid: m(e.paid_out_cents), in_payout: m(e.in_payout_cents) });
+  $("w-earnings").replaceChildren(...e.items.map((i) => el("li", {}, `${i.title} · ${m(i.pay.net_cents)} · ${i.money}`)));
+  $("po-amount").max = (e.payable_cents / 100).toFixed(2);
+  if (!worker.amountEdited) $("po-amount").value = (e.payable_cents / 100).toFixed(2);  // all of it
+  $("po-request").disabled = e.payable_cents <= 0;
+}
+
+async function loadPayouts() {
+  try { worker.payouts = await api.call("GET", "/v1/workers/me/payouts"); } catch (err) { if (err.status !== 404) failed(err); return; }
+  renderPayouts();
+  clearTimeout(worker.payoutTimer);
+  if (worker.payouts.some((p) => p.status === "pending")) worker.payoutTimer = setTimeout(loadEarnings, 2000);
+}
+
+function renderPayouts() {
+  const list = worker.payouts;
+  if (!list) return;
+  const at = (d) => fmt(d, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  $("w-payouts").replaceChildren(...(list.length ? list.map((p) => el("li", { "data-payout": p.id, class: `payout p-${p.status}` },
+    `${i18n.money(p.amount_cents, p.currency)} · `, el("span", { class: "pill" }, t(`payout_${p.status}`)), ` · ${at(p.created_at)}`))
+    : [el("li", { class: "muted" }, t("no_payouts"))]));
+}
+
+$("po-amount").addEventListener("input", () => { worker.amountEdited = true; });
+
+$("payout-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const body = { amount_cents: Math.round(Number($("po-amount").value) * 100), currency: worker.earnings ? worker.earnings.currency : "CNY" };
+  $("po-request").disabled = true;
+  try {
+    await api.call("POST", "/v1/workers/me/payouts", body, { "Idempotency-Key": uuid() });
+    worker.amountEdited = false;
+    toast(t("payout_requested"));
+  } catch (err) { toast(problem(err)); }
+  await loadEarnings();
+});
 
 // Web Push: subscribe through the service worker with the service's VAPID key, then register
 // the subscription; without a key (404 push_disabled) the app lives on the WebSocket and SMS.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from tests.conftest import E164_ANYWHERE, PROXY_PREFIX
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_identity import latest_code
 
@@ -29,6 +30,32 @@ async def sign_in(page, base: str, client, admin, phone: str, role: str) -> None
     await page.fill("#code", await latest_code(client, admin, phone))
     await page.click("#code-form button")
     await page.wait_for_selector(f"#{role}:not([hidden])")
+
+
+def watch_numbers(context, base: str) -> list[tuple[str, str]]:
+    """Every phone number (other than the platform's proxies) in any page, script, API answer or
+    stream frame the context receives from the service: the suite's leak check, in the browser."""
+    found: list[tuple[str, str]] = []
+
+    def scan(where: str, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        for m in E164_ANYWHERE.finditer(raw):
+            if not m.group(0).startswith(PROXY_PREFIX):
+                found.append((where, m.group(0).decode()))
+
+    async def on_response(response) -> None:
+        if response.url.startswith(base):
+            try:
+                scan(response.url, await response.body())
+            except Exception:
+                return
+
+    def on_socket(ws) -> None:
+        ws.on("framereceived", lambda frame: scan(ws.url.split("?")[0], frame))
+
+    context.on("response", on_response)
+    context.on("page", lambda page: page.on("websocket", on_socket))
+    return found
 
 
 def watch_errors(page) -> list[str]:
@@ -97,6 +124,8 @@ async def test_a_grab_job_between_two_phones(
         viewport=PHONE_SIZE, locale="en-US", permissions=["geolocation"],
         geolocation={"latitude": CENTER[0], "longitude": CENTER[1], "accuracy": 10},
     )  # fmt: skip
+    leaks = watch_numbers(w_ctx, served_base)
+    r_leaks = watch_numbers(r_ctx, served_base)
     wp, rp = await w_ctx.new_page(), await r_ctx.new_page()
     w_errors, r_errors = watch_errors(wp), watch_errors(rp)
 
@@ -155,6 +184,11 @@ async def test_a_grab_job_between_two_phones(
     pin = (await rp.inner_text("#rj-pin")).rsplit(" ", 1)[-1]
     assert pin.isdigit() and len(pin) == 4
     assert "Notified 1 workers" in await rp.inner_text("#rj-notified")
+    # The worker is about 200 m away (never their position): rounded up to 100 m.
+    await rp.wait_for_function(
+        "document.getElementById('rj-approach').textContent.includes('m away')", timeout=5_000
+    )
+    assert await rp.inner_text("#rj-approach") == "About 300 m away"
     await shot(rp, "resident-taken-en")
     if SCREENSHOTS:
         await rp.click("#lang")
@@ -184,5 +218,6 @@ async def test_a_grab_job_between_two_phones(
     assert reviews.status_code == 200 and reviews.json()["rating_count"] == 1, reviews.text
     assert job_id
     assert w_errors == [] and r_errors == []
+    assert leaks == [] and r_leaks == []  # nobody's number in a page, script, answer or frame
     await w_ctx.close()
     await r_ctx.close()
