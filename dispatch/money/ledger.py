@@ -21,7 +21,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.errors import Conflict, NotFound, Unprocessable
-from dispatch.money.rules import AccountRef
+from dispatch.money.rules import (
+    AccountRef,
+    compensation,
+    external,
+    insurance_pool,
+    revenue,
+)
 
 MAX_TRANSFER_CENTS = 10**12
 
@@ -29,6 +35,10 @@ _ACCOUNT_INSERT = text(
     "INSERT INTO ledger_accounts (key, kind, currency, floor, user_id, job_id) "
     "VALUES (:key, :kind, :currency, :floor, :user_id, :job_id) "
     "ON CONFLICT (key) DO NOTHING RETURNING id"
+)
+_ACCOUNT_INSERT_MANY = text(
+    "INSERT INTO ledger_accounts (key, kind, currency, floor, user_id, job_id) "
+    "VALUES (:key, :kind, :currency, :floor, :user_id, :job_id) ON CONFLICT (key) DO NOTHING"
 )
 _ACCOUNT_SELECT = text("SELECT id FROM ledger_accounts WHERE key = :key")
 _LOCK = text("SELECT id FROM ledger_accounts WHERE id = :id FOR UPDATE")
@@ -123,6 +133,17 @@ class Balance:
         return self.posted - self.pending_debits
 
 
+def _values(ref: AccountRef) -> dict[str, Any]:
+    return {"key": ref.key, "kind": ref.kind, "currency": ref.currency, "floor": ref.floor,
+            "user_id": ref.user_id, "job_id": ref.job_id}  # fmt: skip
+
+
+def shared_accounts(currency: str) -> tuple[AccountRef, ...]:
+    """The accounts of a currency that belong to no job and no person."""
+    return (revenue(currency), insurance_pool(currency), compensation(currency),
+            external(currency))  # fmt: skip
+
+
 def _transfer(row: Any, replayed: bool = False) -> Transfer:
     return Transfer(*row, replayed=replayed)
 
@@ -141,11 +162,18 @@ class Ledger:
         if found is not None:
             self._ids[ref.key] = found
             return int(found)
-        made = await session.scalar(
-            _ACCOUNT_INSERT,
-            {"key": ref.key, "kind": ref.kind, "currency": ref.currency, "floor": ref.floor,
-             "user_id": ref.user_id, "job_id": ref.job_id},
-        )  # fmt: skip
+        values = _values(ref)
+        if ref.user_id is None and ref.job_id is None:
+            # The shared accounts of a currency (revenue, the pools, the provider) are made
+            # together, in key order, in one statement: every first transfer of a currency wants
+            # some of them, and two transactions each holding a new key the other waited for
+            # deadlocked (seen in CI: a completion's escrow hold beside an assignment's).
+            shared = sorted(shared_accounts(ref.currency), key=lambda r: r.key)
+            await session.execute(_ACCOUNT_INSERT_MANY, [_values(r) for r in shared])
+            found = await session.scalar(_ACCOUNT_SELECT, {"key": ref.key})
+            if found is not None:
+                return int(found)
+        made = await session.scalar(_ACCOUNT_INSERT, values)
         if made is None:  # another transaction made it meanwhile
             made = await session.scalar(_ACCOUNT_SELECT, {"key": ref.key})
         return int(made)
@@ -183,8 +211,12 @@ class Ledger:
             raise Unprocessable("both accounts must hold one currency", code="currency_mismatch")
         if debit.key == credit.key:
             raise Unprocessable("a transfer needs two accounts", code="same_account")
-        d = await self.account_id(session, debit)
-        c = await self.account_id(session, credit)
+        # New accounts are made in one order (by key) whichever side they are on, so two
+        # transfers making the same two accounts cannot each wait for the other's.
+        first, second = sorted((debit, credit), key=lambda ref: ref.key)
+        ids = {first.key: await self.account_id(session, first)}
+        ids[second.key] = await self.account_id(session, second)
+        d, c = ids[debit.key], ids[credit.key]
         if debit.floor:
             await session.execute(_LOCK, {"id": d})  # debits of this account one at a time
         wanted = (debit.key, credit.key, amount_cents, debit.currency, kind)

@@ -224,3 +224,32 @@ async def test_random_sequences_keep_the_books(sessions, ops) -> None:
             assert (got.posted, got.pending_debits) == (escrow[j], held[j])
         assert await problems(s) == []
     assert payable >= 0 and revenue >= 0
+
+
+async def test_first_transfers_of_a_currency_in_any_order_do_not_deadlock(sessions) -> None:
+    """Twenty transactions at once, each the first to move money in a currency: half credit the
+    platform from the provider and then the insurance pool from compensation, half the other way
+    round. Each made its new accounts as it met them, so two of them could each hold a key the
+    other waited for (PostgreSQL then kills one: 'deadlock detected', a 500 in CI). The shared
+    accounts of a currency are made together, in one order."""
+    ledger = Ledger()
+    eur = "EUR"
+    pairs = [
+        (rules.external(eur), rules.revenue(eur)),
+        (rules.compensation(eur), rules.insurance_pool(eur)),
+    ]
+
+    async def one(n: int) -> None:
+        async with sessions.begin() as s:
+            order = pairs if n % 2 else pairs[::-1]
+            for k, (debit, credit) in enumerate(order):
+                if debit.floor:  # fund a floored account from outside first
+                    await ledger.transfer(s, f"fund-{n}-{k}", rules.external(eur), debit, 100,
+                                          kind="adjustment")  # fmt: skip
+                await ledger.transfer(s, f"t-{n}-{k}", debit, credit, 100, kind="adjustment")
+            await asyncio.sleep(0.01)  # hold the new keys a moment, as a longer request would
+
+    await asyncio.gather(*(one(n) for n in range(20)))
+    async with sessions() as s:
+        assert (await ledger.balance(s, rules.revenue(eur))).posted == 2_000
+        assert (await ledger.balance(s, rules.insurance_pool(eur))).posted == 2_000
