@@ -13,7 +13,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
-	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger
+	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger \
+	bench-board
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -64,6 +65,9 @@ bench-console: deps
 
 bench-ledger: deps
 	$(UV) run --locked python -m bench.ledger $(ARGS)
+
+bench-board: deps
+	$(UV) run --locked python -m bench.board $(ARGS)
 
 lint:
 	$(UV) run --locked ruff check .

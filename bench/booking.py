@@ -49,6 +49,7 @@ from dispatch.identity.auth import issue_token
 from dispatch.identity.principals import handle_user
 from dispatch.infra.db import make_engine, make_sessionmaker
 from geo.areas import destination
+from geo.live.cells import cell_code
 
 SECRET = "bench-booking-secret-not-for-production"
 TOKEN_TTL_S = 12 * 3600
@@ -161,16 +162,17 @@ async def build(cfg: Config, base_url: str, db_url: str) -> dict[str, Any]:
             await session.execute(
                 text(
                     "WITH made AS (INSERT INTO jobs (community_id, resident_id, worker_id, title, "
-                    "description, category, skills, location, cell, mode, window_start, "
+                    "description, category, skills, location, cell, h3_code, mode, window_start, "
                     "window_end, price_cents, currency, materials, insured, status, version, "
                     "wave, assignment_version, duration_min, scheduled_start, scheduled_end, "
                     "booked_at) SELECT :cid, :resident, b.w, 'Booked job', '', 'plumbing', "
                     "ARRAY['plumbing'], ST_SetSRID(ST_MakePoint(b.lng, b.lat), 4326)::geography, "
-                    "0, 'booking', b.s, b.e, 10000, 'CNY', '[]'::jsonb, false, 'assigned', 1, 1, "
-                    "1, (extract(epoch FROM b.e - b.s) / 60)::int, b.s, b.e, now() "
+                    "0, b.code, 'booking', b.s, b.e, 10000, 'CNY', '[]'::jsonb, false, 'assigned', "
+                    "1, 1, 1, (extract(epoch FROM b.e - b.s) / 60)::int, b.s, b.e, now() "
                     "FROM unnest(CAST(:w AS bigint[]), CAST(:s AS timestamptz[]), "
-                    "CAST(:e AS timestamptz[]), CAST(:lat AS float8[]), CAST(:lng AS float8[])) "
-                    "AS b(w, s, e, lat, lng) RETURNING id, worker_id, scheduled_start, "
+                    "CAST(:e AS timestamptz[]), CAST(:lat AS float8[]), CAST(:lng AS float8[]), "
+                    "CAST(:code AS bigint[])) AS b(w, s, e, lat, lng, code) "
+                    "RETURNING id, worker_id, scheduled_start, "
                     "scheduled_end, location) "
                     "INSERT INTO bookings (job_id, worker_id, starts_at, ends_at, block, lat, lng, "
                     "active, created_at) SELECT id, worker_id, scheduled_start, scheduled_end, "
@@ -178,7 +180,7 @@ async def build(cfg: Config, base_url: str, db_url: str) -> dict[str, Any]:
                     "ST_Y(location::geometry), ST_X(location::geometry), true, now() FROM made"
                 ),
                 {"cid": cid, "resident": resident_id, "w": jw, "s": js, "e": je, "lat": jlat,
-                 "lng": jlng},
+                 "lng": jlng, "code": [cell_code(*p) for p in zip(jlat, jlng, strict=True)]},
             )  # fmt: skip
         async with engine.begin() as conn:
             # What autovacuum would have done to tables of this size by now.

@@ -56,6 +56,7 @@ from dispatch.identity.phones import PhoneVault, phone_hint
 from dispatch.identity.principals import handle_user
 from dispatch.infra.db import make_engine, make_sessionmaker
 from geo.areas import destination
+from geo.live.cells import cell_code
 
 SECRET = "bench-safety-secret-not-for-production"
 TOKEN_TTL_S = 12 * 3600
@@ -160,14 +161,15 @@ async def build(cfg: Config, base_url: str, db_url: str) -> dict[str, Any]:
                 await session.execute(
                     text(
                         "INSERT INTO jobs (community_id, resident_id, worker_id, title, "
-                        "description, category, skills, location, cell, mode, price_cents, "
-                        "currency, materials, insured, status, version, wave, "
+                        "description, category, skills, location, cell, h3_code, mode, "
+                        "price_cents, currency, materials, insured, status, version, wave, "
                         "assignment_version, assigned_at, arrived_at, started_at, pin_failures) "
                         "SELECT :cid, j.r, j.w, 'Night job', '', 'moving', ARRAY['moving'], "
-                        "ST_SetSRID(ST_MakePoint(j.lng, j.lat), 4326)::geography, 0, 'grab', "
-                        "8000, 'CNY', '[]'::jsonb, false, 'in_progress', 3, 1, 1, now(), now(), "
-                        "now(), 0 FROM unnest(CAST(:w AS bigint[]), CAST(:r AS bigint[]), "
-                        "CAST(:lat AS float8[]), CAST(:lng AS float8[])) AS j(w, r, lat, lng) "
+                        "ST_SetSRID(ST_MakePoint(j.lng, j.lat), 4326)::geography, 0, j.code, "
+                        "'grab', 8000, 'CNY', '[]'::jsonb, false, 'in_progress', 3, 1, 1, now(), "
+                        "now(), now(), 0 FROM unnest(CAST(:w AS bigint[]), CAST(:r AS bigint[]), "
+                        "CAST(:lat AS float8[]), CAST(:lng AS float8[]), CAST(:code AS bigint[])) "
+                        "AS j(w, r, lat, lng, code) "
                         "RETURNING id, worker_id, resident_id"
                     ),
                     {
@@ -176,6 +178,7 @@ async def build(cfg: Config, base_url: str, db_url: str) -> dict[str, Any]:
                         "r": owners,
                         "lat": [p[0] for p in night_places],
                         "lng": [p[1] for p in night_places],
+                        "code": [cell_code(*p) for p in night_places],
                     },
                 )
             ).all()

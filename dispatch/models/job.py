@@ -22,11 +22,20 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, IdMixin, TimestampMixin
+from geo.live.cells import cell_code
+from geo.shapes import wkb_to_latlng
 
 JOB_STATUSES = (
     "under_review", "open", "assigned", "in_progress", "completed",
     "confirmed", "cancelled", "unfilled", "disputed",
 )  # fmt: skip
+
+
+def location_code(context: Any) -> int:
+    """`jobs.h3_code` of a row being inserted: the fine cell code of its location (the one place
+    it is computed; a job is never moved, so there is no update to follow)."""
+    lat, lng = wkb_to_latlng(context.get_current_parameters()["location"])
+    return cell_code(lat, lng)
 
 
 class Job(IdMixin, TimestampMixin, Base):
@@ -42,6 +51,12 @@ class Job(IdMixin, TimestampMixin, Base):
         Index(None, "worker_id", "created_at"),
         Index("ix_jobs_location", "location", postgresql_using="gist"),
         Index("ix_jobs_wave_deadline", "wave_deadline", postgresql_where=text("status = 'open'")),
+        Index(
+            "ix_jobs_open_h3_code",
+            "community_id",
+            "h3_code",
+            postgresql_where=text("status = 'open'"),
+        ),
     )
 
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
@@ -54,6 +69,9 @@ class Job(IdMixin, TimestampMixin, Base):
     location: Mapped[WKBElement] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
     cell: Mapped[int] = mapped_column(BigInteger)
     """H3 cell (resolution 9) of the location, for per-cell supply and demand."""
+    h3_code: Mapped[int] = mapped_column(BigInteger, default=location_code)
+    """The code of the location's FINE_RES H3 cell (`geo.live.cells.cell_code`), as workers are
+    scored in the live index: the jobs board reads open jobs by ranges of it."""
     address: Mapped[str | None] = mapped_column(String(500))
     mode: Mapped[str] = mapped_column(String(16))
     window_start: Mapped[datetime | None]

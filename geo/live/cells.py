@@ -23,6 +23,9 @@ to FINE_RES - 1 the first time a worker lands in a fine cell under it (move.lua 
 cell's parent missing; `RedisLiveIndex.move` then writes the chain). Python picks the start
 cells (`start_cells`): rings of cells about the radius's size around the query point, with
 their centres and reaches (cached per query cell and radius).
+
+Jobs are filed the same way in PostgreSQL (`jobs.h3_code`, a B-tree): `disc_code_ranges` turns a
+disc into ranges of codes from the same start cells, split where they cross its edge and merged.
 """
 
 from __future__ import annotations
@@ -138,15 +141,30 @@ def start_cells(lat: float, lng: float, radius_m: float) -> tuple[int, bytes]:
     """(resolution, cells) to start a search from: every cell of that resolution that may hold a
     point within `radius_m` of (lat, lng), and a few more; per cell its first fine code, centre
     and reach, packed as float64s (START)."""
-    res = FINE_RES
-    # The finest resolution whose cells are about the radius's size or larger (two rings).
-    while res > 1 and _AVG_EDGE_M[res] * 1.5 < radius_m:
-        res -= 1
+    res = _start_res(radius_m)
     while True:
         start = _start(h3.latlng_to_cell(lat, lng, res), radius_m)
         if start is not None:
             return res, start
         res -= 1
+
+
+def start_disk(lat: float, lng: float, radius_m: float) -> tuple[int, ...]:
+    """The cells `start_cells` packs, as H3 indexes."""
+    res = _start_res(radius_m)
+    while True:
+        cells = _start_disk(h3.latlng_to_cell(lat, lng, res), radius_m)
+        if cells is not None:
+            return cells
+        res -= 1
+
+
+def _start_res(radius_m: float) -> int:
+    """The finest resolution whose cells are about the radius's size or larger (two rings)."""
+    res = FINE_RES
+    while res > 1 and _AVG_EDGE_M[res] * 1.5 < radius_m:
+        res -= 1
+    return res
 
 
 START = struct.Struct(">dddd")
@@ -155,6 +173,13 @@ START = struct.Struct(">dddd")
 
 @lru_cache(maxsize=1 << 11)
 def _start(cell: int, radius_m: float) -> bytes | None:
+    """START of the start cells around a query point in `cell`, or None (`_start_disk`)."""
+    cells = _start_disk(cell, radius_m)
+    return None if cells is None else b"".join(map(_start_record, cells))
+
+
+@lru_cache(maxsize=1 << 11)
+def _start_disk(cell: int, radius_m: float) -> tuple[int, ...] | None:
     """The start cells around a query point in `cell` (they depend on nothing else), or None if
     there would be more than MAX_START_RING rings of them (start coarser)."""
     res = h3.get_resolution(cell)
@@ -164,13 +189,88 @@ def _start(cell: int, radius_m: float) -> bytes | None:
     cells = h3.grid_disk(cell, ring)
     if any(h3.is_pentagon(c) for c in cells):
         cells = h3.grid_disk(cell, ring + 1)  # the lattice bends around a pentagon
-    return b"".join(map(_start_record, cells))
+    return tuple(cells)
 
 
 @lru_cache(maxsize=1 << 14)
 def _start_record(cell: int) -> bytes:
     """START of one cell (each is in the rings of 19 or more query cells)."""
     return START.pack(code_range(cell)[0], *h3.cell_to_latlng(cell), reach_m(cell))
+
+
+# Covers: a disc as ranges of fine codes, for stores that read a range of codes at once (the jobs
+# board's B-tree on `jobs.h3_code`). The same start cells and reaches as the search, so nothing
+# within the radius is left out; the spill beyond it is the reader's to trim by distance.
+COVER_SPLITS = 2
+"""Times a start cell crossing the disc's edge is split into the children that reach the disc:
+each split cuts the spill (the cover's area is about 5x, 2.3x, 1.4x the disc's after 0, 1, 2
+splits at 3,000 m) and multiplies the ranges (about 4, 9, 22)."""
+
+
+def disc_code_ranges(
+    lat: float, lng: float, radius_m: float, splits: int = COVER_SPLITS
+) -> list[tuple[int, int]]:
+    """Inclusive ranges (lo, hi) of fine codes, ascending and apart, holding the code of every
+    point within `radius_m` of (lat, lng) (haversine): the start cells whose reach comes within
+    the radius, those crossing its edge split `splits` times into the children that do."""
+    out: list[tuple[int, int]] = []
+    for cell in start_disk(lat, lng, radius_m):
+        _cover(cell, lat, lng, radius_m, splits, out)
+    return merge_code_ranges(out)
+
+
+def _cover(
+    cell: int, lat: float, lng: float, radius_m: float, splits: int, out: list[tuple[int, int]]
+) -> bool:
+    """Append the ranges of the cell's part that may reach the disc; True if that was the whole
+    cell (its children then fold back into it)."""
+    clat, clng, reach = _centre_reach(cell)
+    d = haversine_m(lat, lng, clat, clng)
+    if d - reach > radius_m:
+        return False
+    res = h3.get_resolution(cell)
+    if d + reach > radius_m and splits > 0 and res < FINE_RES:
+        mark = len(out)
+        parts = [_cover(c, lat, lng, radius_m, splits - 1, out) for c in _children(cell)]
+        if not all(parts):
+            return False
+        del out[mark:]
+    first, n = code_range(cell)
+    out.append((first, first + n - 1))
+    return True
+
+
+@lru_cache(maxsize=1 << 15)
+def _centre_reach(cell: int) -> tuple[float, float, float]:
+    return (*h3.cell_to_latlng(cell), reach_m(cell))
+
+
+@lru_cache(maxsize=1 << 13)
+def _children(cell: int) -> tuple[int, ...]:
+    return tuple(h3.cell_to_children(cell, h3.get_resolution(cell) + 1))
+
+
+def merge_code_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive ranges sorted, with those that overlap, touch or are apart only by codes no cell
+    has (a digit 7) made one."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= real_code_from(merged[-1][1] + 1):
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def real_code_from(code: int) -> int:
+    """The least code >= `code` with no digit 7 (the digit's "unused" mark: no cell has it)."""
+    while True:
+        for pos in range(FINE_RES - 1, -1, -1):  # the highest digit first
+            if (code >> _DIGIT_BITS * pos) & 7 == 7:
+                code = ((code >> _DIGIT_BITS * pos) + 1) << _DIGIT_BITS * pos
+                break
+        else:
+            return code
 
 
 def farthest_point(cell: int) -> tuple[float, float, float]:

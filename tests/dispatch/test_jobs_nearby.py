@@ -4,6 +4,8 @@ through the same claim as accepting an offer (one winner, wave offerees included
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import h3.api.basic_int as h3
@@ -12,6 +14,8 @@ from sqlalchemy import text
 
 from dispatch.grab.board import board_order, shown_distance_m, why_not
 from geo.areas import destination
+from geo.distance import haversine_m
+from geo.live.cells import FINE_RES, cell_code
 from tests.dispatch.helpers import CENTER, community, escrow_held, ready_worker
 from tests.dispatch.test_grab import crew, offers_of, post_job
 
@@ -143,6 +147,56 @@ async def test_board_shows_the_neighbourhood_and_the_pay_never_the_place(
     assert item["net_cents"] == item["pay"]["net_cents"] == 6800
     assert [d["kind"] for d in item["pay"]["deductions"]] == ["commission"]
     assert datetime.fromisoformat(item["created_at"]) <= datetime.now(UTC)
+
+
+def places_around(
+    rnd: random.Random, at: tuple[float, float], radius: float
+) -> list[tuple[float, float]]:
+    """Job places to test a board of `radius` at `at` with: over and past the disc, either side of
+    its edge, and by the corners of H3 cells that the edge crosses (where a fine cell's coarse
+    parent may lie outside the disc), 0.3 m into one of the cells meeting there."""
+    out = [destination(*at, rnd.uniform(0, 360), 1.5 * radius * math.sqrt(rnd.random()))
+           for _ in range(6)]  # fmt: skip
+    out += [destination(*at, rnd.uniform(0, 360), radius + rnd.choice([-0.5, -0.05, 0.05, 0.5]))
+            for _ in range(6)]  # fmt: skip
+    # Cells from the radius's size down to the finest.
+    sizes = [r for r in range(FINE_RES + 1) if h3.average_hexagon_edge_length(r, "m") < radius]
+    while len(out) < 24:
+        edge = destination(*at, rnd.uniform(0, 360), radius)
+        cell = h3.latlng_to_cell(*edge, rnd.choice(sizes))
+        place = destination(*rnd.choice(h3.cell_to_boundary(cell)), rnd.uniform(0, 360), 0.3)
+        # Near the edge, and clear of where the two spheres' rounding could tell them apart.
+        if 0.02 < abs(haversine_m(*at, *place) - radius) < 0.1 * radius:
+            out.append(place)
+    return out
+
+
+async def test_board_lists_exactly_the_open_jobs_within_the_radius(
+    client, principals, admin, resident, engine
+) -> None:
+    """Randomized, against brute force (haversine over every job posted): four boards of different
+    radii at random places, the jobs of all of them on each."""
+    rnd = random.Random(20261206)
+    cid = await community(client, admin, radius_m=12_000)
+    posted: dict[int, tuple[float, float]] = {}
+    for radius in rnd.sample([150, 700, 2200, 5000], 4):
+        at = destination(*CENTER, rnd.uniform(0, 360), rnd.uniform(0, 2000))
+        _, me = await ready_worker(client, principals, cid, at, skills=("moving",))
+        for place in places_around(rnd, at, radius):
+            job = await post_job(
+                client,
+                resident,
+                f"k{len(posted)}",
+                location=dict(zip(("lat", "lng"), place, strict=True)),
+            )
+            posted[job["id"]] = place
+        within = {j for j, place in posted.items() if haversine_m(*at, *place) <= radius}
+        assert 0 < len(within) < len(posted) <= 100
+        assert set(await board_ids(client, me, radius_m=radius, limit=100)) == within, radius
+    # Every job's code is its fine H3 cell's, as the live index scores workers.
+    async with engine.connect() as conn:
+        codes = dict((await conn.execute(text("SELECT id, h3_code FROM jobs"))).all())
+    assert codes == {j: cell_code(*place) for j, place in posted.items()}
 
 
 async def test_board_is_empty_for_workers_who_cannot_take_jobs(
