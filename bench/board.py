@@ -11,9 +11,9 @@ with 2,000 open and 20,000 finished of its own), each after ANALYZE.
 
 Per table and radius (1, 3 and 10 km), `--queries` listings from points spread over the
 community (a different set warms up first), in blocks of 20 per method in turn, each in its own
-session as the board runs it (JIT and parallel workers off, `board.SMALL_QUERY`, then
-`board.listing`: the 50 nearest by shown distance and all as near, as ORM rows; `--jit` leaves
-PostgreSQL's defaults), by:
+session as the board runs it (JIT and parallel workers off as the service's connections have
+them, `SMALL_QUERY`, then `board.listing`: the 50 nearest by shown distance and all as near,
+as ORM rows; `--jit` leaves PostgreSQL's defaults), by:
 
 - **h3**: the board now (`board.within`): the worker's disc as ranges of fine H3 codes (the
   cover computed on each call) OR'd on the partial index (community_id, h3_code) of open jobs,
@@ -45,12 +45,19 @@ from bench.lib.report import run_and_report
 from bench.lib.servers import private_servers
 from bench.lib.stats import ms, pct
 from bench.lib.world import spread
-from dispatch.grab.board import SMALL_QUERY, _point_sql, _shown_sql, listing, within
+from dispatch.grab.board import _point_sql, _shown_sql, listing, within
 from dispatch.infra.db import make_engine, make_sessionmaker
 from dispatch.models import Community, Job
 from geo.areas import destination
 from geo.distance import haversine_m
 from geo.shapes import point_to_wkb, wkb_to_latlng
+
+SMALL_QUERY = text(
+    "SELECT set_config('jit', 'off', true),"
+    " set_config('max_parallel_workers_per_gather', '0', true)"
+)
+"""The service's connection settings (JIT and parallel plans off), for this script's sessions
+when it compares them with PostgreSQL's defaults (`--jit`)."""
 
 CENTER = (31.2304, 121.4737)
 NEIGHBOUR = destination(*CENTER, 90.0, 6000)

@@ -28,8 +28,8 @@ the median call, per listing.
 The partial index holds open jobs only, so finished ones cost nothing; the GiST index holds every
 job ever posted. The ranges cost the client 2-3 ms (the cover, and building some 20 BETWEENs
 twice): at 1 km H3 is no faster, 2 ms slower over open jobs alone. JIT and parallel workers are
-off for the listing (`SMALL_QUERY`): with PostgreSQL's defaults the 10 km H3 listing took 130-140
-ms.
+off on the service's connections (`dispatch.infra.db.SERVER_SETTINGS`): with PostgreSQL's
+defaults the 10 km H3 listing took 130-140 ms.
 
 Who sees a job: a verified worker, online, serving its community, with every skill it needs,
 not its resident, and not one who held it before and let it go. A busy worker sees the board
@@ -69,7 +69,7 @@ from typing import Any
 import h3.api.basic_int as h3
 import msgspec
 from redis.asyncio import Redis
-from sqlalchemy import ARRAY, Select, Text, and_, cast, exists, func, or_, select, text
+from sqlalchemy import ARRAY, Select, Text, and_, cast, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -135,16 +135,6 @@ def within(lat: float, lng: float, radius_m: float) -> list[Any]:
         or_(*(Job.h3_code.between(lo, hi) for lo, hi in cover)),
         func.ST_Distance(Job.location, _point_sql(lat, lng), False) <= float(radius_m),
     ]
-
-
-SMALL_QUERY = text(
-    "SELECT set_config('jit', 'off', true),"
-    " set_config('max_parallel_workers_per_gather', '0', true)"
-)
-"""For the listing's transaction. PostgreSQL prices PostGIS's distances so high that a board of
-ten kilometres or so over a community's jobs looks like a big query: it was JIT-compiled (20-80
-ms) and handed to a parallel worker (another 20-50 ms, loading PostGIS) to do 5-20 ms of work
-(bench/board.py)."""
 
 
 def listing(may_take: list[Any], shown: Any, limit: int) -> Select[tuple[Job, Any]]:
@@ -331,7 +321,6 @@ class Board:
             ]
             if skill is not None:
                 may_take.append(Job.skills.any(skill))
-            await session.execute(SMALL_QUERY)
             rows = (await session.execute(listing(may_take, shown, limit))).all()
         found = [BoardJob(job, int(m), job_summary(job)) for job, m in rows]
         found.sort(key=_order)

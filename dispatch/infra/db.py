@@ -16,6 +16,19 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
+SERVER_SETTINGS = {
+    "application_name": "dispatch",
+    "timezone": "UTC",
+    "jit": "off",
+    "max_parallel_workers_per_gather": "0",
+}
+"""Every connection's settings. The service runs short statements over few rows; PostgreSQL
+prices PostGIS's distances and the wave's JSON so high that it JIT-compiled some of them (20-80
+ms each, for 1-20 ms of work: the jobs board at 10 km; the first offer's p50 went from ~12 to
+~50 ms in bench.dispatch) and handed others to parallel workers (20-50 ms more, each loading
+PostGIS)."""
+
+
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         url,
@@ -23,7 +36,7 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "dispatch", "timezone": "UTC"}},
+        connect_args={"server_settings": SERVER_SETTINGS},
     )
 
 

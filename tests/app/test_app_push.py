@@ -20,7 +20,7 @@ from dataclasses import replace
 import pytest
 from py_vapid import Vapid
 
-from tests.app.test_people_app import PHONE_SIZE, sign_in, watch_errors
+from tests.app.conftest import PHONE_SIZE, verified_worker, watch_errors
 from tests.conftest import E164_ANYWHERE
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_grab import post_job
@@ -63,21 +63,9 @@ async def test_an_offer_pushed_to_a_closed_app_is_shown_and_opens_it(
     errors = watch_errors(page)
     warnings: list[str] = []
     page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
-    await sign_in(page, served_base, client, admin, WORKER_PHONE, "worker")
-    token = await page.evaluate("localStorage.getItem('app-token')")
-    hw = {"Authorization": f"Bearer {token}"}
-    r = await client.put(
-        "/v1/workers/me", json={"name": "Li", "skills": ["moving"], "community_ids": [cid]},
-        headers=hw,
-    )  # fmt: skip
-    assert r.status_code == 200, r.text
-    ops = await principals.operator(cid)
-    assert (await client.post(f"/v1/ops/workers/{r.json()['id']}/verify", headers=ops)).is_success
-
+    _, hw = await verified_worker(page, served_base, client, admin, principals, cid, WORKER_PHONE)
     # Online in the app: it asks the service for the VAPID key and subscribes through its
     # service worker; the subscription fails in headless Chromium, which the app survives.
-    await page.reload()
-    await page.wait_for_selector("#w-home:not([hidden])", timeout=10_000)
     await page.click("#w-online")
     await page.wait_for_selector("#w-state.on")
     await page.wait_for_function("window.worker && worker.flushed === true", timeout=10_000)

@@ -10,26 +10,14 @@ from __future__ import annotations
 import json
 import os
 
+from tests.app.conftest import PHONE_SIZE, sign_in, watch_errors
 from tests.conftest import E164_ANYWHERE, PROXY_PREFIX
 from tests.dispatch.helpers import CENTER, community
-from tests.dispatch.test_identity import latest_code
 
 SCREENSHOTS = os.environ.get("APP_SCREENSHOTS")
 """A folder for the README's screenshots (`APP_SCREENSHOTS=docs`): both sides, both languages."""
-PHONE_SIZE = {"width": 360, "height": 780}
 WORKER_PHONE = "+8613711112222"
 RESIDENT_PHONE = "+8613833334444"
-
-
-async def sign_in(page, base: str, client, admin, phone: str, role: str) -> None:
-    await page.goto(f"{base}/app/")
-    await page.check(f"input[name=role][value={role}]")
-    await page.fill("#phone", phone)
-    await page.click("#phone-form button")
-    await page.wait_for_selector("#code-form:not([hidden])")
-    await page.fill("#code", await latest_code(client, admin, phone))
-    await page.click("#code-form button")
-    await page.wait_for_selector(f"#{role}:not([hidden])")
 
 
 def watch_numbers(context, base: str) -> list[tuple[str, str]]:
@@ -56,12 +44,6 @@ def watch_numbers(context, base: str) -> list[tuple[str, str]]:
     context.on("response", on_response)
     context.on("page", lambda page: page.on("websocket", on_socket))
     return found
-
-
-def watch_errors(page) -> list[str]:
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    return errors
 
 
 async def test_the_shell_installs_and_opens_offline(browser, served_base, client) -> None:
