@@ -9,7 +9,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +21,7 @@ from dispatch.identity.principal import Principal
 from dispatch.infra import outbox, ratelimit
 from dispatch.infra.logs import log
 from dispatch.jobs.queries import JobView
-from dispatch.models import Job, Offer, OutboxMessage, User
+from dispatch.models import SPOKEN_LOCALE, Job, Offer, OutboxMessage, User
 from dispatch.trust.screening import screen
 from geo.shapes import wkb_to_latlng
 from notifications.models import CallRecord
@@ -63,9 +63,7 @@ class Webhooks:
         """The language to answer a phone in: its account's, else its country's."""
         rt = self.n.rt
         chosen = await session.scalar(
-            select(func.coalesce(User.locale, User.default_locale)).where(
-                User.phone_hash == rt.vault.hash(phone)
-            )
+            select(SPOKEN_LOCALE).where(User.phone_hash == rt.vault.hash(phone))
         )
         return chosen or locale_for_phone(phone, rt.settings.default_locale)
 
@@ -212,9 +210,7 @@ class Webhooks:
         log.info("safety_call_answered", job_id=job_id, checked_in=counted)
         async with rt.sessions() as session:
             locale = await session.scalar(
-                select(func.coalesce(User.locale, User.default_locale))
-                .join(Job, Job.worker_id == User.id)
-                .where(Job.id == job_id)
+                select(SPOKEN_LOCALE).join(Job, Job.worker_id == User.id).where(Job.id == job_id)
             )
         said = texts.render("checkin.call_safe" if counted else "checkin.call_not_safe", locale)
         return self.n.provider.refuse_call(said, locale)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.core.errors import Unauthorized
 from dispatch.identity.locale import check_locale
 from dispatch.identity.principal import Principal
-from dispatch.models import User
-
-_SPOKEN = func.coalesce(User.locale, User.default_locale)
+from dispatch.models import SPOKEN_LOCALE, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +27,7 @@ class Profiles:
 
     async def me(self, who: Principal) -> Me:
         async with self.sessions() as session:
-            locale = await session.scalar(select(_SPOKEN).where(User.id == who.user_id))
+            locale = await session.scalar(select(SPOKEN_LOCALE).where(User.id == who.user_id))
         return _me(who, locale)
 
     async def choose_locale(self, who: Principal, locale: str) -> Me:
@@ -38,7 +36,10 @@ class Profiles:
         check_locale(locale)
         async with self.sessions.begin() as session:
             spoken = await session.scalar(
-                update(User).where(User.id == who.user_id).values(locale=locale).returning(_SPOKEN)
+                update(User)
+                .where(User.id == who.user_id)
+                .values(locale=locale)
+                .returning(SPOKEN_LOCALE)
             )
         return _me(who, spoken)
 

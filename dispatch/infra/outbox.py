@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dispatch.core.texts import Text
 from dispatch.identity.locale import FALLBACK
 from dispatch.identity.phones import PhoneVault, phone_hint
-from dispatch.models import OutboxMessage, User
+from dispatch.models import SPOKEN_LOCALE, OutboxMessage, User
 
 SOS_PRIORITY = 100
 SAFETY_PRIORITY = 50
@@ -96,7 +96,7 @@ def _body(message: Outgoing) -> Any:
         holder = User.phone_hash == message.phone.hash
     else:
         return body[message.locale]
-    chosen = select(func.coalesce(User.locale, User.default_locale)).where(holder).scalar_subquery()
+    chosen = select(SPOKEN_LOCALE).where(holder).scalar_subquery()
     texts = literal(body.as_json(), String).cast(JSONB)
     return func.coalesce(type_coerce(texts.op("->>")(chosen), String), body[message.locale])
 

@@ -9,7 +9,7 @@ from dispatch.models.booking import Availability, Booking, Timer
 from dispatch.models.community import Community, CommunityCell
 from dispatch.models.dispatching import Alert, Assignment, DispatchWave, Offer
 from dispatch.models.idempotency import IdempotencyKey
-from dispatch.models.identity import OtpCode, User
+from dispatch.models.identity import SPOKEN_LOCALE, OtpCode, User
 from dispatch.models.job import Job
 from dispatch.models.ledger import LedgerAccount, LedgerTransfer
 from dispatch.models.money import ChangeOrder, Claim, Payout
@@ -27,6 +27,7 @@ def all_tables() -> type[Base]:
 
 
 __all__ = [
+    "SPOKEN_LOCALE",
     "Alert",
     "Assignment",
     "Availability",

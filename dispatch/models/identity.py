@@ -15,6 +15,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,6 +45,11 @@ class User(IdMixin, TimestampMixin, Base):
     default_locale: Mapped[str] = mapped_column(Text, default="en", server_default="en")
     """Their language until they choose one, given when the account was made
     (`dispatch.identity.locale`)."""
+
+
+SPOKEN_LOCALE = func.coalesce(User.locale, User.default_locale)
+"""A user's language in SQL: the one they chose, else the one their account was given
+(`dispatch.identity.locale.spoken_locale` in Python)."""
 
 
 class OtpCode(IdMixin, Base):

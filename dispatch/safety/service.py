@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService
@@ -21,7 +21,7 @@ from dispatch.identity.principal import Principal
 from dispatch.infra.clock import Clock
 from dispatch.infra.outbox import SOS_PRIORITY, Outgoing, Recipient, enqueue, tell
 from dispatch.jobs.queries import JobView, job_view
-from dispatch.models import Checkin, EmergencyContact, Job, SosCall, Timer, User
+from dispatch.models import SPOKEN_LOCALE, Checkin, EmergencyContact, Job, SosCall, Timer, User
 from dispatch.models.base import get_row
 from dispatch.ops import events
 from dispatch.ops.alerts import raise_alert
@@ -321,7 +321,7 @@ class Emergencies:
             # A contact without an account is texted in the language of the one who listed them.
             caller_locale = FALLBACK
             if contacts:
-                spoken = select(func.coalesce(User.locale, User.default_locale))
+                spoken = select(SPOKEN_LOCALE)
                 found = await session.scalar(spoken.where(User.id == who.user_id))
                 caller_locale = found or FALLBACK
             for contact in contacts:

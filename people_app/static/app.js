@@ -69,8 +69,6 @@ if ("serviceWorker" in navigator) {
     if (m.type === "open-offer" && m.offerId) { worker.highlight = Number(m.offerId); renderOffers(); }
   });
 }
-// Opened from an offer's notification (`#offer-<id>`): that offer is marked when it arrives.
-{ const m = /#offer-(\d+)/.exec(location.hash); if (m) window.addEventListener("load", () => { worker.highlight = Number(m[1]); }); }
 
 // --- sign-in --------------------------------------------------------------------------------
 
@@ -388,7 +386,9 @@ $("rj-sos").addEventListener("click", () => sos(resident.open));
 
 const worker = {
   me: null, online: false, watch: null, points: [], last: null, socket: null, retry: 1000,
-  offers: new Map(), job: null, safety: null, nearby: [], map: null, marks: null, highlight: null,
+  offers: new Map(), job: null, safety: null, nearby: [], map: null, marks: null,
+  // Opened from an offer's notification (`#offer-<id>`): that offer is marked when it arrives.
+  highlight: Number((/#offer-(\d+)/.exec(location.hash) || [])[1]) || null,
   timers: [], calendar: null, reschedules: [], earnings: null, payouts: null, payoutTimer: null,
   amountEdited: false,
 };

@@ -18,22 +18,15 @@ import json
 from dataclasses import replace
 
 import pytest
-from py_vapid import Vapid
 
 from tests.app.conftest import PHONE_SIZE, verified_worker, watch_errors
 from tests.conftest import E164_ANYWHERE
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_grab import post_job
-from tests.notifications.conftest import SUBJECT
-from tests.notifications.peers.push_service import PushServicePeer, b64url
+from tests.notifications.conftest import SUBJECT, push_peer, vapid_key
 
 WORKER_PHONE = "+8613755556666"
-
-
-@pytest.fixture
-async def push_peer():
-    async with PushServicePeer() as peer:
-        yield peer
+__all__ = ["push_peer", "vapid_key"]  # the notifications tests' fixtures, used here
 
 
 @pytest.fixture
@@ -42,13 +35,6 @@ def settings(settings, push_peer, vapid_key):
         settings, vapid_private_key=vapid_key, vapid_subject=SUBJECT, push_allow_http=True,
         egress_allowed_hosts=("127.0.0.1",), relay_backoff_s=0.05,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def vapid_key() -> str:
-    key = Vapid()
-    key.generate_keys()
-    return b64url(key.private_key.private_numbers().private_value.to_bytes(32, "big"))
 
 
 async def test_an_offer_pushed_to_a_closed_app_is_shown_and_opens_it(
