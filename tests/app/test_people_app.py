@@ -7,8 +7,10 @@ worker checks in on arrival, enters the PIN and completes, the resident confirms
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+from pathlib import Path
 
 from tests.app.conftest import PHONE_SIZE, sign_in, watch_errors
 from tests.conftest import E164_ANYWHERE, PROXY_PREFIX
@@ -86,6 +88,17 @@ async def test_the_shell_installs_and_opens_offline(browser, served_base, client
     assert await page.inner_text("#signin h1") == "Sign in"
     assert errors == []
     await context.close()
+
+
+def test_the_app_weighs_under_300_kb_compressed_before_the_map_library() -> None:
+    """Everything the app serves of its own (pages, scripts, styles, manifest, icons), gzipped
+    as a server would send it; Leaflet is the console's and is not counted."""
+    static = Path(__file__).resolve().parents[2] / "people_app" / "static"
+    sizes = {
+        p.name: len(gzip.compress(p.read_bytes(), 9)) for p in static.rglob("*") if p.is_file()
+    }
+    assert {"index.html", "app.js", "i18n.js", "app.css", "sw.js", "manifest.json"} <= set(sizes)
+    assert sum(sizes.values()) < 300_000, sizes
 
 
 async def shot(page, name: str) -> None:
@@ -166,6 +179,8 @@ async def test_a_grab_job_between_two_phones(
     pin = (await rp.inner_text("#rj-pin")).rsplit(" ", 1)[-1]
     assert pin.isdigit() and len(pin) == 4
     assert "Notified 1 workers" in await rp.inner_text("#rj-notified")
+    for page in (wp, rp):  # both screens fit a 360 px phone: nothing scrolls sideways
+        assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_SIZE["width"]
     # The worker is about 200 m away (never their position): rounded up to 100 m.
     await rp.wait_for_function(
         "document.getElementById('rj-approach').textContent.includes('m away')", timeout=5_000
