@@ -199,12 +199,23 @@ $("find").addEventListener("click", async () => {
     if (!r.candidates.length) list.append(el("li", {}, t("no_candidates")));
     for (const c of r.candidates) {
       const stars = c.rating === null ? t("no_rating") : `${c.rating.toFixed(1)}★ (${c.rating_count})`;
-      const start = new Date(c.starts[0]);
-      list.append(el("li", {}, `${c.name} · ${stars} · ${t("away", { m: Math.round(c.distance_m) })} · ${start.toLocaleString(i18n.locale)} `,
-        el("button", { type: "button", class: "quiet", onclick: () => { resident.chosen = { worker_id: c.worker_id, start }; toast(`${t("book_worker")}: ${c.name}`); } }, t("book_worker"))));
+      // The first bookable starts, each one tap: that worker at that time.
+      const starts = c.starts.slice(0, 4).map((iso) => el("button", {
+        type: "button", class: "quiet start", "data-start": iso,
+        onclick: (e) => chooseSlot(c, iso, e.currentTarget),
+      }, new Date(iso).toLocaleString(i18n.locale, { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" })));
+      list.append(el("li", { class: "candidate", "data-worker": c.worker_id },
+        el("strong", {}, c.name), ` · ${stars} · ${t("away", { m: Math.round(c.distance_m) })}`,
+        el("div", { class: "row" }, ...starts)));
     }
   } catch (err) { failed(err); }
 });
+
+function chooseSlot(c, iso, button) {
+  resident.chosen = { worker_id: c.worker_id, start: new Date(iso) };
+  for (const b of $("candidates").querySelectorAll("button.start")) b.classList.toggle("chosen", b === button);
+  toast(t("slot_chosen", { name: c.name, when: button.textContent }));
+}
 
 $("post-form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -217,9 +228,13 @@ $("post-form").addEventListener("submit", async (e) => {
   if ($("p-address").value.trim()) body.address = $("p-address").value.trim();
   if ($("p-description").value.trim()) body.description = $("p-description").value.trim();
   if (mode === "booking") {
-    body.window = { start: new Date($("p-from").value).toISOString(), end: new Date($("p-to").value).toISOString() };
     body.duration_min = Number($("p-duration").value);
-    if (resident.chosen) body.worker_id = resident.chosen.worker_id;
+    body.window = { start: new Date($("p-from").value).toISOString(), end: new Date($("p-to").value).toISOString() };
+    if (resident.chosen) {  // that worker, at the start chosen: the window is the slot itself
+      const { start } = resident.chosen;
+      body.worker_id = resident.chosen.worker_id;
+      body.window = { start: start.toISOString(), end: new Date(start.getTime() + body.duration_min * 60000).toISOString() };
+    }
   }
   try {
     const job = await api.call("POST", "/v1/jobs", body, { "Idempotency-Key": uuid() });
@@ -292,6 +307,8 @@ function renderResidentJob() {
   $("rj-title").textContent = job.title;
   $("rj-status").textContent = t(`status_${job.status}`);
   $("rj-status").className = `status s-${job.status}`;
+  $("rj-when").hidden = !job.scheduled_start;
+  if (job.scheduled_start) $("rj-when").textContent = t("booking_at", { when: whenText(job.scheduled_start, job.scheduled_end) });
   const notified = notifiedCount(job.offers);
   $("rj-notified").textContent = notified ? t("notified", { n: notified }) : "";
   const w = job.worker;
@@ -319,7 +336,8 @@ function renderResidentJob() {
 async function readMessages(job) {
   const found = await api.call("GET", `/v1/jobs/${job.id}/messages?after_id=${resident.lastMessage}`);
   for (const m of found) {
-    resident.lastMessage = Math.max(resident.lastMessage, m.id);
+    if (m.id <= resident.lastMessage) continue;  // two reads that crossed
+    resident.lastMessage = m.id;
     $("rj-messages").append(el("li", { class: m.sender_id === job.resident_id ? "mine" : "theirs" }, m.text));
   }
 }
@@ -330,8 +348,13 @@ async function readLedger(job) {
     const list = $("rj-ledger");
     list.replaceChildren();
     if (job.pay) list.append(el("li", {}, el("strong", {}, t("you_pay", { amount: i18n.money(job.pay.total_cents, job.currency) }))));
+    // What the escrow holds now: posted to it, and held there by pending transfers.
+    const held = Object.values(ledger.balances).reduce((a, b) => a + b, 0);
+    $("rj-escrow").textContent = t("in_escrow", { amount: i18n.money(held, job.currency) });
     for (const e of ledger.entries) {
-      list.append(el("li", {}, `${e.kind} · ${i18n.money(e.amount_cents, e.currency)} · ${e.status}`));
+      const what = i18n.has(`tx_${e.kind}`) ? t(`tx_${e.kind}`) : e.kind;
+      list.append(el("li", { "data-kind": e.kind, "data-status": e.status },
+        `${what} · ${i18n.money(e.amount_cents, e.currency)} · ${t(`tx_status_${e.status}`)}`));
     }
   } catch (err) { if (err.status !== 404) failed(err); }
 }
@@ -390,7 +413,7 @@ const worker = {
   // Opened from an offer's notification (`#offer-<id>`): that offer is marked when it arrives.
   highlight: Number((/#offer-(\d+)/.exec(location.hash) || [])[1]) || null,
   timers: [], calendar: null, reschedules: [], earnings: null, payouts: null, payoutTimer: null,
-  amountEdited: false,
+  amountEdited: false, lastMessage: 0,
 };
 
 async function startWorker() {
@@ -665,9 +688,37 @@ async function findCurrentJob() {
 }
 
 function setWorkerJob(job) {
+  if ((job && job.id) !== (worker.job && worker.job.id)) {
+    worker.lastMessage = 0;
+    $("wj-messages").replaceChildren();
+  }
   worker.job = job;
   renderWorkerJob();
+  if (job) readWorkerMessages();
 }
+
+async function readWorkerMessages() {
+  const job = worker.job;
+  if (!job) return;
+  const found = await api.call("GET", `/v1/jobs/${job.id}/messages?after_id=${worker.lastMessage}`);
+  if (!worker.job || worker.job.id !== job.id) return;
+  for (const m of found) {
+    if (m.id <= worker.lastMessage) continue;
+    worker.lastMessage = m.id;
+    $("wj-messages").append(el("li", { class: m.sender_id === job.worker_id ? "mine" : "theirs" }, m.text));
+  }
+}
+
+$("wj-message-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const text = $("wj-message").value.trim();
+  if (!text || !worker.job) return;
+  try {
+    await api.call("POST", `/v1/jobs/${worker.job.id}/messages`, { text });
+    $("wj-message").value = "";
+    await readWorkerMessages();
+  } catch (err) { failed(err); }
+});
 
 async function followWorkerJob() {
   if (!worker.job || !navigator.onLine) return;
@@ -678,9 +729,8 @@ async function followWorkerJob() {
       api.call("GET", `/v1/jobs/${id}/safety`).catch(() => null),
     ]);
     worker.safety = safety;
-    if (!["assigned", "in_progress"].includes(job.status)) { worker.job = null; loadEarnings(); }
-    else worker.job = job;
-    renderWorkerJob();
+    if (!["assigned", "in_progress"].includes(job.status)) { setWorkerJob(null); loadEarnings(); }
+    else setWorkerJob(job);
   } catch (err) { if (err.status === 403 || err.status === 404) worker.job = null; }
 }
 
@@ -736,6 +786,7 @@ $("wj-periodic").addEventListener("click", async () => {
   const at = await here();
   try {
     await api.call("POST", `/v1/jobs/${worker.job.id}/checkins`, { kind: "periodic", location: { lat: at.lat, lng: at.lng } });
+    toast(t("checked_in_ok"));
     await followWorkerJob();
   } catch (err) { failed(err); }
 });
