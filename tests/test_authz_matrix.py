@@ -15,8 +15,9 @@ community's; on B's objects the same callers swap roles. Routes without an objec
 
 For every cell:
 - a refused caller gets 401 (anonymous) or 403 (signed in): never 2xx, and never a 404, 409
-  or 422 that answers for the object (no route hides existence behind a 404: a refusal is
-  always 401/403, so a stranger learns nothing from an id but that they may not have it);
+  or 422 that answers for the object's state. No route hides existence behind a 404: a
+  refusal of an object that exists is always 401/403 (an id that exists nowhere is 404 for
+  everyone; ids are sequential and not secret), so a stranger learns only that they may not;
 - an allowed caller is not refused: 2xx, or 404/409/410/422/429 for the object's state; and for
   every object at least one allowed caller really succeeds (2xx), except on the routes in
   `NO_SUCCESS_HERE`, so the refusals above were tested where success was possible;
@@ -439,7 +440,7 @@ async def _build_side(
         r = await c.post(f"/v1/jobs/{side.job('done')}/claims", json=body, headers=resident)
         side.claims[claim] = (await _ok(r, 201))["id"]
     main = side.job("main")
-    for change in ("approve", "decline"):
+    for change in ("approve", "decline", "crossed"):
         items = {"items": [{"name": f"washer {side.marker}", "unit_cents": 300}]}
         r = await c.post(f"/v1/jobs/{main}/materials", json=items, headers=worker)
         side.changes[change] = (await _ok(r, 201))["id"]
@@ -454,6 +455,9 @@ async def _build_side(
     seen = await _ok(await c.get(f"/v1/jobs/{side.job('start')}", headers=resident))
     side.pin = seen["start_pin"]
     assert side.marker in json.dumps(seen), "the marker must survive screening to mean anything"
+    for who in (resident, worker):
+        seen = await _ok(await c.get(f"/v1/jobs/{main}", headers=who))
+        assert seen["proxy_number"] == side.proxy, "the main job's participants hold the number"
     return side
 
 
@@ -1007,6 +1011,25 @@ OBJECT_IN_QUERY_OR_BODY = frozenset({
     "GET /v1/bookings/candidates",  # in A or in B
 })  # fmt: skip
 """Routes without a path id whose object (a community) is in the query or the body."""
+
+
+@pytest.mark.parametrize("answer", ["approve", "decline"])
+async def test_a_change_order_is_answered_only_through_its_own_job(
+    world: World, answer: str
+) -> None:
+    """The one route with two ids: A's resident, owner of A's job, naming B's change order
+    under it finds no such change (404), and B's resident naming it under A's job is refused;
+    B's change order stays pending."""
+    a, b = world.sides["A"], world.sides["B"]
+    path = f"/v1/jobs/{a.job('main')}/materials/{b.changes['crossed']}/{answer}"
+    r = await world.client.post(path, headers=a.resident)
+    assert r.status_code == 404 and r.json()["code"] == "change_not_found", r.text
+    r = await world.client.post(path, headers=b.resident)
+    assert r.status_code == 403 and r.json()["code"] == "not_yours", r.text
+    listed = await _ok(await world.client.get(f"/v1/jobs/{b.job('main')}/materials",
+                                              headers=b.resident))  # fmt: skip
+    (crossed,) = [c for c in listed if c["id"] == b.changes["crossed"]]
+    assert crossed["status"] == "pending"
 
 
 async def test_options_answers_carry_nothing(world: World) -> None:
