@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -23,6 +24,7 @@ from dispatch.models.base import Base, TimestampMixin
 
 class Worker(TimestampMixin, Base):
     __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_location", "location", postgresql_using="gist"),)
 
     user_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
@@ -51,7 +53,8 @@ class Worker(TimestampMixin, Base):
     location: Mapped[WKBElement | None] = mapped_column(
         Geography("POINT", srid=4326, spatial_index=False)
     )
-    """Last accepted position, written behind the live index every few seconds (for rebuilds)."""
+    """Last accepted position, written behind the live index every few seconds (for rebuilds
+    and the dispatch log's count of who was within reach: `ix_workers_location`)."""
     location_at: Mapped[datetime | None]
 
 
