@@ -15,12 +15,12 @@ the recorded candidates and says whether it picks the same workers.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityView
@@ -38,45 +38,50 @@ EXCLUSION_REASONS = (
     "offline", "busy", "unverified", "unskilled", "stale_location", "outside_community",
     "already_offered", "beyond_size",
 )  # fmt: skip
-# Driven by `ix_workers_location` (the wave's disc on a sphere, as the live index measures),
-# then each worker's membership: 2-3 ms for 10,000 members where reading every member was 20-57.
-_WITHIN_REACH = text(
+# The wave's row, with the community's workers within reach that the index did not return
+# counted by the first reason that applies (`EXCLUSION_REASONS`' order), in one statement. Driven
+# by `ix_workers_location` (the wave's disc on a sphere, as the live index measures), then each
+# worker's membership; inside the community is judged as `geo.areas.ServiceArea.contains`
+# judges it (a lng/lat polygon, or a circle on the sphere). At 10,000 members: 2-3 ms, where
+# reading every member was 20-57 ms, and no row comes back to Python (counting ~450 rows there
+# cost the event loop 3-5 ms a wave in `bench.dispatch`).
+_WRITE_WAVE = text(
     """
-    SELECT w.user_id, w.online, w.verification, w.skills, w.location_at,
-           ST_Y(w.location::geometry), ST_X(w.location::geometry),
-           EXISTS (SELECT 1 FROM assignments a JOIN jobs j ON j.id = a.job_id
-                   WHERE a.worker_id = w.user_id AND a.active
-                     AND j.status IN ('assigned', 'in_progress'))
-    FROM workers w
-    WHERE w.location IS NOT NULL
-      AND ST_DWithin(w.location, ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::geography, :reach,
-                     false)
-      AND EXISTS (SELECT 1 FROM worker_communities wc
-                  WHERE wc.worker_id = w.user_id AND wc.community_id = :cid)
+    WITH reasons AS (
+        SELECT CASE
+            WHEN NOT w.online THEN 'offline'
+            WHEN EXISTS (SELECT 1 FROM assignments a JOIN jobs j ON j.id = a.job_id
+                         WHERE a.worker_id = w.user_id AND a.active
+                           AND j.status IN ('assigned', 'in_progress')) THEN 'busy'
+            WHEN w.verification <> 'verified' THEN 'unverified'
+            WHEN NOT (coalesce(w.skills, '{}') @> CAST(:skills AS text[])) THEN 'unskilled'
+            WHEN w.location_at IS NULL OR w.location_at < :fresh_after THEN 'stale_location'
+            WHEN NOT (CASE WHEN c.boundary IS NOT NULL
+                           THEN ST_Covers(c.boundary, w.location::geometry)
+                           ELSE ST_DWithin(c.center, w.location, c.radius_m, false) END)
+                THEN 'outside_community'
+            WHEN w.user_id = ANY(CAST(:offered AS bigint[])) THEN 'already_offered'
+            ELSE 'beyond_size'
+        END AS reason
+        FROM workers w JOIN communities c ON c.id = :cid
+        WHERE w.location IS NOT NULL
+          AND ST_DWithin(w.location, ST_SetSRID(ST_MakePoint(:lng, :lat), 4326)::geography,
+                         :reach, false)
+          AND EXISTS (SELECT 1 FROM worker_communities wc
+                      WHERE wc.worker_id = w.user_id AND wc.community_id = :cid)
+          AND NOT w.user_id = ANY(CAST(:listed AS bigint[]))
+    )
+    INSERT INTO dispatch_waves (job_id, wave, radius_m, size, sent_at, candidates, excluded)
+    SELECT CAST(:job_id AS bigint), CAST(:wave AS integer), CAST(:radius_m AS float8),
+           CAST(:size AS integer), CAST(:sent_at AS timestamptz), CAST(:candidates AS jsonb),
+           CAST(:zeros AS jsonb)
+           || coalesce((SELECT jsonb_object_agg(reason, n)
+                        FROM (SELECT reason, count(*) AS n FROM reasons GROUP BY reason) r),
+                       '{}'::jsonb)
+    ON CONFLICT (job_id, wave) DO NOTHING
     """
 )
-
-
-def excluded_reason(
-    row: Any, skills: list[str], offered: set[int], fresh_after: datetime, inside: bool
-) -> str:
-    """Why a worker within reach was not a candidate (the first reason that applies)."""
-    _, online, verification, have, located_at, _, _, busy = row
-    if not online:
-        return "offline"
-    if busy:
-        return "busy"
-    if verification != "verified":
-        return "unverified"
-    if any(s not in (have or []) for s in skills):
-        return "unskilled"
-    if located_at is None or located_at < fresh_after:
-        return "stale_location"
-    if not inside:
-        return "outside_community"
-    if row[0] in offered:
-        return "already_offered"
-    return "beyond_size"  # eligible, but the wave's nearest were enough
+_ZEROS = json.dumps(dict.fromkeys(EXCLUSION_REASONS, 0))
 
 
 @dataclass(frozen=True)
@@ -134,33 +139,20 @@ class DispatchLog:
                     "last_offer_at": last.timestamp() if last else None,
                 }
             candidates.append(entry)
-        job_id, cid, skills, resident = job.id, view.id, list(job.skills), job.resident_id
         lat, lng = wkb_to_latlng(job.location)
-        fresh_after = now - timedelta(seconds=view.dispatch.location_max_age_s)
-        listed = {n.worker_id for n in found} | {resident}
-        already = set(offered)
+        params = {
+            "job_id": job.id, "wave": wave, "radius_m": round(reach_m, 1), "size": size,
+            "sent_at": now, "candidates": json.dumps(candidates), "zeros": _ZEROS,
+            "cid": view.id, "lat": lat, "lng": lng, "reach": reach_m, "skills": list(job.skills),
+            "fresh_after": now - timedelta(seconds=view.dispatch.location_max_age_s),
+            "offered": list(offered),
+            "listed": [n.worker_id for n in found] + [job.resident_id],
+        }  # fmt: skip
+        job_id = job.id
 
         async def write() -> None:
             async with self.sessions.begin() as s:
-                rows = (
-                    await s.execute(
-                        _WITHIN_REACH, {"cid": cid, "lat": lat, "lng": lng, "reach": reach_m}
-                    )
-                ).all()
-                excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
-                for row in rows:
-                    if row[0] in listed:
-                        continue
-                    inside = view.area.contains(row[5], row[6])
-                    excluded[excluded_reason(row, skills, already, fresh_after, inside)] += 1
-                await s.execute(
-                    insert(DispatchWave)
-                    .values(
-                        job_id=job_id, wave=wave, radius_m=round(reach_m, 1), size=size,
-                        sent_at=now, candidates=candidates, excluded=excluded,
-                    )
-                    .on_conflict_do_nothing(index_elements=["job_id", "wave"])
-                )  # fmt: skip
+                await s.execute(_WRITE_WAVE, params)
             log.debug("dispatch_wave_logged", job_id=job_id, wave=wave)
 
         aftercommit.promise(session, ("dispatch_wave", job_id, wave), write)

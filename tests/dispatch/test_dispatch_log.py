@@ -5,6 +5,7 @@ with today's rules picks the same workers."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from geo.areas import destination
 from tests.dispatch.helpers import CENTER, community, ready_worker
@@ -60,3 +61,50 @@ async def test_the_log_tells_what_happened(app, client, principals, admin, resid
     theirs = await principals.operator(other)
     assert (await client.get(url, headers=theirs)).status_code == 403
     assert (await client.get(url, headers=resident)).status_code == 403
+
+
+async def test_each_worker_left_out_is_counted_by_its_first_reason(
+    app, client, principals, admin, resident
+) -> None:
+    """One worker within the first wave's reach for each reason the index leaves them out, the
+    job near the community's edge (3 km circle) so that one of them is outside it."""
+    cid = await community(client, admin)
+    ops = await principals.operator(cid)
+    moving = ("moving",)
+    _, busy_h = await ready_worker(client, principals, cid, north(2400), skills=moving)
+    first = await post_job(client, resident, key="busy-1", location=dict(
+        zip(("lat", "lng"), north(2400), strict=True)))  # fmt: skip
+    (offer,) = await offers_of(client, busy_h)
+    assert (await client.post(f"/v1/offers/{offer['id']}/accept", headers=busy_h)).is_success
+    assert first["id"] == offer["job_id"]
+    await ready_worker(client, principals, cid, north(2300), skills=moving, verified=False)
+    _, off_h = await ready_worker(client, principals, cid, north(2200), skills=moving)
+    r = await client.post("/v1/workers/me/presence", json={"status": "offline"}, headers=off_h)
+    assert r.status_code == 200
+    await ready_worker(client, principals, cid, north(2600), skills=("plumbing",))
+    _, stale_h = await ready_worker(client, principals, cid, None, skills=moving)
+    old = (datetime.now(UTC) - timedelta(seconds=600)).isoformat()
+    lat, lng = north(2700)
+    r = await client.post(
+        "/v1/workers/me/location", json={"lat": lat, "lng": lng, "recorded_at": old},
+        headers=stale_h,
+    )  # fmt: skip
+    assert r.status_code == 204
+    await ready_worker(client, principals, cid, north(3200), skills=moving)  # outside: 3 km
+    await ready_worker(client, principals, cid, north(3800), skills=moving)  # beyond reach
+    await app.state.runtime.workers.positions.flush()
+
+    job = await post_job(client, resident, key="edge-1", location=dict(
+        zip(("lat", "lng"), north(2500), strict=True)))  # fmt: skip
+    url = f"/v1/ops/jobs/{job['id']}/dispatch-log"
+    for _ in range(50):
+        r = await client.get(url, headers=ops)
+        if r.json()["waves"]:
+            break
+        await asyncio.sleep(0.05)
+    wave = r.json()["waves"][0]
+    assert (wave["wave"], wave["offered"]) == (1, [])
+    assert wave["excluded"] == {
+        "busy": 1, "unverified": 1, "offline": 1, "unskilled": 1, "stale_location": 1,
+        "outside_community": 1,
+    }  # fmt: skip
