@@ -38,9 +38,12 @@ class Offer(IdMixin, Base):
         Index(None, "job_id", "wave"),
         # Fair ranking's acceptance read: a worker's latest answered offers, newest first.
         Index(
-            "ix_offers_answered", "worker_id", "created_at", postgresql_include=["status"],
+            "ix_offers_answered",
+            "worker_id",
+            "created_at",
+            postgresql_include=["status"],
             postgresql_where=text("status IN ('accepted', 'declined', 'expired')"),
-        ),  # fmt: skip
+        ),
     )
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
