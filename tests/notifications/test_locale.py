@@ -231,8 +231,13 @@ async def test_the_safety_call_speaks_the_workers_language(
         assert await durable.fire_due(missed + timedelta(minutes=5 * i)) == 1
     [reminder] = await outbox(engine, kind="checkin_remind")
     assert reminder["body"].startswith("请报平安：Move a sofa 的安全报到已超时。")
-    await wait_for(lambda: _settled(twilio_peer.calls))
-    [sms] = [m for m in twilio_peer.messages if m["to"] == w.phone and "报平安" in m["body"]]
+
+    def texted() -> list[dict]:
+        return [m for m in twilio_peer.messages if m["to"] == w.phone and "报平安" in m["body"]]
+
+    # The relay sends the text and places the call independently: wait for both.
+    await wait_for(lambda: _settled(bool(twilio_peer.calls) and bool(texted())))
+    [sms] = texted()
     assert "请按紧急求助" in sms["body"]
     [call] = twilio_peer.calls
     twiml = call["twiml"]
