@@ -151,16 +151,12 @@ def _transfer(row: Any, replayed: bool = False) -> Transfer:
 class Ledger:
     """The one writer of ledger rows; every call runs inside the caller's transaction."""
 
-    def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-        """Account ids by key, for accounts seen committed (they never change)."""
-
     async def account_id(self, session: AsyncSession, ref: AccountRef) -> int:
-        if ref.key in self._ids:
-            return self._ids[ref.key]
+        # No cache of ids across transactions: a row this transaction (or a savepoint of it, as
+        # a timer's handler runs in) made and then rolled back would stay cached, and every later
+        # transfer of that account would fail its foreign key (seen in CI: a 500 on completion).
         found = await session.scalar(_ACCOUNT_SELECT, {"key": ref.key})
         if found is not None:
-            self._ids[ref.key] = found
             return int(found)
         values = _values(ref)
         if ref.user_id is None and ref.job_id is None:

@@ -51,6 +51,27 @@ async def test_a_payment_held_then_released(sessions) -> None:
         assert [t.kind for t in await ledger.of_job(s, 42)] == ["escrow", "release", "commission"]
 
 
+async def test_accounts_made_in_a_savepoint_that_rolls_back_are_made_again(sessions) -> None:
+    """A timer's handler runs in a savepoint: when it fails after its transfer made the job's
+    accounts, the next transfer of the same accounts (same ledger, same process) makes them
+    again instead of pointing at rows that were rolled back."""
+    ledger = Ledger()
+    src, esc = rules.source(7, CNY), rules.escrow(43, CNY)
+    async with sessions.begin() as s:
+        with pytest.raises(RuntimeError):
+            async with s.begin_nested():
+                await ledger.transfer(s, "job:43:hold", src, esc, 5_000, kind="escrow_hold",
+                                      job_id=43, pending=True)  # fmt: skip
+                await ledger.balance(s, esc)  # the accounts are read back inside the savepoint
+                await ledger.transfer(s, "job:43:again", src, esc, 1, kind="escrow_hold",
+                                      job_id=43)  # fmt: skip
+                raise RuntimeError("the handler failed")
+    async with sessions.begin() as s:
+        made = await ledger.transfer(s, "job:43:hold", src, esc, 5_000, kind="escrow_hold",
+                                     job_id=43, pending=True)  # fmt: skip
+        assert made.status == "pending" and not made.replayed
+
+
 async def test_a_replay_moves_nothing_and_an_id_is_for_one_movement(sessions) -> None:
     ledger = Ledger()
     src, esc = rules.source(1, CNY), rules.escrow(1, CNY)
