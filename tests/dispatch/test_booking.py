@@ -252,7 +252,7 @@ async def test_candidates_rank_and_explain(client, principals, admin, resident) 
     assert r.status_code == 422 and r.json()["code"] == "window_too_short"
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 async def test_candidates_equal_the_brute_force(client, principals, admin, resident, seed) -> None:
     rng = random.Random(seed)
     cid = await community(client, admin, timezone="Asia/Shanghai")
@@ -273,6 +273,7 @@ async def test_candidates_equal_the_brute_force(client, principals, admin, resid
             )
         buffer, notice = rng.choice([0, 15, 30]), rng.choice([0, 60, 4320])
         radius = rng.choice([None, 1500, 5000])
+        per_day = rng.choice([None, None, 1, 2])
         av = await available(
             client,
             h,
@@ -280,12 +281,21 @@ async def test_candidates_equal_the_brute_force(client, principals, admin, resid
             buffer_min=buffer,
             min_notice_min=notice,
             travel_radius_m=radius,
+            max_jobs_per_day=per_day,
             home={"lat": home[0], "lng": home[1]},
         )
         booked = []
-        for _ in range(rng.randrange(0, 4)):
-            bstart = window.start + timedelta(minutes=15 * rng.randrange(0, 44))
-            place = destination(*CENTER, rng.uniform(0, 360), rng.uniform(0, 3000))
+        for _ in range(rng.randrange(0, 6)):
+            # Inside the window and up to four hours either side of it, near the job or up to
+            # 40 km away (two hours' travel): the proposal's statement leaves out the bookings
+            # that cannot reach the window, and must not leave out one that can.
+            bstart = window.start + timedelta(minutes=15 * rng.randrange(-16, 60))
+            far = rng.random() < 0.3
+            place = destination(
+                *CENTER,
+                rng.uniform(0, 360),
+                rng.uniform(8000, 40000) if far else rng.uniform(0, 3000),
+            )
             dur = timedelta(minutes=15 * rng.randrange(2, 9))
             if any(
                 bstart < x.span.end + timedelta(minutes=buffer)
@@ -302,6 +312,7 @@ async def test_candidates_equal_the_brute_force(client, principals, admin, resid
             min_notice_min=notice,
             home=home,
             travel_radius_m=radius,
+            max_jobs_per_day=per_day,
         )
         if radius is not None and haversine_m(*home, *CENTER) > radius:
             expect[wid] = ([], "too_far")
