@@ -269,8 +269,10 @@ def ranges_on(av: Availability, day: date) -> tuple[LocalRange, ...]:
 def hours(av: Availability, within: Span) -> list[Span]:
     """The worker's working hours inside `within`, as merged UTC spans."""
     tz = _zone(av.timezone)
-    first = within.start.astimezone(tz).date() - timedelta(days=1)
-    last = within.end.astimezone(tz).date() + timedelta(days=1)
+    # A date's ranges lie inside that local date (a range ends by 24:00), so the dates of the
+    # span's own ends are all it takes.
+    first = within.start.astimezone(tz).date()
+    last = within.end.astimezone(tz).date()
     spans: list[Span] = list(av.extra)
     day = first
     while day <= last:

@@ -9,11 +9,13 @@ not the community's size. The excluded are counted among the workers examined th
 
 from __future__ import annotations
 
+import json
 import math
 from bisect import insort
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -138,7 +140,8 @@ _JUDGE = """
 WITH walk AS (
   SELECT a.worker_id, w.name, w.verification, w.skills, w.rating_sum, w.rating_count,
          w.no_shows, w.jobs_done, a.travel_radius_m, a.updated_at, a.buffer_min,
-         a.max_jobs_per_day, a.knn, ST_Distance(a.home, CAST(:pt AS geography), false) AS d
+         a.max_jobs_per_day, a.timezone, a.min_notice_min, a.weekly, a.overrides, a.extra,
+         a.home, a.knn, ST_Distance(a.home, CAST(:pt AS geography), false) AS d
   FROM ({source}) a
   JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
   JOIN workers w ON w.user_id = a.worker_id
@@ -151,7 +154,13 @@ WITH walk AS (
   END AS cheap,
   (buffer_min + 2) * interval '1 minute' AS pad FROM walk
 )
-SELECT j.*, bk.starts, bk.ends, bk.lats, bk.lngs FROM judged j
+SELECT j.worker_id, j.name, j.rating_sum, j.rating_count, j.no_shows, j.jobs_done, j.d,
+       j.cheap, j.updated_at, bk.starts, bk.ends, bk.lats, bk.lngs,
+       CASE WHEN j.cheap IS NULL THEN json_build_array(
+         j.timezone, j.weekly, j.overrides, j.extra, j.buffer_min, j.min_notice_min,
+         j.max_jobs_per_day, j.travel_radius_m, ST_Y(j.home::geometry), ST_X(j.home::geometry)
+       )::text END AS schedule
+FROM judged j
 LEFT JOIN LATERAL (
   SELECT array_agg(b.starts_at) AS starts, array_agg(b.ends_at) AS ends,
          array_agg(b.lat) AS lats, array_agg(b.lng) AS lngs
@@ -168,23 +177,19 @@ ORDER BY j.knn
 """
 _NEAREST = text(
     _JUDGE.format(
-        source="SELECT worker_id, home, travel_radius_m, updated_at, buffer_min, "
-        "max_jobs_per_day, home <-> CAST(:pt AS geography) AS knn FROM availabilities "
+        source="SELECT worker_id, home, travel_radius_m, updated_at, buffer_min, max_jobs_per_day, "
+        "timezone, min_notice_min, weekly, overrides, extra, "
+        "home <-> CAST(:pt AS geography) AS knn FROM availabilities "
         "ORDER BY home <-> CAST(:pt AS geography) LIMIT :scan"
     )
 )
 _ONE = text(
     _JUDGE.format(
-        source="SELECT worker_id, home, travel_radius_m, updated_at, buffer_min, "
-        "max_jobs_per_day, 0.0 AS knn FROM availabilities WHERE worker_id = :worker_id"
+        source="SELECT worker_id, home, travel_radius_m, updated_at, buffer_min, max_jobs_per_day, "
+        "timezone, min_notice_min, weekly, overrides, extra, 0.0 AS knn "
+        "FROM availabilities WHERE worker_id = :worker_id"
     )
 )
-_SCHEDULES = text("""
-SELECT worker_id, timezone, weekly, overrides, extra, buffer_min, min_notice_min,
-       max_jobs_per_day, travel_radius_m, updated_at, NULL AS home,
-       ST_Y(home::geometry) AS lat, ST_X(home::geometry) AS lng
-FROM availabilities WHERE worker_id = ANY(CAST(:ids AS bigint[]))
-""")
 _BOOKED = text("""
 SELECT b.worker_id, b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
 WHERE b.active AND b.worker_id = ANY(CAST(:ids AS bigint[]))
@@ -562,6 +567,9 @@ class BookingService:
                 "the window is shorter than the job's duration", code="window_too_short"
             )
         async with self.sessions() as session:
+            # Reads only, each consistent by itself: no transaction (its BEGIN and ROLLBACK
+            # were two of the proposal's five round trips).
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             community = await self.communities.serving(session, lat, lng, community_id)
             return await self.propose(
                 session, community, (lat, lng), [skill] if skill else [], window, duration,
@@ -602,11 +610,6 @@ class BookingService:
         walk = [r for r in walk if r.worker_id not in skip]
         complete = complete and len(walk) <= MAX_EXAMINED
         walk = walk[:MAX_EXAMINED]
-        schedules = await self.schedules_of(
-            session,
-            [r.worker_id for r in walk if r.cheap is None],
-            {r.worker_id: r.updated_at for r in walk if r.cheap is None},
-        )
         for r in walk:
             if len(found) >= limit and r.d / 1000 > found[limit - 1].score:
                 complete = False
@@ -616,7 +619,7 @@ class BookingService:
                 excluded[r.cheap] += 1
                 continue
             verdict = rules.bookable(
-                schedules[r.worker_id], judged_bookings(r), window, duration, now, at, speed
+                self.judged_rules(r), judged_bookings(r), window, duration, now, at, speed
             )
             if verdict.reason is not None:
                 excluded[verdict.reason] += 1
@@ -661,6 +664,26 @@ class BookingService:
             "pad_per_deg": timedelta(minutes=EARTH_RADIUS_M * math.pi / 180 / 1000 / speed * 60),
         }
 
+    def judged_rules(self, r: Any) -> rules.Availability:
+        """The parsed schedule of a row of `_NEAREST` or `_ONE`: from this process's cache
+        while its version (`updated_at`) is current, else parsed from the row's `schedule`
+        (sent as JSON text, so that only a schedule not yet cached is ever decoded)."""
+        cached = self._parsed.get(r.worker_id)
+        if cached is not None and cached[0] == r.updated_at:
+            return cached[1]
+        tz, weekly, overrides, extra, buffer, notice, per_day, radius, lat, lng = json.loads(
+            r.schedule
+        )
+        parsed = stored_rules(
+            SimpleNamespace(
+                timezone=tz, weekly=weekly, overrides=overrides, extra=extra, buffer_min=buffer,
+                min_notice_min=notice, max_jobs_per_day=per_day, travel_radius_m=radius,
+            ),
+            None if lat is None else (lat, lng),
+        )  # fmt: skip
+        self._parsed[r.worker_id] = (r.updated_at, parsed)
+        return parsed
+
     async def judge_one(
         self,
         session: AsyncSession,
@@ -685,11 +708,8 @@ class BookingService:
             return None
         if r.cheap is not None:
             return r.d, r.cheap, []
-        schedule = (await self.schedules_of(session, [worker_id], {worker_id: r.updated_at}))[
-            worker_id
-        ]
         verdict = rules.bookable(
-            schedule, judged_bookings(r), window, duration, now, at,
+            self.judged_rules(r), judged_bookings(r), window, duration, now, at,
             community.dispatch.travel_speed_kmh,
         )  # fmt: skip
         return r.d, verdict.reason, verdict.starts
@@ -711,29 +731,6 @@ class BookingService:
         out: dict[int, list[Booked]] = {}
         for worker_id, s, e, blat, blng in rows.all():
             out.setdefault(worker_id, []).append(Booked(Span(s, e), blat, blng))
-        return out
-
-    async def schedules_of(
-        self, session: AsyncSession, ids: list[int], versions: dict[int, datetime] | None = None
-    ) -> dict[int, rules.Availability]:
-        """The workers' parsed schedules: from this process's cache when `versions` (their
-        `updated_at`, read with the walk) says it is current, else read in one statement (the
-        ORM's rows cost ~0.1 ms each here, most of a proposal's time at 10k workers)."""
-        out: dict[int, rules.Availability] = {}
-        missing = []
-        for wid in ids:
-            cached = self._parsed.get(wid)
-            if versions is not None and cached is not None and cached[0] == versions.get(wid):
-                out[wid] = cached[1]
-            else:
-                missing.append(wid)
-        if missing:
-            rows = await session.execute(_SCHEDULES, {"ids": missing})
-            for r in rows.all():
-                home = (r.lat, r.lng) if r.lat is not None else None
-                parsed = stored_rules(r, home)
-                self._parsed[r.worker_id] = (r.updated_at, parsed)
-                out[r.worker_id] = parsed
         return out
 
 

@@ -29,11 +29,12 @@ ms each, for 1-20 ms of work: the jobs board at 10 km; the first offer's p50 wen
 PostGIS)."""
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 10, pool_timeout_s: float = 30.0) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout_s,
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"server_settings": SERVER_SETTINGS},

@@ -91,7 +91,9 @@ class Runtime:
                 # Our own private database: keep its schema current without a separate step.
                 await migrate_async(local_db)
             db_url, redis_url = db_url or local_db, redis_url or local_redis
-        engine = make_engine(db_url, settings.storage.pool_size)
+        engine = make_engine(
+            db_url, settings.storage.pool_size, pool_timeout_s=settings.storage.pool_timeout_s
+        )
         redis = open_redis(redis_url, cluster=settings.storage.redis_cluster)
         vault = PhoneVault(settings.auth.secret_key)
         sessions = make_sessionmaker(engine)

@@ -35,7 +35,10 @@ class StorageSettings:
     redis_cluster: bool = False
     """Treat `redis_url` as a Redis Cluster seed node (`REDIS_CLUSTER=1`)."""
     pool_size: int = 10
-    """SQLAlchemy connection pool size per process."""
+    """SQLAlchemy connection pool size per process (and as many again on overflow)."""
+    pool_timeout_s: float = 10.0
+    """How long a request waits for a pooled connection before it is answered 503
+    `service_unavailable` with `Retry-After` (`DISPATCH_DB_POOL_TIMEOUT_S`)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class Settings:
                 redis_url=_env("REDIS_URL"),
                 redis_cluster=_env("REDIS_CLUSTER", "0") in ("1", "true", "yes"),
                 pool_size=_env_int("DISPATCH_DB_POOL_SIZE", 10),
+                pool_timeout_s=float(_env("DISPATCH_DB_POOL_TIMEOUT_S", "10") or "10"),
             ),
             auth=AuthSettings(secret_key=_env("DISPATCH_SECRET_KEY", "") or ""),
             public_base_url=_env("PUBLIC_BASE_URL", "http://127.0.0.1:8000") or "",

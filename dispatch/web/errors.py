@@ -1,4 +1,10 @@
-"""One mapping from failures to RFC 9457 problem details with a stable `code`."""
+"""One mapping from failures to RFC 9457 problem details with a stable `code`.
+
+A backing service that is down, restarting or saturated (PostgreSQL refusing or dropping
+connections, the connection pool exhausted, Redis unreachable) is the service's condition, not
+a defect and not the caller's error: 503 `service_unavailable` with `Retry-After`, so clients and
+load balancers back off and retry, and nothing was half-written (each request is one
+transaction)."""
 
 from __future__ import annotations
 
@@ -6,9 +12,13 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+from asyncpg.exceptions import PostgresConnectionError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dispatch.core.errors import DomainError, RateLimited
 from dispatch.infra.logs import log
@@ -85,7 +95,28 @@ def undecodable_body(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return problem(400, "bad_request", "Bad request", "the request body could not be decoded")
 
 
+RETRY_AFTER_S = 2
+"""What a 503 asks callers to wait: a restart of PostgreSQL or Redis, or a burst that filled
+the pool, is over within seconds."""
+
+# SQLSTATE classes and codes that say the database cannot serve now: connection exceptions (08),
+# insufficient resources (53: too many connections, out of memory), operator intervention (57:
+# shutting down, starting up).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("backend_unavailable", path=request.url.path, error=repr(exc))
+    return problem(
+        503, "service_unavailable", "Service unavailable",
+        "a backing service is restarting or busy; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )  # fmt: skip
+
+
 def database_data_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    if _is_unavailable(exc):
+        return unavailable(request, exc)
     if _is_data_error(exc):
         # A value the database cannot hold (out of range, untranslatable): the transaction is
         # rolled back, nothing is stored, and the caller learns it was the input.
@@ -95,12 +126,28 @@ def database_data_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Res
     return unexpected_error(request, exc)
 
 
-def _is_data_error(exc: DBAPIError) -> bool:
+def _sqlstate(exc: DBAPIError) -> str | None:
     orig = getattr(exc, "orig", None)
     sqlstate = getattr(orig, "sqlstate", None) or getattr(
         getattr(orig, "__cause__", None), "sqlstate", None
     )
-    return isinstance(exc, DataError) or (isinstance(sqlstate, str) and sqlstate.startswith("22"))
+    return sqlstate if isinstance(sqlstate, str) else None
+
+
+def _is_data_error(exc: DBAPIError) -> bool:
+    sqlstate = _sqlstate(exc)
+    return isinstance(exc, DataError) or (sqlstate is not None and sqlstate.startswith("22"))
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    """A dropped or refused connection, or a server that cannot serve now."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = _sqlstate(exc)
+    if sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return True
+    cause = getattr(getattr(exc, "orig", None), "__cause__", None)
+    return isinstance(cause, (OSError, PostgresConnectionError))
 
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -115,5 +162,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     UnicodeDecodeError: undecodable_body,
     RecursionError: undecodable_body,
     DBAPIError: database_data_error,
+    PoolTimeout: unavailable,
+    RedisConnectionError: unavailable,
+    RedisTimeoutError: unavailable,
+    ConnectionError: unavailable,
     Exception: unexpected_error,
 }
