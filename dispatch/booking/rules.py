@@ -329,21 +329,48 @@ def free(
     return subtract(hours(av, within), blocked(booked, av.buffer_min, at, speed_kmh))
 
 
-def grid_starts(spans: Sequence[Span], duration: timedelta, window: Span) -> list[datetime]:
-    """Quarter-hour starts s with [s, s + duration) inside one span and inside the window."""
+def grid_starts(
+    spans: Sequence[Span],
+    duration: timedelta,
+    window: Span,
+    earliest: datetime | None = None,
+    limit: int | None = None,
+) -> list[datetime]:
+    """Quarter-hour starts s with [s, s + duration) inside one span and inside the window (and
+    s >= `earliest`), the first `limit` of them."""
     out = []
     for s in clip(spans, window):
-        t = _ceil_step(s.start)
-        while t + duration <= s.end:
+        t = _ceil_step(s.start if earliest is None or earliest <= s.start else earliest)
+        last = s.end - duration
+        while t <= last:
             out.append(t)
+            if limit is not None and len(out) >= limit:
+                return out
             t += STEP
     return out
 
 
+def last_start(spans: Sequence[Span], duration: timedelta, window: Span) -> datetime | None:
+    """The latest of `grid_starts`, without listing them."""
+    best = None
+    for s in clip(spans, window):
+        last = _floor_step(s.end - duration)
+        if last >= _ceil_step(s.start) and (best is None or last > best):
+            best = last
+    return best
+
+
+_STEP_S = int(STEP.total_seconds())
+
+
 def _ceil_step(t: datetime) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    steps = math.ceil((t - epoch) / STEP)
-    return epoch + steps * STEP
+    # In float seconds: exact for whole seconds, and a microsecond past a step (2.4e-7 s is a
+    # float's resolution here) still rounds up.
+    return datetime.fromtimestamp(math.ceil(t.timestamp() / _STEP_S) * _STEP_S, UTC)
+
+
+def _floor_step(t: datetime) -> datetime:
+    return datetime.fromtimestamp(math.floor(t.timestamp() / _STEP_S) * _STEP_S, UTC)
 
 
 @dataclass(frozen=True)
@@ -371,22 +398,22 @@ def bookable(
     earliest = now + timedelta(minutes=av.min_notice_min)
     in_window = hours(av, window)
     clear = subtract(in_window, blocked(booked, av.buffer_min, at, speed_kmh, window))
-    starts = [s for s in grid_starts(clear, duration, window) if s >= earliest]
-    if starts and av.max_jobs_per_day is not None:
+    per_day_cap = av.max_jobs_per_day
+    starts = grid_starts(clear, duration, window, earliest, limit if per_day_cap is None else None)
+    if starts and per_day_cap is not None:
         tz = _zone(av.timezone)
         per_day: dict[date, int] = {}
         for b in booked:
             d = b.span.start.astimezone(tz).date()
             per_day[d] = per_day.get(d, 0) + 1
-        cap = av.max_jobs_per_day
-        starts = [s for s in starts if per_day.get(s.astimezone(tz).date(), 0) < cap]
+        starts = [s for s in starts if per_day.get(s.astimezone(tz).date(), 0) < per_day_cap]
     if starts:
         return Verdict(starts[:limit] if limit is not None else starts)
     # None: say why (only now, as most workers asked have time).
-    in_hours = grid_starts(in_window, duration, window)
-    if not in_hours:
+    latest = last_start(in_window, duration, window)
+    if latest is None:
         return Verdict([], "no_hours")
-    if all(s < earliest for s in in_hours):
+    if latest < earliest:
         return Verdict([], "notice")
     return Verdict([], "busy")
 

@@ -142,6 +142,8 @@ def test_bookable_starts_equal_the_brute_force(case) -> None:
     got = rules.bookable(av, booked, window, duration, now, at, speed, limit=None)
     want, reason = brute_starts(av, booked, window, duration, now, at, speed)
     assert (got.starts, got.reason) == (want, reason)
+    first = rules.bookable(av, booked, window, duration, now, at, speed)  # what proposals show
+    assert (first.starts, first.reason) == (want[: rules.MAX_STARTS], reason)
 
 
 def berlin_weekdays_9_to_18() -> Availability:
