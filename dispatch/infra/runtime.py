@@ -45,6 +45,9 @@ from dispatch.workers.service import WorkerService
 from geo.live import LiveIndex
 from geo.live.redis import RedisLiveIndex
 
+INDEX_CHECK_S = 2.0
+"""How often each process checks that every community's live index still exists in Redis."""
+
 
 @dataclass
 class Runtime:
@@ -203,15 +206,25 @@ class Runtime:
         self._tasks.append(asyncio.create_task(coro))
 
     async def _rebuild_lost_indexes(self) -> None:
+        """At start-up and then every `INDEX_CHECK_S`: rebuild the live index of every
+        community whose marker is gone (Redis restarted empty, or flushed), so the service
+        recovers from a lost Redis by itself. A check is one SELECT and one SET NX per
+        community; while Redis or PostgreSQL is down it fails, is logged and is tried again."""
         from dispatch.infra.logs import log
 
-        try:
-            rebuilt = await self.workers.rebuild_lost()
-        except Exception as exc:
-            log.error("index_rebuild_failed", error=repr(exc))
-            return
-        if rebuilt:
-            log.info("index_rebuilt", communities=rebuilt)
+        failing = False
+        while True:
+            try:
+                rebuilt = await self.workers.rebuild_lost()
+            except Exception as exc:
+                if not failing:
+                    log.warning("index_check_failed", error=repr(exc))
+                failing = True
+            else:
+                failing = False
+                if rebuilt:
+                    log.info("index_rebuilt", communities=rebuilt)
+            await asyncio.sleep(INDEX_CHECK_S)
 
     async def close(self) -> None:
         await self.timers.stop()

@@ -165,6 +165,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     PoolTimeout: unavailable,
     RedisConnectionError: unavailable,
     RedisTimeoutError: unavailable,
-    ConnectionError: unavailable,
+    # OSError: a socket that is not there (PostgreSQL restarting removes its unix socket) or
+    # refuses; the handlers touch no files of their own.
+    OSError: unavailable,
     Exception: unexpected_error,
 }
