@@ -14,7 +14,7 @@ export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
 	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger \
-	bench-board
+	bench-board chaos
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -36,6 +36,11 @@ test-quick: deps
 fuzz: deps
 	SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-500} SCHEMATHESIS_SEED=$${SCHEMATHESIS_SEED:-$$RANDOM} \
 	  $(UV) run --locked pytest tests/test_openapi.py -k schemathesis $(PYTEST_ARGS)
+
+# Chaos (issue 17): 10,000 grab jobs, 50 racing workers, 4 app processes, Redis killed, emptied
+# and flushed and PostgreSQL restarted under load; prints its figures (ARGS="--jobs 2000" ...).
+chaos: deps
+	$(UV) run --locked python -m bench.chaos $(ARGS)
 
 # Benchmarks (not part of `make test`): each prints a table and writes bench/results/.
 bench-deps: deps

@@ -59,6 +59,7 @@ class Server:
         module: str = "bench.serve",
         args: Sequence[str] = (),
         log_name: str = "server.log",
+        subcommand: Sequence[str] = (),
     ) -> None:
         self.processes = processes
         self.port = free_port()
@@ -67,11 +68,14 @@ class Server:
         self.env = env
         self.module = module
         self.args = list(args)
+        self.subcommand = list(subcommand)
+        """Words between the module and `--port` (`dispatch.cli` takes `serve`)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         more = ["--processes", str(self.processes)] if self.processes != 1 else []
-        return [sys.executable, "-m", self.module, "--port", str(self.port), *more, *self.args]
+        return [sys.executable, "-m", self.module, *self.subcommand, "--port", str(self.port),
+                *more, *self.args]  # fmt: skip
 
     def start(self, timeout_s: float = 90.0) -> None:
         with open(self.log_path, "ab") as log_file:
