@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from tests.redis_mode import CLUSTER
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -58,6 +60,7 @@ class ServiceProcess:
             "REDIS_URL": urls[1],
             "DISPATCH_SECRET_KEY": secret,
             "DISPATCH_LOG_LEVEL": "WARNING",
+            **({"REDIS_CLUSTER": "1"} if CLUSTER else {}),
             **env,
         }
         self.proc = subprocess.Popen(

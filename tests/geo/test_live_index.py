@@ -34,6 +34,7 @@ from geo.live.cells import (
 )
 from geo.live.memory import MemoryLiveIndex
 from geo.live.redis import RedisLiveIndex, search_args
+from tests.redis_mode import open_test_redis
 
 C = 7  # community id
 HOME = (31.2304, 121.4737)
@@ -431,7 +432,7 @@ def _redis_search(server_urls, workers, query, radius, **search) -> list[tuple[f
     (distance, worker id) per result."""
 
     async def run() -> list[tuple[float, int]]:
-        client = Redis.from_url(server_urls[1])
+        client = open_test_redis(server_urls[1])
         index = RedisLiveIndex(
             client, pipe=Pipeliner.for_client(client), prefix=f"p{next(_prefixes)}"
         )

@@ -1,0 +1,36 @@
+"""Which Redis the test session runs against: one server (the default) or, with
+`TEST_REDIS_CLUSTER=1` (`make test-cluster`), a local 3-primary Redis Cluster started by the
+service's own launcher (`DISPATCH_LOCAL_REDIS=cluster`) or given by `TEST_REDIS_URL`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from redis.asyncio import Redis
+
+CLUSTER = os.environ.get("TEST_REDIS_CLUSTER", "0") in ("1", "true", "yes")
+
+not_on_cluster = pytest.mark.skipif(
+    CLUSTER, reason="about the single-server fast path (raw connections), which a cluster skips"
+)
+"""For tests of the non-cluster fast path itself."""
+
+
+def open_test_redis(url: str) -> Redis:
+    """A plain redis-py client for tests: a cluster client when the session runs on one."""
+    if CLUSTER:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(url)  # type: ignore[return-value]
+    return Redis.from_url(url)
+
+
+async def flush_all(client: Redis) -> None:
+    """FLUSHDB on the server, or on every primary of the cluster."""
+    if CLUSTER:
+        from redis.asyncio.cluster import RedisCluster
+
+        await client.flushdb(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+        return
+    await client.flushdb()
