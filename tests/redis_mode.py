@@ -34,3 +34,30 @@ async def flush_all(client: Redis) -> None:
         await client.flushdb(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
         return
     await client.flushdb()
+
+
+class ChannelListener:
+    """A subscriber to one worker channel, as a worker's open stream holds it (sharded pub/sub
+    on a cluster, on a connection to the channel's shard)."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        from dispatch.infra.redis_client import node_client
+
+        self.channel = channel
+        self._node = node_client(redis, channel) if CLUSTER else None
+        self.pubsub = (self._node or redis).pubsub()
+
+    async def __aenter__(self) -> ChannelListener:
+        if CLUSTER:
+            await self.pubsub.ssubscribe(self.channel)
+        else:
+            await self.pubsub.subscribe(self.channel)
+        return self
+
+    async def get_message(self, timeout: float) -> dict | None:  # noqa: ASYNC109
+        return await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pubsub.aclose()
+        if self._node is not None:
+            await self._node.aclose()

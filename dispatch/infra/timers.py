@@ -45,7 +45,9 @@ from dispatch.models import Timer
 if TYPE_CHECKING:
     from dispatch.grab.dispatcher import Dispatcher
 
-QUEUE_NAME = "dispatch"
+QUEUE_NAME = "{dispatch}"
+"""Hash-tagged: every key SAQ writes for the queue (`saq:{dispatch}:*`, job ids
+`saq:job:{dispatch}:*`) shares one Redis Cluster slot, as its scripts and transactions need."""
 FIRE_BATCH = 100
 WAKE_STEP_S = 0.1
 """A wake-up's shortest sleep between two firings inside its second."""
