@@ -23,6 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PG_DATABASE = "dispatch"
 PG_USER = "dispatch"
@@ -504,7 +505,9 @@ class LocalServers:
     """The service's data dir, which `root` is inside (see LocalPostgres.home)."""
     redis_mode: str = "single"
     postgres: LocalPostgres = field(init=False)
-    redis: LocalRedis | LocalRedisCluster = field(init=False)
+    redis: Any = field(init=False)
+    """A `LocalRedis` or a `LocalRedisCluster` (typed Any: the web framework inspects the
+    runtime's fields, and refuses a union of two dataclasses)."""
 
     def __post_init__(self) -> None:
         self.redis_mode = local_redis_mode(self.redis_mode)
