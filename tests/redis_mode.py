@@ -12,7 +12,9 @@ from redis.asyncio import Redis
 CLUSTER = os.environ.get("TEST_REDIS_CLUSTER", "0") in ("1", "true", "yes")
 
 not_on_cluster = pytest.mark.skipif(
-    CLUSTER, reason="about the single-server fast path (raw connections), which a cluster skips"
+    CLUSTER,
+    reason="about the single-server path (raw pipelined connections, the plain client's round "
+    "trips), which a cluster client does not take",
 )
 """For tests of the non-cluster fast path itself."""
 
