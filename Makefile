@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: run demo test test-quick fuzz lint fmt deps system-deps python-deps bench-deps \
+.PHONY: run demo test test-quick test-cluster fuzz lint fmt deps system-deps python-deps bench-deps \
 	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger \
 	bench-board chaos
 
@@ -31,6 +31,13 @@ test: deps
 # Everything but the multi-process and slow tests (about 2 minutes).
 test-quick: deps
 	$(UV) run --locked pytest -m "not slow" $(PYTEST_ARGS)
+
+# The dispatch, live-index and notifications suites against a local 3-primary Redis Cluster the
+# session starts itself (`DISPATCH_LOCAL_REDIS=cluster`'s launcher; the multi-process tests run
+# two app processes on it). Set TEST_REDIS_URL (a seed node) with TEST_DATABASE_URL to use yours.
+test-cluster: deps
+	TEST_REDIS_CLUSTER=1 $(UV) run --locked pytest tests/dispatch tests/geo tests/notifications \
+	  $(PYTEST_ARGS)
 
 # The schemathesis run of `make test`, longer: 500 examples an operation, a random seed.
 fuzz: deps

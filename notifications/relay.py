@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dispatch.grab.events import worker_channel
+from dispatch.grab.events import listeners, publish, worker_channel
 from dispatch.identity.phones import PhoneVault
 from dispatch.infra.logs import log
 from dispatch.infra.smsbudget import SmsBudget
@@ -190,8 +190,8 @@ class Relay:
         users = sorted({m.to_user_id for m in messages if m.to_user_id is not None})
         if not users:
             return {}
-        counts = await self.redis.pubsub_numsub(*(worker_channel(u) for u in users))
-        return {u: int(n) for u, (_, n) in zip(users, counts, strict=True)}
+        counts = await listeners(self.redis, [worker_channel(u) for u in users])
+        return dict(zip(users, counts, strict=True))
 
     async def _contacts(
         self, messages: Sequence[Claimed]
@@ -266,7 +266,7 @@ class Relay:
         if m.channel == "ws" and listeners.get(uid, 0) > 0:
             return Outcome("sent", via="ws")
         if m.channel == "app":
-            receivers = await self.redis.publish(worker_channel(uid), json.dumps(m.payload))
+            receivers = await publish(self.redis, worker_channel(uid), json.dumps(m.payload))
             if receivers:
                 return Outcome("sent", via="ws")
         pushed = await self._push(m, uid, subs.get(uid, []))

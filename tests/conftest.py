@@ -33,6 +33,7 @@ from dispatch.infra.settings import AuthSettings, Settings, StorageSettings
 from dispatch.models import all_tables
 from dispatch.money.ledger import problems as ledger_problems
 from tests.processes import free_port, kill_leftovers
+from tests.redis_mode import CLUSTER, flush_all, open_test_redis
 
 TEST_SECRET = "test-secret-key-not-for-production"
 E164_ANYWHERE = re.compile(rb"\+[1-9]\d{6,14}")
@@ -51,7 +52,7 @@ def server_urls() -> Iterator[tuple[str, str]]:
         return
     root = Path(tempfile.mkdtemp(prefix="dispatch-test-"))
     root.chmod(0o755)  # the unprivileged server user must reach its directory
-    servers = LocalServers(root, durable=False)
+    servers = LocalServers(root, durable=False, redis_mode="cluster" if CLUSTER else "single")
     try:
         db, redis = servers.start()
         migrate(db)
@@ -68,7 +69,9 @@ def base_settings(
     db, redis = server_urls
     return Settings(
         data_dir=tmp_path_factory.mktemp("data"),
-        storage=StorageSettings(database_url=db, redis_url=redis, pool_size=5),
+        storage=StorageSettings(
+            database_url=db, redis_url=redis, redis_cluster=CLUSTER, pool_size=5
+        ),
         auth=AuthSettings(secret_key=TEST_SECRET),
         public_base_url="http://testserver",
         log_level="INFO",
@@ -92,7 +95,7 @@ async def engine(server_urls: tuple[str, str]) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 async def redis(server_urls: tuple[str, str]) -> AsyncIterator[Redis]:
-    client = Redis.from_url(server_urls[1])
+    client = open_test_redis(server_urls[1])
     yield client
     await client.aclose()
 
@@ -110,7 +113,7 @@ async def clean_state(engine: AsyncEngine, redis: Redis) -> None:
     tables = ", ".join(t.name for t in all_tables().metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await redis.flushdb()
+    await flush_all(redis)
 
 
 def _no_phone_in(response: httpx.Response) -> None:

@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from tests.redis_mode import CLUSTER
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -58,14 +60,20 @@ class ServiceProcess:
             "REDIS_URL": urls[1],
             "DISPATCH_SECRET_KEY": secret,
             "DISPATCH_LOG_LEVEL": "WARNING",
+            **({"REDIS_CLUSTER": "1"} if CLUSTER else {}),
             **env,
         }
+        # TEST_SERVICE_LOGS=<dir>: each process's stderr (its JSON log) to <dir>/<port>.log.
+        logs = os.environ.get("TEST_SERVICE_LOGS")
+        err = open(os.path.join(logs, f"{self.port}.log"), "ab") if logs else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(self.port), *args],
             env=full_env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=err,
         )
+        if logs:
+            err.close()  # type: ignore[union-attr]
         LIVE.add(self)
 
     def wait_ready(self) -> None:

@@ -59,6 +59,7 @@ from app import create_app
 from dispatch.infra.settings import Settings
 from dispatch.models import all_tables
 from tests.conftest import E164_ANYWHERE, PROXY_PREFIX, Principals, started_app, with_auth
+from tests.redis_mode import flush_all
 
 # --- who: callers and their relation to an object ---------------------------------------------
 
@@ -467,7 +468,7 @@ async def world(base_settings: Settings, engine: AsyncEngine, redis: Redis) -> A
     tables = ", ".join(t.name for t in all_tables().metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await redis.flushdb()
+    await flush_all(redis)
     # Every caller asks for sign-in codes from one address: more than the default allows.
     settings = with_auth(base_settings, otp_per_client_limit=10_000)
     async with started_app(settings, engine) as application:

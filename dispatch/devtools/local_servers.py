@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PG_DATABASE = "dispatch"
 PG_USER = "dispatch"
@@ -299,20 +302,224 @@ class LocalRedis:
             return False
 
 
+CLUSTER_PRIMARIES = 3
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports free right now (held open together while chosen)."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@dataclass
+class LocalRedisCluster:
+    """A Redis Cluster of `primaries` primaries (no replicas) under `root`, for trying the
+    service's cluster path on one machine (`DISPATCH_LOCAL_REDIS=cluster`).
+
+    Cluster nodes announce TCP addresses to clients and talk to each other over a TCP bus, so
+    unlike `LocalRedis` they cannot live on unix sockets only: each node listens on a free
+    loopback port (its bus on another), and all require a password generated into
+    `root/cluster.json` (0600), so other users of the machine cannot use them. `url` is the
+    seed node's URL, password included. Not durable: a fresh cluster at every start; durable:
+    the nodes restart on the ports and node files of the first start."""
+
+    root: Path
+    durable: bool = True
+    primaries: int = CLUSTER_PRIMARIES
+    owned: bool = field(default=False, init=False)
+    ports: list[int] = field(default_factory=list, init=False)
+    password: str = field(default="", init=False, repr=False)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root.resolve() / "cluster.json"
+
+    @property
+    def url(self) -> str:
+        return f"redis://default:{self.password}@127.0.0.1:{self.ports[0]}"
+
+    @property
+    def node_urls(self) -> list[str]:
+        return [f"redis://default:{self.password}@127.0.0.1:{p}" for p in self.ports]
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        if not Path(binary).exists() or not Path(cli).exists():
+            raise LocalServerError(
+                "redis-server / redis-cli not found; run `make deps` or set REDIS_URL"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        if self._load() and self._healthy():
+            return self.url  # a cluster another process started: reused, left running
+        fresh = not (self.durable and self.ports)
+        if fresh:
+            for child in self.root.iterdir():
+                if child.name.startswith("node-"):
+                    shutil.rmtree(child, ignore_errors=True)
+            ports = _free_ports(2 * self.primaries)
+            self.ports = ports[: self.primaries]
+            bus = ports[self.primaries :]
+            self.password = secrets.token_urlsafe(24)
+            fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"ports": self.ports, "bus": bus, "password": self.password}, fh)
+        else:
+            bus = json.loads(self.config_path.read_text())["bus"]
+        self.owned = True
+        try:
+            for port, bus_port in zip(self.ports, bus, strict=True):
+                self._procs.append(self._spawn(binary, port, bus_port))
+            deadline = time.monotonic() + timeout_s
+            for port in self.ports:
+                while not self._ping(port):
+                    self._check_alive()
+                    if time.monotonic() > deadline:
+                        raise LocalServerError("a cluster node did not answer PING in time")
+                    time.sleep(0.02)
+            if fresh:
+                created = subprocess.run(
+                    [cli, "--no-auth-warning", "-a", self.password, "--cluster", "create",
+                     *(f"127.0.0.1:{p}" for p in self.ports),
+                     "--cluster-replicas", "0", "--cluster-yes"],
+                    capture_output=True, check=False, timeout=timeout_s,
+                )  # fmt: skip
+                if created.returncode != 0:
+                    raise LocalServerError(
+                        "redis-cli --cluster create failed: "
+                        + created.stdout.decode(errors="replace")[-2000:]
+                    )
+            while not self._healthy():
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise LocalServerError("the local Redis Cluster did not reach state ok")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _spawn(self, binary: str, port: int, bus_port: int) -> subprocess.Popen[bytes]:
+        node = self.root.resolve() / f"node-{port}"
+        node.mkdir(mode=0o700, exist_ok=True)
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
+                "--cluster-config-file", str(node / "nodes.conf"),
+                "--cluster-node-timeout", "5000", "--requirepass", self.password,
+                "--masterauth", self.password, "--dir", str(node), "--daemonize", "no",
+                "--logfile", str(node / "redis.log"), "--save", "",
+                "--appendonly", "yes" if self.durable else "no"]  # fmt: skip
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
+        )
+
+    def _check_alive(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is not None:
+                raise LocalServerError(f"a cluster node exited; see {self.root}/node-*/redis.log")
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if not self.owned:
+            return
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs = []
+        self.owned = False
+
+    def _load(self) -> bool:
+        try:
+            config = json.loads(self.config_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        self.ports, self.password = list(config["ports"]), str(config["password"])
+        return True
+
+    def _command(self, port: int, *command: str) -> object:
+        """One command on node `port`, its reply; None when the node does not answer."""
+        import redis  # the sync client: a blocking helper for start-up only
+
+        client = redis.Redis(
+            host="127.0.0.1", port=port, password=self.password, socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+        )  # fmt: skip
+        try:
+            return client.execute_command(*command)
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    def _ping(self, port: int) -> bool:
+        return self._command(port, "PING") is True
+
+    def _healthy(self) -> bool:
+        return bool(self.ports) and all(
+            b"cluster_state:ok" in bytes(self._command(port, "CLUSTER", "INFO") or b"")  # type: ignore[arg-type]
+            for port in self.ports
+        )
+
+
+REDIS_MODES = ("single", "cluster")
+"""`DISPATCH_LOCAL_REDIS`: what the private Redis is: one server on a unix socket (`single`, the
+default) or a local 3-primary Redis Cluster on loopback ports (`cluster`)."""
+
+
+def local_redis_mode(raw: str | None) -> str:
+    mode = (raw or "single").strip().lower()
+    if mode not in REDIS_MODES:
+        raise LocalServerError(f"DISPATCH_LOCAL_REDIS must be one of {', '.join(REDIS_MODES)}")
+    return mode
+
+
 @dataclass
 class LocalServers:
-    """Both private servers, started together; `database_url` / `redis_url` once started."""
+    """Both private servers, started together; `database_url` / `redis_url` once started.
+    `redis_mode="cluster"` starts a local Redis Cluster instead of one Redis (`redis_cluster`
+    then says the Redis URL is a cluster seed)."""
 
     root: Path
     durable: bool = True
     home: Path | None = None
     """The service's data dir, which `root` is inside (see LocalPostgres.home)."""
+    redis_mode: str = "single"
     postgres: LocalPostgres = field(init=False)
-    redis: LocalRedis = field(init=False)
+    redis: Any = field(init=False)
+    """A `LocalRedis` or a `LocalRedisCluster` (typed Any: the web framework inspects the
+    runtime's fields, and refuses a union of two dataclasses)."""
 
     def __post_init__(self) -> None:
+        self.redis_mode = local_redis_mode(self.redis_mode)
         self.postgres = LocalPostgres(self.root / "pg", durable=self.durable, home=self.home)
-        self.redis = LocalRedis(self.root / "redis", durable=self.durable)
+        if self.redis_mode == "cluster":
+            self.redis = LocalRedisCluster(self.root / "redis-cluster", durable=self.durable)
+        else:
+            self.redis = LocalRedis(self.root / "redis", durable=self.durable)
+
+    @property
+    def redis_cluster(self) -> bool:
+        return isinstance(self.redis, LocalRedisCluster)
 
     def start(self) -> tuple[str, str]:
         self.root.mkdir(parents=True, exist_ok=True)

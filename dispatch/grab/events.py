@@ -16,7 +16,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import RedisError
 
+from dispatch.grab.statements import CLAIM_TAG
 from dispatch.infra.logs import log
+from dispatch.infra.redis_client import is_cluster, node_client
 from dispatch.money.schemas import PayOut
 
 
@@ -94,7 +96,12 @@ decode = msgspec.json.Decoder(Event).decode
 
 
 def worker_channel(worker_id: int) -> str:
-    return f"ev:w:{worker_id}"
+    """The worker's channel. It carries the offer cache's hash tag (`CLAIM_TAG`): on a Redis
+    Cluster, events and the offers they announce live on one shard, so the pipeline that caches
+    offers and then publishes their events keeps that order (a cluster pipeline sends each
+    node's share on its own), and the events are sharded pub/sub (SPUBLISH/SSUBSCRIBE), whose
+    receiver counts are exact cluster-wide (a plain PUBLISH counts one node's subscribers)."""
+    return f"ev:{CLAIM_TAG}:w:{worker_id}"
 
 
 PUBLISH_MANY = """
@@ -106,6 +113,34 @@ return counts
 """
 """PUBLISH each (channel, message) pair of ARGV; the reply is each one's receiver count. Sent as
 EVAL (Redis caches the compiled script by its digest), so no script needs loading first."""
+
+SPUBLISH_MANY = """
+local counts = {}
+for i = 1, #KEYS do
+    counts[i] = redis.call('SPUBLISH', KEYS[i], ARGV[i])
+end
+return counts
+"""
+"""The same on a Redis Cluster: SPUBLISH each channel of KEYS (declared, as a cluster script
+must; they share one slot) with the message of ARGV at its index."""
+
+
+async def publish(redis: Redis, channel: str, data: str | bytes) -> int:
+    """Publish one message on a worker channel (SPUBLISH on a cluster); its receiver count."""
+    if is_cluster(redis):
+        return int(await redis.spublish(channel, data))
+    return int(await redis.publish(channel, data))
+
+
+async def listeners(redis: Redis, channels: list[str]) -> list[int]:
+    """How many connections listen to each worker channel (on a cluster, the sharded count:
+    the cluster client asks every node and adds them up)."""
+    if is_cluster(redis):
+        counts = await redis.pubsub_shardnumsub(*channels)
+    else:
+        counts = await redis.pubsub_numsub(*channels)
+    return [int(n) for _, n in counts]
+
 
 MAX_QUEUED = 1000
 """Events waiting for one slow socket before its subscription is dropped (its stream closes; the
@@ -164,6 +199,10 @@ class EventBus:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self.sharded = is_cluster(redis)
+        """On a Redis Cluster: sharded pub/sub, on one connection to the shard of the channels'
+        hash tag (all workers' channels share it)."""
+        self._node: Redis | None = None
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._local: dict[bytes, set[Subscription]] = {}
@@ -178,7 +217,7 @@ class EventBus:
     async def to_worker(self, worker_id: int, event: Event) -> int:
         """Publish; returns how many Redis connections got it (processes with a stream of the
         worker open: 0 means the worker is not connected anywhere)."""
-        return int(await self.redis.publish(worker_channel(worker_id), encode(event)))
+        return await publish(self.redis, worker_channel(worker_id), encode(event))
 
     async def to_workers(self, items: list[tuple[int, Event]]) -> list[int]:
         """Publish each (worker, event) in one round trip; per item, as `to_worker` returns."""
@@ -195,6 +234,10 @@ class EventBus:
         reply, the pipeline's last result, is the list of counts `to_workers` returns. (A
         hundred PUBLISH commands cost the client far more to pack and parse than one.)"""
         if not items:
+            return
+        if is_cluster(pipe):
+            channels = [worker_channel(worker_id) for worker_id, _ in items]
+            pipe.eval(SPUBLISH_MANY, len(channels), *channels, *(encode(e) for _, e in items))
             return
         args: list[str | bytes] = []
         for worker_id, event in items:
@@ -231,10 +274,17 @@ class EventBus:
 
     async def _subscribe(self, channel: bytes) -> None:
         if self._pubsub is None:
-            self._pubsub = self.redis.pubsub()
+            if self.sharded:
+                self._node = node_client(self.redis, channel)
+                self._pubsub = self._node.pubsub()
+            else:
+                self._pubsub = self.redis.pubsub()
         self._confirmed[channel] = asyncio.get_running_loop().create_future()
         self._unconfirmed[channel] = self._unconfirmed.get(channel, 0) + 1
-        await self._pubsub.subscribe(channel)
+        if self.sharded:
+            await self._pubsub.ssubscribe(channel)
+        else:
+            await self._pubsub.subscribe(channel)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read(self._pubsub))
 
@@ -252,7 +302,10 @@ class EventBus:
                 confirmed.cancel()
             if self._pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.unsubscribe(channel)
+                    if self.sharded:
+                        await self._pubsub.sunsubscribe(channel)
+                    else:
+                        await self._pubsub.unsubscribe(channel)
 
     async def _read(self, pubsub: PubSub) -> None:
         """The process's one reader: messages to local subscribers, confirmations to waiters."""
@@ -268,10 +321,10 @@ class EventBus:
             if message is None:
                 continue
             kind, channel = message["type"], message["channel"]
-            if kind == "message":
+            if kind in ("message", "smessage"):
                 for sub in self._local.get(channel, ()):
                     sub._put(message["data"])
-            elif kind == "subscribe":
+            elif kind in ("subscribe", "ssubscribe"):
                 left = self._unconfirmed.get(channel, 1) - 1
                 if left > 0:
                     self._unconfirmed[channel] = left
@@ -293,6 +346,9 @@ class EventBus:
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
+        if self._node is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._node.aclose()
         for confirmed in self._confirmed.values():
             if not confirmed.done():
                 confirmed.cancel()

@@ -78,3 +78,28 @@ def open_redis(url: str, *, cluster: bool = False, max_connections: int = 256) -
     elif pool.connection_class is UnixDomainSocketConnection:
         pool.connection_class = DirectWriteUnixConnection
     return Redis(connection_pool=pool, auto_close_connection_pool=True)
+
+
+def community_tag(community_id: int) -> str:
+    """The Redis Cluster hash tag of one community's keys (its live index, its ops stream):
+    they share one slot, so a command or script over several of them never spans slots."""
+    return f"{{c:{community_id}}}"
+
+
+def is_cluster(client: object) -> bool:
+    """Whether `client` is a Redis Cluster client (or one's pipeline)."""
+    from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+
+    return isinstance(client, RedisCluster | ClusterPipeline)
+
+
+def node_client(cluster: Any, key: str | bytes) -> Redis:
+    """A plain client on the cluster primary that owns `key`'s slot, for what the cluster
+    client does not do as the service needs (one sharded pub/sub connection of its own). It
+    follows no redirections: if the slot moves, its commands fail with MOVED."""
+    node = cluster.get_node_from_key(key)
+    if node is None:
+        raise RedisConnectionError(f"no cluster node serves the slot of {key!r}")
+    kwargs = {k: v for k, v in node.connection_kwargs.items() if k != "event_dispatcher"}
+    pool = ConnectionPool(connection_class=node.connection_class, **kwargs)
+    return Redis(connection_pool=pool, auto_close_connection_pool=True)

@@ -86,18 +86,23 @@ class Runtime:
         settings = settings.with_secret()
         local = None
         db_url, redis_url = settings.storage.database_url, settings.storage.redis_url
+        cluster = settings.storage.redis_cluster
         if db_url is None or redis_url is None:
             home = settings.data_dir.resolve()
-            local = LocalServers(home / "servers", home=home)
+            local = LocalServers(
+                home / "servers", home=home, redis_mode=settings.storage.local_redis
+            )
             local_db, local_redis = local.start()
             if db_url is None:
                 # Our own private database: keep its schema current without a separate step.
                 await migrate_async(local_db)
+            if redis_url is None:
+                cluster = local.redis_cluster
             db_url, redis_url = db_url or local_db, redis_url or local_redis
         engine = make_engine(
             db_url, settings.storage.pool_size, pool_timeout_s=settings.storage.pool_timeout_s
         )
-        redis = open_redis(redis_url, cluster=settings.storage.redis_cluster)
+        redis = open_redis(redis_url, cluster=cluster)
         vault = PhoneVault(settings.auth.secret_key)
         sessions = make_sessionmaker(engine)
         aftercommit.bind(sessions, **{ops_events.REDIS: redis})

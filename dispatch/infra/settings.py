@@ -34,6 +34,10 @@ class StorageSettings:
     """`redis://` or `unix://` URL; None → a private server under the data dir."""
     redis_cluster: bool = False
     """Treat `redis_url` as a Redis Cluster seed node (`REDIS_CLUSTER=1`)."""
+    local_redis: str = "single"
+    """With no `redis_url`, what the private Redis is (`DISPATCH_LOCAL_REDIS`): `single`, one
+    server on a unix socket, or `cluster`, a local 3-primary Redis Cluster on loopback ports
+    (the service then uses it as a cluster, as with `REDIS_CLUSTER=1`)."""
     pool_size: int = 10
     """SQLAlchemy connection pool size per process (and as many again on overflow)."""
     pool_timeout_s: float = 10.0
@@ -148,6 +152,7 @@ class Settings:
                 database_url=_env("DATABASE_URL"),
                 redis_url=_env("REDIS_URL"),
                 redis_cluster=_env("REDIS_CLUSTER", "0") in ("1", "true", "yes"),
+                local_redis=_env("DISPATCH_LOCAL_REDIS", "single") or "single",
                 pool_size=_env_int("DISPATCH_DB_POOL_SIZE", 10),
                 pool_timeout_s=float(_env("DISPATCH_DB_POOL_TIMEOUT_S", "10") or "10"),
             ),

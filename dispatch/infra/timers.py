@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from saq import CronJob, Queue, Worker
+from saq import CronJob, Job, Queue, Worker
 from saq.queue.redis import RedisQueue
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -45,7 +45,9 @@ from dispatch.models import Timer
 if TYPE_CHECKING:
     from dispatch.grab.dispatcher import Dispatcher
 
-QUEUE_NAME = "dispatch"
+QUEUE_NAME = "{dispatch}"
+"""Hash-tagged: every key SAQ writes for the queue (`saq:{dispatch}:*`, job ids
+`saq:job:{dispatch}:*`) shares one Redis Cluster slot, as its scripts and transactions need."""
 FIRE_BATCH = 100
 WAKE_STEP_S = 0.1
 """A wake-up's shortest sleep between two firings inside its second."""
@@ -306,6 +308,14 @@ class _RedisQueue(RedisQueue):
     """SAQ's Redis queue, pausing a second after a dequeue that failed. SAQ's workers retry a
     failed dequeue at once: with Redis down that is a loop taking a whole core (seen: a service
     left running after its Redis had stopped sat at 100 % CPU for 38 minutes)."""
+
+    async def _enqueue(self, job: Job) -> Job | None:
+        # SAQ names a job's abort key after the job's key alone (`saq:abort:<key>`), not after
+        # the queue, and its enqueue script takes that key with the queue's: the key carries
+        # the queue's hash tag too, so all of them share one Redis Cluster slot.
+        if not job.key.startswith(self.name):
+            job.key = f"{self.name}:{job.key}"
+        return await super()._enqueue(job)
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Any:  # noqa: ASYNC109 - SAQ's signature
         try:

@@ -38,6 +38,7 @@ from dispatch.identity.phones import PHONE_IN_TEXT
 from dispatch.identity.principal import Principal
 from dispatch.infra import aftercommit
 from dispatch.infra.logs import log
+from dispatch.infra.redis_client import community_tag
 from dispatch.models import Job, Worker
 from geo.shapes import wkb_to_latlng
 
@@ -70,7 +71,9 @@ def _id(event_id: str) -> tuple[int, int]:
 
 
 def stream_key(community_id: int) -> str:
-    return f"ops:events:{{{community_id}}}"
+    """The community's event stream; it carries the community's hash tag `{c:ID}`, as its live
+    index's keys do, so all of a community's keys share one Redis Cluster slot."""
+    return f"ops:events:{community_tag(community_id)}"
 
 
 def _fields(kind: str, data: dict[str, Any]) -> dict[str, str]:

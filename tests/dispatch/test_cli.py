@@ -21,6 +21,7 @@ import pytest
 from dispatch.devtools.local_servers import LocalServerError, LocalServers
 from tests.conftest import TEST_SECRET
 from tests.processes import ServiceProcess, free_port, wait_ready
+from tests.redis_mode import CLUSTER
 
 DISPATCH = [sys.executable, "-m", "dispatch.cli"]
 
@@ -154,7 +155,8 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
     """`dispatch serve --demo`: post a job with the printed resident token; a worker takes it."""
     db, redis = server_urls
     env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": redis, "DISPATCH_SECRET_KEY": TEST_SECRET,
-           "DISPATCH_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "DISPATCH_LOG_LEVEL": "WARNING",
+           **({"REDIS_CLUSTER": "1"} if CLUSTER else {})}  # fmt: skip
     port = free_port()
     proc = subprocess.Popen(
         [*DISPATCH, "serve", "--port", str(port), "--demo"],

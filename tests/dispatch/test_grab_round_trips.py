@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dispatch.infra.wire import Pipeliner
 from tests.dispatch.helpers import community
 from tests.dispatch.test_grab import crew, offers_of, post_job
+from tests.redis_mode import not_on_cluster
 
 
 @pytest.fixture
@@ -173,6 +174,7 @@ async def test_cancelling_withdraws_offers_with_their_notices(
     )
 
 
+@not_on_cluster
 async def test_a_loser_costs_one_redis_round_trip_and_no_database(
     client, app, principals, admin, resident, monkeypatch
 ) -> None:
@@ -193,6 +195,7 @@ async def test_a_loser_costs_one_redis_round_trip_and_no_database(
     assert seen["db"] == [] and seen["redis"] == ["EVALSHA"]
 
 
+@not_on_cluster
 async def test_first_offer_round_trips(client, app, principals, admin, resident, monkeypatch):
     """Posting a grab job: 8 statements (idempotency key claimed, community found, job stored,
     the candidates' ranking records, the wave, key row read and answered, COMMIT is not a

@@ -47,6 +47,7 @@ from dispatch.money.ledger import problems
 from tests.conftest import Principals, _scan, started_app
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_grab import crew, offers_of
+from tests.redis_mode import flush_all
 
 pytestmark = pytest.mark.slow
 
@@ -246,7 +247,7 @@ async def fresh_app(base_settings, engine, redis) -> AsyncIterator[tuple[Any, ht
     tables = ", ".join(t.name for t in all_tables().metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await redis.flushdb()
+    await flush_all(redis)
     async with started_app(base_settings, engine) as application:
         transport = httpx.ASGITransport(app=application, client=("10.0.0.1", 40000))
         async with httpx.AsyncClient(

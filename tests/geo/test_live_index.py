@@ -34,6 +34,7 @@ from geo.live.cells import (
 )
 from geo.live.memory import MemoryLiveIndex
 from geo.live.redis import RedisLiveIndex, search_args
+from tests.redis_mode import not_on_cluster, open_test_redis
 
 C = 7  # community id
 HOME = (31.2304, 121.4737)
@@ -276,6 +277,31 @@ async def test_redis_reads_records_written_before_versions(
     assert msgpack.unpackb(await redis.hget(f"{index.prefix}:{{c:{C}}}:w", "1"))[7] == "2"
 
 
+async def test_redis_search_and_moves_reload_what_redis_lost_in_every_community(
+    redis: Redis, redis_index: RedisLiveIndex
+) -> None:
+    """On one Redis or on every primary of a cluster (communities spread over its shards): the
+    search function and the move scripts come back after FUNCTION FLUSH / SCRIPT FLUSH."""
+    index = redis_index
+    communities = range(1, 13)  # {c:1} … {c:12}: all three shards of a 3-primary cluster
+    for cid in communities:
+        await _place_in(index, cid, 1)
+    await redis.function_flush()
+    for cid in communities:
+        assert [n.worker_id for n in await index.search(cid, *HOME, 10)] == [1], cid
+    await redis.script_flush()
+    for cid in communities:
+        assert await index.move(cid, 1, [Fix(*HOME, 5000.0)], in_area=[True]) == [
+            MoveResult.ACCEPTED
+        ], cid
+
+
+async def _place_in(index: RedisLiveIndex, cid: int, wid: int) -> None:
+    await index.set_status(cid, wid, WorkerStatus(True, frozenset()))
+    assert await index.move(cid, wid, [Fix(*HOME, 1000.0)], in_area=[True]) == [MoveResult.ACCEPTED]
+
+
+@not_on_cluster
 async def test_redis_search_survives_function_flush_and_lost_connections(
     redis: Redis, redis_index: RedisLiveIndex
 ) -> None:
@@ -431,7 +457,7 @@ def _redis_search(server_urls, workers, query, radius, **search) -> list[tuple[f
     (distance, worker id) per result."""
 
     async def run() -> list[tuple[float, int]]:
-        client = Redis.from_url(server_urls[1])
+        client = open_test_redis(server_urls[1])
         index = RedisLiveIndex(
             client, pipe=Pipeliner.for_client(client), prefix=f"p{next(_prefixes)}"
         )

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from dispatch.grab.events import worker_channel
 from dispatch.models import Job
 from notifications.masking import ProxyBroker
 from tests.notifications.conftest import (
@@ -27,6 +28,7 @@ from tests.notifications.conftest import (
     webhook,
     worker,
 )
+from tests.redis_mode import ChannelListener
 
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 
@@ -296,9 +298,7 @@ async def test_empty_pool_alerts_and_in_app_messages_still_work(
     assert alert["job_id"] == second["id"]
 
     # The worker's stream is connected (a subscriber on its channel): the message arrives there.
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(f"ev:w:{b.id}")
-    try:
+    async with ChannelListener(redis, worker_channel(b.id)) as listener:
         r = await client.post(
             f"/v1/jobs/{second['id']}/messages",
             json={"text": "Gate code 4411, or ring me on +8613911112222"},
@@ -308,13 +308,11 @@ async def test_empty_pool_alerts_and_in_app_messages_still_work(
         assert "+8613911112222" not in r.text and "[number hidden]" in r.text
 
         async def delivered():
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            msg = await listener.get_message(timeout=0.2)
             return msg
 
         msg = await wait_for(delivered)
         assert b"Gate code 4411" in msg["data"] and b"job_message" in msg["data"]
-    finally:
-        await pubsub.aclose()
     listing = await client.get(f"/v1/jobs/{second['id']}/messages", headers=b.headers)
     assert [m["text"] for m in listing.json()] == ["Gate code 4411, or ring me on [number hidden]"]
     [row] = await outbox(engine, kind="message")

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import text
 
+from dispatch.grab.events import worker_channel
 from tests.notifications.conftest import (
     SUBJECT,
     live_settings,
@@ -22,6 +23,7 @@ from tests.notifications.conftest import (
     webhook,
     worker,
 )
+from tests.redis_mode import ChannelListener
 
 
 @pytest.fixture
@@ -58,13 +60,9 @@ async def test_an_offline_worker_gets_the_offer_by_sms(client, principals, engin
 async def test_a_connected_worker_is_not_texted(client, principals, engine, redis, twilio_peer):
     world = await make_world(client, principals)
     w = await worker(client, principals, world)
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(f"ev:w:{w.id}")  # what the worker's open stream holds
-    try:
+    async with ChannelListener(redis, worker_channel(w.id)):  # what the worker's stream holds
         await post_job(client, world.resident, "k1")
         row = await settled(engine, w.id)
-    finally:
-        await pubsub.aclose()
     assert row["status"] == "sent" and row["via"] == "ws"
     assert twilio_peer.messages == []
 
