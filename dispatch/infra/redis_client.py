@@ -77,4 +77,7 @@ def open_redis(url: str, *, cluster: bool = False, max_connections: int = 256) -
         pool.connection_class = DirectWriteConnection
     elif pool.connection_class is UnixDomainSocketConnection:
         pool.connection_class = DirectWriteUnixConnection
-    return Redis(connection_pool=pool, auto_close_connection_pool=True)
+    # The client owns the pool: `aclose()` disconnects its connections (redis-py's way since
+    # 5.0.1; `Redis(connection_pool=..., auto_close_connection_pool=True)` warned and left them
+    # open).
+    return Redis.from_pool(pool)
