@@ -210,7 +210,8 @@ def _children(pid: int) -> list[int]:
 
 def test_serve_with_several_processes_shares_the_port_and_stops_together(server_urls) -> None:
     """`dispatch serve --processes 2`: two server processes accept on one port, each answers,
-    and SIGTERM to the parent stops them all."""
+    and SIGTERM to the parent stops them all. None of the three warns about anything, starting,
+    serving or stopping (`ServiceProcess` runs them with every warning shown)."""
     server = ServiceProcess(server_urls, TEST_SECRET, "--processes", "2")
     try:
         server.wait_ready()
@@ -219,12 +220,14 @@ def test_serve_with_several_processes_shares_the_port_and_stops_together(server_
         with httpx.Client(base_url=server.base, timeout=10) as http:
             for _ in range(20):
                 assert http.get("/readyz").status_code == 200
+        assert server.warnings() == []
         server.proc.terminate()
         assert server.proc.wait(30) == 0
         for child in children:
             assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
     finally:
         server.stop()
+    assert server.warnings() == []
 
 
 def _state(pid: int) -> str:
