@@ -128,6 +128,7 @@ def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        proc.stdout.close()  # type: ignore[union-attr]
     pid_file = root / "var" / "servers" / "pg" / "data" / "postmaster.pid"
     deadline = time.monotonic() + 30
     while pid_file.exists() and time.monotonic() < deadline:
@@ -163,6 +164,7 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    drain: threading.Thread | None = None
     try:
         resident = None
         deadline = time.monotonic() + 120  # 200 workers seeded through the API first
@@ -173,7 +175,8 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
                 resident = line.split(":", 1)[1].strip()
         assert resident, "no resident token printed"
         # Keep reading what it writes, or a full pipe would stop the server mid-write.
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+        drain = threading.Thread(target=proc.stderr.read, daemon=True)  # type: ignore[union-attr]
+        drain.start()
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, proc)
         headers = {"Authorization": f"Bearer {resident}", "Idempotency-Key": "demo-1"}
@@ -193,6 +196,10 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        if drain is not None:
+            drain.join(10)  # it ends at the pipe's end: the server has exited
+        if drain is None or not drain.is_alive():
+            proc.stderr.close()  # type: ignore[union-attr]
 
 
 def _children(pid: int) -> list[int]:
