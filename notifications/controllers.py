@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
@@ -59,7 +59,7 @@ def _markup(n: Notifications, body: str) -> Response[str]:
     tags=["telephony"],
 )
 async def telephony_voice(
-    request: Request[Any, Any, Any], notifications: Notifications
+    request: Request[Any, Any, Any], notifications: NamedDependency[Notifications]
 ) -> Response[str]:
     """A call to a proxy number: bridge it to the other participant of the caller's session
     (showing the proxy number), or refuse politely. A replayed webhook answers the same and
@@ -76,7 +76,7 @@ async def telephony_voice(
     tags=["telephony"],
 )
 async def telephony_sms(
-    request: Request[Any, Any, Any], notifications: Notifications
+    request: Request[Any, Any, Any], notifications: NamedDependency[Notifications]
 ) -> Response[str]:
     """A text to a proxy number: relayed to the other participant from the same proxy number
     (through the outbox, once per provider message id), or a polite refusal to the sender."""
@@ -93,7 +93,7 @@ async def telephony_sms(
 )
 async def telephony_checkin(
     request: Request[Any, Any, Any],
-    notifications: Notifications,
+    notifications: NamedDependency[Notifications],
     job_id: Annotated[int, QueryParameter(ge=1, le=2**63 - 1)],
     av: Annotated[int, QueryParameter(ge=1, le=2**31 - 1)],
 ) -> Response[str]:
@@ -105,7 +105,9 @@ async def telephony_checkin(
 
 
 @post("/v1/telephony/status", exclude_from_auth=True, status_code=204, tags=["telephony"])
-async def telephony_status(request: Request[Any, Any, Any], notifications: Notifications) -> None:
+async def telephony_status(
+    request: Request[Any, Any, Any], notifications: NamedDependency[Notifications]
+) -> None:
     """Delivery and call status callbacks. A status only moves forward: a late `sent` after
     `delivered` changes nothing, whatever order the callbacks come in."""
     params = await _signed_params(request, notifications)
@@ -144,7 +146,7 @@ class VapidKeyOut(Struct):
 
 
 @get("/v1/push/vapid-public-key", exclude_from_auth=True, tags=["workers"])
-async def vapid_public_key(notifications: Notifications) -> VapidKeyOut:
+async def vapid_public_key(notifications: NamedDependency[Notifications]) -> VapidKeyOut:
     """The key browsers subscribe to this service's Web Push with; 404 `push_disabled` when
     no VAPID key is configured (then offers come in the app and by SMS only)."""
     if notifications.pusher is None:
@@ -156,7 +158,7 @@ async def vapid_public_key(notifications: Notifications) -> VapidKeyOut:
 async def add_push_subscription(
     data: JSONBody[PushSubscriptionIn],
     request: Request[Any, Any, Any],
-    notifications: Notifications,
+    notifications: NamedDependency[Notifications],
 ) -> PushSubscriptionOut:
     """Register this device's Web Push subscription (the browser's `PushSubscription.toJSON()`).
     Registering an endpoint again refreshes its keys; an endpoint moves to whoever registers it."""
@@ -169,7 +171,7 @@ async def add_push_subscription(
 
 @get("/v1/workers/me/push-subscriptions", guards=[workers_only], tags=["workers"])
 async def list_push_subscriptions(
-    request: Request[Any, Any, Any], notifications: Notifications
+    request: Request[Any, Any, Any], notifications: NamedDependency[Notifications]
 ) -> list[PushSubscriptionOut]:
     who = principal_of(request)
     return [_subscription_out(s) for s in await notifications.subscriptions.of(who.user_id)]
@@ -178,7 +180,7 @@ async def list_push_subscriptions(
 @delete("/v1/workers/me/push-subscriptions", guards=[workers_only], tags=["workers"])
 async def remove_push_subscription(
     request: Request[Any, Any, Any],
-    notifications: Notifications,
+    notifications: NamedDependency[Notifications],
     endpoint: Annotated[str, QueryParameter(min_length=10, max_length=2048)],
 ) -> None:
     """Forget one of the caller's subscriptions (say, on sign-out)."""
@@ -213,7 +215,9 @@ class ProxyNumberOut(Struct):
     tags=["communities"],
 )
 async def add_proxy_numbers(
-    community_id: FromPath[Id], data: JSONBody[ProxyNumbersIn], notifications: Notifications
+    community_id: FromPath[Id],
+    data: JSONBody[ProxyNumbersIn],
+    notifications: NamedDependency[Notifications],
 ) -> ProxyPoolOut:
     """Add the provider numbers to the community's masked-number pool (idempotent per number).
     A number already in another community's pool → 409 `proxy_number_taken`; a registered
@@ -225,7 +229,7 @@ async def add_proxy_numbers(
 
 @get("/v1/communities/{community_id:int}/proxy-numbers", guards=[admin_only], tags=["communities"])
 async def list_proxy_numbers(
-    community_id: FromPath[Id], notifications: Notifications
+    community_id: FromPath[Id], notifications: NamedDependency[Notifications]
 ) -> list[ProxyNumberOut]:
     """The pool with how many participants hold each number now."""
     return [
@@ -259,7 +263,7 @@ async def post_job_message(
     job_id: FromPath[int],
     data: JSONBody[JobMessageIn],
     request: Request[Any, Any, Any],
-    notifications: Notifications,
+    notifications: NamedDependency[Notifications],
 ) -> JobMessageOut:
     """Write to the other participant of a job in the app (works with or without a masked
     number). Phone numbers in the text are hidden: contact goes through the platform."""
@@ -271,7 +275,7 @@ async def post_job_message(
 async def list_job_messages(
     job_id: FromPath[int],
     request: Request[Any, Any, Any],
-    notifications: Notifications,
+    notifications: NamedDependency[Notifications],
     after_id: Annotated[int, QueryParameter(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 100,
 ) -> list[JobMessageOut]:

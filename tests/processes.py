@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,9 +49,23 @@ def kill_leftovers() -> None:
         proc.kill()
 
 
+SERVICE_WARNINGS = ",".join(
+    [
+        "default",  # every warning shown (once per place), DeprecationWarning included
+        # The one third-party warning pyproject.toml's filterwarnings ignores, and why: there.
+        "ignore:Call to deprecated setex.:DeprecationWarning:saq.queue.redis",
+    ]
+)
+"""`PYTHONWARNINGS` for the service processes tests start: what they warn about lands in
+their stderr, which `ServiceProcess.warnings()` reads."""
+
+WARNING_LINE = re.compile(r"^.*\b\w*Warning\b.*$", re.MULTILINE)
+
+
 class ServiceProcess:
     """`dispatch serve` as a child process on the given database and Redis (not yet waited for:
-    call `wait_ready()`, or run it in a thread from async code)."""
+    call `wait_ready()`, or run it in a thread from async code). Its stderr (and its worker
+    processes') goes to a temporary file: `warnings()`."""
 
     def __init__(self, urls: tuple[str, str], secret: str, *args: str, **env: str) -> None:
         self.port = free_port()
@@ -61,20 +77,41 @@ class ServiceProcess:
             "DISPATCH_SECRET_KEY": secret,
             "DISPATCH_LOG_LEVEL": "WARNING",
             **({"REDIS_CLUSTER": "1"} if CLUSTER else {}),
+            "PYTHONWARNINGS": SERVICE_WARNINGS,
             **env,
         }
-        # TEST_SERVICE_LOGS=<dir>: each process's stderr (its JSON log) to <dir>/<port>.log.
+        # Its stderr (its JSON log) is read for warnings when it stops; TEST_SERVICE_LOGS=<dir>
+        # keeps it as <dir>/<port>.log as well.
         logs = os.environ.get("TEST_SERVICE_LOGS")
-        err = open(os.path.join(logs, f"{self.port}.log"), "ab") if logs else subprocess.DEVNULL
+        self.stderr = (
+            open(os.path.join(logs, f"{self.port}.log"), "w+b")
+            if logs
+            else tempfile.TemporaryFile()
+        )
+        self._stderr_text: str | None = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(self.port), *args],
             env=full_env,
             stdout=subprocess.DEVNULL,
-            stderr=err,
+            stderr=self.stderr,
         )
-        if logs:
-            err.close()  # type: ignore[union-attr]
         LIVE.add(self)
+
+    def warnings(self) -> list[str]:
+        """The lines of its stderr so far that name a warning (`DeprecationWarning: ...`,
+        `ResourceWarning: unclosed ...`)."""
+        return WARNING_LINE.findall(self._read_stderr())
+
+    def _read_stderr(self) -> str:
+        if self._stderr_text is not None:
+            return self._stderr_text
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def _close_stderr(self) -> None:
+        if self._stderr_text is None:
+            self._stderr_text = self._read_stderr()
+            self.stderr.close()
 
     def wait_ready(self) -> None:
         wait_ready(self.base, self.proc)
@@ -83,6 +120,7 @@ class ServiceProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        self._close_stderr()
         LIVE.discard(self)
 
     def stop(self) -> None:
@@ -92,6 +130,7 @@ class ServiceProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_stderr()
         LIVE.discard(self)
 
 

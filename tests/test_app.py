@@ -53,7 +53,7 @@ async def test_missing_or_bad_token_is_401(client: httpx.AsyncClient) -> None:
 async def test_token_signed_with_another_key_is_401(client: httpx.AsyncClient) -> None:
     from dispatch.identity.auth import issue_token
 
-    forged = issue_token("some-other-secret", 1, "admin")
+    forged = issue_token("some-other-secret-of-at-least-32-bytes", 1, "admin")
     r = await client.get("/v1/admin/outbox", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401
 

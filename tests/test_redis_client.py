@@ -64,18 +64,24 @@ async def test_a_write_redis_never_reads_times_out(tmp_path) -> None:
     reading = asyncio.Event()
     reading.set()
     stuck = asyncio.Event()
+    done = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while reading.is_set():
-            data = await reader.read(65536)
-            if not data:
-                return
-            # One +OK per command in the chunk (each RESP command is an array: "*<n>\r\n").
-            n = data.count(b"\r\n*") + data.startswith(b"*")
-            writer.write(b"+OK\r\n" * n)
-            await writer.drain()
-        stuck.set()
-        await asyncio.Event().wait()
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            while reading.is_set():
+                data = await reader.read(65536)
+                if not data:
+                    return
+                # One +OK per command in the chunk (each RESP command is an array: "*<n>\r\n").
+                n = data.count(b"\r\n*") + data.startswith(b"*")
+                writer.write(b"+OK\r\n" * n)
+                await writer.drain()
+            stuck.set()
+            await done.wait()
+        finally:
+            writer.close()
 
     server = await asyncio.start_unix_server(serve, path=path)
     client = open_redis(f"unix://{path}?socket_timeout=0.5")
@@ -91,6 +97,8 @@ async def test_a_write_redis_never_reads_times_out(tmp_path) -> None:
     finally:
         await client.aclose()
         server.close()
+        done.set()  # the handler closes its end (3.11's server.close() leaves connections open)
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 @pytest.fixture
@@ -173,18 +181,23 @@ async def test_a_redis_that_stops_answering_times_out_and_the_next_call_reconnec
     answering = asyncio.Event()
     answering.set()
     connections = 0
+    handlers: list[asyncio.Task[None]] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        while data := await reader.read(65536):
-            if not answering.is_set():
-                continue
-            n = data.count(b"\r\n*") + data.startswith(b"*")
-            reply = b"$5\r\nhello\r\n" * n
-            for i in range(len(reply)):  # one byte at a time: replies split across reads
-                writer.write(reply[i : i + 1])
-                await writer.drain()
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            while data := await reader.read(65536):
+                if not answering.is_set():
+                    continue
+                n = data.count(b"\r\n*") + data.startswith(b"*")
+                reply = b"$5\r\nhello\r\n" * n
+                for i in range(len(reply)):  # one byte at a time: replies split across reads
+                    writer.write(reply[i : i + 1])
+                    await writer.drain()
+        finally:
+            writer.close()
 
     server = await asyncio.start_unix_server(serve, path=path)
     client = open_redis(f"unix://{path}?socket_timeout=0.5")
@@ -205,3 +218,5 @@ async def test_a_redis_that_stops_answering_times_out_and_the_next_call_reconnec
         await p.aclose()
         await client.aclose()
         server.close()
+        # Each handler ends when the client's side closes, and closes its own end.
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Struct
 
@@ -56,7 +57,9 @@ def availability_out(s: Schedule) -> AvailabilityOut:
 
 @put("/v1/workers/me/availability", guards=[workers_only], tags=["booking"])
 async def put_availability(
-    data: JSONBody[AvailabilityIn], request: Request[Any, Any, Any], booking: BookingService
+    data: JSONBody[AvailabilityIn],
+    request: Request[Any, Any, Any],
+    booking: NamedDependency[BookingService],
 ) -> AvailabilityOut:
     """Set when you take bookings: weekly hours in your timezone, date overrides (no slots: a
     day off), one-off extra hours (`slots`), the buffer around each booking, the minimum
@@ -78,7 +81,7 @@ async def put_availability(
 
 @get("/v1/workers/me/availability", guards=[workers_only], tags=["booking"])
 async def get_availability(
-    request: Request[Any, Any, Any], booking: BookingService
+    request: Request[Any, Any, Any], booking: NamedDependency[BookingService]
 ) -> AvailabilityOut:
     schedule = await booking.availability(principal_of(request))
     if schedule is None:
@@ -89,9 +92,9 @@ async def get_availability(
 @get("/v1/workers/me/calendar", guards=[workers_only], tags=["booking"])
 async def calendar(
     request: Request[Any, Any, Any],
-    booking: BookingService,
-    start: Annotated[datetime, QueryParameter(query="from")],
-    end: Annotated[datetime, QueryParameter(query="to")],
+    booking: NamedDependency[BookingService],
+    start: Annotated[datetime, QueryParameter(name="from")],
+    end: Annotated[datetime, QueryParameter(name="to")],
 ) -> CalendarOut:
     """Your bookings and your free time (hours minus bookings and buffers) between `from` and
     `to` (at most 62 days)."""
@@ -116,7 +119,7 @@ async def calendar(
 @get("/v1/bookings/candidates", guards=[residents_and_ops], tags=["booking"])
 async def candidates(
     request: Request[Any, Any, Any],
-    booking: BookingService,
+    booking: NamedDependency[BookingService],
     lat: Annotated[Lat, QueryParameter()],
     lng: Annotated[Lng, QueryParameter()],
     start: Annotated[datetime, QueryParameter()],
@@ -165,7 +168,7 @@ async def reschedule(
     job_id: FromPath[int],
     data: JSONBody[RescheduleIn],
     request: Request[Any, Any, Any],
-    booking: BookingService,
+    booking: NamedDependency[BookingService],
 ) -> JobOut:
     """Ask to move a confirmed booking into a new window: the worker's first free start there
     is proposed to them (`reschedule.status` `pending`) until they accept or decline."""
@@ -180,7 +183,7 @@ async def reschedule(
     tags=["booking"],
 )  # fmt: skip
 async def accept_reschedule(
-    job_id: FromPath[int], request: Request[Any, Any, Any], booking: BookingService
+    job_id: FromPath[int], request: Request[Any, Any, Any], booking: NamedDependency[BookingService]
 ) -> JobOut:
     """Take the proposed slot: the booking moves (the old slot is freed only if the new one is
     taken: else 409 `worker_unavailable` and it stays)."""
@@ -192,7 +195,7 @@ async def accept_reschedule(
     tags=["booking"],
 )  # fmt: skip
 async def decline_reschedule(
-    job_id: FromPath[int], request: Request[Any, Any, Any], booking: BookingService
+    job_id: FromPath[int], request: Request[Any, Any, Any], booking: NamedDependency[BookingService]
 ) -> JobOut:
     """Turn the proposed slot down: the booking stays as it was."""
     return job_view_out(await booking.answer_reschedule(principal_of(request), job_id, False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dispatch.communities.service import CommunityService, CommunityView
@@ -32,7 +33,7 @@ class CommunityController(Controller):
 
     @post("/", guards=[admin_only], status_code=201)
     async def create(
-        self, data: JSONBody[CommunityCreate], communities: CommunityService
+        self, data: JSONBody[CommunityCreate], communities: NamedDependency[CommunityService]
     ) -> CommunityOut:
         """Create a community from a centre and radius, or a GeoJSON Polygon boundary."""
         view = await communities.add(
@@ -47,14 +48,14 @@ class CommunityController(Controller):
 
     @get("/{community_id:int}")
     async def read(
-        self, community_id: FromPath[int], communities: CommunityService
+        self, community_id: FromPath[int], communities: NamedDependency[CommunityService]
     ) -> CommunityOut:
         return community_out(await communities.read(community_id))
 
     @get("/")
     async def containing(
         self,
-        communities: CommunityService,
+        communities: NamedDependency[CommunityService],
         lat: Annotated[float, QueryParameter(ge=-90, le=90)],
         lng: Annotated[float, QueryParameter(ge=-180, le=180)],
     ) -> list[CommunityOut]:

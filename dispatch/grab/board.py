@@ -69,7 +69,7 @@ from typing import Any
 import h3.api.basic_int as h3
 import msgspec
 from redis.asyncio import Redis
-from sqlalchemy import ARRAY, Select, Text, and_, cast, exists, func, or_, select
+from sqlalchemy import ARRAY, Select, Text, and_, any_, cast, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -320,7 +320,7 @@ class Board:
                 ),
             ]
             if skill is not None:
-                may_take.append(Job.skills.any(skill))
+                may_take.append(skill == any_(Job.skills))
             rows = (await session.execute(listing(may_take, shown, limit))).all()
         found = [BoardJob(job, int(m), job_summary(job)) for job, m in rows]
         found.sort(key=_order)

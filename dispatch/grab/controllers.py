@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from dispatch.core.errors import DomainError
@@ -30,7 +31,9 @@ from dispatch.web.schemas import JobOut
 
 
 @get("/v1/workers/me/offers", guards=[workers_only], tags=["offers"])
-async def my_offers(request: Request[Any, Any, Any], dispatcher: Dispatcher) -> list[OfferOut]:
+async def my_offers(
+    request: Request[Any, Any, Any], dispatcher: NamedDependency[Dispatcher]
+) -> list[OfferOut]:
     """Offers waiting for this worker's answer, soonest to expire first."""
     who = principal_of(request)
     return await dispatcher.offers_for(who.user_id)
@@ -40,7 +43,7 @@ async def my_offers(request: Request[Any, Any, Any], dispatcher: Dispatcher) -> 
 async def accept_offer(
     offer_id: FromPath[int],
     request: Request[Any, Any, Any],
-    dispatcher: Dispatcher,
+    dispatcher: NamedDependency[Dispatcher],
     idempotency_key: Annotated[
         str | None, HeaderParameter(name="Idempotency-Key", required=False)
     ] = None,
@@ -73,7 +76,7 @@ def _answer(request: Request[Any, Any, Any], idempotency_key: str | None) -> Acc
 @get("/v1/workers/me/jobs-nearby", guards=[workers_only], tags=["offers"])
 async def jobs_nearby(
     request: Request[Any, Any, Any],
-    board: Board,
+    board: NamedDependency[Board],
     radius_m: Annotated[int, QueryParameter(ge=MIN_RADIUS_M, le=MAX_RADIUS_M)] = DEFAULT_RADIUS_M,
     skill: Annotated[
         str | None, QueryParameter(min_length=1, max_length=40, pattern=r"^[\w\-]+$")
@@ -93,7 +96,7 @@ async def jobs_nearby(
 async def take_job(
     job_id: FromPath[int],
     request: Request[Any, Any, Any],
-    board: Board,
+    board: NamedDependency[Board],
     idempotency_key: Annotated[
         str | None, HeaderParameter(name="Idempotency-Key", required=False)
     ] = None,
@@ -113,7 +116,9 @@ async def take_job(
 
 @post("/v1/offers/{offer_id:int}/decline", guards=[workers_only], status_code=204, tags=["offers"])
 async def decline_offer(
-    offer_id: FromPath[int], request: Request[Any, Any, Any], dispatcher: Dispatcher
+    offer_id: FromPath[int],
+    request: Request[Any, Any, Any],
+    dispatcher: NamedDependency[Dispatcher],
 ) -> None:
     """Say no. When everyone in a wave has said no, the next wave goes out at once."""
     who = principal_of(request)

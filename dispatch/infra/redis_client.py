@@ -77,7 +77,10 @@ def open_redis(url: str, *, cluster: bool = False, max_connections: int = 256) -
         pool.connection_class = DirectWriteConnection
     elif pool.connection_class is UnixDomainSocketConnection:
         pool.connection_class = DirectWriteUnixConnection
-    return Redis(connection_pool=pool, auto_close_connection_pool=True)
+    # The client owns the pool: `aclose()` disconnects its connections (redis-py's way since
+    # 5.0.1; `Redis(connection_pool=..., auto_close_connection_pool=True)` warned and left them
+    # open).
+    return Redis.from_pool(pool)
 
 
 def community_tag(community_id: int) -> str:
@@ -102,4 +105,4 @@ def node_client(cluster: Any, key: str | bytes) -> Redis:
         raise RedisConnectionError(f"no cluster node serves the slot of {key!r}")
     kwargs = {k: v for k, v in node.connection_kwargs.items() if k != "event_dispatcher"}
     pool = ConnectionPool(connection_class=node.connection_class, **kwargs)
-    return Redis(connection_pool=pool, auto_close_connection_pool=True)
+    return Redis.from_pool(pool)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from dispatch.grab.dispatcher import Dispatcher
@@ -27,7 +28,7 @@ class JobController(Controller):
         self,
         data: JSONBody[JobCreate],
         request: Request[Any, Any, Any],
-        jobs: JobService,
+        jobs: NamedDependency[JobService],
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", required=False)
         ] = None,
@@ -59,7 +60,10 @@ class JobController(Controller):
 
     @get("/{job_id:int}")
     async def read(
-        self, job_id: FromPath[int], request: Request[Any, Any, Any], jobs: JobService
+        self,
+        job_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        jobs: NamedDependency[JobService],
     ) -> JobOut:
         who = principal_of(request)
         return job_view_out(await jobs.read(who, job_id))
@@ -68,7 +72,7 @@ class JobController(Controller):
     async def mine(
         self,
         request: Request[Any, Any, Any],
-        jobs: JobService,
+        jobs: NamedDependency[JobService],
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> list[JobOut]:
         """The caller's jobs: posted (resident), taken (worker), or in their communities (ops)."""
@@ -81,7 +85,7 @@ class JobController(Controller):
         job_id: FromPath[int],
         data: JSONBody[CancelIn],
         request: Request[Any, Any, Any],
-        dispatcher: Dispatcher,
+        dispatcher: NamedDependency[Dispatcher],
     ) -> JobOut:
         """Cancel: the resident (a fee applies once a worker has been on it a while) or the
         assigned worker with its `assignment_version` (the job goes back out to others)."""
@@ -95,7 +99,7 @@ class JobController(Controller):
         job_id: FromPath[int],
         data: JSONBody[CompleteIn],
         request: Request[Any, Any, Any],
-        dispatcher: Dispatcher,
+        dispatcher: NamedDependency[Dispatcher],
     ) -> JobOut:
         """The assigned worker marks the job done (fenced by `assignment_version`)."""
         who = principal_of(request)

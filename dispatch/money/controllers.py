@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from dispatch.identity.auth import operators, residents_only, workers_only
@@ -84,7 +85,7 @@ def _out(view: JobView) -> JobOut:
 
 @post("/v1/jobs/{job_id:int}/confirm", guards=[residents_only], status_code=200, tags=["money"])
 async def confirm(
-    job_id: FromPath[int], request: Request[Any, Any, Any], money: MoneyService
+    job_id: FromPath[int], request: Request[Any, Any, Any], money: NamedDependency[MoneyService]
 ) -> JobOut:
     """The resident confirms the work: `confirmed`, the escrow released (the worker's net to
     their payable, the commission to the platform, an insured job's premium to the pool).
@@ -95,7 +96,7 @@ async def confirm(
 @post("/v1/jobs/{job_id:int}/dispute", status_code=200, tags=["money"])
 async def dispute(
     job_id: FromPath[int], data: JSONBody[DisputeIn], request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
 ) -> JobOut:  # fmt: skip
     """A participant raises a problem before release: `disputed`, the escrow frozen, operators
     alerted (409 `not_disputable` once released or before the work has started)."""
@@ -105,7 +106,7 @@ async def dispute(
 @post("/v1/ops/jobs/{job_id:int}/resolve", guards=[operators], status_code=200, tags=["ops"])
 async def resolve(
     job_id: FromPath[int], data: JSONBody[ResolveIn], request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
 ) -> JobOut:  # fmt: skip
     """Settle a dispute: `worker_share_bps` of the escrow to the worker (less commission), the
     rest back to the resident; the job becomes `confirmed` (or `cancelled` at 0)."""
@@ -116,7 +117,7 @@ async def resolve(
 @post("/v1/jobs/{job_id:int}/materials", guards=[workers_only], status_code=201, tags=["money"])
 async def propose_materials(
     job_id: FromPath[int], data: JSONBody[ChangeOrderIn], request: Request[Any, Any, Any],
-    money: MoneyService, idempotency_key: IdempotencyKey = None,
+    money: NamedDependency[MoneyService], idempotency_key: IdempotencyKey = None,
 ) -> Response[ChangeOrderOut]:  # fmt: skip
     """The assigned worker proposes materials (a change order, `pending`); only approved ones
     count toward the total and top up the escrow."""
@@ -130,7 +131,7 @@ async def propose_materials(
 
 @get("/v1/jobs/{job_id:int}/materials", tags=["money"])
 async def change_orders(
-    job_id: FromPath[int], request: Request[Any, Any, Any], money: MoneyService
+    job_id: FromPath[int], request: Request[Any, Any, Any], money: NamedDependency[MoneyService]
 ) -> list[ChangeOrderOut]:
     return [change_out(c) for c in await money.change_orders(principal_of(request), job_id)]
 
@@ -141,7 +142,7 @@ async def change_orders(
 )  # fmt: skip
 async def approve_materials(
     job_id: FromPath[int], change_id: FromPath[int], request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
 ) -> ChangeOrderOut:  # fmt: skip
     """Approve: the items join the job and the escrow is topped up by their amount."""
     return change_out(await money.answer_materials(principal_of(request), job_id, change_id, True))
@@ -153,7 +154,7 @@ async def approve_materials(
 )  # fmt: skip
 async def decline_materials(
     job_id: FromPath[int], change_id: FromPath[int], request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
 ) -> ChangeOrderOut:  # fmt: skip
     return change_out(await money.answer_materials(principal_of(request), job_id, change_id, False))
 
@@ -161,7 +162,7 @@ async def decline_materials(
 @post("/v1/jobs/{job_id:int}/claims", guards=[residents_only], status_code=201, tags=["money"])
 async def claim(
     job_id: FromPath[int], data: JSONBody[ClaimIn], request: Request[Any, Any, Any],
-    money: MoneyService, idempotency_key: IdempotencyKey = None,
+    money: NamedDependency[MoneyService], idempotency_key: IdempotencyKey = None,
 ) -> Response[ClaimOut]:  # fmt: skip
     """An insurance claim on an insured job, within `claim_window_d` (14) days of completion;
     operators approve (paid from the insurance pool) or reject."""
@@ -175,7 +176,7 @@ async def claim(
 
 @get("/v1/jobs/{job_id:int}/claims", tags=["money"])
 async def claims_of(
-    job_id: FromPath[int], request: Request[Any, Any, Any], money: MoneyService
+    job_id: FromPath[int], request: Request[Any, Any, Any], money: NamedDependency[MoneyService]
 ) -> list[ClaimOut]:
     return [claim_out(c) for c in await money.claims_of(principal_of(request), job_id)]
 
@@ -183,7 +184,7 @@ async def claims_of(
 @post("/v1/ops/claims/{claim_id:int}/approve", guards=[operators], status_code=200, tags=["ops"])
 async def approve_claim(
     claim_id: FromPath[int], data: JSONBody[ClaimDecisionIn], request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
 ) -> ClaimOut:  # fmt: skip
     """Pay the claim from the insurance pool to the resident (422 `insurance_pool_short`)."""
     return claim_out(await money.decide_claim(principal_of(request), claim_id, True, data.note))
@@ -192,14 +193,14 @@ async def approve_claim(
 @post("/v1/ops/claims/{claim_id:int}/reject", guards=[operators], status_code=200, tags=["ops"])
 async def reject_claim(
     claim_id: FromPath[int], data: JSONBody[ClaimDecisionIn], request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
 ) -> ClaimOut:  # fmt: skip
     return claim_out(await money.decide_claim(principal_of(request), claim_id, False, data.note))
 
 
 @get("/v1/jobs/{job_id:int}/ledger", tags=["money"])
 async def job_ledger(
-    job_id: FromPath[int], request: Request[Any, Any, Any], money: MoneyService
+    job_id: FromPath[int], request: Request[Any, Any, Any], money: NamedDependency[MoneyService]
 ) -> JobLedgerOut:
     """Every transfer of the job's money, in order, and what its escrow holds now."""
     job, entries, balances = await money.job_ledger(principal_of(request), job_id)
@@ -226,7 +227,7 @@ async def job_ledger(
 @get("/v1/workers/me/earnings", guards=[workers_only], tags=["money"])
 async def earnings(
     request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
     currency: Annotated[str, QueryParameter(pattern=r"^[A-Z]{3}$")] = "CNY",
 ) -> EarningsOut:
     """Released (and not paid out: `payable_cents`), pending, paid out; each job itemized with
@@ -257,7 +258,7 @@ async def earnings(
 
 @post("/v1/workers/me/payouts", guards=[workers_only], status_code=201, tags=["money"])
 async def request_payout(
-    data: JSONBody[PayoutIn], request: Request[Any, Any, Any], money: MoneyService,
+    data: JSONBody[PayoutIn], request: Request[Any, Any, Any], money: NamedDependency[MoneyService],
     idempotency_key: IdempotencyKey = None,
 ) -> Response[PayoutOut]:  # fmt: skip
     """Withdraw released earnings (422 `insufficient_funds` above them): `pending`, then `paid`
@@ -273,7 +274,7 @@ async def request_payout(
 @get("/v1/workers/me/payouts", guards=[workers_only], tags=["money"])
 async def payouts(
     request: Request[Any, Any, Any],
-    money: MoneyService,
+    money: NamedDependency[MoneyService],
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
 ) -> list[PayoutOut]:
     return [payout_out(p) for p in await money.payouts(principal_of(request), limit)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from msgspec import Meta, Struct
 
@@ -27,7 +28,7 @@ STATUSES = Literal[
 
 @get("/v1/admin/outbox", guards=[admin_only], tags=["admin"])
 async def list_outbox(
-    rt: Runtime,
+    rt: NamedDependency[Runtime],
     to: Annotated[str | None, QueryParameter(max_length=40)] = None,
     channel: FromQuery[Literal["sms", "push", "ws", "app", "held"] | None] = None,
     status: FromQuery[STATUSES | None] = None,
@@ -73,7 +74,7 @@ class OperatorOut(Struct):
 
 
 @post("/v1/admin/operators", guards=[admin_only], status_code=200, tags=["admin"])
-async def grant_operators(rt: Runtime, data: JSONBody[OperatorIn]) -> OperatorOut:
+async def grant_operators(rt: NamedDependency[Runtime], data: JSONBody[OperatorIn]) -> OperatorOut:
     """Make the person with this phone an operator of exactly these communities (created if
     new; granting again replaces the list). They sign in at `/ops/` by code, `role: operator`;
     a token names the communities it was issued for."""

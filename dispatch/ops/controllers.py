@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Stream
 from msgspec import Struct
@@ -270,7 +271,7 @@ class OpsController(Controller):
         self,
         community_id: FromPath[int],
         request: Request[Any, Any, Any],
-        alerts: AlertService,
+        alerts: NamedDependency[AlertService],
         include_acked: Annotated[bool, QueryParameter()] = False,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> list[AlertOut]:
@@ -281,7 +282,10 @@ class OpsController(Controller):
 
     @get("/communities/{community_id:int}/snapshot")
     async def snapshot(
-        self, community_id: FromPath[int], request: Request[Any, Any, Any], snapshots: Snapshots
+        self,
+        community_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        snapshots: NamedDependency[Snapshots],
     ) -> SnapshotOut:
         """The community now, for the console: its shape, the jobs to watch (live ones, and
         those ended in the last 12 hours), its workers with state and position, open alerts
@@ -291,7 +295,10 @@ class OpsController(Controller):
 
     @get("/communities/{community_id:int}/verifications")
     async def verifications(
-        self, community_id: FromPath[int], request: Request[Any, Any, Any], workers: WorkerService
+        self,
+        community_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        workers: NamedDependency[WorkerService],
     ) -> list[PendingWorkerOut]:
         """Workers of the community waiting to be verified, oldest first, with the real-name
         details they gave; approve with `POST /v1/ops/workers/{id}/verify`."""
@@ -309,7 +316,7 @@ class OpsController(Controller):
         self,
         community_id: FromPath[int],
         request: Request[Any, Any, Any],
-        feed: OpsFeed,
+        feed: NamedDependency[OpsFeed],
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> list[OutboxRowOut]:
         """The community's messages (about its jobs), newest first: kind, channel, how it went;
@@ -319,7 +326,10 @@ class OpsController(Controller):
 
     @post("/communities/{community_id:int}/stream-token", status_code=201)
     async def stream_token(
-        self, community_id: FromPath[int], request: Request[Any, Any, Any], feed: OpsFeed
+        self,
+        community_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        feed: NamedDependency[OpsFeed],
     ) -> StreamTokenOut:
         """A token good for one minute to open this community's event stream with `?token=`
         (a browser's `EventSource` cannot send the bearer header)."""
@@ -328,14 +338,20 @@ class OpsController(Controller):
 
     @post("/alerts/{alert_id:int}/ack", status_code=200)
     async def ack(
-        self, alert_id: FromPath[int], request: Request[Any, Any, Any], alerts: AlertService
+        self,
+        alert_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        alerts: NamedDependency[AlertService],
     ) -> AlertOut:
         who = principal_of(request)
         return alert_out(await alerts.ack(who, alert_id))
 
     @get("/jobs/{job_id:int}/dispatch-log")
     async def dispatch_log(
-        self, job_id: FromPath[int], request: Request[Any, Any, Any], dispatch_log: DispatchLog
+        self,
+        job_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        dispatch_log: NamedDependency[DispatchLog],
     ) -> DispatchLogOut:
         """Why these workers: each wave's reach and time, every candidate with distance, rank,
         whether picked (or why not) and the offer's fate, and who was left out by reason."""
@@ -361,7 +377,10 @@ class OpsController(Controller):
 
     @post("/jobs/{job_id:int}/replay", status_code=200)
     async def replay(
-        self, job_id: FromPath[int], request: Request[Any, Any, Any], dispatch_log: DispatchLog
+        self,
+        job_id: FromPath[int],
+        request: Request[Any, Any, Any],
+        dispatch_log: NamedDependency[DispatchLog],
     ) -> ReplayOut:
         """Re-rank each wave's recorded candidates with today's rules: the same workers?"""
         done = await dispatch_log.replay(principal_of(request), job_id)
@@ -373,7 +392,7 @@ class OpsController(Controller):
         job_id: FromPath[int],
         data: JSONBody[AssignIn],
         request: Request[Any, Any, Any],
-        dispatcher: Dispatcher,
+        dispatcher: NamedDependency[Dispatcher],
     ) -> JobOut:
         """Manual dispatch: hand the job to a verified worker of its community. Any earlier
         holder's `assignment_version` stops working."""
@@ -390,7 +409,7 @@ class OpsController(Controller):
 async def ops_events(
     community_id: FromPath[int],
     request: Request[Any, Any, Any],
-    feed: OpsFeed,
+    feed: NamedDependency[OpsFeed],
     token: Annotated[str | None, QueryParameter(max_length=2000)] = None,
     after: Annotated[str | None, QueryParameter(pattern=EVENT_ID.pattern, max_length=41)] = None,
 ) -> Stream:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Request, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
 
@@ -40,7 +41,7 @@ class CheckinOut(Struct):
 @post("/v1/jobs/{job_id:int}/start", guards=[workers_only], status_code=200, tags=["safety"])
 async def start_job(
     job_id: FromPath[int], data: JSONBody[StartIn], request: Request[Any, Any, Any],
-    safety: SafetyService,
+    safety: NamedDependency[SafetyService],
 ) -> JobOut:  # fmt: skip
     """Start with the PIN the resident gives at the door: `in_progress`; 422 `wrong_pin`; 409
     `pin_locked` after five wrong tries (operators are told); fenced by `assignment_version`."""
@@ -51,7 +52,7 @@ async def start_job(
 @post("/v1/jobs/{job_id:int}/checkins", guards=[workers_only], status_code=201, tags=["safety"])
 async def checkin(
     job_id: FromPath[int], data: JSONBody[CheckinIn], request: Request[Any, Any, Any],
-    safety: SafetyService,
+    safety: NamedDependency[SafetyService],
 ) -> CheckinOut:  # fmt: skip
     """`arrival` (within the community's `arrival_geofence_m`: else 422 `outside_geofence` with
     `distance_m`, or `low_accuracy`; it tells the resident), `periodic`, `departure`."""
@@ -88,7 +89,9 @@ class SosOut(Struct):
 
 @put("/v1/me/emergency-contacts", tags=["safety"])
 async def set_contacts(
-    data: JSONBody[ContactsIn], request: Request[Any, Any, Any], emergencies: Emergencies
+    data: JSONBody[ContactsIn],
+    request: Request[Any, Any, Any],
+    emergencies: NamedDependency[Emergencies],
 ) -> list[ContactOut]:
     """Up to three people to text when you press SOS; shown back as hints only."""
     shown = await emergencies.set_contacts(
@@ -99,7 +102,7 @@ async def set_contacts(
 
 @get("/v1/me/emergency-contacts", tags=["safety"])
 async def get_contacts(
-    request: Request[Any, Any, Any], emergencies: Emergencies
+    request: Request[Any, Any, Any], emergencies: NamedDependency[Emergencies]
 ) -> list[ContactOut]:
     return [
         ContactOut(c.name, c.phone_hint) for c in await emergencies.contacts(principal_of(request))
@@ -109,7 +112,7 @@ async def get_contacts(
 @post("/v1/jobs/{job_id:int}/sos", status_code=202, tags=["safety"])
 async def sos(
     job_id: FromPath[int], data: JSONBody[SosIn], request: Request[Any, Any, Any],
-    emergencies: Emergencies,
+    emergencies: NamedDependency[Emergencies],
 ) -> SosOut:  # fmt: skip
     """SOS by the job's resident or worker: a critical alert for operators at once, a text to
     your emergency contacts with the location; presses within a minute are one SOS."""
@@ -166,7 +169,7 @@ class SafetyOut(Struct, kw_only=True):
 
 @get("/v1/jobs/{job_id:int}/safety", tags=["safety"])
 async def safety_timeline(
-    job_id: FromPath[int], request: Request[Any, Any, Any], safety: SafetyService
+    job_id: FromPath[int], request: Request[Any, Any, Any], safety: NamedDependency[SafetyService]
 ) -> SafetyOut:
     """The job's safety timeline: PIN state, check-ins with their distance from the job, the
     next check-in due, SOS (participants and the community's operators)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dispatch.identity.auth import operators
@@ -31,7 +32,7 @@ def review_out(r: Review) -> ReviewOut:
 @post("/v1/jobs/{job_id:int}/reviews", status_code=201, tags=["trust"])
 async def write_review(
     job_id: FromPath[int], data: JSONBody[ReviewIn], request: Request[Any, Any, Any],
-    reviews: ReviewService,
+    reviews: NamedDependency[ReviewService],
 ) -> ReviewOut:  # fmt: skip
     """The job's resident rates its worker, or its worker the resident: once each, after
     completion, within 14 days (409 `not_completed`, `review_window_closed`,
@@ -44,7 +45,7 @@ async def write_review(
 
 @get("/v1/jobs/{job_id:int}/reviews", tags=["trust"])
 async def job_reviews(
-    job_id: FromPath[int], request: Request[Any, Any, Any], reviews: ReviewService
+    job_id: FromPath[int], request: Request[Any, Any, Any], reviews: NamedDependency[ReviewService]
 ) -> list[ReviewOut]:
     """The job's reviews (its participants and operators)."""
     return [review_out(r) for r in await reviews.of_job(principal_of(request), job_id)]
@@ -54,7 +55,7 @@ async def job_reviews(
 async def worker_reviews(
     worker_id: FromPath[int],
     request: Request[Any, Any, Any],
-    reviews: ReviewService,
+    reviews: NamedDependency[ReviewService],
     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
 ) -> WorkerReviewsOut:
     """A worker's shown rating (a Bayesian average: five imaginary reviews at 4.5 beside the
@@ -71,7 +72,7 @@ async def worker_reviews(
 async def worker_trust(
     community_id: FromPath[int],
     request: Request[Any, Any, Any],
-    reviews: ReviewService,
+    reviews: NamedDependency[ReviewService],
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
 ) -> list[WorkerTrustOut]:
     """The community's workers with what fair ranking and the anti-bot rules see: rating and

@@ -1,9 +1,10 @@
 """What handlers receive by Litestar's dependency injection: the services, built once per process
 on the runtime (`dispatch.infra.runtime.Runtime`); and how a handler reads its caller.
 
-A handler names the service it needs as a parameter (`workers: WorkerService`); `DEPENDENCIES`
-is given to the app once. Providers are plain synchronous functions run on the event loop
-(`sync_to_thread=False`).
+A handler names the service it needs as a parameter, marked as injected by name
+(`workers: NamedDependency[WorkerService]`: an unmarked one is inferred, which Litestar 2.23+
+deprecates); `DEPENDENCIES` is given to the app once. Providers are plain synchronous
+functions run on the event loop (`sync_to_thread=False`).
 
 One injected service per handler, and the caller read from the request (`principal_of`), not
 injected: Litestar resolves two or more dependencies of a handler in an anyio task group, which

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 from msgspec import Struct
 
 from dispatch.infra.runtime import Runtime
@@ -26,7 +27,7 @@ def healthz() -> Health:
 
 
 @get("/readyz", exclude_from_auth=True)
-async def readyz(rt: Runtime) -> Response[Readiness]:
+async def readyz(rt: NamedDependency[Runtime]) -> Response[Readiness]:
     checks = await rt.readiness()
     if all(v == "ok" for v in checks.values()):
         return Response(Readiness(status="ready", checks=checks))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dispatch.core.errors import DomainError, Unprocessable
@@ -56,7 +57,7 @@ class WorkerSelfController(Controller):
         self,
         data: JSONBody[WorkerProfileIn],
         request: Request[Any, Any, Any],
-        workers: WorkerService,
+        workers: NamedDependency[WorkerService],
     ) -> WorkerOut:
         """Create or update the worker profile: name, skills, communities served."""
         who = principal_of(request)
@@ -71,7 +72,9 @@ class WorkerSelfController(Controller):
         return worker_out(card)
 
     @get("/")
-    async def read(self, request: Request[Any, Any, Any], workers: WorkerService) -> WorkerOut:
+    async def read(
+        self, request: Request[Any, Any, Any], workers: NamedDependency[WorkerService]
+    ) -> WorkerOut:
         who = principal_of(request)
         return worker_out(await workers.card(who.user_id))
 
@@ -80,7 +83,7 @@ class WorkerSelfController(Controller):
         self,
         data: JSONBody[VerificationIn],
         request: Request[Any, Any, Any],
-        workers: WorkerService,
+        workers: NamedDependency[WorkerService],
     ) -> dict[str, str]:
         """Submit real-name details; an operator checks them. Only verified workers get offers."""
         who = principal_of(request)
@@ -89,14 +92,20 @@ class WorkerSelfController(Controller):
 
     @post("/presence", status_code=200)
     async def presence(
-        self, data: JSONBody[PresenceIn], request: Request[Any, Any, Any], workers: WorkerService
+        self,
+        data: JSONBody[PresenceIn],
+        request: Request[Any, Any, Any],
+        workers: NamedDependency[WorkerService],
     ) -> WorkerOut:
         who = principal_of(request)
         return worker_out(await workers.set_presence(who, data.status == "online"))
 
     @post("/location", status_code=204)
     async def location(
-        self, data: JSONBody[LocationIn], request: Request[Any, Any, Any], workers: WorkerService
+        self,
+        data: JSONBody[LocationIn],
+        request: Request[Any, Any, Any],
+        workers: NamedDependency[WorkerService],
     ) -> None:
         """One position report. Out-of-order reports are ignored; impossible ones are 422."""
         who = principal_of(request)
@@ -110,7 +119,10 @@ class WorkerSelfController(Controller):
 
     @post("/locations", status_code=200)
     async def locations(
-        self, data: JSONBody[LocationsIn], request: Request[Any, Any, Any], workers: WorkerService
+        self,
+        data: JSONBody[LocationsIn],
+        request: Request[Any, Any, Any],
+        workers: NamedDependency[WorkerService],
     ) -> LocationsOut:
         """A batch of position reports (say, buffered while offline), applied in time order."""
         who = principal_of(request)
@@ -139,7 +151,9 @@ class WorkerSelfController(Controller):
 
 @post("/v1/ops/workers/{worker_id:int}/verify", guards=[operators], status_code=200, tags=["ops"])
 async def verify_worker(
-    worker_id: FromPath[int], request: Request[Any, Any, Any], workers: WorkerService
+    worker_id: FromPath[int],
+    request: Request[Any, Any, Any],
+    workers: NamedDependency[WorkerService],
 ) -> WorkerOut:
     """Mark a worker verified (operators of a community the worker serves, or admins)."""
     who = principal_of(request)
@@ -153,7 +167,7 @@ async def verify_worker(
 )
 async def nearby(
     request: Request[Any, Any, Any],
-    workers: WorkerService,
+    workers: NamedDependency[WorkerService],
     lat: Annotated[float, QueryParameter(ge=-90, le=90)],
     lng: Annotated[float, QueryParameter(ge=-180, le=180)],
     radius_m: Annotated[float, QueryParameter(gt=0, le=50_000)] = 2000,
@@ -194,7 +208,9 @@ async def nearby(
     tags=["ops"],
 )
 async def rebuild_index(
-    community_id: FromPath[int], request: Request[Any, Any, Any], workers: WorkerService
+    community_id: FromPath[int],
+    request: Request[Any, Any, Any],
+    workers: NamedDependency[WorkerService],
 ) -> dict[str, int]:
     """Refill the community's live index from the database (after Redis lost its data)."""
     who = principal_of(request)

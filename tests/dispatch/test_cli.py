@@ -129,6 +129,7 @@ def test_local_default_serves_signs_in_and_stops_its_servers() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        proc.stdout.close()  # type: ignore[union-attr]
     pid_file = root / "var" / "servers" / "pg" / "data" / "postmaster.pid"
     deadline = time.monotonic() + 30
     while pid_file.exists() and time.monotonic() < deadline:
@@ -165,6 +166,7 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    drain: threading.Thread | None = None
     try:
         resident = None
         deadline = time.monotonic() + 120  # 200 workers seeded through the API first
@@ -175,7 +177,8 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
                 resident = line.split(":", 1)[1].strip()
         assert resident, "no resident token printed"
         # Keep reading what it writes, or a full pipe would stop the server mid-write.
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+        drain = threading.Thread(target=proc.stderr.read, daemon=True)  # type: ignore[union-attr]
+        drain.start()
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, proc)
         headers = {"Authorization": f"Bearer {resident}", "Idempotency-Key": "demo-1"}
@@ -195,6 +198,10 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        if drain is not None:
+            drain.join(10)  # it ends at the pipe's end: the server has exited
+        if drain is None or not drain.is_alive():
+            proc.stderr.close()  # type: ignore[union-attr]
 
 
 def _children(pid: int) -> list[int]:
@@ -212,7 +219,8 @@ def _children(pid: int) -> list[int]:
 
 def test_serve_with_several_processes_shares_the_port_and_stops_together(server_urls) -> None:
     """`dispatch serve --processes 2`: two server processes accept on one port, each answers,
-    and SIGTERM to the parent stops them all."""
+    and SIGTERM to the parent stops them all. None of the three warns about anything, starting,
+    serving or stopping (`ServiceProcess` runs them with every warning shown)."""
     server = ServiceProcess(server_urls, TEST_SECRET, "--processes", "2")
     try:
         server.wait_ready()
@@ -221,12 +229,14 @@ def test_serve_with_several_processes_shares_the_port_and_stops_together(server_
         with httpx.Client(base_url=server.base, timeout=10) as http:
             for _ in range(20):
                 assert http.get("/readyz").status_code == 200
+        assert server.warnings() == []
         server.proc.terminate()
         assert server.proc.wait(30) == 0
         for child in children:
             assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
     finally:
         server.stop()
+    assert server.warnings() == []
 
 
 def _state(pid: int) -> str:
