@@ -14,7 +14,7 @@ export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick test-cluster fuzz lint fmt deps system-deps python-deps bench-deps \
 	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger \
-	bench-board chaos
+	bench-board chaos soak
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -48,6 +48,11 @@ fuzz: deps
 # and flushed and PostgreSQL restarted under load; prints its figures (ARGS="--jobs 2000" ...).
 chaos: deps
 	$(UV) run --locked python -m bench.chaos $(ARGS)
+
+# Soak (issue 17): 2,000 workers pinging every 4 s, a job a second, 20 consoles for 30 minutes;
+# errors, p99 per endpoint per minute, RSS, descriptors, connections (ARGS="--minutes 5").
+soak: deps
+	$(UV) run --locked python -m bench.soak $(ARGS)
 
 # Benchmarks (not part of `make test`): each prints a table and writes bench/results/.
 bench-deps: deps

@@ -305,7 +305,9 @@ async def run(cfg: Config) -> Figures:
             await asyncio.wait_for(chaos, cfg.settle_s)
             figures.jobs_posted = len(load.created)
             await engine.dispose()  # the run's own pooled connections died with PostgreSQL
-            # Recovered, with no restart of ours: a new job is offered and taken.
+            figures.jobs, figures.outbox = await settled(engine, cfg.settle_s)
+            # Recovered, with no restart of ours: once the faults' jobs are done with, a new job
+            # is offered to every worker and taken.
             r = await http.post(
                 f"{procs[-1].url}/v1/jobs", json=job_body("After"),
                 headers={**resident, "Idempotency-Key": "after"},
@@ -347,11 +349,11 @@ async def run(cfg: Config) -> Figures:
             p.stop()
         servers.stop()
         shutil.rmtree(root, ignore_errors=True)
-    figures.problems += broken(figures)
+    figures.problems += broken(figures, cfg.workers)
     return figures
 
 
-def broken(f: Figures) -> list[str]:
+def broken(f: Figures, workers: int) -> list[str]:
     out = []
     if f.statuses.get(500):
         out.append(f"{f.statuses[500]} answers were 500")
@@ -365,6 +367,17 @@ def broken(f: Figures) -> list[str]:
         out.append(f"outbox rows not final: {f.outbox}")
     if f.after_status not in ("assigned", "completed"):
         out.append(f"a job posted after the faults was not taken ({f.after_status})")
+    return out
+
+
+def doubts(f: Figures, workers: int) -> list[str]:
+    """What is not promised yet but should be: a known gap, reported, not failed."""
+    out = []
+    if f.after_offers != workers:  # all idle by then: one left out has a stale index entry
+        out.append(
+            f"the job after the faults was offered to {f.after_offers} of {workers} workers "
+            "(a worker's availability in the live index stale after the faults; 1 run in 5)"
+        )
     return out
 
 
@@ -390,6 +403,7 @@ def report(cfg: Config, f: Figures, started: datetime) -> str:
         "## Checks",
         "",
         *([f"- FAILED: {p}" for p in f.problems] or ["- OK: every promise held"]),
+        *[f"- WARNING: {d}" for d in doubts(f, cfg.workers)],
         "",
         "## Machine",
         "",

@@ -1129,7 +1129,31 @@ class Dispatcher:
     # --- after commit ------------------------------------------------------------------------
 
     async def run_after(self, after: AfterCommit) -> None:
-        """Carry out what a committed transaction promised."""
+        """Carry out what a committed transaction promised. The transaction is done whatever
+        happens here, so a failure (Redis or PostgreSQL down a moment) is logged, not raised:
+        offers not cached are decided by the database, events not published reach the worker
+        through the outbox, a wake-up not scheduled is found by the sweep, and availability not
+        published is published again by the index check (`WorkerService.publish_later`)."""
+        try:
+            await self._cache_and_announce(after)
+        except Exception as exc:
+            log.warning("after_commit_failed", part="cache", error=repr(exc))
+        if self.schedule is not None:
+            try:
+                for job_id, wave, due in after.timers:
+                    await self.schedule(job_id, wave, due)
+            except Exception as exc:
+                log.warning("after_commit_failed", part="timers", error=repr(exc))
+        if after.availability:
+            try:
+                async with self.sessions() as session:
+                    for worker_id in after.availability:
+                        await self.workers.publish(session, worker_id)
+            except Exception as exc:
+                log.warning("after_commit_failed", part="availability", error=repr(exc))
+                self.workers.publish_later(after.availability)
+
+    async def _cache_and_announce(self, after: AfterCommit) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             # One round trip, in this order: offers are cached (for the claim script) before
             # their events can reach anyone who might accept them.
@@ -1153,10 +1177,3 @@ class Dispatcher:
                 results = await pipe.execute()
                 if after.events:
                     after.delivered = [int(n) for n in results[-1]]
-        if self.schedule is not None:
-            for job_id, wave, due in after.timers:
-                await self.schedule(job_id, wave, due)
-        if after.availability:
-            async with self.sessions() as session:
-                for worker_id in after.availability:
-                    await self.workers.publish(session, worker_id)

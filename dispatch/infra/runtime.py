@@ -212,8 +212,9 @@ class Runtime:
 
     async def _rebuild_lost_indexes(self) -> None:
         """At start-up and then every `INDEX_CHECK_S`: rebuild the live index of every
-        community whose marker is gone (Redis restarted empty, or flushed), so the service
-        recovers from a lost Redis by itself. A check is one SELECT and one SET NX per
+        community whose marker is gone (Redis restarted empty, or flushed), and push again the
+        availability that committed changes could not push, so the service recovers from a
+        lost Redis by itself. A check is one SELECT and one SET NX per
         community; while Redis or PostgreSQL is down it fails, is logged and is tried again."""
         from dispatch.infra.logs import log
 
@@ -221,6 +222,7 @@ class Runtime:
         while True:
             try:
                 rebuilt = await self.workers.rebuild_lost()
+                await self.workers.republish()
             except Exception as exc:
                 if not failing:
                     log.warning("index_check_failed", error=repr(exc))

@@ -12,7 +12,7 @@ version (`listing`); the position write-behind is `positions.py`, what a ping ma
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -148,6 +148,9 @@ class WorkerService:
         self._listings: dict[int, Listing] = {}
         self._views: dict[int, tuple[datetime, CommunityView]] = {}
         """Community views the listings use, with the row's updated_at they were built from."""
+        self._unpublished: set[int] = set()
+        """Workers whose availability a committed change could not push to the live index
+        (Redis or PostgreSQL down a moment): `republish` tries again."""
 
     # --- profile and verification ------------------------------------------------------------
 
@@ -552,6 +555,21 @@ class WorkerService:
             if who.role not in ("operator", "admin"):
                 out.sort(key=lambda w: (w.distance_m, w.worker_id))
             return out
+
+    def publish_later(self, worker_ids: Iterable[int]) -> None:
+        """Have `republish` push these workers' availability (a publish after commit failed)."""
+        self._unpublished.update(worker_ids)
+
+    async def republish(self) -> int:
+        """Push the availability of the workers `publish_later` was told of, from the
+        database's truth; those that fail again stay for the next try. How many were done."""
+        done = 0
+        for worker_id in list(self._unpublished):
+            async with self.sessions() as session:
+                await self.publish(session, worker_id)
+            self._unpublished.discard(worker_id)
+            done += 1
+        return done
 
     async def rebuild_lost(self) -> list[int]:
         """Rebuild every community whose live index is gone (Redis restarted empty).
