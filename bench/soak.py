@@ -109,6 +109,23 @@ async def sample(server: Server, pg_pid: int, redis_pid: int, db_url: str, redis
     }
 
 
+async def redis_families(redis_url: str) -> dict[str, int]:
+    """Redis memory by key family (digits in a key's name read as `#`), in bytes: what grows."""
+    import re
+
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    out: Counter[str] = Counter()
+    try:
+        async for key in client.scan_iter(count=1000):
+            family = re.sub(rb"\d+", b"#", key).decode(errors="replace")
+            out[family] += int(await client.memory_usage(key) or 0)
+    finally:
+        await client.aclose()
+    return dict(out)
+
+
 def pid_file(path: Path) -> int:
     return int(path.read_text().split()[0])
 
@@ -142,6 +159,7 @@ async def soak(cfg: Config) -> dict[str, Any]:
             t0 = time.monotonic()
             seen_pings = seen_posts = 0
             warm: dict[str, Any] | None = None
+            families_warm: dict[str, int] = {}
             try:
                 while (elapsed := time.monotonic() - t0) < seconds:
                     await asyncio.sleep(min(60.0, seconds - elapsed))
@@ -151,6 +169,7 @@ async def soak(cfg: Config) -> dict[str, Any]:
                     now = await sample(server, pg_pid, redis_pid, db_url, redis_url)
                     if warm is None and time.monotonic() - t0 >= warmup_s:
                         warm = now
+                        families_warm = await redis_families(redis_url)
                     minutes.append({
                         "minute": len(minutes) + 1, "pings": len(pings),
                         "ping_p99": pct(sorted(pings), 99) if pings else float("nan"),
@@ -167,13 +186,14 @@ async def soak(cfg: Config) -> dict[str, Any]:
                 await asyncio.gather(*background)
                 steady.close()
                 jobs.close()
+            families_end = await redis_families(redis_url)
             watched = await consoles.result()
             if not server.alive():
                 load.problems.append("the server died")
         finally:
             server.stop()
     return {"minutes": minutes, "warm": warm, "load": load, "watched": watched,
-            "warmup_s": warmup_s}  # fmt: skip
+            "warmup_s": warmup_s, "families": (families_warm, families_end)}  # fmt: skip
 
 
 def checks(out: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -193,6 +213,13 @@ def checks(out: dict[str, Any]) -> list[tuple[str, bool]]:
         if c0 is not None:
             result.append((f"{name} connections {c0} -> {c1}", c1 <= max(c0 * 1.1, c0 + 5)))
     return result
+
+
+def redis_growth(warm: dict[str, int], end: dict[str, int]) -> list[str]:
+    grew = sorted(end, key=lambda k: end[k] - warm.get(k, 0), reverse=True)[:10]
+    return [f"- `{k}`: {warm.get(k, 0) / 1024:,.0f} -> {end[k] / 1024:,.0f} kB" for k in grew] or [
+        "- (no keys)"
+    ]
 
 
 def report(cfg: Config, out: dict[str, Any], started: datetime) -> str:
@@ -224,6 +251,10 @@ def report(cfg: Config, out: dict[str, Any], started: datetime) -> str:
         "| PostgreSQL RSS MB | Redis RSS MB | server fds | PG connections |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
+        "",
+        "## Redis memory by key family (end of warm-up -> end), the ten that grew most",
+        "",
+        *redis_growth(*out["families"]),
         "",
         "## Machine",
         "",
