@@ -33,7 +33,7 @@ from typing import Any
 from bench.console import SECRET, Consoles, Load, build
 from bench.console import Config as LoadConfig
 from bench.lib.client import Pool
-from bench.lib.machine import log, machine_lines
+from bench.lib.machine import children, log, machine_lines
 from bench.lib.report import run_and_report
 from bench.lib.server import Server
 from bench.lib.servers import private_servers
@@ -67,19 +67,6 @@ def fds(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                out.append(int(entry))
-    return out
 
 
 async def sample(server: Server, pg_pid: int, redis_pid: int, db_url: str, redis_url: str):

@@ -36,12 +36,23 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0
 
 
-def tree_cpu_s(root_pid: int) -> float:
-    """CPU seconds of a process and all its live descendants (PostgreSQL's backends)."""
+def _children_of() -> dict[int, list[int]]:
+    """Every live process's children, by parent pid."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (fields := proc_stat(int(entry))):
             children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid`."""
+    return _children_of().get(pid, [])
+
+
+def tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds of a process and all its live descendants (PostgreSQL's backends)."""
+    children = _children_of()
     total, todo = 0.0, [root_pid]
     while todo:
         pid = todo.pop()

@@ -142,7 +142,9 @@ WITH walk AS (
          w.no_shows, w.jobs_done, a.travel_radius_m, a.updated_at, a.buffer_min,
          a.max_jobs_per_day, a.timezone, a.min_notice_min, a.weekly, a.overrides, a.extra,
          a.home, a.knn, ST_Distance(a.home, CAST(:pt AS geography), false) AS d
-  FROM ({source}) a
+  FROM (SELECT worker_id, home, travel_radius_m, updated_at, buffer_min, max_jobs_per_day,
+               timezone, min_notice_min, weekly, overrides, extra, {knn} AS knn
+        FROM availabilities {pick}) a
   JOIN worker_communities wc ON wc.worker_id = a.worker_id AND wc.community_id = :community_id
   JOIN workers w ON w.user_id = a.worker_id
   ORDER BY a.knn LIMIT :limit
@@ -177,19 +179,11 @@ ORDER BY j.knn
 """
 _NEAREST = text(
     _JUDGE.format(
-        source="SELECT worker_id, home, travel_radius_m, updated_at, buffer_min, max_jobs_per_day, "
-        "timezone, min_notice_min, weekly, overrides, extra, "
-        "home <-> CAST(:pt AS geography) AS knn FROM availabilities "
-        "ORDER BY home <-> CAST(:pt AS geography) LIMIT :scan"
+        knn="home <-> CAST(:pt AS geography)",
+        pick="ORDER BY home <-> CAST(:pt AS geography) LIMIT :scan",
     )
 )
-_ONE = text(
-    _JUDGE.format(
-        source="SELECT worker_id, home, travel_radius_m, updated_at, buffer_min, max_jobs_per_day, "
-        "timezone, min_notice_min, weekly, overrides, extra, 0.0 AS knn "
-        "FROM availabilities WHERE worker_id = :worker_id"
-    )
-)
+_ONE = text(_JUDGE.format(knn="0.0", pick="WHERE worker_id = :worker_id"))
 _BOOKED = text("""
 SELECT b.worker_id, b.starts_at, b.ends_at, b.lat, b.lng FROM bookings b
 WHERE b.active AND b.worker_id = ANY(CAST(:ids AS bigint[]))
@@ -311,11 +305,18 @@ class BookingService:
         return None if row is None else Schedule(row, self.rules_of(row))
 
     def rules_of(self, row: Availability) -> rules.Availability:
-        cached = self._parsed.get(row.worker_id)
-        if cached is not None and cached[0] == row.updated_at:
+        return self._rules_cached(row.worker_id, row.updated_at, lambda: stored_rules(row))
+
+    def _rules_cached(
+        self, worker_id: int, version: datetime, parse: Callable[[], rules.Availability]
+    ) -> rules.Availability:
+        """A worker's parsed schedule from this process's cache while `version` (the row's
+        `updated_at`) is current, else `parse()`d and cached."""
+        cached = self._parsed.get(worker_id)
+        if cached is not None and cached[0] == version:
             return cached[1]
-        parsed = stored_rules(row)
-        self._parsed[row.worker_id] = (row.updated_at, parsed)
+        parsed = parse()
+        self._parsed[worker_id] = (version, parsed)
         return parsed
 
     # --- the worker's calendar ---------------------------------------------------------------
@@ -665,24 +666,23 @@ class BookingService:
         }
 
     def judged_rules(self, r: Any) -> rules.Availability:
-        """The parsed schedule of a row of `_NEAREST` or `_ONE`: from this process's cache
-        while its version (`updated_at`) is current, else parsed from the row's `schedule`
-        (sent as JSON text, so that only a schedule not yet cached is ever decoded)."""
-        cached = self._parsed.get(r.worker_id)
-        if cached is not None and cached[0] == r.updated_at:
-            return cached[1]
-        tz, weekly, overrides, extra, buffer, notice, per_day, radius, lat, lng = json.loads(
-            r.schedule
-        )
-        parsed = stored_rules(
-            SimpleNamespace(
-                timezone=tz, weekly=weekly, overrides=overrides, extra=extra, buffer_min=buffer,
-                min_notice_min=notice, max_jobs_per_day=per_day, travel_radius_m=radius,
-            ),
-            None if lat is None else (lat, lng),
-        )  # fmt: skip
-        self._parsed[r.worker_id] = (r.updated_at, parsed)
-        return parsed
+        """The parsed schedule of a row of `_NEAREST` or `_ONE`, the row's `schedule` (sent as
+        JSON text) decoded only when the cache has no current one."""
+
+        def parse() -> rules.Availability:
+            tz, weekly, overrides, extra, buffer, notice, per_day, radius, lat, lng = json.loads(
+                r.schedule
+            )
+            return stored_rules(
+                SimpleNamespace(
+                    timezone=tz, weekly=weekly, overrides=overrides, extra=extra,
+                    buffer_min=buffer, min_notice_min=notice, max_jobs_per_day=per_day,
+                    travel_radius_m=radius,
+                ),
+                None if lat is None else (lat, lng),
+            )  # fmt: skip
+
+        return self._rules_cached(r.worker_id, r.updated_at, parse)
 
     async def judge_one(
         self,
