@@ -1,7 +1,10 @@
 """Operators' live events: the one writer (`emit`, `append`) and the reader behind the event
 stream (`OpsFeed`).
 
-Each community has a Redis stream, capped at about `STREAM_MAXLEN` entries. An event is appended
+Each community has a Redis stream, capped at about `STREAM_MAXLEN` entries and, once positions
+flow, at about `STREAM_MAX_AGE_S` of age (`PositionFeed`: a positions entry carries every
+worker who pinged in that second, tens of kB in a busy city, so a cap by count alone let the
+stream reach hundreds of MB; the soak measured Redis growing 3.3 MB a minute). An event is appended
 once the transaction that caused it commits (`emit`, through `infra.aftercommit`), or by a writer
 already past its commit, in its own pipeline (`append`). The stream entry's id is the SSE `id:`,
 so a console that reconnects with `Last-Event-ID` receives what it missed while the stream still
@@ -46,6 +49,8 @@ CELL_RES = 8
 """The H3 resolution of the console's supply and demand cells: positions, workers and jobs in
 the stream carry their cell at it."""
 STREAM_MAXLEN = 10_000
+STREAM_MAX_AGE_S = 300
+"""How far back a console that reconnects can resume; one that was away longer resyncs."""
 REDIS = "redis"
 """The name the Redis client is bound under on the sessionmaker (`aftercommit.bind`)."""
 BLOCK_MS = 5_000
@@ -86,12 +91,16 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def append(pipe: Any, community_id: int, kind: str, data: dict[str, Any]) -> Any:
+def append(
+    pipe: Any, community_id: int, kind: str, data: dict[str, Any], *, min_id: str | None = None
+) -> Any:
     """Add the event, for a writer already past its commit: queued on a pipeline, or (on a
-    client) the command to await."""
-    return pipe.xadd(
-        stream_key(community_id), _fields(kind, data), maxlen=STREAM_MAXLEN, approximate=True
-    )
+    client) the command to await. The stream is trimmed to about `STREAM_MAXLEN` entries, or,
+    given `min_id`, of the entries older than it (Redis allows one of the two per XADD)."""
+    key, fields = stream_key(community_id), _fields(kind, data)
+    if min_id is not None:
+        return pipe.xadd(key, fields, minid=min_id, approximate=True)
+    return pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
 
 
 def emit(session: AsyncSession, community_id: int, kind: str, data: dict[str, Any]) -> None:
@@ -150,12 +159,21 @@ def worker_changed(
 class PositionFeed:
     """Workers' positions for the operators' streams, coalesced: each accepted ping leaves the
     worker's latest fix here (a dict write on the ping path), and once a second one `positions`
-    event per community carries them all. Per process: each sends what its own pings brought."""
+    event per community carries them all. Per process: each sends what its own pings brought.
 
-    def __init__(self, redis: Redis, interval_s: float = 1.0) -> None:
+    These entries are the stream's bulk, so their XADD trims it by age: to what is younger than
+    `max_age_s` before the previous positions entry of the community, by the id Redis gave that
+    entry (Redis's clock, so an app server's skewed clock trims nothing wrongly). The other
+    events keep the cap by count."""
+
+    def __init__(
+        self, redis: Redis, interval_s: float = 1.0, max_age_s: float = STREAM_MAX_AGE_S
+    ) -> None:
         self.redis = redis
         self.interval_s = interval_s
+        self.max_age_ms = int(max_age_s * 1000)
         self._pending: dict[int, dict[int, tuple[float, float, float]]] = {}
+        self._last_ms: dict[int, int] = {}
 
     def record(
         self, community_ids: Sequence[int], worker_id: int, lat: float, lng: float, at: float
@@ -175,8 +193,14 @@ class PositionFeed:
                      "cell": h3.latlng_to_cell(lat, lng, CELL_RES)}
                     for w, (lat, lng, at) in seen.items()
                 ]  # fmt: skip
-                append(pipe, cid, "positions", {"workers": workers})
-            await pipe.execute()
+                last = self._last_ms.get(cid)
+                min_id = None if last is None else f"{last - self.max_age_ms}-0"
+                append(pipe, cid, "positions", {"workers": workers}, min_id=min_id)
+            ids = await pipe.execute()
+        for cid, entry_id in zip(batch, ids, strict=True):
+            self._last_ms[cid] = _id(
+                entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            )[0]
         return sum(len(seen) for seen in batch.values())
 
     async def run(self) -> None:
@@ -251,7 +275,7 @@ class OpsFeed:
 
     async def lost(self, community_id: int, after: str) -> bool:
         """Did the stream drop events that came after `after`? Yes when `after` is gone and
-        older than what the stream still holds (trimmed at `STREAM_MAXLEN`), or when the stream
+        older than what the stream still holds (trimmed by count and age), or when the stream
         is empty though `after` names an event (Redis lost it): the reader must resync."""
         key = stream_key(community_id)
         oldest = await self.redis.xrange(key, count=1)
@@ -267,9 +291,10 @@ class OpsFeed:
         """The events after `after` as they come, a batch (what one read returned) at a time:
         (id, type, data as JSON bytes) each; None after each quiet `block_ms` (time for a
         keep-alive). A reader that falls so far behind that the stream dropped events it had
-        not read yet (it holds about `STREAM_MAXLEN`) gets [(`resync` id, "resync", b"{}")] and
-        goes on from the newest: the service keeps no buffer per reader, so a slow console
-        costs it nothing but tells the console to start again."""
+        not read yet (it holds about `STREAM_MAXLEN`, or `STREAM_MAX_AGE_S`) gets
+        [(`resync` id, "resync", b"{}")] and goes on from the newest: the service keeps no
+        buffer per reader, so a slow console costs it nothing but tells the console to start
+        again."""
         key = stream_key(community_id)
         last = after
         while True:

@@ -219,6 +219,35 @@ async def test_a_reader_left_behind_is_told_to_resync(redis, clean_state) -> Non
     assert await feed.lost(7, ids[44]) is False
 
 
+async def test_positions_trim_the_stream_by_age(redis, clean_state) -> None:
+    """Positions entries are the stream's bulk (a busy city's second of pings is tens of kB),
+    so their XADD trims the stream by age, on Redis's clock: a second of flushes with a cap of
+    0.3 s leaves only the last fraction of it, while the other events' cap by count holds."""
+    import time
+
+    from dispatch.ops.events import STREAM_MAXLEN, PositionFeed, _id, append, stream_key
+
+    feed = PositionFeed(redis, max_age_s=0.3)
+    key = stream_key(8)
+    started = time.monotonic()
+    flushes = 0
+    while time.monotonic() - started < 1.2:
+        for w in range(20):
+            feed.record([8], w, 31.23 + w * 1e-4, 121.47, time.time())
+        assert await feed.flush() == 20
+        flushes += 1
+    entries = await redis.xrange(key)
+    first_ms, last_ms = _id(entries[0][0].decode())[0], _id(entries[-1][0].decode())[0]
+    # Approximate trimming drops whole nodes of 100 entries: allow one node's worth of age.
+    node_ms = 100 * 1200 / flushes
+    assert last_ms - first_ms <= 300 + 2 * node_ms + 50, (last_ms - first_ms, node_ms)
+    assert len(entries) < flushes
+    assert entries[-1][1][b"type"] == b"positions"
+    # Other events still cap by count only.
+    await append(redis, 8, "job", {"k": 1})
+    assert await redis.xlen(key) <= STREAM_MAXLEN
+
+
 async def test_workers_and_jobs_carry_their_cells(
     served_base, client, principals, admin, resident
 ) -> None:
