@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bench.lib.machine import log, machine_lines
 from bench.lib.report import run_and_report
@@ -88,6 +88,9 @@ class Figures:
     assigned_twice: int = 0
     after_status: str | None = None
     after_offers: int = 0
+    after_left_out: list[str] = field(default_factory=list)
+    """Why the job after the faults missed a worker: the wave's exclusions and, per worker left
+    out, their row and their job statuses."""
     elapsed_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -334,6 +337,8 @@ async def run(cfg: Config) -> Figures:
                     text("SELECT count(*) FROM offers WHERE job_id = (SELECT max(id) FROM jobs)")
                 )
             ).scalar_one()
+            if figures.after_offers != cfg.workers:
+                figures.after_left_out = await left_out(conn)
             figures.assigned_twice = (
                 await conn.execute(
                     text("SELECT count(*) FROM (SELECT job_id FROM assignments GROUP BY job_id "
@@ -351,6 +356,20 @@ async def run(cfg: Config) -> Figures:
         shutil.rmtree(root, ignore_errors=True)
     figures.problems += broken(figures, cfg.workers)
     return figures
+
+
+async def left_out(conn: AsyncConnection) -> list[str]:
+    """The after-faults job's wave exclusions and the workers it did not reach, as found."""
+    found = [str(dict(r._mapping)) for r in await conn.execute(text(
+        "SELECT wave, excluded, jsonb_array_length(candidates) AS candidates FROM dispatch_waves "
+        "WHERE job_id = (SELECT max(id) FROM jobs)"))]  # fmt: skip
+    rows = await conn.execute(text(
+        "SELECT w.user_id, w.online, w.verification, w.location_at, w.version, "
+        "ARRAY(SELECT j.status || ':' || j.id FROM jobs j WHERE j.worker_id = w.user_id "
+        "      ORDER BY j.id DESC LIMIT 3) AS last_jobs "
+        "FROM workers w WHERE w.user_id NOT IN "
+        "(SELECT worker_id FROM offers WHERE job_id = (SELECT max(id) FROM jobs))"))  # fmt: skip
+    return found + [str(dict(r._mapping)) for r in rows]
 
 
 def broken(f: Figures, workers: int) -> list[str]:
@@ -376,7 +395,8 @@ def doubts(f: Figures, workers: int) -> list[str]:
     if f.after_offers != workers:  # all idle by then: one left out has a stale index entry
         out.append(
             f"the job after the faults was offered to {f.after_offers} of {workers} workers "
-            "(a worker's availability in the live index stale after the faults; 1 run in 5)"
+            "(a worker's availability in the live index stale after the faults; 1 run in 5): "
+            + "; ".join(f.after_left_out)
         )
     return out
 

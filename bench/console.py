@@ -278,6 +278,7 @@ class Load:
     post_sent: dict[int, float] = field(default_factory=dict)
     post_ms: list[float] = field(default_factory=list)
     accepts: Counter[int] = field(default_factory=Counter)
+    accept_ms: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     tokens: dict[int, str] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
@@ -335,66 +336,73 @@ class Load:
             self.tokens[user_id] = issue_token(SECRET, user_id, role, None, TOKEN_TTL_S)
         return self.tokens[user_id]
 
-    async def jobs(self, pool: Pool) -> None:
+    async def grab_cycle(self, pool: Pool, engine: Any, k: int, *, hold_s: float = 2.0) -> bool:
+        """Grab job k from post to completion: a resident posts it, the first worker offered it
+        (read from the offers table, as a worker's push would tell them) accepts, and completes
+        it `hold_s` later. True when the job was taken and completed."""
         from sqlalchemy import text
 
+        _, place, skills, _ = self.world["workers"][(k * 7919) % len(self.world["workers"])]
+        body = json.dumps({
+            "title": "Move a sofa", "category": "moving", "skills": [skills[0]],
+            "location": {"lat": place[0], "lng": place[1]}, "mode": "grab",
+            "price_cents": 5000,
+        }).encode()  # fmt: skip
+        resident = self.world["residents"][k % RESIDENTS]
+        raw = http_request(
+            "POST", "/v1/jobs", self.port, token=self.token(resident, "resident"), body=body,
+            headers={"Idempotency-Key": f"console-{k}"},
+        )  # fmt: skip
+        wall = time.time()
+        status, answer, sent, done = await pool.call(raw)
+        if status != 201:
+            self.problems.append(f"job POST {status}")
+            return False
+        self.post_ms.append((done - sent) * 1000)
+        job_id = json.loads(answer)["id"]
+        self.post_sent[job_id] = wall
+        async with engine.connect() as conn:
+            offers = (
+                await conn.execute(
+                    text("SELECT id, worker_id FROM offers WHERE job_id = :j ORDER BY id"),
+                    {"j": job_id},
+                )
+            ).all()
+        if not offers:
+            return False
+        oid, wid = offers[0]
+        status, taken, sent, done = await pool.call(
+            http_request(
+                "POST", f"/v1/offers/{oid}/accept", self.port, token=self.token(wid, "worker")
+            )
+        )
+        self.accepts[status] += 1
+        if status != 200:
+            return False
+        self.accept_ms.append((done - sent) * 1000)
+        version = json.loads(taken)["assignment_version"]
+        if hold_s:
+            await asyncio.sleep(hold_s)
+        status, *_ = await pool.call(
+            http_request(
+                "POST", f"/v1/jobs/{job_id}/complete", self.port,
+                token=self.token(wid, "worker"),
+                body=json.dumps({"assignment_version": version}).encode(),
+            )
+        )  # fmt: skip
+        if status != 200:
+            self.problems.append(f"complete {status}")
+            return False
+        return True
+
+    async def jobs(self, pool: Pool) -> None:
+        """`cfg.job_rate` grab cycles a second, on a fixed schedule."""
         engine = make_engine(self.db_url, pool_size=4)
         t0, k = time.perf_counter(), 0
-        pending: set[asyncio.Task[None]] = set()
-
-        async def job(k: int) -> None:
-            _, place, skills, _ = self.world["workers"][(k * 7919) % len(self.world["workers"])]
-            body = json.dumps({
-                "title": "Move a sofa", "category": "moving", "skills": [skills[0]],
-                "location": {"lat": place[0], "lng": place[1]}, "mode": "grab",
-                "price_cents": 5000,
-            }).encode()  # fmt: skip
-            resident = self.world["residents"][k % RESIDENTS]
-            raw = http_request(
-                "POST", "/v1/jobs", self.port, token=self.token(resident, "resident"), body=body,
-                headers={"Idempotency-Key": f"console-{k}"},
-            )  # fmt: skip
-            wall = time.time()
-            status, answer, sent, done = await pool.call(raw)
-            if status != 201:
-                self.problems.append(f"job POST {status}")
-                return
-            self.post_ms.append((done - sent) * 1000)
-            job_id = json.loads(answer)["id"]
-            self.post_sent[job_id] = wall
-            async with engine.connect() as conn:
-                offers = (
-                    await conn.execute(
-                        text("SELECT id, worker_id FROM offers WHERE job_id = :j ORDER BY id"),
-                        {"j": job_id},
-                    )
-                ).all()
-            if not offers:
-                return
-            oid, wid = offers[0]
-            status, taken, *_ = await pool.call(
-                http_request(
-                    "POST", f"/v1/offers/{oid}/accept", self.port, token=self.token(wid, "worker")
-                )
-            )
-            self.accepts[status] += 1
-            if status != 200:
-                return
-            version = json.loads(taken)["assignment_version"]
-            await asyncio.sleep(2.0)
-            status, *_ = await pool.call(
-                http_request(
-                    "POST", f"/v1/jobs/{job_id}/complete", self.port,
-                    token=self.token(wid, "worker"),
-                    body=json.dumps({"assignment_version": version}).encode(),
-                )
-            )  # fmt: skip
-            if status != 200:
-                self.problems.append(f"complete {status}")
-
+        pending: set[asyncio.Task[bool]] = set()
         while not self.stop.is_set():
             await asyncio.sleep(max(0.0, t0 + k / self.cfg.job_rate - time.perf_counter()))
-            task = asyncio.create_task(job(k))
+            task = asyncio.create_task(self.grab_cycle(pool, engine, k))
             pending.add(task)
             task.add_done_callback(pending.discard)
             k += 1

@@ -132,7 +132,7 @@ class CommunityService:
                 dispatch=dispatch,
             )
         if self.live is not None:
-            await self.live.claim_rebuild(view.id)
+            await self.live.mark_built(view.id)
         return view
 
     async def read(self, community_id: int) -> CommunityView:

@@ -1148,7 +1148,7 @@ class Dispatcher:
             try:
                 async with self.sessions() as session:
                     for worker_id in after.availability:
-                        await self.workers.publish(session, worker_id)
+                        await self.workers.publish(session, worker_id, again_after_commit=False)
             except Exception as exc:
                 log.warning("after_commit_failed", part="availability", error=repr(exc))
                 self.workers.publish_later(after.availability)

@@ -26,6 +26,7 @@ from dispatch.infra.logs import log
 
 Promise = Callable[[], Awaitable[None]]
 _PROMISES = "after_commit"
+_UNDO = "after_rollback"
 _running: set[asyncio.Task[None]] = set()
 
 
@@ -43,6 +44,13 @@ def resource(session: AsyncSession | Session, name: str) -> Any:
 def promise(session: AsyncSession | Session, key: Hashable, fn: Promise) -> None:
     """Run `fn` once the session's transaction commits (the first promise of a key wins)."""
     session.info.setdefault(_PROMISES, {}).setdefault(key, fn)
+
+
+def on_rollback(session: AsyncSession | Session, key: Hashable, fn: Callable[[], None]) -> None:
+    """Call `fn` (plain, quick: it runs inside SQLAlchemy's event) if the session's outermost
+    transaction rolls back, for a writer that already told the world outside the database
+    (once per key). A commit forgets it."""
+    session.info.setdefault(_UNDO, {}).setdefault(key, fn)
 
 
 class _Batch:
@@ -91,6 +99,7 @@ async def drain(within_s: float = 10.0) -> None:
 def _after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint: the promises wait for the transaction itself
+    session.info.pop(_UNDO, None)
     promises = session.info.pop(_PROMISES, None)
     if not promises:
         return
@@ -103,3 +112,8 @@ def _after_commit(session: Session) -> None:
 def _after_rollback(session: Session) -> None:
     if not session.in_nested_transaction():
         session.info.pop(_PROMISES, None)
+        for fn in session.info.pop(_UNDO, {}).values():
+            try:
+                fn()
+            except Exception as exc:
+                log.warning("after_rollback_failed", error=repr(exc))

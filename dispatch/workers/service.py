@@ -11,10 +11,12 @@ version (`listing`); the position write-behind is `positions.py`, what a ping ma
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 import h3.api.basic_int as h3
@@ -26,6 +28,8 @@ from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from dispatch.identity.phones import PhoneVault, hide_phones
 from dispatch.identity.principal import Principal
+from dispatch.infra import aftercommit
+from dispatch.infra.logs import log
 from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import get_row
 from dispatch.ops import events as ops_events
@@ -367,26 +371,49 @@ class WorkerService:
         left: Sequence[int] = (),
         *,
         tell_ops: bool = False,
+        again_after_commit: bool = True,
     ) -> None:
         """Push the worker's availability and skills to the index of every community served;
         with `tell_ops`, a `worker` event to their operators' consoles too (presence and
-        verification; assignments reach them as `job` events)."""
+        verification; assignments reach them as `job` events).
+
+        The writes are stamped with the index's clock read before the database is
+        (`LiveIndex.set_status(as_of=)`), so a publish that read older truth never overwrites
+        one that read newer (two after-commit publishes of one worker in either order, a
+        rebuild's snapshot against a publish made during the rebuild). Called inside a
+        transaction, the change is pushed at once (the caller sees it in the index when it
+        answers) and, `again_after_commit`, once more after the commit from a fresh read:
+        a publish stamped before the commit may have been overtaken by one that read the
+        database before this transaction committed. A rollback leaves the worker to the index
+        check (`publish_later`)."""
+        as_of = await self.live.stamp()
         await session.flush()  # the read below must see this session's pending changes
         row = (await session.execute(_PUBLISHED, {"worker_id": worker_id})).first()
         self._listings.pop(worker_id, None)
         for community_id in left:
-            await self.live.remove(community_id, worker_id)
+            await self.live.remove(community_id, worker_id, as_of=as_of)
+        if again_after_commit:
+            aftercommit.promise(session, ("publish", worker_id), partial(self._publish, worker_id))
+            aftercommit.on_rollback(
+                session, ("publish", worker_id), partial(self.publish_later, [worker_id])
+            )
         if row is None:
             return
         online, verification, skills, version, busy, served = row
         available = online and verification == "verified" and not busy
         status = WorkerStatus(available, frozenset(skills or ()), version)
         for community_id in served:
-            await self.live.set_status(community_id, worker_id, status)
+            await self.live.set_status(community_id, worker_id, status, as_of=as_of)
         if tell_ops:
             worker = await session.get(Worker, worker_id)
             if worker is not None:
                 ops_events.worker_changed(session, worker, served, available=available)
+
+    async def _publish(self, worker_id: int) -> None:
+        """`publish` from a fresh read, outside any transaction (after a commit, the index
+        check)."""
+        async with self.sessions() as session:
+            await self.publish(session, worker_id, again_after_commit=False)
 
     async def listing(self, worker_id: int, *, fresh: bool = False) -> Listing:
         """The worker's listing: cached (unless `fresh`), else read from the database."""
@@ -452,8 +479,13 @@ class WorkerService:
         ordered = [fixes[i] for i in order] if order else list(fixes)
         try:
             results = await self._move(listing, worker_id, ordered, checked=True)
-        except ProfileChanged:
+        except ProfileChanged as changed:
             listing = _usable(await self.listing(worker_id, fresh=True))
+            if changed.version is None:
+                # No status for the worker in the index (Redis lost it, a rebuild has not come
+                # to them yet): publish it from the database first, so a worker who pings is
+                # searchable again from this ping on, whatever became of the rebuild.
+                await self._publish(worker_id)
             try:
                 results = await self._move(listing, worker_id, ordered, checked=True)
             except ProfileChanged:
@@ -565,32 +597,50 @@ class WorkerService:
         database's truth; those that fail again stay for the next try. How many were done."""
         done = 0
         for worker_id in list(self._unpublished):
-            async with self.sessions() as session:
-                await self.publish(session, worker_id)
             self._unpublished.discard(worker_id)
+            try:
+                await self._publish(worker_id)
+            except BaseException:
+                self._unpublished.add(worker_id)
+                raise
             done += 1
         return done
 
     async def rebuild_lost(self) -> list[int]:
         """Rebuild every community whose live index is gone (Redis restarted empty).
 
-        A marker key per community says its index exists; whichever process claims a missing
-        marker first (SET NX) does the rebuild, so concurrent start-ups rebuild once.
+        A marker key per community says its index is whole; whichever process claims a missing
+        one first (a lease) does the rebuild, so concurrent start-ups rebuild once; the marker is
+        set when the rebuild has finished, so one cut short (PostgreSQL or Redis gone a moment)
+        is claimed again at the next check, never left half done.
         """
         async with self.sessions() as session:
             ids = (await session.scalars(select(Community.id).order_by(Community.id))).all()
             rebuilt = []
             for community_id in ids:
                 if await self.live.claim_rebuild(community_id):
-                    await self.rebuild(session, community_id)
+                    try:
+                        await self.rebuild(session, community_id)
+                    except BaseException:
+                        await asyncio.shield(self._release(community_id))
+                        raise
                     rebuilt.append(community_id)
         return rebuilt
+
+    async def _release(self, community_id: int) -> None:
+        try:
+            await self.live.release_rebuild(community_id)
+        except Exception as exc:  # Redis gone too: the lease runs out by itself
+            log.warning("rebuild_release_failed", community_id=community_id, error=repr(exc))
 
     async def rebuild(self, session: AsyncSession, community_id: int) -> int:
         """Refill a community's live index from the database; returns workers indexed."""
         view = await self.communities.get(session, community_id)
         await self.live.clear(community_id)
-        await self.live.claim_rebuild(community_id)
+        await self.live.claim_rebuild(community_id)  # the lease again (clear removed it)
+        # Stamped before the snapshot is read: a publish made while this runs (stamped later,
+        # from a read after a commit this snapshot may miss) keeps its status.
+        as_of = await self.live.stamp()
         busy = select(Job.worker_id).where(
             Job.status.in_(BUSY_STATUSES), Job.worker_id.is_not(None)
         )
@@ -607,6 +657,7 @@ class WorkerService:
                 community_id,
                 worker.user_id,
                 WorkerStatus(available, frozenset(worker.skills), worker.version),
+                as_of=as_of,
             )
             if worker.location is not None and worker.location_at is not None:
                 lat, lng = wkb_to_latlng(worker.location)
@@ -616,6 +667,7 @@ class WorkerService:
                     [Fix(lat, lng, worker.location_at.timestamp())],
                     in_area=[view.area.contains(lat, lng)],
                 )
+        await self.live.mark_built(community_id)
         return len(rows)
 
 

@@ -14,6 +14,9 @@ from enum import Enum
 from typing import Any, Protocol
 
 MAX_SPEED_MPS = 200 / 3.6
+REBUILD_LEASE_S = 30
+"""How long a claimed rebuild may take before another caller may claim it again (a process that
+died mid-rebuild leaves a lease, never a marker saying the index is whole)."""
 """Faster than this since the last accepted fix is taken for a GPS glitch (200 km/h)."""
 
 
@@ -102,8 +105,21 @@ class LiveIndex(ABC):
         """Release what the index holds itself."""
 
     @abstractmethod
-    async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
-        """Record availability and skills; the last position (if any) is kept."""
+    async def stamp(self) -> int:
+        """The index's clock now, in microseconds: what a writer reads before it reads the
+        truth it is about to write (`set_status(..., as_of=)`)."""
+
+    @abstractmethod
+    async def set_status(
+        self, community_id: int, worker_id: int, status: WorkerStatus, *, as_of: int | None = None
+    ) -> bool:
+        """Record availability and skills; the last position (if any) is kept.
+
+        With `as_of` (a `stamp()` taken before the status was read from the database), nothing
+        is written if the worker has a status or removal stamped later here: a writer that read
+        older truth (a rebuild's snapshot, a publish overtaken by a newer one) cannot overwrite a
+        newer one. Since every committed change is followed by a write stamped after its commit,
+        the status stamped last was read after the last change. False: refused as older."""
 
     @abstractmethod
     async def move(
@@ -141,8 +157,9 @@ class LiveIndex(ABC):
         """The last accepted position and flags, or None."""
 
     @abstractmethod
-    async def remove(self, community_id: int, worker_id: int) -> None:
-        """Forget the worker in this community."""
+    async def remove(self, community_id: int, worker_id: int, *, as_of: int | None = None) -> None:
+        """Forget the worker in this community; with `as_of`, unless a later status was
+        written, and keeping the stamp so that an older status cannot bring them back."""
 
     @abstractmethod
     async def clear(self, community_id: int) -> None:
@@ -150,4 +167,15 @@ class LiveIndex(ABC):
 
     @abstractmethod
     async def claim_rebuild(self, community_id: int) -> bool:
-        """Mark the community's index as present; True if it was missing (so rebuild it)."""
+        """True if the community's index is missing (no `mark_built` since it was lost or
+        cleared) and this caller now holds the rebuild's lease (`REBUILD_LEASE_S`): concurrent
+        start-ups rebuild once, and a rebuild that failed is claimed again once its lease is
+        released or runs out."""
+
+    @abstractmethod
+    async def mark_built(self, community_id: int) -> None:
+        """The community's index is whole (a rebuild finished, or the community is new)."""
+
+    @abstractmethod
+    async def release_rebuild(self, community_id: int) -> None:
+        """Give up a claimed rebuild (it failed): the next claim may take it at once."""

@@ -3,6 +3,7 @@ and benchmarked against, and a backend for single-process tools."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from geo.distance import haversine_m
@@ -23,9 +24,29 @@ class MemoryLiveIndex(LiveIndex):
         self._status: dict[tuple[int, int], WorkerStatus] = {}
         self._pos: dict[tuple[int, int], tuple[Fix, bool]] = {}
         self._built: set[int] = set()
+        self._leased: set[int] = set()
+        self._stamps: dict[tuple[int, int], int] = {}
+        self._clock = 0
 
-    async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
+    async def stamp(self) -> int:
+        self._clock = max(self._clock + 1, time.time_ns() // 1000)
+        return self._clock
+
+    def _older(self, key: tuple[int, int], as_of: int | None) -> bool:
+        if as_of is None:
+            return False
+        if self._stamps.get(key, -1) > as_of:
+            return True
+        self._stamps[key] = as_of
+        return False
+
+    async def set_status(
+        self, community_id: int, worker_id: int, status: WorkerStatus, *, as_of: int | None = None
+    ) -> bool:
+        if self._older((community_id, worker_id), as_of):
+            return False
         self._status[community_id, worker_id] = status
+        return True
 
     async def move(
         self,
@@ -96,7 +117,9 @@ class MemoryLiveIndex(LiveIndex):
             fix.lat, fix.lng, fix.recorded_at, bool(status and status.available), inside
         )
 
-    async def remove(self, community_id: int, worker_id: int) -> None:
+    async def remove(self, community_id: int, worker_id: int, *, as_of: int | None = None) -> None:
+        if self._older((community_id, worker_id), as_of):
+            return
         self._status.pop((community_id, worker_id), None)
         self._pos.pop((community_id, worker_id), None)
 
@@ -105,9 +128,19 @@ class MemoryLiveIndex(LiveIndex):
             del self._pos[key]
         for key in [k for k in self._status if k[0] == community_id]:
             del self._status[key]
+        for key in [k for k in self._stamps if k[0] == community_id]:
+            del self._stamps[key]
         self._built.discard(community_id)
 
     async def claim_rebuild(self, community_id: int) -> bool:
-        missing = community_id not in self._built
+        if community_id in self._built or community_id in self._leased:
+            return False
+        self._leased.add(community_id)
+        return True
+
+    async def mark_built(self, community_id: int) -> None:
         self._built.add(community_id)
-        return missing
+        self._leased.discard(community_id)
+
+    async def release_rebuild(self, community_id: int) -> None:
+        self._leased.discard(community_id)

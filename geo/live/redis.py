@@ -12,6 +12,9 @@ on one shard and every script touches a single slot:
                                                 every cell above a fine cell a worker entered
     {prefix}:{c:ID}/h3built         marker: the index exists in this layout (absent after Redis
                                     lost it, or when only an earlier layout's keys are there)
+    {prefix}:{c:ID}/h3rebuilding    the lease of the rebuild under way (`REBUILD_LEASE_S`)
+    {prefix}:{c:ID}:st              hash        worker id -> the stamp of their last status
+                                                write (`set_status(as_of=)`)
 
 The sorted sets hold only searchable workers (available, in the area, with a position); freshness
 and any further requested skill are checked per worker at search time, from the record. A location
@@ -42,6 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from geo.live.base import (
     MAX_SPEED_MPS,
+    REBUILD_LEASE_S,
     CommandPipe,
     Fix,
     LiveIndex,
@@ -143,6 +147,7 @@ class RedisLiveIndex(LiveIndex):
         self._status = client.register_script(lua_source("status"))
         self._move = client.register_script(lua_source("move"))
         self._remove = client.register_script(lua_source("remove"))
+        self._clock = client.register_script("return redis.call('TIME')")
         self._pipeliner = pipe
         """The fast path for searches and moves (`_call_fast`), given by the caller (the service
         passes its Pipeliner on the client's pool); None: every call goes through the client."""
@@ -150,7 +155,7 @@ class RedisLiveIndex(LiveIndex):
     async def on_startup(self) -> None:
         """Load the scripts and the search function now (one round trip each), so no request pays
         for it later."""
-        for script in (self._status, self._move, self._remove):
+        for script in (self._status, self._move, self._remove, self._clock):
             await self.client.script_load(script.script)
         await self.client.function_load(_SEARCH_LIBRARY, replace=True)
 
@@ -169,12 +174,25 @@ class RedisLiveIndex(LiveIndex):
         tagged = f"{self.prefix}:{{c:{community_id}}}"
         return [tagged + ":w", tagged + "/h3", tagged + "/h3cells"]
 
-    async def set_status(self, community_id: int, worker_id: int, status: WorkerStatus) -> None:
-        await self._status(
-            keys=self._keys(community_id),
-            args=[worker_id, int(status.available), _skills_field(status.skills),
-                  int(status.version)],
-        )  # fmt: skip
+    def _stamped_keys(self, community_id: int) -> list[str]:
+        """`_keys` and the stamps hash (worker id -> the `as_of` of their last status write)."""
+        return [*self._keys(community_id), f"{self.prefix}:{{c:{community_id}}}:st"]
+
+    async def stamp(self) -> int:
+        # TIME through a script keyed on one fixed key, so that in a cluster every stamp comes
+        # from the one node holding that key's slot: stamps are compared only for one worker in
+        # one community, but that needs one clock (plain TIME goes to whichever node).
+        seconds, micros = await self._clock(keys=[f"{self.prefix}:clock"])
+        return int(seconds) * 1_000_000 + int(micros)
+
+    async def set_status(
+        self, community_id: int, worker_id: int, status: WorkerStatus, *, as_of: int | None = None
+    ) -> bool:
+        args: list[object] = [worker_id, int(status.available), _skills_field(status.skills),
+                              int(status.version)]  # fmt: skip
+        if as_of is not None:
+            args.append(as_of)
+        return bool(await self._status(keys=self._stamped_keys(community_id), args=args))
 
     async def move(
         self,
@@ -287,8 +305,9 @@ class RedisLiveIndex(LiveIndex):
             return None
         return Position(float(s[0]), float(s[1]), float(s[2]), s[3] == 1, s[4] == 1)
 
-    async def remove(self, community_id: int, worker_id: int) -> None:
-        await self._remove(keys=self._keys(community_id), args=[worker_id])
+    async def remove(self, community_id: int, worker_id: int, *, as_of: int | None = None) -> None:
+        args = [worker_id] if as_of is None else [worker_id, as_of]
+        await self._remove(keys=self._stamped_keys(community_id), args=args)
 
     async def clear(self, community_id: int) -> None:
         # Everything under the community's tag: this layout's keys and any a previous one left.
@@ -304,5 +323,18 @@ class RedisLiveIndex(LiveIndex):
             await self.client.unlink(*batch)
 
     async def claim_rebuild(self, community_id: int) -> bool:
-        marker = f"{self.prefix}:{{c:{community_id}}}/h3built"
-        return bool(await self.client.set(marker, 1, nx=True))
+        tagged = f"{self.prefix}:{{c:{community_id}}}"
+        if await self.client.exists(tagged + "/h3built"):
+            return False
+        lease = tagged + "/h3rebuilding"
+        return bool(await self.client.set(lease, 1, nx=True, ex=REBUILD_LEASE_S))
+
+    async def mark_built(self, community_id: int) -> None:
+        tagged = f"{self.prefix}:{{c:{community_id}}}"
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(tagged + "/h3built", 1)
+            pipe.delete(tagged + "/h3rebuilding")
+            await pipe.execute()
+
+    async def release_rebuild(self, community_id: int) -> None:
+        await self.client.delete(f"{self.prefix}:{{c:{community_id}}}/h3rebuilding")

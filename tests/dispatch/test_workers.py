@@ -270,6 +270,67 @@ async def test_index_is_rebuilt_from_the_database_after_redis_loses_everything(
     assert await nearby_ids(client, ops) == [a, b]
 
 
+async def test_rebuilds_racing_presence_changes_leave_each_worker_as_they_last_were(
+    app, client, principals, setup
+) -> None:
+    """Rebuilds read a snapshot and write it worker by worker; presence changes commit and
+    publish meanwhile. With real concurrency (the rebuild endpoint again and again while eight
+    workers go on and off line), every worker ends in the index as their last change left them:
+    no rebuild's older read overwrites a newer publish, in either order (the index's stamps)."""
+    import random
+
+    from dispatch.infra import aftercommit
+
+    cid, ops = setup
+    workers = [
+        await ready_worker(client, principals, cid, destination(*CENTER, 45.0 * i, 100 + 30 * i))
+        for i in range(8)
+    ]
+    await app.state.runtime.workers.positions.flush()  # the rebuild reads positions from rows
+    rng = random.Random(17)
+    last: dict[int, bool] = {w: True for w, _ in workers}
+
+    async def toggle(wid: int, headers: dict[str, str]) -> None:
+        await asyncio.sleep(rng.random() * 0.01)
+        online = not last[wid]
+        r = await client.post(
+            "/v1/workers/me/presence",
+            json={"status": "online" if online else "offline"},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        last[wid] = online
+
+    async def rebuild() -> None:
+        r = await client.post(f"/v1/ops/communities/{cid}/rebuild-index", headers=ops)
+        assert r.status_code == 200, r.text
+
+    for round_ in range(15):  # each round's last word is a change or a rebuild, by chance
+        await asyncio.gather(rebuild(), *(toggle(w, h) for w, h in workers))
+        await aftercommit.drain()
+        expected = sorted(w for w, on in last.items() if on)
+        assert sorted(await nearby_ids(client, ops)) == expected, f"round {round_}"
+
+
+async def test_a_worker_the_index_lost_is_found_again_by_their_next_ping(
+    app, client, principals, setup
+) -> None:
+    """A worker whose status the index no longer holds (a rebuild cut short, Redis losing keys)
+    is published from the database by their next ping, not left unsearchable until the next
+    change of theirs."""
+    cid, ops = setup
+    wid, headers = await ready_worker(client, principals, cid, CENTER)
+    assert await nearby_ids(client, ops) == [wid]
+    await app.state.runtime.live.remove(cid, wid)
+    assert await nearby_ids(client, ops) == []
+    spot = destination(*CENTER, 90.0, 40)
+    r = await client.post(
+        "/v1/workers/me/location", json={"lat": spot[0], "lng": spot[1]}, headers=headers
+    )
+    assert r.status_code == 204, r.text
+    assert await nearby_ids(client, ops) == [wid]
+
+
 async def test_a_starting_process_rebuilds_indexes_redis_lost(
     app, client, principals, setup, redis, settings
 ) -> None:

@@ -98,6 +98,31 @@ async def test_only_available_in_area_fresh_and_skilled(index: LiveIndex) -> Non
     assert sorted(n.worker_id for n in anyone) == [1, 5]
 
 
+async def test_a_status_read_earlier_never_overwrites_one_read_later(index: LiveIndex) -> None:
+    """Stamps: a writer reads `stamp()` before the truth it writes; a status or removal stamped
+    earlier than the worker's last one is refused, whatever order they arrive in. Unstamped
+    writes always apply; `clear` forgets the stamps with the rest."""
+    await place(index, 1, *destination(*HOME, 0.0, 50))
+    early, late = await index.stamp(), await index.stamp()
+    assert late > early
+    assert await index.set_status(C, 1, WorkerStatus(True), as_of=late) is True
+    assert await index.set_status(C, 1, WorkerStatus(False), as_of=early) is False
+    assert [n.worker_id for n in await index.search(C, *HOME, 500)] == [1]
+    await index.remove(C, 1, as_of=early)  # older than the status: ignored
+    assert [n.worker_id for n in await index.search(C, *HOME, 500)] == [1]
+    gone = await index.stamp()
+    await index.remove(C, 1, as_of=gone)
+    assert await index.position(C, 1) is None
+    # An older status cannot bring the worker back; a newer one can.
+    assert await index.set_status(C, 1, WorkerStatus(True), as_of=late) is False
+    assert await index.position(C, 1) is None
+    assert await index.set_status(C, 1, WorkerStatus(True), as_of=await index.stamp()) is True
+    assert await index.set_status(C, 1, WorkerStatus(False)) is True  # unstamped: applies
+    assert (await index.search(C, *HOME, 500)) == []
+    await index.clear(C)
+    assert await index.set_status(C, 1, WorkerStatus(True), as_of=early) is True
+
+
 async def test_status_changes_take_effect_and_keep_position(index: LiveIndex) -> None:
     await place(index, 1, *destination(*HOME, 0.0, 50))
     await index.set_status(C, 1, WorkerStatus(False))
@@ -247,6 +272,20 @@ async def test_redis_an_index_of_an_earlier_layout_is_claimed_for_rebuild_and_cl
     assert await redis.exists(f"{tag}/built", f"{tag}/cells", f"{tag}/cells:moving") == 0
     assert await index.claim_rebuild(C) is True
     assert await index.claim_rebuild(C) is False
+
+
+async def test_a_rebuild_cut_short_is_claimed_again(index: LiveIndex) -> None:
+    """The marker says the index is whole only once a rebuild finished: a claim is a lease, so a
+    second caller waits while one runs, and one that failed (released, or its lease run out) is
+    claimed again instead of leaving a half-built index marked whole."""
+    assert await index.claim_rebuild(C) is True
+    assert await index.claim_rebuild(C) is False  # under way elsewhere
+    await index.release_rebuild(C)  # it failed
+    assert await index.claim_rebuild(C) is True
+    await index.mark_built(C)
+    assert await index.claim_rebuild(C) is False
+    await index.clear(C)  # Redis lost it
+    assert await index.claim_rebuild(C) is True
 
 
 async def test_redis_reads_records_written_before_versions(
