@@ -14,10 +14,17 @@ from enum import Enum
 from typing import Any, Protocol
 
 MAX_SPEED_MPS = 200 / 3.6
+"""Faster than this since the last accepted fix is taken for a GPS glitch (200 km/h)."""
+SPEED_SLACK_M = 25.0
+SPEED_MIN_DT_S = 1.0
+"""The speed a fix implies is (distance - `SPEED_SLACK_M`) / max(time apart, `SPEED_MIN_DT_S`):
+a phone's fix is good to some metres, and two pings stamped by the server on arrival can be
+milliseconds apart when a slow network delivers them together (the soak saw a metre in a
+millisecond refused as 1,000 m/s). A jump of kilometres is still refused. (lua/move.lua has
+the same two numbers.)"""
 REBUILD_LEASE_S = 30
 """How long a claimed rebuild may take before another caller may claim it again (a process that
 died mid-rebuild leaves a lease, never a marker saying the index is whole)."""
-"""Faster than this since the last accepted fix is taken for a GPS glitch (200 km/h)."""
 
 
 @dataclass(frozen=True, slots=True)

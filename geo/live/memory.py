@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from geo.distance import haversine_m
 from geo.live.base import (
     MAX_SPEED_MPS,
+    SPEED_MIN_DT_S,
+    SPEED_SLACK_M,
     Fix,
     LiveIndex,
     MoveResult,
@@ -72,9 +74,8 @@ class MemoryLiveIndex(LiveIndex):
                 if fix.recorded_at <= prev.recorded_at:
                     out.append(MoveResult.STALE)
                     continue
-                speed = haversine_m(prev.lat, prev.lng, fix.lat, fix.lng) / (
-                    fix.recorded_at - prev.recorded_at
-                )
+                moved = haversine_m(prev.lat, prev.lng, fix.lat, fix.lng) - SPEED_SLACK_M
+                speed = moved / max(fix.recorded_at - prev.recorded_at, SPEED_MIN_DT_S)
                 if speed > max_speed_mps:
                     out.append(MoveResult.TOO_FAST)
                     continue

@@ -98,6 +98,20 @@ async def test_only_available_in_area_fresh_and_skilled(index: LiveIndex) -> Non
     assert sorted(n.worker_id for n in anyone) == [1, 5]
 
 
+async def test_pings_delivered_together_are_not_taken_for_a_glitch(index: LiveIndex) -> None:
+    """Two fixes a few metres and a millisecond apart (stamped by the server as a slow network
+    delivers them together) are a walk, not 1,000 m/s; a jump of a kilometre in a second, or 30 m
+    more than a phone's error in it, is still refused."""
+    await place(index, 1, *HOME, ts=1000.0)
+    step = destination(*HOME, 90.0, 1.0)
+    assert await index.move(C, 1, [Fix(*step, 1000.001)], in_area=[True]) == [MoveResult.ACCEPTED]
+    jitter = destination(*step, 0.0, 20.0)  # within a phone's error, at once
+    assert await index.move(C, 1, [Fix(*jitter, 1000.002)], in_area=[True]) == [MoveResult.ACCEPTED]
+    for d in (1000.0, 25.0 + 56.0):  # over 200 km/h once the slack is taken off, in a second
+        far = destination(*jitter, 180.0, d)
+        assert await index.move(C, 1, [Fix(*far, 1001.0)], in_area=[True]) == [MoveResult.TOO_FAST]
+
+
 async def test_a_status_read_earlier_never_overwrites_one_read_later(index: LiveIndex) -> None:
     """Stamps: a writer reads `stamp()` before the truth it writes; a status or removal stamped
     earlier than the worker's last one is refused, whatever order they arrive in. Unstamped

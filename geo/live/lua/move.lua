@@ -16,6 +16,7 @@ local lat, lng, ts, available, in_area, cell, skills, version =
 local expect = ARGV[5]
 if expect and expect ~= "" and version ~= expect then return { 0, version } end
 local max_speed = tonumber(ARGV[2])
+local SPEED_SLACK_M, SPEED_MIN_DT_S = 25.0, 1.0 -- geo/live/base.py
 local was, was_cell = is_searchable(ts, available, in_area), cell
 local codes = {}
 local last, last_cell = 0, cell
@@ -26,7 +27,8 @@ for i = 1, #inside do
   if ts >= 0 then
     if fts <= ts then
       code = 2
-    elseif haversine_m(lat, lng, flat, flng) / (fts - ts) > max_speed then
+    elseif (haversine_m(lat, lng, flat, flng) - SPEED_SLACK_M) / math.max(fts - ts, SPEED_MIN_DT_S)
+        > max_speed then
       code = 3
     end
   end
