@@ -14,7 +14,7 @@ export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick test-cluster fuzz lint fmt deps system-deps python-deps bench-deps \
 	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger \
-	bench-board chaos soak
+	bench-board bench-scaleout chaos soak
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -64,6 +64,9 @@ bench-search: deps
 
 bench-ingest: bench-deps
 	$(UV) run --locked python -m bench.ingest $(ARGS)
+
+bench-scaleout: bench-deps
+	$(UV) run --locked python -m bench.scaleout $(ARGS)
 
 bench-dispatch: deps
 	$(UV) run --locked python -m bench.dispatch $(ARGS)

@@ -383,7 +383,7 @@ class Load:
         version = json.loads(taken)["assignment_version"]
         if hold_s:
             await asyncio.sleep(hold_s)
-        status, *_ = await pool.call(
+        status, answer, *_ = await pool.call(
             http_request(
                 "POST", f"/v1/jobs/{job_id}/complete", self.port,
                 token=self.token(wid, "worker"),
@@ -391,7 +391,7 @@ class Load:
             )
         )  # fmt: skip
         if status != 200:
-            self.problems.append(f"complete {status}")
+            self.problems.append(f"complete {status} {answer[:160]!r}")
             return False
         return True
 

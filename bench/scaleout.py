@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import resource
 import sys
@@ -59,6 +60,7 @@ from dispatch.devtools.local_servers import LocalServers
 from dispatch.infra.db import make_engine, migrate
 
 CPU_KEYS = ("server", "redis", "postgres", "load", "other")
+_JOBS = itertools.count()
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Row:
     ingest_p50_ms: float = 0.0
     ingest_p99_ms: float = 0.0
     ingest_errors: int = 0
+    ingest_ignored: int = 0
     ingest_cpu: dict[str, float] = field(default_factory=dict)
     cycles_s: float = 0.0
     post_p50_ms: float = 0.0
@@ -139,7 +142,7 @@ async def grab(load: console.Load, port: int, db_url: str, loops: int, seconds: 
     pool = Pool(port)
     engine = make_engine(db_url, pool_size=min(loops, 16))
     end = time.perf_counter() + seconds
-    counter = iter(range(10**9))
+    counter = _JOBS  # one numbering for the whole run: each job its own Idempotency-Key
     done, failed = [0], [0]
 
     async def loop() -> None:
@@ -176,6 +179,7 @@ def measure(cfg: Config, mode: str, root: Path) -> list[Row]:
             try:
                 if world is None:
                     world = asyncio.run(console.build(_load_cfg(cfg), server.url, db_url))
+                    world["built_ms"] = int(time.time() * 1000) + 1000
                     log(f"{mode}: world of {cfg.workers} workers in {world['setup_s']:.0f} s")
                 row, bench = run_one(cfg, mode, n, root, server, meter, world, db_url, bench)
                 rows.append(row)
@@ -214,15 +218,19 @@ def run_one(
         processes=n,
     )  # fmt: skip
     bench = IngestBench(icfg, root, server, meter)
-    if previous is not None:
-        bench.ts_floor_ms = previous.ts_floor_ms
+    # Newer than the positions the world was built with (stamped then), so no point is stale.
+    bench.ts_floor_ms = previous.ts_floor_ms if previous else world["built_ms"]
     bench.tokens.write_text(
         "".join(f"{token} {place[0]!r} {place[1]!r}\n" for _, place, _, token in world["workers"])
     )
     bench.run(ingest.BATCH_PINGS, 64, 3, warmup=True)
     run = bench.run(ingest.BATCH_PINGS, 64, cfg.seconds)
-    row.pings_s, row.ingest_p50_ms, row.ingest_p99_ms = run.pings_s, run.p50_ms, run.p99_ms
+    # Pings the service accepted (applied to the index), not pings sent: a batch whose points
+    # were stale or too fast would count otherwise.
+    row.pings_s = run.accepted / run.seconds
+    row.ingest_p50_ms, row.ingest_p99_ms = run.p50_ms, run.p99_ms
     row.ingest_errors = run.nother + sum(run.socket_errors.values())
+    row.ingest_ignored = run.ignored + run.rejected
     row.ingest_cpu = {k: run.cpu[k] for k in CPU_KEYS}
 
     load = console.Load(_load_cfg(cfg), server.port, world, db_url)
@@ -273,9 +281,10 @@ def report(cfg: Config, rows: Sequence[Row], started: datetime) -> str:
             f"{r.post_p50_ms:.1f} / {r.post_p99_ms:.1f} | "
             f"{r.accept_p50_ms:.1f} / {r.accept_p99_ms:.1f} | {cpu_cells(r.grab_cpu)} |"
         )
-    errors = [f"{r.mode} x{r.processes}: ingest non-2xx/socket errors {r.ingest_errors}, grab "
-              f"cycles not completed {r.grab_failures}" for r in rows
-              if r.ingest_errors or r.grab_failures]  # fmt: skip
+    errors = [f"{r.mode} x{r.processes}: ingest non-2xx/socket errors {r.ingest_errors}, points "
+              f"ignored or refused {r.ingest_ignored}, grab cycles not completed "
+              f"{r.grab_failures}" for r in rows
+              if r.ingest_errors or r.ingest_ignored or r.grab_failures]  # fmt: skip
     lines += ["", "## Errors", "", *(f"- {e}" for e in errors or ["none"]), "", "## Machine", ""]
     lines += machine_lines(
         "load generator, app processes, Redis and PostgreSQL share them",
