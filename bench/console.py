@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.lib.client import Pool, http_request
+from bench.lib.client import Pool, grab_job_request, http_request
 from bench.lib.machine import log, machine_lines, tree_cpu_s, wait_for_quiet
 from bench.lib.report import run_and_report
 from bench.lib.server import Server
@@ -343,16 +343,10 @@ class Load:
         from sqlalchemy import text
 
         _, place, skills, _ = self.world["workers"][(k * 7919) % len(self.world["workers"])]
-        body = json.dumps({
-            "title": "Move a sofa", "category": "moving", "skills": [skills[0]],
-            "location": {"lat": place[0], "lng": place[1]}, "mode": "grab",
-            "price_cents": 5000,
-        }).encode()  # fmt: skip
         resident = self.world["residents"][k % RESIDENTS]
-        raw = http_request(
-            "POST", "/v1/jobs", self.port, token=self.token(resident, "resident"), body=body,
-            headers={"Idempotency-Key": f"console-{k}"},
-        )  # fmt: skip
+        raw = grab_job_request(
+            self.port, self.token(resident, "resident"), place, skills[0], f"console-{k}"
+        )
         wall = time.time()
         status, answer, sent, done = await pool.call(raw)
         if status != 201:

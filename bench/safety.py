@@ -45,7 +45,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bench.lib.client import Pool, http_request
+from bench.lib.client import Pool, grab_job_request, http_request
 from bench.lib.machine import log, machine_lines, wait_for_quiet
 from bench.lib.report import run_and_report
 from bench.lib.servers import one_server
@@ -282,16 +282,10 @@ class Beside:
 
         async def job(k: int) -> None:
             _, place, skills = rng.choice(self.world["grab"])
-            body = json.dumps({
-                "title": "Move a sofa", "category": "moving", "skills": [skills[0]],
-                "location": {"lat": place[0], "lng": place[1]}, "mode": "grab",
-                "price_cents": 5000,
-            }).encode()  # fmt: skip
             resident = self.world["residents"][k % RESIDENTS]
-            raw = http_request(
-                "POST", "/v1/jobs", self.port, token=self.token(resident, "resident"), body=body,
-                headers={"Idempotency-Key": f"grab-{k}"},
-            )  # fmt: skip
+            raw = grab_job_request(
+                self.port, self.token(resident, "resident"), place, skills[0], f"grab-{k}"
+            )
             status, answer, sent, done = await pool.call(raw)
             if status != 201:
                 self.problems.append(f"job POST {status}")

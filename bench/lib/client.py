@@ -4,6 +4,7 @@ written whole, its response read whole, so bursts measure the server, not a clie
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 
@@ -30,6 +31,20 @@ def http_request(
         lines.append(f"Content-Length: {len(body or b'')}")
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+
+def grab_job_request(
+    port: int, token: str, place: tuple[float, float] | list[float], skill: str, key: str
+) -> bytes:
+    """POST /v1/jobs of the benchmarks' grab job ("Move a sofa", 50.00) at `place`, asking for
+    `skill`, under Idempotency-Key `key`."""
+    body = json.dumps({
+        "title": "Move a sofa", "category": "moving", "skills": [skill],
+        "location": {"lat": place[0], "lng": place[1]}, "mode": "grab", "price_cents": 5000,
+    }).encode()  # fmt: skip
+    return http_request(
+        "POST", "/v1/jobs", port, token=token, body=body, headers={"Idempotency-Key": key}
+    )
 
 
 class Conn:

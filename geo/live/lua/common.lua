@@ -113,3 +113,13 @@ local function refile(cells, wid, was, was_cell, was_skills, now, now_cell, now_
     for _, key in ipairs(cell_sets(cells, now_skills)) do redis.call("ZADD", key, now_cell, wid) end
   end
 end
+
+local function older_than_stamp(stamps, wid, as_of)
+  -- status.lua, remove.lua: true (write nothing) when the worker's stamp is later than as_of
+  -- (the writer read older truth); else the stamp becomes as_of. No as_of: no check.
+  if not as_of then return false end
+  local seen = tonumber(redis.call("HGET", stamps, wid))
+  if seen and seen > tonumber(as_of) then return true end
+  redis.call("HSET", stamps, wid, as_of)
+  return false
+end

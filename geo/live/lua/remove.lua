@@ -2,13 +2,7 @@
 -- in status.lua: nothing is done if the worker's stamp is later; else the stamp is kept, so an
 -- older status cannot bring the worker back). Forgets the worker.
 local hash, cells, wid = KEYS[1], KEYS[2], ARGV[1]
-if ARGV[2] then
-  local seen = tonumber(redis.call("HGET", KEYS[4], wid))
-  if seen and seen > tonumber(ARGV[2]) then
-    return 0
-  end
-  redis.call("HSET", KEYS[4], wid, ARGV[2])
-end
+if older_than_stamp(KEYS[4], wid, ARGV[2]) then return 0 end
 local lat, lng, ts, available, in_area, cell, skills = decode(redis.call("HGET", hash, wid))
 refile(cells, wid, is_searchable(ts, available, in_area), cell, skills, false, cell, skills)
 redis.call("HDEL", hash, wid)

@@ -3,13 +3,7 @@
 -- status comes from), as_of (optional: microseconds on Redis's clock, taken before the status was
 -- read; refused, returning 0, if the worker's stamp here is later). The position is kept.
 local hash, cells, wid = KEYS[1], KEYS[2], ARGV[1]
-if ARGV[5] then
-  local seen = tonumber(redis.call("HGET", KEYS[4], wid))
-  if seen and seen > tonumber(ARGV[5]) then
-    return 0
-  end
-  redis.call("HSET", KEYS[4], wid, ARGV[5])
-end
+if older_than_stamp(KEYS[4], wid, ARGV[5]) then return 0 end
 local lat, lng, ts, available, in_area, cell, skills = decode(redis.call("HGET", hash, wid))
 local was = is_searchable(ts, available, in_area)
 available = tonumber(ARGV[2])
