@@ -10,6 +10,23 @@ from tests.dispatch.test_identity import latest_code
 __all__ = ["admin", "browser", "resident", "settings"]
 
 PHONE_SIZE = {"width": 360, "height": 780}
+TEXT_IN = "([s, t]) => document.querySelector(s)?.textContent.includes(t)"
+
+
+async def phone(browser, locale: str, at: tuple[float, float], timezone: str = "UTC"):
+    """A phone-sized browser context in `locale` and `timezone`, at `at` (geolocation
+    allowed): (context, page, the page's uncaught errors as they come)."""
+    context = await browser.new_context(
+        viewport=PHONE_SIZE, locale=locale, timezone_id=timezone, permissions=["geolocation"],
+        geolocation={"latitude": at[0], "longitude": at[1], "accuracy": 10},
+    )  # fmt: skip
+    page = await context.new_page()
+    return context, page, watch_errors(page)
+
+
+async def text_in(page, selector: str, text: str, within_ms: int = 10_000) -> None:
+    """Wait until the element's text contains `text`."""
+    await page.wait_for_function(TEXT_IN, arg=[selector, text], timeout=within_ms)
 
 
 async def sign_in(page, base: str, client, admin, phone: str, role: str) -> None:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from tests.app.conftest import PHONE_SIZE, sign_in, verified_worker, watch_errors
+from tests.app.conftest import phone, sign_in, text_in, verified_worker
 from tests.app.test_people_app import watch_numbers
 from tests.dispatch.helpers import CENTER, community, ready_worker
 from tests.dispatch.test_booking import available
@@ -21,20 +21,6 @@ from tests.dispatch.test_grab import offers_of, post_job, wait_for
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEAR = (CENTER[0] + 0.0018, CENTER[1])  # about 200 m north
-TEXT_IN = "([s, t]) => document.querySelector(s)?.textContent.includes(t)"
-
-
-async def text_in(page, selector: str, text: str, within_ms: int = 10_000) -> None:
-    await page.wait_for_function(TEXT_IN, arg=[selector, text], timeout=within_ms)
-
-
-async def phone(browser, locale: str, at: tuple[float, float], timezone: str = "Asia/Shanghai"):
-    context = await browser.new_context(
-        viewport=PHONE_SIZE, locale=locale, timezone_id=timezone, permissions=["geolocation"],
-        geolocation={"latitude": at[0], "longitude": at[1], "accuracy": 10},
-    )  # fmt: skip
-    page = await context.new_page()
-    return context, page, watch_errors(page)
 
 
 def local(days: int, hour: int) -> datetime:
@@ -45,7 +31,7 @@ def local(days: int, hour: int) -> datetime:
 async def test_every_app_text_is_in_both_languages_with_the_same_placeholders(
     browser, served_base
 ) -> None:
-    context, page, errors = await phone(browser, "en-US", CENTER)
+    context, page, errors = await phone(browser, "en-US", CENTER, SHANGHAI.key)
     await page.goto(f"{served_base}/app/")
     texts = json.loads(await page.evaluate("JSON.stringify(TEXTS)"))
     assert set(texts) == {"en", "zh-CN"}
@@ -70,7 +56,7 @@ async def test_a_resident_books_a_worker_from_the_proposals(
         weekly=[{"day": d, "start": "08:00", "end": "20:00"}
                 for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")],
     )  # fmt: skip
-    context, page, errors = await phone(browser, "en-US", CENTER)
+    context, page, errors = await phone(browser, "en-US", CENTER, SHANGHAI.key)
     leaks = watch_numbers(context, served_base)
     await sign_in(page, served_base, client, admin, "+8613822223333", "resident")
     await page.wait_for_function("document.getElementById('r-community').textContent.length > 0")
@@ -127,8 +113,8 @@ async def test_talk_check_ins_sos_and_the_money_screen_between_two_phones(
     cid = await community(client, admin, dispatch={
         "safety_categories": ["moving"], "checkin_interval_min": 3, "checkin_grace_min": 5,
     })  # fmt: skip
-    w_ctx, wp, w_errors = await phone(browser, "zh-CN", NEAR)
-    r_ctx, rp, r_errors = await phone(browser, "en-US", CENTER)
+    w_ctx, wp, w_errors = await phone(browser, "zh-CN", NEAR, SHANGHAI.key)
+    r_ctx, rp, r_errors = await phone(browser, "en-US", CENTER, SHANGHAI.key)
     leaks = watch_numbers(w_ctx, served_base) + watch_numbers(r_ctx, served_base)
     _, w = await verified_worker(wp, served_base, client, admin, principals, cid, "+8613766667777")
     r = await client.post("/v1/workers/me/presence", json={"status": "online"}, headers=w)

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.app.conftest import PHONE_SIZE, verified_worker, watch_errors
+from tests.app.conftest import phone, text_in, verified_worker
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_grab import offers_of, post_job, wait_for
 
@@ -30,23 +30,6 @@ def local_day(days: int) -> datetime:
     """Midnight in Shanghai, `days` from today there."""
     day = datetime.now(SHANGHAI).date() + timedelta(days=days)
     return datetime.combine(day, datetime.min.time(), tzinfo=SHANGHAI)
-
-
-async def phone(browser, locale: str):
-    context = await browser.new_context(
-        viewport=PHONE_SIZE, locale=locale, timezone_id="UTC", permissions=["geolocation"],
-        geolocation={"latitude": NEAR[0], "longitude": NEAR[1], "accuracy": 10},
-    )  # fmt: skip
-    page = await context.new_page()
-    return context, page, watch_errors(page)
-
-
-TEXT_IN = "([s, t]) => document.querySelector(s)?.textContent.includes(t)"
-
-
-async def text_in(page, selector: str, text: str, within_ms: int = 10_000) -> None:
-    """Wait until the element's text contains `text`."""
-    await page.wait_for_function(TEXT_IN, arg=[selector, text], timeout=within_ms)
 
 
 async def shot(page, name: str) -> None:
@@ -64,7 +47,7 @@ async def test_hours_and_overrides_are_saved_and_shown_again_in_chinese(
     browser, served_base, client, principals, admin
 ) -> None:
     cid = await community(client, admin, timezone="Asia/Shanghai")
-    context, page, errors = await phone(browser, "zh-CN")
+    context, page, errors = await phone(browser, "zh-CN", NEAR)
     _, w = await verified_worker(page, served_base, client, admin, principals, cid, WORKER_PHONE)
     await page.click("#w-hours summary")
     await page.wait_for_selector("#av-unset:not([hidden])")
@@ -166,7 +149,7 @@ async def test_the_calendar_shows_a_booking_taken_on_the_screen_and_moved(
     browser, served_base, client, principals, admin, resident
 ) -> None:
     cid = await community(client, admin, timezone="Asia/Shanghai")
-    context, page, errors = await phone(browser, "en-US")
+    context, page, errors = await phone(browser, "en-US", NEAR)
     wid, w = await verified_worker(page, served_base, client, admin, principals, cid, WORKER_PHONE)
     week = [
         {"day": d, "start": "08:00", "end": "20:00"}
@@ -248,7 +231,7 @@ async def test_a_payout_of_a_paid_jobs_money_is_listed_in_chinese(
     browser, served_base, client, principals, admin, resident
 ) -> None:
     cid = await community(client, admin)
-    context, page, errors = await phone(browser, "zh-CN")
+    context, page, errors = await phone(browser, "zh-CN", NEAR)
     _, w = await verified_worker(page, served_base, client, admin, principals, cid, WORKER_PHONE)
     await text_in(page, "#w-payouts", "还没有提现记录")
     assert await page.is_disabled("#po-request")  # nothing to withdraw yet

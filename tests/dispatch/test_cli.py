@@ -18,6 +18,7 @@ import httpx
 import jwt
 import pytest
 
+from bench.lib.machine import children
 from dispatch.devtools.local_servers import LocalServerError, LocalServers
 from tests.conftest import TEST_SECRET
 from tests.processes import ServiceProcess, free_port, wait_ready
@@ -204,19 +205,6 @@ def test_demo_shows_dispatch_happening(server_urls, clean_state) -> None:
             proc.stderr.close()  # type: ignore[union-attr]
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
 def test_serve_with_several_processes_shares_the_port_and_stops_together(server_urls) -> None:
     """`dispatch serve --processes 2`: two server processes accept on one port, each answers,
     and SIGTERM to the parent stops them all. None of the three warns about anything, starting,
@@ -224,15 +212,15 @@ def test_serve_with_several_processes_shares_the_port_and_stops_together(server_
     server = ServiceProcess(server_urls, TEST_SECRET, "--processes", "2")
     try:
         server.wait_ready()
-        children = _children(server.proc.pid)
-        assert len(children) == 2, children
+        kids = children(server.proc.pid)
+        assert len(kids) == 2, kids
         with httpx.Client(base_url=server.base, timeout=10) as http:
             for _ in range(20):
                 assert http.get("/readyz").status_code == 200
         assert server.warnings() == []
         server.proc.terminate()
         assert server.proc.wait(30) == 0
-        for child in children:
+        for child in kids:
             assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
     finally:
         server.stop()
