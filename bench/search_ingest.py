@@ -116,8 +116,9 @@ ROUND_S = 1.0
 SCHEMA = "bench"
 TOL_M = 1e-6
 TARGET_LOAD_VS_IDLE_P99 = 1.5
+SPEED = float(MAX_SPEED_MPS)
 
-PG_UPDATE = f"""
+PG_UPDATE = """
 UPDATE workers AS w
 SET loc = p.loc, recorded_at = $4
 FROM (
@@ -125,7 +126,7 @@ FROM (
     FROM unnest($1::bigint[], $2::float8[], $3::float8[]) AS u(id, lat, lng)
 ) AS p
 WHERE w.id = p.id AND w.recorded_at < $4
-  AND ST_Distance(w.loc, p.loc, false) <= {float(MAX_SPEED_MPS)!r} * ($4 - w.recorded_at)
+  AND ST_Distance(w.loc, p.loc, false) <= $5 * ($4 - w.recorded_at)
 """
 
 
@@ -233,7 +234,7 @@ async def _ingest(
                 ts: float,
                 stmt: Any = stmt,
             ) -> int:
-                await stmt.fetch(ids, lat, lng, ts)
+                await stmt.fetch(ids, lat, lng, ts, SPEED)
                 return int(stmt.get_statusmsg().split()[-1])
 
             senders.append(send)
@@ -499,7 +500,7 @@ async def run(cfg: Config, root: Any, servers: Any, db_url: str, redis_url: str)
     t0 = time.perf_counter()
     await pgis.load(world)
     load_pg = time.perf_counter() - t0
-    explain = await pgis.explain(world.lat[0], world.lng[0], 2000, SKILLS[0])
+    explain = await pgis.explain(float(world.lat[0]), float(world.lng[0]), 2000, SKILLS[0])
     if "workers_loc_idx" not in explain:
         raise RuntimeError("PostGIS plan does not use the GiST index:\n" + explain)
     log(f"loaded: ours {load_ours:.1f} s, PostGIS {load_pg:.1f} s")
