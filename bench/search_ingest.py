@@ -1,28 +1,33 @@
 """Radius search while location ingest runs at full rate: our Redis live index against PostGIS.
 
-    .venv/bin/python -m bench.search_ingest [--size 100000] [--idle 20] [--load 45] [--quick]
+    .venv/bin/python -m bench.search_ingest [--size 100000] [--idle 20] [--load 30]
+        [--rate 10000] [--writers 4] [--batch 500] [--wait-quiet S] [--nice N] [--quick]
 
 One benchmark, one long file on purpose; the city, the queries and both engines' search calls
 are bench/search.py's (imported, not copied), what the benchmarks share lives in `bench/lib/`.
 
 One run starts private PostgreSQL+PostGIS and Redis (`bench.lib.servers.private_servers`; the
-bench's table lives in its own schema, beside the service's migrated one), builds bench/search.py's
-clustered city (default 100k workers, ~20k online, in one community) and loads it into both
-engines. Then, per engine, it measures the radius search in two windows:
+bench's table lives in its own schema, beside the service's migrated one), builds
+bench/search.py's clustered city (default 100k workers, ~20k online, in one community) and loads
+it into both engines. Then it measures each engine's radius search in three windows:
 
 - idle: nothing else runs;
-- load: an ingest child process (its own interpreter, started with `spawn`) feeds the engine the
-  same stream of pings at full rate (as fast as the engine takes them), and the search is
-  measured after a short ramp.
+- paced: an ingest child process (its own interpreter, started with `spawn`) offers the engine
+  `--rate` pings/s (default 10,000, the same for both: 20k online workers pinging every 2 s);
+- full: the same child feeds the engine as fast as it takes the pings (each writer sends its
+  next batch when the last is answered).
 
-Order: ours idle, PostGIS idle, ours under load, PostGIS under load (both idle windows see the
-tables as loaded; PostgreSQL's dead tuples from its ingest cannot slow ours).
+The search is measured after a short ramp of the ingest. Order: ours idle, PostGIS idle, ours
+paced, PostGIS paced, ours full, PostGIS full (both idle windows see the data as loaded;
+PostgreSQL's dead tuples cannot slow ours); the PostGIS table is VACUUMed before each of its
+ingest windows, so each starts clean.
 
 **The pings** (identical for both engines). Writer j of W owns the workers whose position in the
 id list is j mod W (disjoint, so PostgreSQL writers never wait on each other's row locks). In
 round k every worker of the slice pings once: a 10 m step in a random direction (numpy, seed
-[SEED, 9, j, k]) stamped NOW + k s (each ingest window's rounds numbered after the last's), so a ping is always newer than the last and under the speed
-limit; the slice is sent in batches of B pings, one batch in flight per writer.
+[SEED, 9, j, k]) stamped NOW + k s (each ingest window's rounds numbered after the last's), so a
+ping is always newer than the last and under the speed limit; the slice is sent in batches of B
+pings, one batch in flight per writer.
 
 - ours, per batch: B concurrent `RedisLiveIndex.move(community, worker, [Fix(lat, lng, ts)],
   in_area=[True])` calls (one EVALSHA of move.lua each, through the index's `Pipeliner`: the
@@ -44,16 +49,22 @@ the measured search window / its length (the child counts per batch in shared me
 **The search**: closed loop, one in flight, from this process (its own event loop, no ingest
 code in it): bench/search.py's `Ours.search` (the FCALL) and `PostGIS.search` (KNN with
 ST_DWithin, one prepared statement), top 50 eligible fresh workers, the same query points for
-both engines and both windows (half near hotspots, half uniform, half with a skill; radius
+both engines and every window (half near hotspots, half uniform, half with a skill; radius
 500/1000/2000/5000 m in turn). Latency = perf_counter around the awaited call.
 
 **Checks.** While positions move no exact answer exists to compare with (the brute force would
-need the positions at the instant the engine read them), so every answer under load is checked
+need the positions at the instant the engine read them), so every answer with ingest is checked
 for sanity: at most 50 results, no duplicate ids, every id an online worker that is eligible and
-has the skill asked for, distances sorted and within the radius. After each load window the
+has the skill asked for, distances sorted and within the radius. After each ingest window the
 ingest is stopped, the positions are read back from the engine (Redis records / the table) and
 the same queries are checked EXACTLY against a brute force over those positions (as
-bench/search.py does), so the ingest left the index consistent.
+bench/search.py does): the ingest left the index consistent.
+
+The machine has 2 cores: the search client, the ingest child, Redis and PostgreSQL share them,
+so "full rate" is what one ingest process gets through on this machine, with the search and the
+engine competing for the same cores; `--nice N` runs the ingest child (and PostgreSQL's writer
+backends) at niceness N, a diagnostic for how much of the search's slow-down is CPU scheduling
+(Redis runs searches and moves on one thread, so it cannot be split).
 
 Report: stdout and bench/results/search_ingest-<timestamp>.md.
 """
