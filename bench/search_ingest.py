@@ -1,7 +1,7 @@
 """Radius search while location ingest runs at full rate: our Redis live index against PostGIS.
 
     .venv/bin/python -m bench.search_ingest [--size 100000] [--idle 20] [--load 30]
-        [--rate 10000] [--writers 4] [--batch 500] [--wait-quiet S] [--nice N] [--quick]
+        [--rate 5000] [--writers 4] [--batch 500] [--wait-quiet S] [--nice N] [--quick]
 
 One benchmark, one long file on purpose; the city, the queries and both engines' search calls
 are bench/search.py's (imported, not copied), what the benchmarks share lives in `bench/lib/`.
@@ -13,7 +13,7 @@ it into both engines. Then it measures each engine's radius search in three wind
 
 - idle: nothing else runs;
 - paced: an ingest child process (its own interpreter, started with `spawn`) offers the engine
-  `--rate` pings/s (default 10,000, the same for both: 20k online workers pinging every 2 s);
+  `--rate` pings/s (default 5,000, the same for both: 20k online workers pinging every 4 s);
 - full: the same child feeds the engine as fast as it takes the pings (each writer sends its
   next batch when the last is answered).
 
@@ -765,8 +765,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--rate",
         type=float,
-        default=10_000,
-        help="pings/s offered in the paced windows, the same for both engines (10000; 0: no "
+        default=5_000,
+        help="pings/s offered in the paced windows, the same for both engines (5000; 0: no "
         "paced windows)",
     )
     ap.add_argument(
