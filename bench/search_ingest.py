@@ -356,6 +356,8 @@ class Window:
     exact_why: list[str] = field(default_factory=list)
     offered: float = 0.0
     table: dict[str, int] = field(default_factory=dict)
+    redis: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """INFO commandstats over the window: (calls, usec) of FCALL (searches), EVALSHA (moves)."""
 
     def p(self, q: float, radius: int | None = None) -> float:
         v = self.lat_us if radius is None else self.lat_us[self.radii == radius]
@@ -487,6 +489,22 @@ async def exact_check(engine: Any, now: World, q: Queries, n: int, w: Window) ->
 # --- the run -------------------------------------------------------------------------------------
 
 
+async def redis_calls(client: Redis) -> dict[str, tuple[int, int]]:
+    """INFO commandstats: (calls, usec) of the search's FCALL and the moves' EVALSHA."""
+    stats = await client.info("commandstats")
+    return {
+        k: (int(stats.get(f"cmdstat_{k}", {}).get("calls", 0)),
+            int(stats.get(f"cmdstat_{k}", {}).get("usec", 0)))
+        for k in ("fcall", "evalsha")
+    }  # fmt: skip
+
+
+def calls_delta(
+    a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    return {k: (b[k][0] - a[k][0], b[k][1] - a[k][1]) for k in a}
+
+
 class Cpu:
     """CPU seconds of the processes that matter, for % of a core over a window."""
 
@@ -550,9 +568,10 @@ async def load_window(
         await warm(engine, warmup)
         gc.collect()
         sent0, acc0 = ingest.totals()
-        a = cpu.snap(ingest.proc.pid)
+        a, r0 = cpu.snap(ingest.proc.pid), await redis_calls(client)
         w = await search_window(engine, measured, cfg.load_s, sanity, phase)
         w.cpu = Cpu.pct(a, cpu.snap(ingest.proc.pid), w.seconds)
+        w.redis = calls_delta(r0, await redis_calls(client))
         sent1, acc1 = ingest.totals()
     finally:
         ingest.finish()
@@ -612,9 +631,10 @@ async def run(cfg: Config, root: Any, servers: Any, db_url: str, redis_url: str)
         e = engines[name]
         await warm(e, warmup)
         gc.collect()
-        a = cpu.snap(None)
+        a, r0 = cpu.snap(None), await redis_calls(client)
         w = await search_window(e, measured, cfg.idle_s, sanity, "idle")
         w.cpu = Cpu.pct(a, cpu.snap(None), w.seconds)
+        w.redis = calls_delta(r0, await redis_calls(client))
         windows.append(w)
         log(f"{name} idle: {w.queries} searches, p50 {w.p(50):.0f} p99 {w.p(99):.0f} us")
     phases = [("paced", cfg.rate)] if cfg.rate else []
@@ -734,6 +754,26 @@ def report(cfg: Config, out: dict, started: datetime, elapsed: float) -> str:
             )
         )
         L += [f"  - {x}" for x in w.examples]
+    L += [
+        "",
+        "## Inside Redis (ours)",
+        "",
+        "INFO commandstats over each window: execution time inside Redis per search (FCALL) "
+        "and per move (EVALSHA), and the share of the window Redis spent running them.",
+        "",
+        "| window | searches | µs a search | moves | µs a move | Redis busy with searches "
+        "/ moves |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for w in rows:
+        if w.engine != "ours" or not w.redis:
+            continue
+        (fc, fu), (ec, eu) = w.redis["fcall"], w.redis["evalsha"]
+        L.append(
+            f"| {w.phase} | {fc:,} | {fu / max(fc, 1):.0f} | {ec:,} | "
+            + (f"{eu / ec:.1f}" if ec else "—")
+            + f" | {fu / w.seconds / 1e4:.0f}% / {eu / w.seconds / 1e4:.0f}% |"
+        )
     L += [
         "",
         "## What each side does per ping",
