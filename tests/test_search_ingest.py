@@ -16,7 +16,7 @@ def test_walks_split_the_workers_and_step_10_m_a_round() -> None:
     firsts = [w.next_round() for w in walks]
     ids = sorted(i for f in firsts for i in f[0])
     assert ids == world.ids.tolist()  # disjoint slices covering every online worker
-    ids0, lat0, lng0, ts0 = firsts[0]
+    _, lat0, lng0, ts0 = firsts[0]
     _, lat1, lng1, ts1 = walks[0].next_round()
     assert ts0 == NOW + 11 * ROUND_S and ts1 == ts0 + ROUND_S
     steps = [haversine_m(a, b, c, d) for a, b, c, d in zip(lat0, lng0, lat1, lng1, strict=True)]
