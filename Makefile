@@ -13,8 +13,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
 .PHONY: run demo test test-quick test-cluster fuzz lint fmt deps system-deps python-deps bench-deps \
-	bench-search bench-ingest bench-dispatch bench-telephony bench-booking bench-safety bench-console bench-ledger \
-	bench-board bench-scaleout chaos soak
+	bench-search bench-search-ingest bench-ingest bench-dispatch bench-telephony bench-booking \
+	bench-safety bench-console bench-ledger bench-board bench-scaleout chaos soak
 
 run: deps
 	$(UV) run --locked dispatch migrate
@@ -61,6 +61,9 @@ bench-deps: deps
 
 bench-search: deps
 	$(UV) run --locked python -m bench.search $(ARGS)
+
+bench-search-ingest: deps
+	$(UV) run --locked python -m bench.search_ingest $(ARGS)
 
 bench-ingest: bench-deps
 	$(UV) run --locked python -m bench.ingest $(ARGS)
