@@ -51,6 +51,15 @@ TAKE_REFUSED = frozenset(
 """Refusals of a take by text answered in their own words (`take.<code>`; else `take.failed`)."""
 
 
+class _Dropped(Exception):
+    """A relayed text over the sender's or the service's limit: rolls its outbox row back."""
+
+    def __init__(self, session_id: int, code: str) -> None:
+        super().__init__(code)
+        self.session_id = session_id
+        self.code = code
+
+
 def is_take_reply(text: str) -> bool:
     return unicodedata.normalize("NFKC", text or "").strip().rstrip(".!。").lower() in TAKE_WORDS
 
@@ -111,35 +120,47 @@ class Webhooks:
             answer = await self.take_by_text(inbound.sender, inbound.proxy, now)
             if answer is not None:
                 return n.provider.reply_text(answer)
-        async with rt.sessions.begin() as session:
-            route = await n.proxies.route(session, inbound.proxy, inbound.sender, now)
-            if route is None or route.other_phone is None:
-                locale = await self._locale_of(session, inbound.sender)
-                return n.provider.reply_text(texts.render("text.refused", locale))
-            try:
-                await ratelimit.hit(rt.redis, RELAY_LIMIT, f"{route.session_id}:{route.caller_id}")
-                if n.provider.can_send:
-                    await rt.sms_budget.check(now)
-            except DomainError as exc:
-                log.warning("relay_text_dropped", session_id=route.session_id, reason=exc.code)
-                return n.provider.reply_text(None)
-            # Texting through a masked number must not hand over a real one either.
-            body = screen(inbound.text.strip()[:1200], rt.settings.phone_region).text
-            await outbox.enqueue(
-                session,
-                outbox.Outgoing(
-                    channel="sms",
-                    kind="relay",
-                    to_user_id=route.other_id,
-                    phone=outbox.Recipient.of(rt.vault, route.other_phone),
-                    from_number=route.proxy,
-                    body=body or texts.every("text.empty"),
-                    payload={"job_id": route.job_id, "session_id": route.session_id},
-                    status="pending" if n.provider.can_send else "held",
-                    dedupe_key=f"relay:{inbound.ref[:150]}",
-                ),
-                now,
-            )
+        try:
+            async with rt.sessions.begin() as session:
+                route = await n.proxies.route(session, inbound.proxy, inbound.sender, now)
+                if route is None or route.other_phone is None:
+                    locale = await self._locale_of(session, inbound.sender)
+                    return n.provider.reply_text(texts.render("text.refused", locale))
+                # Texting through a masked number must not hand over a real one either.
+                body = screen(inbound.text.strip()[:1200], rt.settings.phone_region).text
+                added = await outbox.enqueue(
+                    session,
+                    outbox.Outgoing(
+                        channel="sms",
+                        kind="relay",
+                        to_user_id=route.other_id,
+                        phone=outbox.Recipient.of(rt.vault, route.other_phone),
+                        from_number=route.proxy,
+                        body=body or texts.every("text.empty"),
+                        payload={"job_id": route.job_id, "session_id": route.session_id},
+                        status="pending" if n.provider.can_send else "held",
+                        dedupe_key=f"relay:{inbound.ref[:150]}",
+                    ),
+                    now,
+                )
+                if not added:
+                    # A retry of a text relayed already (or by its twin at this moment, whose
+                    # transaction this INSERT waited for at the dedupe key): it answers the
+                    # same and does not count again against the sender's limit.
+                    return n.provider.reply_text(None)
+                # Counted only for a text seen for the first time; over a limit, the row goes
+                # with the rolled-back transaction.
+                try:
+                    await ratelimit.hit(
+                        rt.redis, RELAY_LIMIT, f"{route.session_id}:{route.caller_id}"
+                    )
+                    if n.provider.can_send:
+                        await rt.sms_budget.check(now)
+                except DomainError as exc:
+                    raise _Dropped(route.session_id, exc.code) from exc
+        except _Dropped as dropped:
+            log.warning("relay_text_dropped", session_id=dropped.session_id, reason=dropped.code)
+            return n.provider.reply_text(None)
         n.relay.poke()
         return n.provider.reply_text(None)
 
