@@ -412,9 +412,13 @@ async def known_messages(
         params = {"From": sender, "To": proxy, "Body": f"set-up {i}", "MessageSid": f"SM{i:032x}"}
         reqs.append(("POST", "/v1/telephony/sms", params))
     await measure(http, reqs, 16)
-    await peer.wait_until(lambda: len(peer.messages) >= n, within_s=600)
     proxies = {p for _, _, p in sessions}
-    out = [(m["sid"], m["from_"], m["to"]) for m in peer.messages if m["from_"] in proxies]
+    deadline = time.monotonic() + 300
+    while True:  # the relay hands them to the local Twilio API (offers by SMS go there too)
+        out = [(m["sid"], m["from_"], m["to"]) for m in peer.messages if m["from_"] in proxies]
+        if len(out) >= n or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
     random.Random(1).shuffle(out)
     return out
 
