@@ -62,9 +62,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 @contextlib.contextmanager
-def service(db: str, redis: str, **env: str) -> Iterator[str]:
+def service(db: str, redis: str, *args: str, **env: str) -> Iterator[str]:
     proc = ServiceProcess(
-        (db, redis), SECRET, TWILIO_AUTH_TOKEN=TOKEN, PUBLIC_BASE_URL=PUBLIC, **env
+        (db, redis), SECRET, *args, TWILIO_AUTH_TOKEN=TOKEN, PUBLIC_BASE_URL=PUBLIC, **env
     )
     try:
         proc.wait_ready()
@@ -451,16 +451,33 @@ async def effects(db: str, redis_url: str, shots: list[Shot], setup_texts: int) 
         if s.retry and s.route.startswith("status") and state(s) in FINAL and o is not None:
             if o.answered is not None and o.sent_wall + o.answered + 0.05 < s.sent_wall:
                 late.append(s)
-    done = sorted({s.sid for s in shots if s.answered is not None and state(s) in FINAL})
+    done = sorted({s.sid for s in shots if ok(s) and state(s) in FINAL})
+    # Under overload a call's `completed` can be handled before its own voice webhook (which
+    # Twilio would not do: the call is bridged only once that webhook has answered).
+    voice_done = {s.sid: s.sent_wall + s.answered for s in shots
+                  if s.path == "/v1/telephony/voice" and not s.retry and ok(s)}  # fmt: skip
+    overtaken = {s.sid for s in shots if s.route == "status (call)" and state(s) == "completed"
+                 and s.sent_wall < voice_done.get(s.sid, 0)}  # fmt: skip
+    answered_calls = {s.sid for s in shots if s.path == "/v1/telephony/voice" and ok(s)}
+    answered_texts = {s.sid for s in shots if s.route == "sms" and ok(s)}
     engine = make_engine(db, 2)
     async with engine.connect() as conn:
-        records = await conn.scalar(
-            sql("SELECT count(*) FROM call_records WHERE call_sid = ANY(:s)"), {"s": calls}
+        recorded = set(
+            (
+                await conn.execute(
+                    sql("SELECT call_sid FROM call_records WHERE call_sid = ANY(:s)"), {"s": calls}
+                )
+            ).scalars()
         )
-        rows = await conn.scalar(
-            sql("SELECT count(*) FROM outbox WHERE dedupe_key = ANY(:k)"),
-            {"k": [f"relay:{sid}" for sid in texts]},
-        )
+        relayed = {
+            k.removeprefix("relay:")
+            for k in (
+                await conn.execute(
+                    sql("SELECT dedupe_key FROM outbox WHERE dedupe_key = ANY(:k)"),
+                    {"k": [f"relay:{sid}" for sid in texts]},
+                )
+            ).scalars()
+        }
         written = 0
         for s in late:
             table, key = ("outbox", "provider_ref") if "MessageSid" in s.params else (
@@ -470,11 +487,16 @@ async def effects(db: str, redis_url: str, shots: list[Shot], setup_texts: int) 
                 {"s": s.sid},
             )
             written += at is not None and float(at) >= s.sent_wall
-        behind = await conn.scalar(
-            sql("SELECT count(*) FROM call_records WHERE call_sid = ANY(:d) AND status_rank < 5"),
-            {"d": done},
-        )
-        behind += await conn.scalar(
+        short_calls = set(
+            (
+                await conn.execute(
+                    sql("SELECT call_sid FROM call_records WHERE call_sid = ANY(:d) "
+                        "AND status_rank < 5"),
+                    {"d": done},
+                )
+            ).scalars()
+        )  # fmt: skip
+        short_texts = await conn.scalar(
             sql("SELECT count(*) FROM outbox WHERE provider_ref = ANY(:d) AND provider_rank < 5"),
             {"d": done},
         )
@@ -484,20 +506,35 @@ async def effects(db: str, redis_url: str, shots: list[Shot], setup_texts: int) 
     async for key in redis.scan_iter(match=f"rl:{RELAY_LIMIT.name}:*", count=1000):
         counted += int(await redis.get(key) or 0)
     await redis.aclose()
-    expected = setup_texts + len(texts)
+    expected = setup_texts + len(relayed)
     voice_retried = retried["voice"] + retried["voice (stranger)"]
+
+    def verdict(found: set[str], answered: set[str]) -> str:
+        # One row per id at most (a unique key); one for every id the service answered 2xx
+        # (an id only ever answered 5xx/timed out may or may not have one: Twilio retries it).
+        good = answered <= found
+        return "one each" if good else f"MISSING {len(answered - found)}"
+
     return [
-        f"- voice: {len(calls):,} distinct CallSids ({voice_retried:,} retried) -> "
-        f"{records:,} call records ({'one each' if records == len(calls) else 'MISMATCH'})",
-        f"- sms: {len(texts):,} distinct MessageSids ({retried['sms']:,} retried) -> {rows:,} "
-        f"relayed outbox rows ({'one each' if rows == len(texts) else 'MISMATCH'}); the "
-        f"relay limit counted {counted:,} texts for {expected:,} distinct ones, set-up "
-        f"included ({'each once' if counted == expected else 'MISMATCH'})",
+        f"- voice: {len(calls):,} distinct CallSids ({voice_retried:,} retried; "
+        f"{len(answered_calls):,} answered 2xx at least once) -> {len(recorded):,} call records "
+        f"({verdict(recorded, answered_calls)})",
+        f"- sms: {len(texts):,} distinct MessageSids ({retried['sms']:,} retried; "
+        f"{len(answered_texts):,} answered 2xx) -> {len(relayed):,} relayed outbox rows "
+        f"({verdict(relayed, answered_texts)}); the relay limit counted {counted:,} texts for "
+        f"{expected:,} relayed rows, set-up included "
+        f"({'each once' if counted == expected else 'MISMATCH'})",
         f"- status: {len(late):,} final callbacks (delivered, completed) replayed after their "
         f"original was answered -> {written} rows written again "
-        f"({'none' if written == 0 else 'SECOND EFFECT'}); {len(done):,} calls and texts whose "
-        f"final callback was answered -> {behind} rows short of it",
+        f"({'none' if written == 0 else 'SECOND EFFECT'}); of {len(done):,} calls and texts "
+        f"whose final callback was answered, {short_texts} texts and {len(short_calls)} calls "
+        f"short of it ({len(short_calls & overtaken)} of those calls: the callback was sent "
+        "before the call's own voice webhook had answered)",
     ]
+
+
+def ok(shot: Shot) -> bool:
+    return shot.answered is not None and shot.status is not None and shot.status < 300
 
 
 async def run_open(args: argparse.Namespace) -> str:
@@ -513,7 +550,8 @@ async def run_open(args: argparse.Namespace) -> str:
         async with TwilioApiPeer(ACCOUNT, TOKEN) as peer:
             env = {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_FROM_NUMBER": "+12025550000",
                    "TWILIO_API_BASE": peer.base_url, "SMS_DAILY_BUDGET": "100000000"}  # fmt: skip
-            with service(db, redis, **env) as base:
+            extra = ("--processes", str(args.processes))
+            with service(db, redis, *extra, **env) as base:
                 async with httpx.AsyncClient(base_url=base, timeout=30) as http:
                     log(f"setting up {pairs} sessions")
                     sessions = await setup(http, db, pairs)
@@ -528,7 +566,8 @@ async def run_open(args: argparse.Namespace) -> str:
         f"# Telephony webhooks, open loop: {started:%Y-%m-%d %H:%M} UTC",
         "",
         f"`python -m bench.telephony --open-loop --rate {rate:.0f} --duration {args.duration:.0f} "
-        f"--warmup {args.warmup:.0f} --seed {args.seed}`; {os.cpu_count()} cores, server and "
+        f"--warmup {args.warmup:.0f} --seed {args.seed} --processes {args.processes}`; "
+        f"{args.processes} server process(es), {os.cpu_count()} cores, server and "
         f"client on one machine. Estimated peak {total:.1f} webhooks/s ({JOBS_PER_S:g} job/s); "
         f"this run {rate / total:.1f}x it, Poisson arrivals, {RETRY_SHARE:.0%} retried; "
         f"{pairs} open sessions, {len(messages):,} relayed texts known for status callbacks; "
@@ -557,8 +596,11 @@ async def run_open(args: argparse.Namespace) -> str:
         all(pct([s.answered for s in g if s.answered is not None], 99) < 2 for _, g in groups if g)
         and errors == 0
     )
+    kinds = Counter("no answer (timeout or reset)" if s.status is None else f"HTTP {s.status}"
+                    for s in window if not ok(s))  # fmt: skip
     lines += [
         "",
+        f"Errors: {', '.join(f'{n} {k}' for k, n in kinds.items()) or 'none'}.",
         f"Client lag behind the schedule: at most {lag * 1e3:.0f} ms. Every p99 under 2 s with "
         f"no errors: {'**met**' if met else '**MISSED**'} (p99 of all: {worst * 1e3:.0f} ms).",
         "",
@@ -595,6 +637,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds sent, not measured")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--processes", type=int, default=1, help="server processes (open loop)")
     args = parser.parse_args()
     text = asyncio.run(run_open(args) if args.open_loop else run(args))
     print(text)
