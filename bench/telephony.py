@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import random
@@ -560,6 +561,11 @@ async def run_open(args: argparse.Namespace) -> str:
                 shots = schedule(rates, until, sessions, messages, args.seed)
                 log(f"open loop: {len(shots):,} webhooks over {until:.0f} s ({rate:.0f}/s)")
                 lag = await fire(base, shots)
+                RESULTS.mkdir(exist_ok=True)
+                raw = [(s.at, s.route, s.retry, s.status, s.answered) for s in shots]
+                (RESULTS / f"telephony-open-{started:%Y%m%d-%H%M%S}.json").write_text(
+                    json.dumps({"lag": lag, "shots": raw})
+                )
                 checks = await effects(db, redis, shots, n_messages)
     window = [s for s in shots if args.warmup <= s.at < until]
     lines = [
@@ -581,15 +587,15 @@ async def run_open(args: argparse.Namespace) -> str:
     groups += [("of which retries", [s for s in window if s.retry]), ("all", window)]
     worst = 0.0
     for name, group in groups:
-        ok = [s.answered for s in group if s.answered is not None and s.status and s.status < 300]
-        errors = len(group) - len(ok)
-        p99 = pct(ok, 99) if ok else math.nan
+        good = [s.answered for s in group if ok(s)]
+        errors = len(group) - len(good)
+        p99 = pct(good, 99) if good else math.nan
         if name == "all":
             worst = p99
         lines.append(
-            f"| {name} | {len(group) / args.duration:.1f} | {len(ok) / args.duration:.1f} | "
-            f"{statistics.median(ok) * 1e3 if ok else math.nan:.1f} | {p99 * 1e3:.1f} | "
-            f"{max(ok, default=math.nan) * 1e3:.1f} | {errors} |"
+            f"| {name} | {len(group) / args.duration:.1f} | {len(good) / args.duration:.1f} | "
+            f"{statistics.median(good) * 1e3 if good else math.nan:.1f} | {p99 * 1e3:.1f} | "
+            f"{max(good, default=math.nan) * 1e3:.1f} | {errors} |"
         )
     errors = sum(1 for s in window if s.answered is None or not s.status or s.status >= 300)
     met = (
