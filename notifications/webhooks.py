@@ -5,13 +5,14 @@ same and records nothing twice."""
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dispatch.core import texts
 from dispatch.core.errors import DomainError, ValidationFailed
@@ -245,39 +246,45 @@ class Webhooks:
                 "no message or call status in the callback", code="invalid_webhook"
             )
         now = datetime.now(UTC)
-        async with self.n.rt.sessions.begin() as session:
-            if receipt.kind == "message":
-                rank = MESSAGE_RANK.get(receipt.status)
-                if rank is None:
-                    return
-                mapped = _OUTBOX_STATUS.get(receipt.status)
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        OutboxMessage.provider_ref == receipt.ref,
-                        OutboxMessage.provider_rank < rank,
-                    )
-                    .values(
-                        provider_status=receipt.status,
-                        provider_rank=rank,
-                        status=OutboxMessage.status if mapped is None else mapped,
-                        last_error=f"provider error {receipt.error_code}"
-                        if receipt.error_code
-                        else OutboxMessage.last_error,
-                        updated_at=now,
-                    )
+        if receipt.kind == "message":
+            rank = MESSAGE_RANK.get(receipt.status)
+            if rank is None:
+                return
+            mapped = _OUTBOX_STATUS.get(receipt.status)
+            stmt = (
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.provider_ref == receipt.ref, OutboxMessage.provider_rank < rank
                 )
-            else:
-                rank = CALL_RANK.get(receipt.status)
-                if rank is None:
-                    return
-                await session.execute(
-                    update(CallRecord)
-                    .where(CallRecord.call_sid == receipt.ref, CallRecord.status_rank < rank)
-                    .values(
-                        status=receipt.status,
-                        status_rank=rank,
-                        duration_s=receipt.duration_s,
-                        updated_at=now,
-                    )
+                .values(
+                    provider_status=receipt.status,
+                    provider_rank=rank,
+                    status=OutboxMessage.status if mapped is None else mapped,
+                    last_error=f"provider error {receipt.error_code}"
+                    if receipt.error_code
+                    else OutboxMessage.last_error,
+                    updated_at=now,
                 )
+            )
+        else:
+            rank = CALL_RANK.get(receipt.status)
+            if rank is None:
+                return
+            stmt = (
+                update(CallRecord)
+                .where(CallRecord.call_sid == receipt.ref, CallRecord.status_rank < rank)
+                .values(
+                    status=receipt.status,
+                    status_rank=rank,
+                    duration_s=receipt.duration_s,
+                    updated_at=now,
+                )
+            )
+        # One statement, atomic by itself: sent without BEGIN and COMMIT (two round trips and
+        # most of the route's cost; status callbacks are most of the webhooks, bench/README.md).
+        async with self._autocommit.connect() as conn:
+            await conn.execute(stmt)
+
+    @functools.cached_property
+    def _autocommit(self) -> AsyncEngine:
+        return self.n.rt.engine.execution_options(isolation_level="AUTOCOMMIT")
