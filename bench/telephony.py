@@ -17,6 +17,14 @@ and then `--concurrency` at once (closed loop), client-side latency from send to
 
 Twilio waits up to 15 s for a webhook answer and the issue asks for "well under 2 s": the table
 prints p50/p99/max and the ratio to readyz.
+
+    .venv/bin/python -m bench.telephony --open-loop [--rate R] [--processes N]
+
+The open loop (issue 17, item 7): webhooks on a fixed Poisson schedule at `--rate` (default 10x
+the peak estimated below, `peak()`), in the estimate's mix of routes, 5 % of them retried by
+"Twilio" (a fifth at the same moment); the service relays through a local Twilio API, so status
+callbacks name messages it really sent. Per route p50/p99/max from the scheduled send, then the
+replays' effects checked from the database and Redis (bench/README.md, "Telephony webhooks").
 """
 
 from __future__ import annotations
