@@ -3,6 +3,7 @@ webhooks checked with `RequestValidator`, answers built with the TwiML builders.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from twilio.base.exceptions import TwilioRestException
@@ -31,6 +32,9 @@ from notifications.twilio_http import aclose_twilio_client, make_twilio_client
 # Error codes after which the same send can never succeed (bad or unreachable number, opted out).
 # https://www.twilio.com/docs/api/errors
 _PERMANENT = {21211, 21212, 21214, 21217, 21219, 21401, 21407, 21408, 21610, 21612, 21614}
+_SECONDS = re.compile(r"[0-9]{1,9}")
+"""A call's duration as Twilio writes it: ASCII digits (anything else, or beyond nine digits,
+is no duration rather than a 500 from `int` or the database)."""
 _VOICES = {"zh-CN": {"language": "zh-CN", "voice": "alice"}}
 """`<Say>` attributes by our locale: Mandarin needs a voice that speaks it (the default `man`
 speaks English only); English keeps Twilio's default voice and language."""
@@ -133,7 +137,7 @@ class TwilioProvider(PhoneProvider):
                 kind="call",
                 ref=params["CallSid"],
                 status=params["CallStatus"].lower(),
-                duration_s=int(duration) if duration and duration.isdigit() else None,
+                duration_s=int(duration) if duration and _SECONDS.fullmatch(duration) else None,
             )
         ref = params.get("MessageSid") or params.get("SmsSid")
         status = params.get("MessageStatus") or params.get("SmsStatus")

@@ -5,13 +5,14 @@ same and records nothing twice."""
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dispatch.core import texts
 from dispatch.core.errors import DomainError, ValidationFailed
@@ -49,6 +50,15 @@ TAKE_REFUSED = frozenset(
      "accept_too_fast"}
 )  # fmt: skip
 """Refusals of a take by text answered in their own words (`take.<code>`; else `take.failed`)."""
+
+
+class _Dropped(Exception):
+    """A relayed text over the sender's or the service's limit: rolls its outbox row back."""
+
+    def __init__(self, session_id: int, code: str) -> None:
+        super().__init__(code)
+        self.session_id = session_id
+        self.code = code
 
 
 def is_take_reply(text: str) -> bool:
@@ -111,35 +121,47 @@ class Webhooks:
             answer = await self.take_by_text(inbound.sender, inbound.proxy, now)
             if answer is not None:
                 return n.provider.reply_text(answer)
-        async with rt.sessions.begin() as session:
-            route = await n.proxies.route(session, inbound.proxy, inbound.sender, now)
-            if route is None or route.other_phone is None:
-                locale = await self._locale_of(session, inbound.sender)
-                return n.provider.reply_text(texts.render("text.refused", locale))
-            try:
-                await ratelimit.hit(rt.redis, RELAY_LIMIT, f"{route.session_id}:{route.caller_id}")
-                if n.provider.can_send:
-                    await rt.sms_budget.check(now)
-            except DomainError as exc:
-                log.warning("relay_text_dropped", session_id=route.session_id, reason=exc.code)
-                return n.provider.reply_text(None)
-            # Texting through a masked number must not hand over a real one either.
-            body = screen(inbound.text.strip()[:1200], rt.settings.phone_region).text
-            await outbox.enqueue(
-                session,
-                outbox.Outgoing(
-                    channel="sms",
-                    kind="relay",
-                    to_user_id=route.other_id,
-                    phone=outbox.Recipient.of(rt.vault, route.other_phone),
-                    from_number=route.proxy,
-                    body=body or texts.every("text.empty"),
-                    payload={"job_id": route.job_id, "session_id": route.session_id},
-                    status="pending" if n.provider.can_send else "held",
-                    dedupe_key=f"relay:{inbound.ref[:150]}",
-                ),
-                now,
-            )
+        try:
+            async with rt.sessions.begin() as session:
+                route = await n.proxies.route(session, inbound.proxy, inbound.sender, now)
+                if route is None or route.other_phone is None:
+                    locale = await self._locale_of(session, inbound.sender)
+                    return n.provider.reply_text(texts.render("text.refused", locale))
+                # Texting through a masked number must not hand over a real one either.
+                body = screen(inbound.text.strip()[:1200], rt.settings.phone_region).text
+                added = await outbox.enqueue(
+                    session,
+                    outbox.Outgoing(
+                        channel="sms",
+                        kind="relay",
+                        to_user_id=route.other_id,
+                        phone=outbox.Recipient.of(rt.vault, route.other_phone),
+                        from_number=route.proxy,
+                        body=body or texts.every("text.empty"),
+                        payload={"job_id": route.job_id, "session_id": route.session_id},
+                        status="pending" if n.provider.can_send else "held",
+                        dedupe_key=f"relay:{inbound.ref[:150]}",
+                    ),
+                    now,
+                )
+                if not added:
+                    # A retry of a text relayed already (or by its twin at this moment, whose
+                    # transaction this INSERT waited for at the dedupe key): it answers the
+                    # same and does not count again against the sender's limit.
+                    return n.provider.reply_text(None)
+                # Counted only for a text seen for the first time; over a limit, the row goes
+                # with the rolled-back transaction.
+                try:
+                    await ratelimit.hit(
+                        rt.redis, RELAY_LIMIT, f"{route.session_id}:{route.caller_id}"
+                    )
+                    if n.provider.can_send:
+                        await rt.sms_budget.check(now)
+                except DomainError as exc:
+                    raise _Dropped(route.session_id, exc.code) from exc
+        except _Dropped as dropped:
+            log.warning("relay_text_dropped", session_id=dropped.session_id, reason=dropped.code)
+            return n.provider.reply_text(None)
         n.relay.poke()
         return n.provider.reply_text(None)
 
@@ -224,39 +246,45 @@ class Webhooks:
                 "no message or call status in the callback", code="invalid_webhook"
             )
         now = datetime.now(UTC)
-        async with self.n.rt.sessions.begin() as session:
-            if receipt.kind == "message":
-                rank = MESSAGE_RANK.get(receipt.status)
-                if rank is None:
-                    return
-                mapped = _OUTBOX_STATUS.get(receipt.status)
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        OutboxMessage.provider_ref == receipt.ref,
-                        OutboxMessage.provider_rank < rank,
-                    )
-                    .values(
-                        provider_status=receipt.status,
-                        provider_rank=rank,
-                        status=OutboxMessage.status if mapped is None else mapped,
-                        last_error=f"provider error {receipt.error_code}"
-                        if receipt.error_code
-                        else OutboxMessage.last_error,
-                        updated_at=now,
-                    )
+        if receipt.kind == "message":
+            rank = MESSAGE_RANK.get(receipt.status)
+            if rank is None:
+                return
+            mapped = _OUTBOX_STATUS.get(receipt.status)
+            stmt = (
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.provider_ref == receipt.ref, OutboxMessage.provider_rank < rank
                 )
-            else:
-                rank = CALL_RANK.get(receipt.status)
-                if rank is None:
-                    return
-                await session.execute(
-                    update(CallRecord)
-                    .where(CallRecord.call_sid == receipt.ref, CallRecord.status_rank < rank)
-                    .values(
-                        status=receipt.status,
-                        status_rank=rank,
-                        duration_s=receipt.duration_s,
-                        updated_at=now,
-                    )
+                .values(
+                    provider_status=receipt.status,
+                    provider_rank=rank,
+                    status=OutboxMessage.status if mapped is None else mapped,
+                    last_error=f"provider error {receipt.error_code}"
+                    if receipt.error_code
+                    else OutboxMessage.last_error,
+                    updated_at=now,
                 )
+            )
+        else:
+            rank = CALL_RANK.get(receipt.status)
+            if rank is None:
+                return
+            stmt = (
+                update(CallRecord)
+                .where(CallRecord.call_sid == receipt.ref, CallRecord.status_rank < rank)
+                .values(
+                    status=receipt.status,
+                    status_rank=rank,
+                    duration_s=receipt.duration_s,
+                    updated_at=now,
+                )
+            )
+        # One statement, atomic by itself: sent without BEGIN and COMMIT (two round trips and
+        # most of the route's cost; status callbacks are most of the webhooks, bench/README.md).
+        async with self._autocommit.connect() as conn:
+            await conn.execute(stmt)
+
+    @functools.cached_property
+    def _autocommit(self) -> AsyncEngine:
+        return self.n.rt.engine.execution_options(isolation_level="AUTOCOMMIT")
