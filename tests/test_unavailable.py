@@ -38,3 +38,32 @@ async def test_a_full_connection_pool_is_503_with_retry_after(app, client, princ
     assert r.headers["Retry-After"] == "2"
     assert r.headers["content-type"].startswith("application/problem+json")
     assert (await client.get("/v1/communities", params=AT, headers=admin)).status_code == 200
+
+
+async def test_a_dropped_connection_under_a_raw_read_is_503(
+    app, client, principals, engine
+) -> None:
+    """The ping path reads a worker's communities straight from asyncpg's connection (no
+    SQLAlchemy to wrap its errors). With every connection of the app's pool dropped by the
+    server (as a PostgreSQL restart drops them), a ping that must read them is a 503 with
+    `Retry-After`, never a 500, and pings are served again once the dead connections are gone."""
+    from tests.dispatch.helpers import community, ready_worker
+
+    admin = await principals.admin()
+    cid = await community(client, admin)
+    _, headers = await ready_worker(client, principals, cid, None)  # its listing not cached
+    async with engine.connect() as conn:
+        await conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND datname = current_database()"))  # fmt: skip
+    statuses = []
+    for _ in range(20):
+        r = await client.post("/v1/workers/me/location", json=AT, headers=headers)
+        statuses.append(r.status_code)
+        assert r.status_code in (204, 503), r.text
+        if r.status_code == 503:
+            assert r.headers.get("retry-after") == "2"
+            assert r.json()["code"] == "service_unavailable"
+        if r.status_code == 204:
+            break
+    assert statuses[-1] == 204, statuses

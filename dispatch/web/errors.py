@@ -12,7 +12,8 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from asyncpg.exceptions import PostgresConnectionError
+from asyncpg.exceptions import InterfaceError as PgInterfaceError
+from asyncpg.exceptions import PostgresConnectionError, PostgresError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -150,6 +151,20 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     return isinstance(cause, (OSError, PostgresConnectionError))
 
 
+def raw_postgres_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """An error of asyncpg itself, from the few reads that use its connection directly (no
+    SQLAlchemy to wrap it): a connection the server dropped (PostgreSQL restarted: `connection
+    is closed`, SQLSTATE 08 or 57P) is 503 like any other outage; anything else is a defect."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if (
+        isinstance(exc, PostgresConnectionError)
+        or (isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES))
+        or (isinstance(exc, PgInterfaceError) and "closed" in str(exc))
+    ):
+        return unavailable(request, exc)
+    return unexpected_error(request, exc)
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
     return problem(500, "internal_error", "Internal error", "something went wrong on our side")
@@ -162,6 +177,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     UnicodeDecodeError: undecodable_body,
     RecursionError: undecodable_body,
     DBAPIError: database_data_error,
+    PostgresError: raw_postgres_error,
+    PgInterfaceError: raw_postgres_error,
     PoolTimeout: unavailable,
     RedisConnectionError: unavailable,
     RedisTimeoutError: unavailable,

@@ -20,6 +20,8 @@ from functools import partial
 from typing import Protocol
 
 import h3.api.basic_int as h3
+from asyncpg.exceptions import InterfaceError as PgInterfaceError
+from asyncpg.exceptions import InternalClientError, PostgresError
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -449,8 +451,15 @@ class WorkerService:
         if isinstance(engine, AsyncEngine) and engine.dialect.driver == "asyncpg":
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
-                records = await raw.driver_connection.fetch(_LISTING_PG, worker_id)
-                return [(r[0], r[1], r[2]) for r in records]
+                try:
+                    records = await raw.driver_connection.fetch(_LISTING_PG, worker_id)
+                    return [(r[0], r[1], r[2]) for r in records]
+                except (PostgresError, PgInterfaceError, InternalClientError, OSError):
+                    # No SQLAlchemy here to wrap asyncpg's errors or to drop the connection: a
+                    # connection the server dropped (PostgreSQL restarted) raised one of these
+                    # (the chaos run's one 500). Off the pool with it, and read once more below,
+                    # where an outage is a DBAPIError that answers 503.
+                    await conn.invalidate()
         async with self.sessions() as session:
             conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             result = await conn.execute(_LISTING_SQL, {"worker_id": worker_id})
