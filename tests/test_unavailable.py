@@ -67,3 +67,6 @@ async def test_a_dropped_connection_under_a_raw_read_is_503(
         if r.status_code == 204:
             break
     assert statuses[-1] == 204, statuses
+    # The server dropped the test's own pooled connections too: let both pools start afresh.
+    await app.state.runtime.engine.dispose()
+    await engine.dispose()
