@@ -198,9 +198,7 @@ class PositionFeed:
                 append(pipe, cid, "positions", {"workers": workers}, min_id=min_id)
             ids = await pipe.execute()
         for cid, entry_id in zip(batch, ids, strict=True):
-            self._last_ms[cid] = _id(
-                entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            )[0]
+            self._last_ms[cid] = _id(entry_id.decode())[0]
         return sum(len(seen) for seen in batch.values())
 
     async def run(self) -> None:

@@ -140,27 +140,30 @@ def _is_data_error(exc: DBAPIError) -> bool:
     return isinstance(exc, DataError) or (sqlstate is not None and sqlstate.startswith("22"))
 
 
+def _driver_unavailable(err: BaseException | None) -> bool:
+    """A driver's error (asyncpg's, or SQLAlchemy's adapted one) saying the database cannot
+    serve now: a dropped or refused connection, or an SQLSTATE of `_UNAVAILABLE_SQLSTATES`."""
+    sqlstate = getattr(err, "sqlstate", None)
+    return isinstance(err, (OSError, PostgresConnectionError)) or (
+        isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    )
+
+
 def _is_unavailable(exc: DBAPIError) -> bool:
     """A dropped or refused connection, or a server that cannot serve now."""
-    if exc.connection_invalidated:
-        return True
-    sqlstate = _sqlstate(exc)
-    if sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-        return True
-    cause = getattr(getattr(exc, "orig", None), "__cause__", None)
-    return isinstance(cause, (OSError, PostgresConnectionError))
+    orig = getattr(exc, "orig", None)
+    return (
+        exc.connection_invalidated
+        or _driver_unavailable(orig)
+        or _driver_unavailable(getattr(orig, "__cause__", None))
+    )
 
 
 def raw_postgres_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """An error of asyncpg itself, from the few reads that use its connection directly (no
     SQLAlchemy to wrap it): a connection the server dropped (PostgreSQL restarted: `connection
     is closed`, SQLSTATE 08 or 57P) is 503 like any other outage; anything else is a defect."""
-    sqlstate = getattr(exc, "sqlstate", None)
-    if (
-        isinstance(exc, PostgresConnectionError)
-        or (isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES))
-        or (isinstance(exc, PgInterfaceError) and "closed" in str(exc))
-    ):
+    if _driver_unavailable(exc) or (isinstance(exc, PgInterfaceError) and "closed" in str(exc)):
         return unavailable(request, exc)
     return unexpected_error(request, exc)
 

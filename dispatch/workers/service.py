@@ -489,12 +489,13 @@ class WorkerService:
         try:
             results = await self._move(listing, worker_id, ordered, checked=True)
         except ProfileChanged as changed:
-            listing = _usable(await self.listing(worker_id, fresh=True))
             if changed.version is None:
                 # No status for the worker in the index (Redis lost it, a rebuild has not come
                 # to them yet): publish it from the database first, so a worker who pings is
-                # searchable again from this ping on, whatever became of the rebuild.
+                # searchable again from this ping on, whatever became of the rebuild. (Before
+                # the listing is read again: a publish drops the cached one.)
                 await self._publish(worker_id)
+            listing = _usable(await self.listing(worker_id, fresh=True))
             try:
                 results = await self._move(listing, worker_id, ordered, checked=True)
             except ProfileChanged:

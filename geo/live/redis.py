@@ -163,20 +163,24 @@ class RedisLiveIndex(LiveIndex):
     def with_client(cls, url: str, **kwargs: object) -> RedisLiveIndex:
         return cls(Redis.from_url(url), **kwargs)  # type: ignore[arg-type]
 
+    def _tag(self, community_id: int) -> str:
+        """`{prefix}:{c:ID}`: the start of every key of the community (its hash tag)."""
+        return f"{self.prefix}:{{c:{community_id}}}"
+
     def _ns(self, community_id: int) -> str:
-        return f"{self.prefix}:{{c:{community_id}}}:"
+        return self._tag(community_id) + ":"
 
     def _hash(self, community_id: int) -> str:
         return self._ns(community_id) + "w"
 
     def _keys(self, community_id: int) -> list[str]:
         """[state hash, cell set, cell entries]: the keys every script takes."""
-        tagged = f"{self.prefix}:{{c:{community_id}}}"
+        tagged = self._tag(community_id)
         return [tagged + ":w", tagged + "/h3", tagged + "/h3cells"]
 
     def _stamped_keys(self, community_id: int) -> list[str]:
         """`_keys` and the stamps hash (worker id -> the `as_of` of their last status write)."""
-        return [*self._keys(community_id), f"{self.prefix}:{{c:{community_id}}}:st"]
+        return [*self._keys(community_id), self._tag(community_id) + ":st"]
 
     async def stamp(self) -> int:
         # TIME through a script keyed on one fixed key, so that in a cluster every stamp comes
@@ -311,7 +315,7 @@ class RedisLiveIndex(LiveIndex):
 
     async def clear(self, community_id: int) -> None:
         # Everything under the community's tag: this layout's keys and any a previous one left.
-        tagged = f"{self.prefix}:{{c:{community_id}}}"
+        tagged = self._tag(community_id)
         pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in tagged) + "[:/]*"
         batch: list[bytes] = []
         async for key in self.client.scan_iter(match=pattern, count=1000):
@@ -323,18 +327,18 @@ class RedisLiveIndex(LiveIndex):
             await self.client.unlink(*batch)
 
     async def claim_rebuild(self, community_id: int) -> bool:
-        tagged = f"{self.prefix}:{{c:{community_id}}}"
+        tagged = self._tag(community_id)
         if await self.client.exists(tagged + "/h3built"):
             return False
         lease = tagged + "/h3rebuilding"
         return bool(await self.client.set(lease, 1, nx=True, ex=REBUILD_LEASE_S))
 
     async def mark_built(self, community_id: int) -> None:
-        tagged = f"{self.prefix}:{{c:{community_id}}}"
+        tagged = self._tag(community_id)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.set(tagged + "/h3built", 1)
             pipe.delete(tagged + "/h3rebuilding")
             await pipe.execute()
 
     async def release_rebuild(self, community_id: int) -> None:
-        await self.client.delete(f"{self.prefix}:{{c:{community_id}}}/h3rebuilding")
+        await self.client.delete(self._tag(community_id) + "/h3rebuilding")
