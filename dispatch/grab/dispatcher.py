@@ -185,6 +185,12 @@ class JobMoney(Protocol):
     ) -> Any: ...  # fmt: skip
 
 
+def _retrieve(task: asyncio.Task) -> None:
+    """A foreseen search nobody awaited (the posting failed first) is not reported as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -354,23 +360,71 @@ class Dispatcher:
         """A fresh record of what to do once a transaction that dispatched has committed."""
         return AfterCommit()
 
+    def foresee(self, job: Job, view: CommunityView) -> asyncio.Task[list[Nearby]] | None:
+        """Start a new grab job's first-wave search before its row is stored: the search needs
+        only the body, so its Redis round trip runs while PostgreSQL takes the INSERT (the grab
+        benchmark's first offer waits for both). Give the task to `open_job`; a posting that
+        fails before then leaves it to finish unread."""
+        if job.status != "open" or job.mode != "grab" or job.wave or not view.dispatch.waves:
+            return None
+        lat, lng = wkb_to_latlng(job.location)
+        size, reach = self._wave_shape(view, 1, lat, lng)
+        task = asyncio.ensure_future(
+            self._wave_search(view, job, size, reach, lat, lng, 0, utcnow())
+        )
+        task.add_done_callback(_retrieve)
+        return task
+
     async def open_job(
         self,
         session: AsyncSession,
         job: Job,
         after: AfterCommit,
         view: CommunityView | None = None,
+        foreseen: asyncio.Task[list[Nearby]] | None = None,
     ) -> int:
         """Send the first wave of a just-posted job (in the posting transaction): grab jobs to
         the nearest, booking jobs to one worker at a time. `view` is its community as the
-        posting found it. Returns how many offers went out."""
+        posting found it; `foreseen`, its first wave's search if `foresee` started it. Returns
+        how many offers went out."""
         if job.status != "open" or (job.mode == "booking" and self.booking is None):
             return 0
         if view is None or view.id != job.community_id:
             view = await self.communities.get(session, job.community_id)
+            foreseen = None
         # Nobody has been offered a job that has sent no wave yet.
         offered: set[int] | None = set() if job.wave == 0 else None
-        return await self._next_wave(session, job, view, utcnow(), after, offered)
+        return await self._next_wave(session, job, view, utcnow(), after, offered, foreseen)
+
+    @staticmethod
+    def _wave_shape(view: CommunityView, wave: int, lat: float, lng: float) -> tuple[int, float]:
+        """Wave `wave`'s size and reach (metres) for a job at (lat, lng)."""
+        spec = view.dispatch.waves[wave - 1]
+        return wave_size(spec), wave_reach_m(spec, view.area, lat, lng)
+
+    def _wave_search(
+        self,
+        view: CommunityView,
+        job: Job,
+        size: int,
+        reach: float,
+        lat: float,
+        lng: float,
+        n_offered: int,
+        now: datetime,
+    ) -> Coroutine[Any, Any, list[Nearby]]:
+        """A wave's live-index search: the nearest available, skilled, fresh workers within
+        reach, enough of them to rank (`ranking_pool`) once the `n_offered` offered before and
+        the resident are left out."""
+        return self.live.search(
+            view.id,
+            lat,
+            lng,
+            reach,
+            skills=list(job.skills),
+            limit=ranking_pool(size) + n_offered + 1,
+            min_recorded_at=now.timestamp() - view.dispatch.location_max_age_s,
+        )
 
     async def _next_wave(
         self,
@@ -380,9 +434,11 @@ class Dispatcher:
         now: datetime,
         after: AfterCommit,
         offered: set[int] | None = None,
+        foreseen: asyncio.Task[list[Nearby]] | None = None,
     ) -> int:
         """Send the job's next wave that finds someone not yet offered it; returns the number of
-        offers sent. `offered`: the workers offered it before, if the caller knows."""
+        offers sent. `offered`: the workers offered it before, if the caller knows; `foreseen`:
+        the first wave's search, already under way (`foresee`)."""
         params = view.dispatch
         lat, lng = wkb_to_latlng(job.location)
         if offered is None:
@@ -394,18 +450,11 @@ class Dispatcher:
         wave = job.wave
         while wave < len(params.waves):
             wave += 1
-            spec = params.waves[wave - 1]
-            size = wave_size(spec)
-            reach = wave_reach_m(spec, view.area, lat, lng)
-            found = await self.live.search(
-                view.id,
-                lat,
-                lng,
-                reach,
-                skills=list(job.skills),
-                limit=ranking_pool(size) + len(offered) + 1,
-                min_recorded_at=now.timestamp() - params.location_max_age_s,
-            )
+            size, reach = self._wave_shape(view, wave, lat, lng)
+            if foreseen is not None and wave == 1:
+                found = await foreseen
+            else:
+                found = await self._wave_search(view, job, size, reach, lat, lng, len(offered), now)
             chosen, ranked = await self._rank(session, job, view, found, offered, size, reach, now)
             expires = now + timedelta(seconds=params.offer_ttl_s)
             if self.log is not None:

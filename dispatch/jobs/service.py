@@ -60,8 +60,15 @@ class Dispatch(Protocol):
 
     def after_commit(self) -> Any: ...
 
+    def foresee(self, job: Job, community: CommunityView) -> Any: ...
+
     async def open_job(
-        self, session: AsyncSession, job: Job, after: Any, community: CommunityView
+        self,
+        session: AsyncSession,
+        job: Job,
+        after: Any,
+        community: CommunityView,
+        foreseen: Any = None,
     ) -> int: ...
 
     async def run_after(self, after: Any) -> None: ...
@@ -99,10 +106,14 @@ class JobService:
         async with self.sessions.begin() as session:
 
             async def produce() -> tuple[int, bytes]:
-                job, community = await self.create(session, who, new)
-                offered = 0
-                if self.dispatch is not None:
-                    offered = await self.dispatch.open_job(session, job, after, community)
+                job, community = await self.build(session, who, new)
+                if self.dispatch is None:
+                    await self.store(session, job)
+                    return 201, render(job, 0)
+                # The first wave's search starts now and runs while the row is stored.
+                foreseen = self.dispatch.foresee(job, community)
+                await self.store(session, job)
+                offered = await self.dispatch.open_job(session, job, after, community, foreseen)
                 return 201, render(job, offered)
 
             answer = await idempotency.run_once(session, who.user_id, key, fingerprint, produce)
@@ -139,10 +150,18 @@ class JobService:
             counts = await offer_counts(session, [j.id for j in jobs])
             return [JobView(j, counts[j.id]) for j in jobs]
 
-    async def create(
+    async def store(self, session: AsyncSession, job: Job) -> None:
+        """INSERT the built job (it returns the server-set columns: id, created_at, updated_at)
+        and tell operators."""
+        session.add(job)
+        await session.flush()
+        ops_events.job_changed(session, job)
+
+    async def build(
         self, session: AsyncSession, resident: Principal, new: NewJob
     ) -> tuple[Job, CommunityView]:
-        """Store the job; returns it with the community that serves it."""
+        """The job a body asks for, checked and screened but not stored, with the community
+        that serves it."""
         now = datetime.now(UTC)
         check_window(new.mode, new.window, now)
         check_booking(new.mode, new.window, new.duration_min, new.worker_id)
@@ -184,10 +203,6 @@ class JobService:
             commission_bps=community.dispatch.commission_bps,
             insurance_bps=community.dispatch.insurance_bps if new.insured else 0,
         )
-        session.add(job)
-        # The INSERT returns the server-set columns (id, created_at, updated_at).
-        await session.flush()
-        ops_events.job_changed(session, job)
         return job, community
 
     async def check_requested(
