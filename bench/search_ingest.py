@@ -1,7 +1,7 @@
 """Radius search while location ingest runs at full rate: our Redis live index against PostGIS.
 
     .venv/bin/python -m bench.search_ingest [--size 100000] [--idle 20] [--load 30]
-        [--rate 5000] [--writers 4] [--batch 500] [--wait-quiet S] [--nice N] [--quick]
+        [--rate 5000] [--writers 4] [--batch 500] [--many] [--wait-quiet S] [--nice N] [--quick]
 
 One benchmark, one long file on purpose; the city, the queries and both engines' search calls
 are bench/search.py's (imported, not copied), what the benchmarks share lives in `bench/lib/`.
@@ -36,6 +36,13 @@ pings, one batch in flight per writer.
   sets refiled when it changes fine H3 cell (and the cell's entries written the first time a cell
   is entered). Not included: HTTP, auth, the area test, and the service's write-behind of last
   positions to PostgreSQL (coalesced, one row per worker per 2 s).
+  With `--many`, ours is fed batched as PostGIS is: per batch ONE `RedisLiveIndex.move_many(
+  community, [(worker, Fix(lat, lng, ts), True), ...])`, which sends the batch in move_many.lua
+  calls of at most `MOVE_MANY_CHUNK` pings each, one after the other (the same checks and writes
+  per ping as move.lua: both scripts run lua/common.lua's `move_worker`). The service's ping
+  path does not batch across workers (each request is one `move`): `--many` measures what the
+  index takes from a batching writer, batched against batched; without it, what one ping per
+  call costs.
 - PostGIS, per batch: ONE `UPDATE workers ... FROM unnest($1::bigint[], $2::float8[],
   $3::float8[])` through asyncpg (a prepared statement, autocommit), setting the geography
   column (GiST-indexed) and recorded_at, with the same checks in SQL: newer than the row's
@@ -120,6 +127,7 @@ from bench.search import (
     verify,
 )
 from geo.live.base import MAX_SPEED_MPS, Fix, MoveResult
+from geo.live.redis import MOVE_MANY_CHUNK
 
 DIST = "clustered"
 STEP_M = 10.0
@@ -158,6 +166,8 @@ class Config:
     wait_quiet_s: int
     quick: bool
     command: str
+    many: bool = False
+    """Feed ours with one `move_many` per batch instead of one `move` per ping."""
 
 
 def runner() -> Any:
@@ -212,6 +222,9 @@ class Plan:
     first_round: int
     """Round numbers (so timestamps) start after this: each window's child starts its walks
     again from the loaded positions, stamped after every ping of the windows before."""
+    many: bool = False
+    """Ours: one `move_many` per batch (move_many.lua calls of `MOVE_MANY_CHUNK` pings), not
+    one `move` per ping."""
 
 
 def ingest_child(plan: Plan, counts: Any, ready: Any, stop: Any) -> None:
@@ -241,7 +254,12 @@ async def _ingest(plan: Plan, walks: list[Walk], counts: Any, ready: Any, stop: 
             )
             return sum(1 for m in moved if m[0] is accepted)
 
-        senders = [send] * len(walks)
+        async def send_many(ids: list[int], lat: list[float], lng: list[float], ts: float) -> int:
+            moves = [(w, Fix(a, b, ts), True) for w, a, b in zip(ids, lat, lng, strict=True)]
+            moved = await index.move_many(COMMUNITY, moves)
+            return sum(1 for m in moved if m is accepted)
+
+        senders = [send_many if plan.many else send] * len(walks)
         closers = [index.on_shutdown, client.aclose]
     else:
         conns = [
@@ -560,7 +578,8 @@ async def load_window(
     if name == "PostGIS":
         await pg.execute("VACUUM workers")  # each window starts from a vacuumed table
     window = next(_windows)
-    plan = Plan(name, url, cfg.size, cfg.writers, cfg.batch, rate, cfg.nice, window * 10**6)
+    plan = Plan(name, url, cfg.size, cfg.writers, cfg.batch, rate, cfg.nice, window * 10**6,
+                cfg.many)  # fmt: skip
     ingest = Ingest(plan)
     ingest.start()
     try:
@@ -677,7 +696,8 @@ def report(cfg: Config, out: dict, started: datetime, elapsed: float) -> str:
         + (f"{cfg.rate:,.0f} pings/s offered to both" if cfg.rate else "not run")
         + ", full = as fast as the engine takes them; ingest: 1 child process, "
         f"{cfg.writers} writers x batches of {cfg.batch} pings, one batch in flight per writer"
-        + (f", niceness {cfg.nice}" if cfg.nice else ""),
+        + (f", niceness {cfg.nice}" if cfg.nice else "")
+        + ("; ours fed with one `move_many` per batch (`--many`)" if cfg.many else ""),
         "- Order: ours idle, PostGIS idle, then per ingest level ours, PostGIS; VACUUM of the "
         "PostGIS table before each of its ingest windows",
         f"- Load time: ours {out['load'][0]:.1f} s, PostGIS {out['load'][1]:.1f} s; run time "
@@ -759,10 +779,16 @@ def report(cfg: Config, out: dict, started: datetime, elapsed: float) -> str:
         "## Inside Redis (ours)",
         "",
         "INFO commandstats over each window: execution time inside Redis per search (FCALL) "
-        "and per move (EVALSHA), and the share of the window Redis spent running them.",
+        "and per move call (EVALSHA: "
+        + (
+            f"move_many.lua, up to {MOVE_MANY_CHUNK} pings a call"
+            if cfg.many
+            else "move.lua, one ping a call"
+        )
+        + "), and the share of the window Redis spent running them.",
         "",
-        "| window | searches | µs a search | moves | µs a move | Redis busy with searches "
-        "/ moves |",
+        "| window | searches | µs a search | move calls | µs a move call | Redis busy with "
+        "searches / moves |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for w in rows:
@@ -778,10 +804,18 @@ def report(cfg: Config, out: dict, started: datetime, elapsed: float) -> str:
         "",
         "## What each side does per ping",
         "",
-        "- ours: one `RedisLiveIndex.move` (EVALSHA of move.lua: stale and speed checks, record "
-        "HSET, sorted sets refiled on a fine-cell change), the batch's calls concurrent through "
-        "the index's Pipeliner on one connection; the Python client computes each fix's H3 "
-        "cell and packs it, as the service does.",
+        (
+            "- ours: one item of a batch's `RedisLiveIndex.move_many` (move_many.lua calls of up "
+            f"to {MOVE_MANY_CHUNK} pings, one after the other: per ping the stale and speed "
+            "checks, record HSET, sorted sets refiled on a fine-cell change, as move.lua), "
+            "through the index's Pipeliner on one connection; the Python client computes each "
+            "fix's H3 cell and packs it. The service's ping path makes one `move` per request."
+            if cfg.many
+            else "- ours: one `RedisLiveIndex.move` (EVALSHA of move.lua: stale and speed "
+            "checks, record HSET, sorted sets refiled on a fine-cell change), the batch's calls "
+            "concurrent through the index's Pipeliner on one connection; the Python client "
+            "computes each fix's H3 cell and packs it, as the service does."
+        ),
         "- PostGIS: one row of a batched `UPDATE ... FROM unnest(...)` (new geography, "
         "recorded_at; the same stale and speed checks in SQL), one statement per batch, "
         f"{cfg.writers} connections; every update writes a new tuple and a GiST entry "
@@ -816,6 +850,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the ingest at this niceness (the child, and PostgreSQL's writer backends; "
         "Redis serves both on one thread and cannot be split): a diagnostic",
     )
+    ap.add_argument(
+        "--many",
+        action="store_true",
+        help="feed ours with one move_many per batch (batched, as PostGIS is fed) instead of one "
+        "move per ping (what the service's ping path does)",
+    )
     ap.add_argument("--quick", action="store_true", help="~1 min: 50k workers, short windows")
     ap.add_argument(
         "--wait-quiet",
@@ -840,6 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nice=a.nice,
         wait_quiet_s=a.wait_quiet,
         quick=q,
+        many=a.many,
         command=".venv/bin/python -m bench.search_ingest "
         + " ".join(sys.argv[1:] if argv is None else argv),
     )

@@ -20,7 +20,7 @@ SPEED_MIN_DT_S = 1.0
 """The speed a fix implies is (distance - `SPEED_SLACK_M`) / max(time apart, `SPEED_MIN_DT_S`):
 a phone's fix is good to some metres, and two pings stamped by the server on arrival can be
 milliseconds apart when a slow network delivers them together (the soak saw a metre in a
-millisecond refused as 1,000 m/s). A jump of kilometres is still refused. (lua/move.lua has
+millisecond refused as 1,000 m/s). A jump of kilometres is still refused. (lua/common.lua has
 the same two numbers.)"""
 REBUILD_LEASE_S = 30
 """How long a claimed rebuild may take before another caller may claim it again (a process that
@@ -143,6 +143,46 @@ class LiveIndex(ABC):
 
         With `expect_version`, raise `ProfileChanged` (applying nothing) unless the worker's
         status here was set with that version."""
+
+    async def set_status_many(
+        self,
+        community_id: int,
+        items: Sequence[tuple[int, WorkerStatus]],
+        *,
+        as_of: int | None = None,
+    ) -> list[bool]:
+        """`set_status` for many workers of one community, in order, all with the same `as_of`:
+        one result per item, each what `set_status` would have returned at that point (a worker
+        named twice has both items applied, the second passing the stamp the first wrote).
+
+        For writers of many statuses read at one instant, like the rebuild: a backend may send
+        them in a few calls instead of one each. This default is that loop, one call per item."""
+        return [
+            await self.set_status(community_id, worker_id, status, as_of=as_of)
+            for worker_id, status in items
+        ]
+
+    async def move_many(
+        self,
+        community_id: int,
+        moves: Sequence[tuple[int, Fix, bool]],
+        *,
+        max_speed_mps: float = MAX_SPEED_MPS,
+    ) -> list[MoveResult]:
+        """Apply one fix per item, (worker id, fix, in the area), in order: one result per item,
+        each what `move(community_id, worker_id, [fix], in_area=[inside])` would have returned at
+        that point (a worker named twice has its first fix applied before its second is judged).
+
+        No `expect_version`: the profile version is NOT checked. This is for writers that know
+        the statuses they file positions under are current (the rebuild, which has just written
+        them from the same snapshot; bulk feeders such as the benchmarks'); a ping, whose
+        listing may be out of date, goes through `move`. A backend may send a batch in a few
+        calls instead of one per item; this default is that loop, one call per item."""
+        return [
+            (await self.move(community_id, worker_id, [fix], in_area=[inside],
+                             max_speed_mps=max_speed_mps))[0]
+            for worker_id, fix, inside in moves
+        ]  # fmt: skip
 
     @abstractmethod
     async def search(

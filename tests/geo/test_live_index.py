@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import math
 import os
+import random
 import struct
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,7 @@ from dispatch.infra.wire import Pipeliner
 from geo.areas import destination
 from geo.distance import haversine_m
 from geo.live import Fix, LiveIndex, MoveResult, ProfileChanged, WorkerStatus
+from geo.live.base import MAX_SPEED_MPS
 from geo.live.cells import (
     FINE_RES,
     cell_code,
@@ -33,7 +35,7 @@ from geo.live.cells import (
     start_cells,
 )
 from geo.live.memory import MemoryLiveIndex
-from geo.live.redis import RedisLiveIndex, search_args
+from geo.live.redis import MOVE_MANY_CHUNK, STATUS_MANY_CHUNK, RedisLiveIndex, search_args
 from tests.redis_mode import not_on_cluster, open_test_redis
 
 C = 7  # community id
@@ -219,6 +221,134 @@ async def test_move_checks_the_profile_version(index: LiveIndex) -> None:
         MoveResult.ACCEPTED
     ]
     assert [n.worker_id for n in await index.search(C, *HOME, 10, skills=["moving"])] == [1]
+
+
+# --- batches: move_many and set_status_many equal the same writes one by one ------------------
+ONE, MANY = C, C + 1
+"""The same writes go one by one into community ONE and batched into MANY: both must end alike."""
+MANY_SKILLS = ("a", "b", "c")
+
+
+async def _same_state(index: LiveIndex, wids: range, points: list[tuple[float, float]]) -> None:
+    """ONE and MANY hold the same workers: positions, flags and searches; in Redis, the same
+    records, sorted sets, cell entries and stamps, byte for byte."""
+    for wid in wids:
+        assert await index.position(ONE, wid) == await index.position(MANY, wid), wid
+    for (lat, lng), skills in itertools.product(points, [(), ("a",), ("b", "c")]):
+        one = await index.search(ONE, lat, lng, 3000, skills=skills, limit=500)
+        assert await index.search(MANY, lat, lng, 3000, skills=skills, limit=500) == one
+    if isinstance(index, RedisLiveIndex):
+        r = index.client
+        tags = [index._tag(ONE), index._tag(MANY)]
+        for suffix in (":w", "/h3cells", ":st"):
+            one, many = [await r.hgetall(t + suffix) for t in tags]
+            assert one == many, suffix
+        for suffix in ("/h3", *(f"/h3:{s}" for s in MANY_SKILLS)):
+            one, many = [await r.zrange(t + suffix, 0, -1, withscores=True) for t in tags]
+            assert one == many, suffix
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_move_many_equals_the_same_moves_one_by_one(index: LiveIndex, seed: int) -> None:
+    """Random batches over a few workers (so most batches name a worker several times, and
+    chunks cut between a worker's items): steps across fine cells and far into new ground,
+    stale and repeated fixes, jumps at impossible speeds, fixes outside the area, workers with
+    and without a status, a lower speed limit, batches of 1 to over twice the chunk size. Each
+    result, and everything the index holds afterwards, equals `move` called item by item."""
+    rng = random.Random(seed)
+    wids = range(1, 41)
+    for wid in wids:
+        if rng.random() < 0.9:  # the rest have no status: moved all the same, never searchable
+            skills = frozenset(rng.sample(MANY_SKILLS, rng.randint(0, 2)))
+            status = WorkerStatus(rng.random() < 0.8, skills, version=rng.randint(0, 3))
+            for cid in (ONE, MANY):
+                await index.set_status(cid, wid, status)
+    last = {wid: (*HOME, 1000.0) for wid in wids}  # what the next fix of each is made from
+    seen: set[MoveResult] = set()
+    repeated = False
+    sizes = [1, 7, MOVE_MANY_CHUNK, 2 * MOVE_MANY_CHUNK + 37, 90]
+    for n, max_speed in zip(sizes, [MAX_SPEED_MPS] * 4 + [5.0], strict=True):
+        moves = []
+        for _ in range(n):
+            wid = rng.choice(wids)
+            lat, lng, ts = last[wid]
+            kind = rng.random()
+            if kind < 0.15:  # stale: older than the last, or the same instant again
+                fix = Fix(*destination(lat, lng, rng.uniform(0, 360), 5), ts - rng.choice([0, 3]))
+            elif kind < 0.3:  # 5-50 km in a second or two
+                far = destination(lat, lng, rng.uniform(0, 360), rng.uniform(5_000, 50_000))
+                fix = Fix(*far, ts + rng.uniform(0.001, 2))
+            elif kind < 0.45:  # a few km at a plausible speed: into cells no one entered yet
+                to = destination(lat, lng, rng.uniform(0, 360), rng.uniform(1_000, 4_000))
+                fix = Fix(*to, ts + 200)
+            else:  # a step, often across a fine cell's edge (~66 m)
+                fix = Fix(*destination(lat, lng, rng.uniform(0, 360), rng.uniform(0, 300)),
+                          ts + rng.uniform(0.001, 30))  # fmt: skip
+            last[wid] = (fix.lat, fix.lng, max(ts, fix.recorded_at))
+            moves.append((wid, fix, rng.random() < 0.8))
+        repeated |= len({w for w, _, _ in moves}) < len(moves)
+        one = [
+            (await index.move(ONE, w, [f], in_area=[inside], max_speed_mps=max_speed))[0]
+            for w, f, inside in moves
+        ]
+        assert await index.move_many(MANY, moves, max_speed_mps=max_speed) == one
+        seen.update(one)
+        points = [HOME, *(last[w][:2] for w in rng.sample(wids, 4))]
+        await _same_state(index, wids, points)
+    assert seen == set(MoveResult) and repeated, "the batches tried every outcome and repeats"
+    assert await index.move_many(MANY, []) == []
+    if isinstance(index, RedisLiveIndex):  # entries written by move_many's path alone
+        assert await index.client.hlen(index._tag(MANY) + "/h3cells") > 3 * FINE_RES
+
+
+async def test_set_status_many_keeps_the_stamp_rule(index: LiveIndex) -> None:
+    """Items are stamped with the batch's `as_of`: a worker whose status or removal was stamped
+    later is refused (False) and keeps what it had, or stays removed; the others are written
+    and stamped, so an older batch is then refused too; a worker named twice has both items
+    written (the second passes the stamp the first set); unstamped batches always apply. Across
+    chunks, each result and the whole state equal `set_status` item by item."""
+    rng = random.Random(5)
+    wids = range(1, 41)
+    for wid in wids:
+        spot = destination(*HOME, rng.uniform(0, 360), rng.uniform(0, 2000))
+        for cid in (ONE, MANY):
+            await index.set_status(cid, wid, WorkerStatus(True, frozenset({"a"})))
+            await index.move(cid, wid, [Fix(*spot, 1000.0)], in_area=[True])
+    early = await index.stamp()
+    late = await index.stamp()
+    for cid in (ONE, MANY):
+        for wid in range(1, 11):  # a newer status: kept
+            await index.set_status(cid, wid, WorkerStatus(False, frozenset({"b"})), as_of=late)
+        for wid in range(11, 16):  # removed since: stay removed
+            await index.remove(cid, wid, as_of=late)
+
+    def batch(n: int, among: range = wids) -> list[tuple[int, WorkerStatus]]:
+        out = []
+        for _ in range(n):
+            skills = frozenset(rng.sample(MANY_SKILLS, rng.randint(0, 3)))
+            status = WorkerStatus(rng.random() < 0.7, skills, version=rng.randint(0, 9))
+            out.append((rng.choice(among), status))
+        return out
+
+    async def both(items: list[tuple[int, WorkerStatus]], as_of: int | None) -> list[bool]:
+        one = [await index.set_status(ONE, w, s, as_of=as_of) for w, s in items]
+        assert await index.set_status_many(MANY, items, as_of=as_of) == one
+        await _same_state(index, wids, [HOME, destination(*HOME, 45.0, 1500)])
+        return one
+
+    items = batch(2 * STATUS_MANY_CHUNK + 50, range(1, 36))  # 36-40 not named: never stamped
+    named = {w for w, _ in items}
+    assert len(named) < len(items) and len(named) < len(wids)
+    assert await both(items, early) == [w > 15 for w, _ in items]
+    # Stamped now: those named above (early) refuse anything older; the unnamed have no stamp.
+    older = batch(60)
+    assert await both(older, early - 1) == [w > 15 and w not in named for w, _ in older]
+    assert await both(batch(50), None) == [True] * 50
+    newest = await index.stamp()
+    everyone = [(w, WorkerStatus(True, frozenset({"c"}))) for w in wids] + batch(20)
+    assert await both(everyone, newest) == [True] * len(everyone)  # the removed come back too
+    assert await both(batch(25), late) == [False] * 25
+    assert await index.set_status_many(MANY, [], as_of=newest) == []
 
 
 async def test_redis_files_the_fine_h3_cell_and_writes_the_entries_above_it(

@@ -123,3 +123,67 @@ local function older_than_stamp(stamps, wid, as_of)
   redis.call("HSET", stamps, wid, as_of)
   return false
 end
+
+local SPEED_SLACK_M, SPEED_MIN_DT_S = 25.0, 1.0 -- geo/live/base.py
+
+-- Apply n fixes to worker wid, in order: the body of move.lua, and of each item of
+-- move_many.lua (one fix per item), so a batch judges every fix exactly as a single move does.
+-- fixes packs lat, lng, ts and fine cell code per fix as big-endian float64s, the first at byte
+-- `at`; inside has one character per fix ("1" in the area, "0" not), the first at `in_at`.
+-- expect: the profile version the caller's view comes from, or nil / "" to apply the fixes
+-- whatever the record holds.
+-- Returns nil, version and writes nothing when expect is given and the record holds another
+-- version. Otherwise returns the codes (1 accepted, 2 stale, 3 too fast, one per fix) and true
+-- when the worker entered a fine cell whose parent has no entry in `entries` yet (the caller
+-- then writes the entries above that cell, cells.py `chain`). Writes the record (HSET), and the
+-- cell sets only when the worker changes fine cell or becomes (un)searchable.
+local function move_worker(hash, cells, entries, wid, max_speed, fixes, at, inside, in_at, n,
+                           expect)
+  local lat, lng, ts, available, in_area, cell, skills, version =
+    decode(redis.call("HGET", hash, wid))
+  if expect and expect ~= "" and version ~= expect then return nil, version end
+  local was, was_cell = is_searchable(ts, available, in_area), cell
+  local codes = {}
+  local last, last_cell = 0, cell
+  for i = 1, n do
+    local flat, flng, fts, fcell = sunpack(">dddd", fixes, at + 32 * (i - 1))
+    local code = 1
+    if ts >= 0 then
+      if fts <= ts then
+        code = 2
+      else
+        local moved = haversine_m(lat, lng, flat, flng) - SPEED_SLACK_M
+        if moved / math.max(fts - ts, SPEED_MIN_DT_S) > max_speed then code = 3 end
+      end
+    end
+    if code == 1 then
+      lat, lng, ts, last, last_cell = flat, flng, fts, i, fcell
+    end
+    codes[i] = code
+  end
+  local fresh_cell = false
+  if last > 0 then
+    cell = last_cell
+    in_area = byte(inside, in_at + last - 1) - 48
+    refile(cells, wid, was, was_cell, skills, is_searchable(ts, available, in_area), cell, skills)
+    redis.call("HSET", hash, wid, encode(lat, lng, ts, available, in_area, cell, skills,
+                                         version or ""))
+    fresh_cell = cell ~= was_cell and redis.call("HEXISTS", entries, parent_field(cell)) == 0
+  end
+  return codes, fresh_cell
+end
+
+-- Set worker wid's availability, skills field and version, keeping the position: the body of
+-- status.lua, and of each item of status_many.lua. as_of: nil, or the writer's stamp
+-- (`older_than_stamp`: refused when the worker's stamp is later). Returns 0 refused, 1 written.
+local function set_worker_status(hash, cells, stamps, wid, available, skills, version, as_of)
+  if older_than_stamp(stamps, wid, as_of) then return 0 end
+  local lat, lng, ts, was_available, in_area, cell, was_skills =
+    decode(redis.call("HGET", hash, wid))
+  local was = is_searchable(ts, was_available, in_area)
+  available = tonumber(available)
+  refile(cells, wid, was, cell, was_skills, is_searchable(ts, available, in_area), cell, skills)
+  redis.call("HSET", hash, wid, encode(lat, lng, ts, available, in_area, cell, skills,
+                                       version or ""))
+  return 1
+end
