@@ -80,6 +80,7 @@ from dispatch.grab.statements import (
 from dispatch.identity.principal import Principal
 from dispatch.infra import idempotency
 from dispatch.infra.logs import log
+from dispatch.infra.rawread import RawRead
 from dispatch.infra.wire import Pipeliner
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Assignment, Job, Offer, Worker
@@ -183,6 +184,11 @@ class JobMoney(Protocol):
         self, session: AsyncSession, job: Job, worker_id: int, items: list[dict[str, Any]],
         now: datetime,
     ) -> Any: ...  # fmt: skip
+
+
+Candidates = tuple[list[Nearby], list]
+"""A wave's candidates from the live index, nearest first, and their ranking records' rows."""
+_RANKING = RawRead(RANKING_RECORDS)
 
 
 def _retrieve(task: asyncio.Task) -> None:
@@ -360,20 +366,37 @@ class Dispatcher:
         """A fresh record of what to do once a transaction that dispatched has committed."""
         return AfterCommit()
 
-    def foresee(self, job: Job, view: CommunityView) -> asyncio.Task[list[Nearby]] | None:
-        """Start a new grab job's first-wave search before its row is stored: the search needs
-        only the body, so its Redis round trip runs while PostgreSQL takes the INSERT (the grab
-        benchmark's first offer waits for both). Give the task to `open_job`; a posting that
-        fails before then leaves it to finish unread."""
+    def foresee(self, job: Job, view: CommunityView) -> asyncio.Task[Candidates] | None:
+        """Start a new grab job's first-wave search, and its candidates' ranking records, before
+        its row is stored: they need only the body, so their round trips (Redis, then a pooled
+        connection outside the posting's transaction) run while the posting's INSERT does (the
+        grab benchmark's first offer waits for all of them). Give the task to `open_job`; a
+        posting that fails before then leaves it to finish unread."""
         if job.status != "open" or job.mode != "grab" or job.wave or not view.dispatch.waves:
             return None
         lat, lng = wkb_to_latlng(job.location)
         size, reach = self._wave_shape(view, 1, lat, lng)
-        task = asyncio.ensure_future(
-            self._wave_search(view, job, size, reach, lat, lng, 0, utcnow())
-        )
+        now = utcnow()
+
+        async def candidates() -> Candidates:
+            found = await self._wave_search(view, job, size, reach, lat, lng, 0, now)
+            fresh = [n.worker_id for n in found if n.worker_id != job.resident_id]
+            return found, await self._ranking_rows(view.id, fresh, now)
+
+        task = asyncio.ensure_future(candidates())
         task.add_done_callback(_retrieve)
         return task
+
+    async def _ranking_rows(self, community_id: int, ids: list[int], now: datetime) -> list:
+        """`RANKING_RECORDS` of the candidates `ids`, read outside any transaction (advice on
+        whom to offer first, not a decision: no lock or snapshot of the wave's is needed)."""
+        if not ids:
+            return []
+        params = {
+            "ids": ids, "cid": community_id, "hour_ago": now - timedelta(hours=1),
+            "recent_offers": ranking.RECENT_OFFERS,
+        }  # fmt: skip
+        return await _RANKING.rows(self.sessions, params)
 
     async def open_job(
         self,
@@ -381,7 +404,7 @@ class Dispatcher:
         job: Job,
         after: AfterCommit,
         view: CommunityView | None = None,
-        foreseen: asyncio.Task[list[Nearby]] | None = None,
+        foreseen: asyncio.Task[Candidates] | None = None,
     ) -> int:
         """Send the first wave of a just-posted job (in the posting transaction): grab jobs to
         the nearest, booking jobs to one worker at a time. `view` is its community as the
@@ -434,11 +457,11 @@ class Dispatcher:
         now: datetime,
         after: AfterCommit,
         offered: set[int] | None = None,
-        foreseen: asyncio.Task[list[Nearby]] | None = None,
+        foreseen: asyncio.Task[Candidates] | None = None,
     ) -> int:
         """Send the job's next wave that finds someone not yet offered it; returns the number of
         offers sent. `offered`: the workers offered it before, if the caller knows; `foreseen`:
-        the first wave's search, already under way (`foresee`)."""
+        the first wave's search and ranking records, already under way (`foresee`)."""
         params = view.dispatch
         lat, lng = wkb_to_latlng(job.location)
         if offered is None:
@@ -451,11 +474,12 @@ class Dispatcher:
         while wave < len(params.waves):
             wave += 1
             size, reach = self._wave_shape(view, wave, lat, lng)
+            rows = None
             if foreseen is not None and wave == 1:
-                found = await foreseen
+                found, rows = await foreseen
             else:
                 found = await self._wave_search(view, job, size, reach, lat, lng, len(offered), now)
-            chosen, ranked = await self._rank(session, job, view, found, offered, size, reach, now)
+            chosen, ranked = await self._rank(job, view, found, offered, size, reach, now, rows)
             expires = now + timedelta(seconds=params.offer_ttl_s)
             if self.log is not None:
                 self.log.wave(
@@ -480,7 +504,6 @@ class Dispatcher:
 
     async def _rank(
         self,
-        session: AsyncSession,
         job: Job,
         view: CommunityView,
         found: list[Nearby],
@@ -488,27 +511,25 @@ class Dispatcher:
         size: int,
         reach: float,
         now: datetime,
+        rows: list | None = None,
     ) -> tuple[list[Nearby], list[ranking.Ranked]]:
         """The wave's offerees by fair ranking (`dispatch.trust.ranking`) among the candidates
-        the live index found within reach, and every candidate ranked (for the dispatch log)."""
+        the live index found within reach, and every candidate ranked (for the dispatch log).
+        `rows`: the candidates' ranking records, if already read (`foresee`)."""
         fresh = [n for n in found if n.worker_id not in offered and n.worker_id != job.resident_id]
         if not fresh:
             return [], []
         distance = {n.worker_id: n for n in fresh}
-        rows = await session.execute(
-            RANKING_RECORDS,
-            {
-                "ids": list(distance), "cid": view.id, "hour_ago": now - timedelta(hours=1),
-                "recent_offers": ranking.RECENT_OFFERS,
-            },
-        )  # fmt: skip
+        if rows is None:
+            rows = await self._ranking_rows(view.id, list(distance), now)
         records = [
             ranking.Record(
                 worker_id=r[0], distance_m=distance[r[0]].distance_m, rating_sum=r[1],
                 rating_count=r[2], jobs_done=r[3], no_shows=r[4], late_cancels=r[5],
                 answered=r[6], accepted=r[7], recent=r[8], last_offer_at=r[9],
             )
-            for r in rows.all()
+            for r in rows
+            if r[0] in distance
         ]  # fmt: skip
         picked, ranked = ranking.pick(
             records, offered, job.resident_id, size, reach, view.dispatch.offers_per_worker_hour

@@ -110,47 +110,23 @@ class DispatchLog:
     ) -> None:
         """Record a wave as it goes out (the row itself is written once the wave commits).
         `ranked`: the fair ranking of the candidates not offered the job before, in offer
-        order; each candidate's entry then carries its score's parts."""
-        picked = {n.worker_id for n in chosen}
-        order = {x.record.worker_id: (i, x) for i, x in enumerate(ranked or [], 1)}
-        candidates = []
-        for near, n in enumerate(found, 1):
-            why = None
-            if n.worker_id not in picked:
-                if n.worker_id == job.resident_id:
-                    why = "resident"
-                elif n.worker_id in offered:
-                    why = "already_offered"
-                elif n.worker_id in order and order[n.worker_id][1].capped:
-                    why = "capped"
-                else:
-                    why = "beyond_size"
-            entry: dict[str, Any] = {
-                "worker_id": n.worker_id, "distance_m": round(n.distance_m, 1),
-                "rank": order[n.worker_id][0] if n.worker_id in order else len(order) + near,
-                "picked": n.worker_id in picked, "why_not": why,
-            }  # fmt: skip
-            if n.worker_id in order:
-                x = order[n.worker_id][1]
-                last = x.record.last_offer_at
-                entry["score"] = {
-                    **x.score.parts(),
-                    "recent_offers": x.record.recent,
-                    "last_offer_at": last.timestamp() if last else None,
-                }
-            candidates.append(entry)
+        order; each candidate's entry then carries its score's parts. The entries are built
+        after the commit too, with the row: nothing of the log is on the offer's way out."""
+        job_id, resident_id = job.id, job.resident_id
         lat, lng = wkb_to_latlng(job.location)
-        params = {
-            "job_id": job.id, "wave": wave, "radius_m": round(reach_m, 1), "size": size,
-            "sent_at": now, "candidates": json.dumps(candidates), "zeros": _ZEROS,
-            "cid": view.id, "lat": lat, "lng": lng, "reach": reach_m, "skills": list(job.skills),
-            "fresh_after": now - timedelta(seconds=view.dispatch.location_max_age_s),
-            "offered": list(offered),
-            "listed": [n.worker_id for n in found] + [job.resident_id],
-        }  # fmt: skip
-        job_id = job.id
+        skills, before = list(job.skills), frozenset(offered)
+        picked = {n.worker_id for n in chosen}
 
         async def write() -> None:
+            params = {
+                "job_id": job_id, "wave": wave, "radius_m": round(reach_m, 1), "size": size,
+                "sent_at": now, "zeros": _ZEROS,
+                "candidates": json.dumps(_entries(found, picked, before, resident_id, ranked)),
+                "cid": view.id, "lat": lat, "lng": lng, "reach": reach_m, "skills": skills,
+                "fresh_after": now - timedelta(seconds=view.dispatch.location_max_age_s),
+                "offered": list(before),
+                "listed": [n.worker_id for n in found] + [resident_id],
+            }  # fmt: skip
             async with self.sessions.begin() as s:
                 await s.execute(_WRITE_WAVE, params)
             log.debug("dispatch_wave_logged", job_id=job_id, wave=wave)
@@ -193,6 +169,45 @@ class DispatchLog:
             out.append({"wave": w.wave, "picked": picked, "recorded": recorded})
             offered |= set(recorded)
         return Replay(same, out)
+
+
+def _entries(
+    found: list[Nearby],
+    picked: set[int],
+    offered: frozenset[int],
+    resident_id: int,
+    ranked: list[ranking.Ranked] | None,
+) -> list[dict[str, Any]]:
+    """Each candidate's entry, nearest first: its distance, rank, whether it was picked (or why
+    not) and, if it was ranked, its score's parts."""
+    order = {x.record.worker_id: (i, x) for i, x in enumerate(ranked or [], 1)}
+    candidates = []
+    for near, n in enumerate(found, 1):
+        why = None
+        if n.worker_id not in picked:
+            if n.worker_id == resident_id:
+                why = "resident"
+            elif n.worker_id in offered:
+                why = "already_offered"
+            elif n.worker_id in order and order[n.worker_id][1].capped:
+                why = "capped"
+            else:
+                why = "beyond_size"
+        entry: dict[str, Any] = {
+            "worker_id": n.worker_id, "distance_m": round(n.distance_m, 1),
+            "rank": order[n.worker_id][0] if n.worker_id in order else len(order) + near,
+            "picked": n.worker_id in picked, "why_not": why,
+        }  # fmt: skip
+        if n.worker_id in order:
+            x = order[n.worker_id][1]
+            last = x.record.last_offer_at
+            entry["score"] = {
+                **x.score.parts(),
+                "recent_offers": x.record.recent,
+                "last_offer_at": last.timestamp() if last else None,
+            }
+        candidates.append(entry)
+    return candidates
 
 
 def _replayed(candidates: list[dict], offered: set[int], resident_id: int, size: int) -> list[int]:

@@ -20,11 +20,9 @@ from functools import partial
 from typing import Protocol
 
 import h3.api.basic_int as h3
-from asyncpg.exceptions import InterfaceError as PgInterfaceError
-from asyncpg.exceptions import InternalClientError, PostgresError
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -32,6 +30,7 @@ from dispatch.identity.phones import PhoneVault, hide_phones
 from dispatch.identity.principal import Principal
 from dispatch.infra import aftercommit
 from dispatch.infra.logs import log
+from dispatch.infra.rawread import RawRead
 from dispatch.models import Community, Job, Worker, WorkerCommunity
 from dispatch.models.base import get_row
 from dispatch.ops import events as ops_events
@@ -72,7 +71,7 @@ _LISTING_SQL = text(
 )
 """A worker's communities and their last change, and the profile's version; no row when the
 worker has no profile."""
-_LISTING_PG = str(_LISTING_SQL).replace(":worker_id", "$1")
+_LISTING = RawRead(_LISTING_SQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,26 +443,8 @@ class WorkerService:
         return listing
 
     async def _listing_rows(self, worker_id: int) -> list[tuple[int | None, datetime | None, int]]:
-        """_LISTING_SQL's rows, straight from the asyncpg connection when there is one (about a
-        quarter of the CPU of the same query through a session: no session, no BEGIN/ROLLBACK,
-        no result processing), else through a session."""
-        engine = self.sessions.kw.get("bind")
-        if isinstance(engine, AsyncEngine) and engine.dialect.driver == "asyncpg":
-            async with engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                try:
-                    records = await raw.driver_connection.fetch(_LISTING_PG, worker_id)
-                    return [(r[0], r[1], r[2]) for r in records]
-                except (PostgresError, PgInterfaceError, InternalClientError, OSError):
-                    # No SQLAlchemy here to wrap asyncpg's errors or to drop the connection: a
-                    # connection the server dropped (PostgreSQL restarted) raised one of these
-                    # (the chaos run's one 500). Off the pool with it, and read once more below,
-                    # where an outage is a DBAPIError that answers 503.
-                    await conn.invalidate()
-        async with self.sessions() as session:
-            conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            result = await conn.execute(_LISTING_SQL, {"worker_id": worker_id})
-            return [(r[0], r[1], r[2]) for r in result]
+        """_LISTING's rows, read outside any transaction (`infra.rawread`)."""
+        return await _LISTING.rows(self.sessions, {"worker_id": worker_id})  # type: ignore[return-value]
 
     def _view_at(self, community_id: int) -> datetime | None:
         hit = self._views.get(community_id)
