@@ -236,6 +236,7 @@ class Runtime:
     async def close(self) -> None:
         await self.timers.stop()
         await aftercommit.drain()
+        await self.dispatch_log.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -7,15 +7,22 @@ whether it was picked (or why not: `already_offered`, `resident`, `beyond_size`)
 wave commits, the workers of the community within reach that the index did not return are
 counted by reason (`offline`, `busy`, `unverified`, `unskilled`, `stale_location`,
 `outside_community`, `already_offered`; `beyond_size`: eligible, but farther than the wave's
-nearest) and the row is written (one statement, after the commit,
-off the request's path: the wave's own transaction is the grab benchmark's first-offer budget).
+nearest) and the row is written, after the commit, off the request's path (the wave's own
+transaction is the grab benchmark's first-offer budget): the committed waves of the last
+`FLUSH_S` are written together, one statement each in one transaction, so the log costs the
+event loop one transaction per flush, not one per wave, and never lands on the moment an offer
+goes out (a read writes this process's pending rows first). A process that dies loses at most
+that fraction of a second of log rows (the offers themselves are rows of the wave's
+transaction, and `read` shows each one's fate).
 Reading it adds each offer's fate from the offers table. `replay` runs today's picking rule on
 the recorded candidates and says whether it picks the same workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +89,8 @@ _WRITE_WAVE = text(
     """
 )
 _ZEROS = json.dumps(dict.fromkeys(EXCLUSION_REASONS, 0))
+FLUSH_S = 0.2
+"""How long a committed wave's row waits for others to be written with it."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,14 @@ class Replay:
 
 
 class DispatchLog:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], flush_s: float = FLUSH_S
+    ) -> None:
         self.sessions = sessions
+        self.flush_s = flush_s
+        self._pending: list[Callable[[], dict[str, Any]]] = []
+        """Committed waves' rows not written yet (each builds its statement's parameters)."""
+        self._flusher: asyncio.Task[None] | None = None
 
     def wave(
         self,
@@ -117,8 +132,8 @@ class DispatchLog:
         skills, before = list(job.skills), frozenset(offered)
         picked = {n.worker_id for n in chosen}
 
-        async def write() -> None:
-            params = {
+        def row() -> dict[str, Any]:
+            return {
                 "job_id": job_id, "wave": wave, "radius_m": round(reach_m, 1), "size": size,
                 "sent_at": now, "zeros": _ZEROS,
                 "candidates": json.dumps(_entries(found, picked, before, resident_id, ranked)),
@@ -127,14 +142,56 @@ class DispatchLog:
                 "offered": list(before),
                 "listed": [n.worker_id for n in found] + [resident_id],
             }  # fmt: skip
+
+        async def committed() -> None:
+            self._pending.append(row)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+        aftercommit.promise(session, ("dispatch_wave", job_id, wave), committed)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.flush_s)
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Write the committed waves' rows now; how many. A batch that fails is written row by
+        row, so one bad row loses only itself (logged)."""
+        rows, self._pending = self._pending, []
+        if not rows:
+            return 0
+        params = [build() for build in rows]
+        try:
             async with self.sessions.begin() as s:
                 await s.execute(_WRITE_WAVE, params)
-            log.debug("dispatch_wave_logged", job_id=job_id, wave=wave)
+        except Exception as exc:
+            if len(params) == 1:
+                log.warning("dispatch_wave_not_logged", job_id=params[0]["job_id"], error=repr(exc))
+                return 0
+            written = 0
+            for one in params:
+                try:
+                    async with self.sessions.begin() as s:
+                        await s.execute(_WRITE_WAVE, one)
+                    written += 1
+                except Exception as exc:
+                    log.warning("dispatch_wave_not_logged", job_id=one["job_id"], error=repr(exc))
+            return written
+        log.debug("dispatch_waves_logged", waves=len(params))
+        return len(params)
 
-        aftercommit.promise(session, ("dispatch_wave", job_id, wave), write)
+    async def close(self) -> None:
+        """Write what is pending (a process stopping)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush()
 
     async def read(self, who: Principal, job_id: int) -> tuple[Job, list[DispatchWave], dict]:
-        """The job's waves with each offer's fate (`{(wave, worker): status}`)."""
+        """The job's waves with each offer's fate (`{(wave, worker): status}`). Waves this
+        process has not written yet are written first (an operator opening a job just posted
+        sees its wave; another process's land within `FLUSH_S`)."""
+        if self._pending:
+            await self.flush()
         async with self.sessions() as session:
             job = await get_row(session, Job, job_id)
             if not who.can_operate(job.community_id):

@@ -108,3 +108,68 @@ async def test_each_worker_left_out_is_counted_by_its_first_reason(
         "busy": 1, "unverified": 1, "offline": 1, "unskilled": 1, "stale_location": 1,
         "outside_community": 1,
     }  # fmt: skip
+
+
+async def test_waves_committed_together_are_written_together(
+    app, client, principals, admin, resident, engine, monkeypatch
+) -> None:
+    """The log's writer batches: the waves of several postings land in one transaction, and a
+    row that cannot be written (its job gone) loses only itself."""
+    from sqlalchemy import text
+
+    dlog = app.state.runtime.dispatch_log
+    monkeypatch.setattr(dlog, "flush_s", 30.0)  # nothing is written until this test flushes
+    cid = await community(client, admin)
+    await ready_worker(client, principals, cid, north(100), skills=("moving",))
+    await app.state.runtime.workers.positions.flush()
+    jobs = [await post_job(client, resident, key=f"batch-{i}") for i in range(3)]
+    for _ in range(50):
+        if len(dlog._pending) == 3:
+            break
+        await asyncio.sleep(0.02)
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM dispatch_waves"))).scalar() == 0
+    commits = []
+    monkeypatch.setattr(dlog, "sessions", _counting(dlog.sessions, commits), raising=True)
+    assert await dlog.flush() == 3
+    assert len(commits) == 1
+    async with engine.connect() as conn:
+        logged = await conn.execute(text("SELECT job_id FROM dispatch_waves ORDER BY job_id"))
+        assert [r[0] for r in logged] == sorted(j["id"] for j in jobs)
+
+    # A batch with a row whose job does not exist: the others are written one by one.
+    await post_job(client, resident, key="batch-good")
+    for _ in range(50):
+        if dlog._pending:
+            break
+        await asyncio.sleep(0.02)
+    good = dlog._pending[0]
+    dlog._pending.append(lambda: {**good(), "job_id": 10**12, "wave": 1})
+    assert await dlog.flush() == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM dispatch_waves"))).scalar() == 4
+    # An operator reading a job's log gets its wave at once, pending or not.
+    job = await post_job(client, resident, key="batch-read")
+    for _ in range(50):
+        if dlog._pending:
+            break
+        await asyncio.sleep(0.02)
+    r = await client.get(f"/v1/ops/jobs/{job['id']}/dispatch-log", headers=admin)
+    assert [w["wave"] for w in r.json()["waves"]] == [1]
+    dlog._flusher.cancel()  # its 30 s wait would hold later waves of this app back
+
+
+def _counting(sessions, commits: list):
+    """A sessionmaker whose `begin()` blocks are counted."""
+
+    class Counting:
+        kw = sessions.kw
+
+        def __call__(self, *a, **k):
+            return sessions(*a, **k)
+
+        def begin(self):
+            commits.append(1)
+            return sessions.begin()
+
+    return Counting()
