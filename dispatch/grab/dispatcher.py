@@ -186,8 +186,12 @@ class JobMoney(Protocol):
     ) -> Any: ...  # fmt: skip
 
 
-Candidates = tuple[list[Nearby], list]
-"""A wave's candidates from the live index, nearest first, and their ranking records' rows."""
+Candidates = tuple[list[Nearby], list | None]
+"""A wave's candidates from the live index, nearest first, and their ranking records' rows
+(None: not read yet)."""
+SIDE_READS = 4
+"""Ranking reads that postings may have under way outside their transactions at once, in a
+process (its pool holds 2 x `DISPATCH_DB_POOL_SIZE`); see `Dispatcher.foresee`."""
 _RANKING = RawRead(RANKING_RECORDS)
 
 
@@ -321,6 +325,7 @@ class Dispatcher:
         """Holds, releases and refunds the job's money; set when the money room is wired in."""
         self._claim = redis.register_script(CLAIM_LUA)
         self._release = redis.register_script(RELEASE_LUA)
+        self._side_reads = asyncio.Semaphore(SIDE_READS)
         self._pipeliner = Pipeliner.for_client(redis)
         """Claims of concurrent accepts share socket writes (None on a cluster client)."""
 
@@ -371,7 +376,12 @@ class Dispatcher:
         its row is stored: they need only the body, so their round trips (Redis, then a pooled
         connection outside the posting's transaction) run while the posting's INSERT does (the
         grab benchmark's first offer waits for all of them). Give the task to `open_job`; a
-        posting that fails before then leaves it to finish unread."""
+        posting that fails before then leaves it to finish unread.
+
+        The posting holds a pooled connection while its task wants a second: were every
+        connection held by a posting waiting for its second, none would come back (until the
+        pool's time-out). So at most `SIDE_READS` such reads are under way at once, and a
+        posting that finds them all taken reads its records in its own transaction instead."""
         if job.status != "open" or job.mode != "grab" or job.wave or not view.dispatch.waves:
             return None
         lat, lng = wkb_to_latlng(job.location)
@@ -381,22 +391,34 @@ class Dispatcher:
         async def candidates() -> Candidates:
             found = await self._wave_search(view, job, size, reach, lat, lng, 0, now)
             fresh = [n.worker_id for n in found if n.worker_id != job.resident_id]
-            return found, await self._ranking_rows(view.id, fresh, now)
+            if self._side_reads.locked():
+                return found, None
+            async with self._side_reads:
+                return found, await self._ranking_rows(self.sessions, view.id, fresh, now)
 
         task = asyncio.ensure_future(candidates())
         task.add_done_callback(_retrieve)
         return task
 
-    async def _ranking_rows(self, community_id: int, ids: list[int], now: datetime) -> list:
-        """`RANKING_RECORDS` of the candidates `ids`, read outside any transaction (advice on
-        whom to offer first, not a decision: no lock or snapshot of the wave's is needed)."""
+    @staticmethod
+    async def _ranking_rows(
+        where: AsyncSession | async_sessionmaker[AsyncSession],
+        community_id: int,
+        ids: list[int],
+        now: datetime,
+    ) -> list:
+        """`RANKING_RECORDS` of the candidates `ids`: in the wave's transaction (a session), or
+        outside any (a sessionmaker: `infra.rawread`; the records are advice on whom to offer
+        first, not a decision, so they need no lock or snapshot of the wave's)."""
         if not ids:
             return []
         params = {
             "ids": ids, "cid": community_id, "hour_ago": now - timedelta(hours=1),
             "recent_offers": ranking.RECENT_OFFERS,
         }  # fmt: skip
-        return await _RANKING.rows(self.sessions, params)
+        if isinstance(where, AsyncSession):
+            return list((await where.execute(RANKING_RECORDS, params)).all())
+        return await _RANKING.rows(where, params)
 
     async def open_job(
         self,
@@ -479,7 +501,9 @@ class Dispatcher:
                 found, rows = await foreseen
             else:
                 found = await self._wave_search(view, job, size, reach, lat, lng, len(offered), now)
-            chosen, ranked = await self._rank(job, view, found, offered, size, reach, now, rows)
+            chosen, ranked = await self._rank(
+                session, job, view, found, offered, size, reach, now, rows
+            )
             expires = now + timedelta(seconds=params.offer_ttl_s)
             if self.log is not None:
                 self.log.wave(
@@ -504,6 +528,7 @@ class Dispatcher:
 
     async def _rank(
         self,
+        session: AsyncSession,
         job: Job,
         view: CommunityView,
         found: list[Nearby],
@@ -521,7 +546,7 @@ class Dispatcher:
             return [], []
         distance = {n.worker_id: n for n in fresh}
         if rows is None:
-            rows = await self._ranking_rows(view.id, list(distance), now)
+            rows = await self._ranking_rows(session, view.id, list(distance), now)
         records = [
             ranking.Record(
                 worker_id=r[0], distance_m=distance[r[0]].distance_m, rating_sum=r[1],

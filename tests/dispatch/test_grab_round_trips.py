@@ -18,6 +18,7 @@ from redis.asyncio.client import Pipeline
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dispatch.grab.dispatcher import SIDE_READS
 from dispatch.infra.rawread import RawRead
 from dispatch.infra.wire import Pipeliner
 from tests.dispatch.helpers import community
@@ -271,3 +272,28 @@ async def test_offer_cache_entries_lapse_an_hour_after_the_offer(
     key = f"offer:{{grab}}:{offer['id']}"
     assert await redis.hget(key, "j") is not None
     assert 30 + 3600 - 5 <= await redis.ttl(key) <= 30 + 3600 + 1
+
+
+@not_on_cluster
+async def test_a_posting_with_no_side_read_free_reads_its_ranking_in_its_transaction(
+    client, app, principals, admin, resident, monkeypatch
+):
+    """With every side read taken (postings holding their connection, each waiting for a
+    second, could starve the pool), the ranking records are read in the posting's own
+    transaction and the job goes out all the same."""
+    cid = await community(client, admin)
+    await crew(client, principals, cid, [100, 200, 300])
+    side = app.state.runtime.dispatcher._side_reads
+    for _ in range(SIDE_READS):
+        await side.acquire()
+    try:
+        with round_trips(app, monkeypatch) as seen:
+            job = await post_job(client, resident)
+    finally:
+        for _ in range(SIDE_READS):
+            side.release()
+    assert job["offers"]["pending"] == 3
+    assert seen["raw"] == []
+    assert seen["db"][:7] == [
+        "INSERT", "SELECT", "INSERT", "SELECT", "WITH", "SELECT", "UPDATE"
+    ], seen["db"]  # fmt: skip
