@@ -209,6 +209,7 @@ def install() -> None:
     from dispatch.infra import idempotency
     from dispatch.infra.timers import Timers
     from dispatch.jobs.service import JobService
+    from dispatch.ops.dispatchlog import DispatchLog
     from dispatch.workers.positions import PositionSink
     from dispatch.workers.service import WorkerService
     from geo.live.redis import RedisLiveIndex
@@ -228,7 +229,10 @@ def install() -> None:
         for name in names:
             if hasattr(owner, name):
                 patch(owner, name, lambda fn, n=f"{owner.__name__}.{name}": background(n, fn))
-    patch(JobService, "create", lambda fn: timed("JobService.create", fn))
+    patch(JobService, "build", lambda fn: timed("JobService.build", fn))
+    patch(JobService, "store", lambda fn: timed("JobService.store", fn))
+    patch(Dispatcher, "_ranking_rows", lambda fn: staticmethod(timed("ranking records", fn)))
+    patch(DispatchLog, "flush", lambda fn: background("DispatchLog.flush", fn))
     patch(WorkerService, "publish", lambda fn: timed("WorkerService.publish", fn))
     patch(RedisLiveIndex, "search", lambda fn: timed("RedisLiveIndex.search", fn))
     # Bound into the dispatcher when the runtime opens: patched before the app is built.
