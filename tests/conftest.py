@@ -32,7 +32,7 @@ from dispatch.infra.db import make_engine, make_sessionmaker, migrate
 from dispatch.infra.settings import AuthSettings, Settings, StorageSettings
 from dispatch.models import all_tables
 from dispatch.money.ledger import problems as ledger_problems
-from tests.processes import free_port, kill_leftovers
+from tests.processes import forget_started, free_port, kill_leftovers
 from tests.redis_mode import CLUSTER, flush_all, open_test_redis
 
 TEST_SECRET = "test-secret-key-not-for-production"
@@ -105,6 +105,19 @@ def _no_process_left() -> Iterator[None]:
     """A test that fails half-way must not leave a service running past the session."""
     yield
     kill_leftovers()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failed test's report carries, for each service process it started, its exit status
+    and the end of its log."""
+    report = yield
+    if report.failed:
+        for n, described in enumerate(forget_started()):
+            report.sections.append((f"service process {n + 1}", described))
+    elif call.when == "teardown":
+        forget_started()
+    return report
 
 
 @pytest.fixture

@@ -44,9 +44,23 @@ LIVE: set[ServiceProcess] = set()
 (`tests/conftest.py`), which would otherwise outlive the session and its servers."""
 
 
+STARTED: list[ServiceProcess] = []
+"""Processes started by the current test, stopped or not: a failing test's report shows each
+one's exit status and the end of its log (`tests/conftest.py`), so a failure in CI says whether
+a server died or what it logged."""
+
+
 def kill_leftovers() -> None:
     for proc in list(LIVE):
         proc.kill()
+
+
+def forget_started() -> list[str]:
+    """The current test's processes, described (exit status, last lines of the log), and
+    forgotten."""
+    described = [proc.describe() for proc in STARTED]
+    STARTED.clear()
+    return described
 
 
 SERVICE_WARNINGS = ",".join(
@@ -96,6 +110,14 @@ class ServiceProcess:
             stderr=self.stderr,
         )
         LIVE.add(self)
+        STARTED.append(self)
+
+    def describe(self, lines: int = 40) -> str:
+        """Its port, its exit status (or that it still runs) and the last lines of its log."""
+        code = self.proc.poll()
+        state = "running" if code is None else f"exited with {code}"
+        tail = self._read_stderr().splitlines()[-lines:]
+        return "\n".join([f"service on port {self.port}: {state}", *tail])
 
     def warnings(self) -> list[str]:
         """The lines of its stderr so far that name a warning (`DeprecationWarning: ...`,
