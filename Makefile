@@ -8,6 +8,7 @@ UV := $(PYTHON) -m uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
+TEST_WORKERS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
@@ -23,10 +24,12 @@ run: deps
 demo: ARGS += --demo
 demo: run
 
+# Two pytest-xdist workers (TEST_WORKERS=1: one process), each with its own private PostgreSQL
+# and Redis; the heavy multi-process tests all go to one of them (`tests/processes.py`).
 test: deps
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
-	$(UV) run --locked pytest $(PYTEST_ARGS)
+	$(UV) run --locked pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # Everything but the multi-process and slow tests (about 2 minutes).
 test-quick: deps

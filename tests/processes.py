@@ -15,8 +15,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 
 from tests.redis_mode import CLUSTER
+
+ONE_AT_A_TIME = pytest.mark.xdist_group("processes")
+"""The heavy multi-process tests (races over two app processes, chaos, SIGKILL series): `make
+test` runs the suite on two pytest-xdist workers, and these all go to one of them, so two of them
+never load the two cores at once and push each other's requests past the pool's wait."""
 
 
 def free_port() -> int:

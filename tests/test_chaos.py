@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from bench.chaos import Config, run
+from tests.processes import ONE_AT_A_TIME
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_AT_A_TIME]
 
 
 async def test_redis_killed_emptied_flushed_and_postgres_restarted() -> None:

@@ -18,9 +18,9 @@ from tests.conftest import TEST_SECRET
 from tests.dispatch.helpers import CENTER
 from tests.dispatch.test_grab import wait_for
 from tests.dispatch.test_grab_processes import servers
-from tests.processes import ServiceProcess
+from tests.processes import ONE_AT_A_TIME, ServiceProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_AT_A_TIME]
 ROUND_THE_CLOCK = [{"day": d, "start": "00:00", "end": "24:00"} for d in rules.DAYS]
 
 

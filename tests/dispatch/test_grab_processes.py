@@ -17,9 +17,9 @@ from websockets.asyncio.client import connect
 from geo.areas import destination
 from tests.conftest import TEST_SECRET
 from tests.dispatch.helpers import CENTER
-from tests.processes import ServiceProcess
+from tests.processes import ONE_AT_A_TIME, ServiceProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_AT_A_TIME]
 
 
 class Server(ServiceProcess):

@@ -14,9 +14,9 @@ from sqlalchemy import text
 from tests.conftest import TEST_SECRET
 from tests.dispatch.helpers import CENTER
 from tests.dispatch.test_grab import wait_for
-from tests.processes import ServiceProcess
+from tests.processes import ONE_AT_A_TIME, ServiceProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_AT_A_TIME]
 LADDER = ["remind", "sms", "call", "alert", "contacts"]
 EFFECTS = """
     SELECT (SELECT count(*) FROM outbox WHERE kind = 'checkin_remind'),

@@ -12,9 +12,9 @@ from sqlalchemy import text
 from dispatch.identity.phones import PhoneVault, phone_hint
 from tests.conftest import TEST_SECRET
 from tests.notifications.conftest import FROM, SID, TOKEN, wait_for
-from tests.processes import ServiceProcess
+from tests.processes import ONE_AT_A_TIME, ServiceProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_AT_A_TIME]
 
 MESSAGES = 40
 
