@@ -168,6 +168,8 @@ class Config:
     command: str
     many: bool = False
     """Feed ours with one `move_many` per batch instead of one `move` per ping."""
+    chunk: int = MOVE_MANY_CHUNK
+    """With `many`: pings per move_many.lua call."""
 
 
 def runner() -> Any:
@@ -223,8 +225,9 @@ class Plan:
     """Round numbers (so timestamps) start after this: each window's child starts its walks
     again from the loaded positions, stamped after every ping of the windows before."""
     many: bool = False
-    """Ours: one `move_many` per batch (move_many.lua calls of `MOVE_MANY_CHUNK` pings), not
-    one `move` per ping."""
+    """Ours: one `move_many` per batch (move_many.lua calls of `chunk` pings), not one `move`
+    per ping."""
+    chunk: int = MOVE_MANY_CHUNK
 
 
 def ingest_child(plan: Plan, counts: Any, ready: Any, stop: Any) -> None:
@@ -241,6 +244,7 @@ async def _ingest(plan: Plan, walks: list[Walk], counts: Any, ready: Any, stop: 
     if plan.engine == "ours":
         client = Redis.from_url(plan.url)
         index = Ours(client).index
+        index.many_chunk = plan.chunk
         await index.on_startup()
         accepted = MoveResult.ACCEPTED
         inside = [True]
@@ -579,7 +583,7 @@ async def load_window(
         await pg.execute("VACUUM workers")  # each window starts from a vacuumed table
     window = next(_windows)
     plan = Plan(name, url, cfg.size, cfg.writers, cfg.batch, rate, cfg.nice, window * 10**6,
-                cfg.many)  # fmt: skip
+                cfg.many, cfg.chunk)  # fmt: skip
     ingest = Ingest(plan)
     ingest.start()
     try:
@@ -781,7 +785,7 @@ def report(cfg: Config, out: dict, started: datetime, elapsed: float) -> str:
         "INFO commandstats over each window: execution time inside Redis per search (FCALL) "
         "and per move call (EVALSHA: "
         + (
-            f"move_many.lua, up to {MOVE_MANY_CHUNK} pings a call"
+            f"move_many.lua, up to {cfg.chunk} pings a call"
             if cfg.many
             else "move.lua, one ping a call"
         )
@@ -806,7 +810,7 @@ def report(cfg: Config, out: dict, started: datetime, elapsed: float) -> str:
         "",
         (
             "- ours: one item of a batch's `RedisLiveIndex.move_many` (move_many.lua calls of up "
-            f"to {MOVE_MANY_CHUNK} pings, one after the other: per ping the stale and speed "
+            f"to {cfg.chunk} pings, one after the other: per ping the stale and speed "
             "checks, record HSET, sorted sets refiled on a fine-cell change, as move.lua), "
             "through the index's Pipeliner on one connection; the Python client computes each "
             "fix's H3 cell and packs it. The service's ping path makes one `move` per request."
@@ -856,6 +860,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="feed ours with one move_many per batch (batched, as PostGIS is fed) instead of one "
         "move per ping (what the service's ping path does)",
     )
+    ap.add_argument(
+        "--chunk",
+        type=int,
+        default=MOVE_MANY_CHUNK,
+        help=f"with --many: pings per move_many.lua call (default {MOVE_MANY_CHUNK})",
+    )
     ap.add_argument("--quick", action="store_true", help="~1 min: 50k workers, short windows")
     ap.add_argument(
         "--wait-quiet",
@@ -881,6 +891,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_quiet_s=a.wait_quiet,
         quick=q,
         many=a.many,
+        chunk=a.chunk,
         command=".venv/bin/python -m bench.search_ingest "
         + " ".join(sys.argv[1:] if argv is None else argv),
     )

@@ -157,10 +157,17 @@ def search_args(
 
 class RedisLiveIndex(LiveIndex):
     def __init__(
-        self, client: Redis, *, prefix: str = "live", pipe: CommandPipe | None = None
+        self,
+        client: Redis,
+        *,
+        prefix: str = "live",
+        pipe: CommandPipe | None = None,
+        many_chunk: int = MOVE_MANY_CHUNK,
     ) -> None:
         self.client = client
         self.prefix = prefix
+        self.many_chunk = many_chunk
+        """Items per move_many.lua call (`MOVE_MANY_CHUNK`)."""
         self._status = client.register_script(lua_source("status"))
         self._move = client.register_script(lua_source("move"))
         self._status_many = client.register_script(lua_source("status_many"))
@@ -245,7 +252,7 @@ class RedisLiveIndex(LiveIndex):
         *,
         max_speed_mps: float = MAX_SPEED_MPS,
     ) -> list[MoveResult]:
-        """One move_many.lua call per `MOVE_MANY_CHUNK` items, in order (each chunk after the
+        """One move_many.lua call per `many_chunk` items, in order (each chunk after the
         one before has been answered), then, if any of the chunk's workers entered a fine cell
         whose parent has no entry yet, one HSET of the entries above those cells (as `move`
         does for one worker; fine cells under one parent share every entry, so once each)."""
@@ -253,8 +260,9 @@ class RedisLiveIndex(LiveIndex):
         keys = self._keys(community_id)
         sha = self._move_many.sha
         out: list[MoveResult] = []
-        for start in range(0, len(moves), MOVE_MANY_CHUNK):
-            chunk = moves[start : start + MOVE_MANY_CHUNK]
+        step = self.many_chunk
+        for start in range(0, len(moves), step):
+            chunk = moves[start : start + step]
             values: list[float] = []  # lat, lng, ts and fine cell code per item, as in `move`
             for _, fix, _ in chunk:
                 values += (fix.lat, fix.lng, fix.recorded_at, cell_code(fix.lat, fix.lng))
