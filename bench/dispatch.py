@@ -1320,11 +1320,62 @@ def probe_first_offer(
         gc_line(dumps["on"], "server ON during the phase (warm-up included)"),
         gc_line(dumps["off"], "server OFF"),
     ]
+    lines += slow_job_lines(fo, dumps["on"])
     k = max((p.k for p in fo.posted), default=0) // 2
     for side, what in (("on", "dispatch on"), ("off", "dispatch off")):
         rec = next((r for r in dumps[side]["requests"] if r["key"] == f"run-{side}-{k}"), None)
         lines += trips_lines(f"Round trips of one `POST /v1/jobs` ({what}, job {k})", rec)
     return lines, out
+
+
+def slow_job_lines(fo: FirstOffer, dump: dict[str, Any], show: int = 8) -> list[str]:
+    """The slowest first offers on server ON beside the median one: what else the server was
+    doing from the moment the app got each POST to the moment the first offer was read (other
+    requests in flight, background work, event-loop stalls, collections)."""
+    recs = {r["key"]: r for r in dump["requests"]}
+    jobs = []
+    for p in fo.posted:
+        rec = recs.get(f"run-on-{p.k}")
+        first = fo.first_at.get(p.job_id) if p.job_id is not None else None
+        if p.side == "on" and rec is not None and first is not None:
+            jobs.append((first - p.sent, p, rec, first))
+    if not jobs:
+        return []
+    jobs.sort(key=lambda j: j[0], reverse=True)
+    lines = [
+        "",
+        "Slowest first offers on server ON (and the median one, last): from the app getting the "
+        "POST to the first offer read off a stream, the server's other requests in flight, its "
+        "background work (start relative to the app getting the POST, wall ms), its event-loop "
+        "stalls over 4 ms and its collections.",
+        "",
+        "| job | first offer (ms) | PostgreSQL waits (ms) | other requests in flight | "
+        "background work | loop stalls (ms) | GC (ms) |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
+    for total, p, rec, first in [*jobs[:show], jobs[len(jobs) // 2]]:
+        t0, t1 = rec["t0"], first
+        others = sum(
+            1
+            for r in dump["requests"]
+            if r is not rec and r.get("t_resp") and r["t0"] < t1 and r["t_resp"] > t0
+        )
+        work = [
+            f"{name} @{1000 * (start - t0):+.0f} ({1000 * dur:.1f})"
+            for name, start, dur in dump.get("background", [])
+            if overlaps(start, dur, t0, t1)
+        ]
+        stalls = [f"{1000 * late:.0f}" for when, late in dump.get("stalls", []) if t0 < when < t1]
+        gcs = [
+            f"{1000 * dur:.1f} (gen {gen})"
+            for gen, start, dur, _ in dump.get("gc", [])
+            if overlaps(start, dur, t0, t1) and dur > 0.0005
+        ]
+        lines.append(
+            f"| {p.k} | {1000 * total:.1f} | {1000 * rec['db'][1]:.1f} | {others} | "
+            f"{'; '.join(work) or '—'} | {', '.join(stalls) or '—'} | {', '.join(gcs) or '—'} |"
+        )
+    return lines
 
 
 def probe_race(race: Race, dump: dict[str, Any]) -> list[str]:

@@ -149,18 +149,23 @@ def note_published(items: list[tuple[int, Any]]) -> None:
             PUBLISHED.setdefault(event.offer.job_id, now)
 
 
-def background(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Start and wall time of each call made outside a probed request."""
+def background(name: str, fn: Callable[..., Any], detached: bool = False) -> Callable[..., Any]:
+    """Start and wall time of each call made outside a probed request. `detached`: work that
+    runs in a task a request started (so it inherits the request's context) but after it, such
+    as the dispatch log's flush: always recorded as background, its round trips not counted as
+    the request's."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if REQ.get() is not None:
+        if REQ.get() is not None and not detached:
             return await fn(*args, **kwargs)
+        token = REQ.set(None)
         t0 = time.perf_counter()
         try:
             return await fn(*args, **kwargs)
         finally:
             BACKGROUND.append((name, t0, time.perf_counter() - t0))
+            REQ.reset(token)
 
     return wrapper
 
@@ -232,7 +237,7 @@ def install() -> None:
     patch(JobService, "build", lambda fn: timed("JobService.build", fn))
     patch(JobService, "store", lambda fn: timed("JobService.store", fn))
     patch(Dispatcher, "_ranking_rows", lambda fn: staticmethod(timed("ranking records", fn)))
-    patch(DispatchLog, "flush", lambda fn: background("DispatchLog.flush", fn))
+    patch(DispatchLog, "flush", lambda fn: background("DispatchLog.flush", fn, detached=True))
     patch(WorkerService, "publish", lambda fn: timed("WorkerService.publish", fn))
     patch(RedisLiveIndex, "search", lambda fn: timed("RedisLiveIndex.search", fn))
     # Bound into the dispatcher when the runtime opens: patched before the app is built.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from litestar import Request
 from sqlalchemy import text
 
 from dispatch.infra.settings import Settings
@@ -70,3 +71,35 @@ async def test_a_dropped_connection_under_a_raw_read_is_503(
     # The server dropped the test's own pooled connections too: let both pools start afresh.
     await app.state.runtime.engine.dispose()
     await engine.dispose()
+
+
+async def test_a_deadlock_the_database_broke_is_503_with_retry_after(engine) -> None:
+    """A transaction PostgreSQL rolled back to break a deadlock stored nothing, and the same
+    request again succeeds: 503 with `Retry-After`, not 500. The error is a real one."""
+    import asyncio
+
+    from sqlalchemy.exc import DBAPIError
+
+    from dispatch.web.errors import database_data_error
+
+    await_both = asyncio.Barrier(2)
+
+    async def one(first: str, second: str) -> BaseException | None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SET LOCAL deadlock_timeout = '50ms'"))
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({first})"))
+            await await_both.wait()
+            try:
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({second})"))
+            except DBAPIError as exc:
+                await conn.rollback()
+                return exc
+            await conn.rollback()
+            return None
+
+    errors = [e for e in await asyncio.gather(one("9101", "9102"), one("9102", "9101")) if e]
+    assert len(errors) == 1
+    scope = {"type": "http", "path": "/x", "method": "POST", "headers": [], "query_string": b""}
+    r = database_data_error(Request(scope=scope), errors[0])
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "2"

@@ -32,7 +32,7 @@ from dispatch.core.errors import Conflict, Forbidden, Unprocessable, WorkerUnava
 from dispatch.identity.principal import Principal
 from dispatch.infra.clock import Clock
 from dispatch.infra.outbox import tell
-from dispatch.infra.timers import arm, disarm
+from dispatch.infra.timers import arm, disarm, lock_row
 from dispatch.jobs.queries import JobView, job_view
 from dispatch.models import Availability, Booking, Job, Timer, Worker
 from dispatch.models.base import get_row
@@ -817,7 +817,7 @@ class BookingDispatch:
     async def remind(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Both sides are told the booking is coming (once: the timer fires once, and the
         messages are deduplicated by it too)."""
-        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        job = await lock_row(session, Job, timer.ref_id)
         if not self.still_booked(job, timer):
             return None
         assert job is not None and job.scheduled_start is not None and job.worker_id is not None
@@ -847,7 +847,7 @@ class BookingDispatch:
     ) -> Callable[[], Awaitable[None]] | None:
         """Not started by the grace after the start: re-dispatched as a grab job, the resident
         told, the worker marked."""
-        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        job = await lock_row(session, Job, timer.ref_id)
         if not self.still_booked(job, timer):
             return None
         assert job is not None

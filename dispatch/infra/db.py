@@ -16,6 +16,16 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error as SQLAlchemy wraps asyncpg's (on the adapted error or
+    on the driver's error behind it), or None."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return code if isinstance(code, str) else None
+
+
 SERVER_SETTINGS = {
     "application_name": "dispatch",
     "timezone": "UTC",

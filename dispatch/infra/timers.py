@@ -35,10 +35,12 @@ from saq import CronJob, Job, Queue, Worker
 from saq.queue.redis import RedisQueue
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.infra import aftercommit
 from dispatch.infra.clock import Clock
+from dispatch.infra.db import sqlstate
 from dispatch.infra.logs import log
 from dispatch.models import Timer
 
@@ -54,6 +56,26 @@ WAKE_STEP_S = 0.1
 _WAKER = "timer_waker"
 MAX_ATTEMPTS = 20
 """A timer whose handler failed this often is left for operators (logged each time)."""
+
+
+class Busy(Exception):
+    """A handler's row is held by another transaction (`lock_row`): the timer fires again at the
+    next sweep, with no attempt counted."""
+
+
+async def lock_row(session: AsyncSession, model: type[Any], ident: Any) -> Any:
+    """`model`'s row `ident` locked FOR UPDATE NOWAIT, for a timer's handler (None if there is
+    none); `Busy` if another transaction holds it. Due timers fire together in one transaction,
+    so a handler that waited for a lock would wait holding the locks of the timers fired before
+    it, and the holder, wanting one of those, deadlocked with it (seen in CI: an assignment's
+    escrow hold fired beside another job's, against that job's completion)."""
+    try:
+        return await session.get(model, ident, with_for_update={"nowait": True})
+    except DBAPIError as exc:
+        if sqlstate(exc) == "55P03":  # lock_not_available
+            raise Busy(f"{model.__name__} {ident} is held by another transaction") from exc
+        raise
+
 
 AfterFire = Callable[[], Awaitable[None]]
 Handler = Callable[[AsyncSession, Timer, datetime], Awaitable[AfterFire | None]]
@@ -266,6 +288,10 @@ class DurableTimers:
                 stamp = max(now, self.clock.now())
                 for row in rows:
                     row.fired_at = stamp
+        except Busy as exc:
+            failed.extend(r.id for r in rows)  # not now; at the next sweep
+            log.info("timer_busy", kind=rows[0].kind, timers=[r.id for r in rows], error=str(exc))
+            return False
         except Exception as exc:
             if kind is None:
                 rows[0].attempts += 1

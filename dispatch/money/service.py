@@ -214,17 +214,17 @@ class MoneyService:
     # --- timers ---------------------------------------------------------------------------
 
     async def fire_escrow(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
-        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        job = await timers.lock_row(session, Job, timer.ref_id)
         if job is not None and job.status not in SETTLED:
             await self.escrow.hold(session, job)
 
     async def fire_auto_confirm(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
-        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        job = await timers.lock_row(session, Job, timer.ref_id)
         if job is not None and job.status == "completed":
             await self._release(session, job, now, by="auto")
 
     async def fire_payout(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
-        payout = await session.get(Payout, timer.ref_id, with_for_update=True)
+        payout = await timers.lock_row(session, Payout, timer.ref_id)
         if payout is None or payout.status != "pending":
             return
         payout.attempts += 1

@@ -31,7 +31,7 @@ from dispatch.communities.service import CommunityService, CommunityView
 from dispatch.core import texts
 from dispatch.identity.locale import FALLBACK, spoken_locale
 from dispatch.infra.outbox import SAFETY_PRIORITY, Outgoing, Recipient, enqueue_many
-from dispatch.infra.timers import Arming, arm, arm_many, disarm
+from dispatch.infra.timers import Arming, arm, arm_many, disarm, lock_row
 from dispatch.models import EmergencyContact, Job, Timer, User
 from dispatch.ops import events
 from dispatch.ops.alerts import raise_alert
@@ -135,7 +135,7 @@ class Ladder:
 
     async def fire_overrun(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Still in progress well after its expected end: ask once, on the ladder."""
-        job = await session.get(Job, timer.ref_id, with_for_update=True)
+        job = await lock_row(session, Job, timer.ref_id)
         if job is None or not _live(job, timer):
             return
         community = await self.communities.get(session, job.community_id)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dispatch.core.errors import DomainError, RateLimited
+from dispatch.infra.db import sqlstate
 from dispatch.infra.logs import log
 from dispatch.web.schemas import Problem
 
@@ -102,8 +103,10 @@ the pool, is over within seconds."""
 
 # SQLSTATE classes and codes that say the database cannot serve now: connection exceptions (08),
 # insufficient resources (53: too many connections, out of memory), operator intervention (57:
-# shutting down, starting up).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+# shutting down, starting up), and a transaction the database rolled back to break a deadlock or
+# a serialization conflict (40P01, 40001): nothing of it was stored and the same request again
+# succeeds.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "40P01", "40001")
 
 
 def unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -127,25 +130,17 @@ def database_data_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Res
     return unexpected_error(request, exc)
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    orig = getattr(exc, "orig", None)
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(
-        getattr(orig, "__cause__", None), "sqlstate", None
-    )
-    return sqlstate if isinstance(sqlstate, str) else None
-
-
 def _is_data_error(exc: DBAPIError) -> bool:
-    sqlstate = _sqlstate(exc)
-    return isinstance(exc, DataError) or (sqlstate is not None and sqlstate.startswith("22"))
+    code = sqlstate(exc)
+    return isinstance(exc, DataError) or (code is not None and code.startswith("22"))
 
 
 def _driver_unavailable(err: BaseException | None) -> bool:
     """A driver's error (asyncpg's, or SQLAlchemy's adapted one) saying the database cannot
     serve now: a dropped or refused connection, or an SQLSTATE of `_UNAVAILABLE_SQLSTATES`."""
-    sqlstate = getattr(err, "sqlstate", None)
+    code = getattr(err, "sqlstate", None)
     return isinstance(err, (OSError, PostgresConnectionError)) or (
-        isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+        isinstance(code, str) and code.startswith(_UNAVAILABLE_SQLSTATES)
     )
 
 

@@ -66,14 +66,16 @@ _FRESH_CELL = 4
 """move_many.lua's code for a fix accepted into a fine cell whose parent has no entry yet."""
 _MANY_RESULTS = (*_RESULTS, MoveResult.ACCEPTED)
 """move_many.lua's codes by index: move.lua's, and `_FRESH_CELL`."""
-MOVE_MANY_CHUNK = 100
+MOVE_MANY_CHUNK = 50
 """Items per move_many.lua call. Redis runs one script at a time and nothing else meanwhile (a
 search waits behind it), so a batch is cut into calls that each end within a few searches'
 time (a search runs ~0.3 ms in Redis). Measured with SLOWLOG on this 2-core machine, 10,000
 workers with 3 skills each: a call of 100 items ran 0.52 ms (median; p99 1.0) when each worker
 stepped 10 m, mostly within its fine cell, and 1.9 ms (p99 3.5) when every worker entered a new
-fine cell (the record, and 4 ZREM + 4 ZADD each); 200 items took twice that (1.1 and 3.7 ms),
-so 100. The round trips this costs are few: a rebuild of 10,000 workers makes 100 move calls."""
+fine cell (the record, and 4 ZREM + 4 ZADD each); 200 items took twice that (1.1 and 3.7 ms).
+Under full-rate ingest (`bench.search_ingest --many --chunk N`, bench/README.md) 50 beat 100 on
+both the search's p99 (2.2x idle against 5.5x) and pings/s (114k against 86k), and 25 lost
+pings/s to round trips (67k): so 50. A rebuild of 10,000 workers makes 200 move calls."""
 STATUS_MANY_CHUNK = 100
 """Items per status_many.lua call, for the same reason: measured as above, 100 statuses that each
 (un)file the worker in 4 sorted sets ran 1.6-2.1 ms a call (median), 200 ran 2.7-2.8 ms."""

@@ -5,6 +5,7 @@ fixture checks), and every money call may be repeated without moving money twice
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -128,6 +129,44 @@ async def test_an_unconfirmed_job_is_released_by_itself(
     assert got["status"] == "confirmed"
     r = await client.get("/v1/workers/me/earnings", headers=hw)
     assert r.json()["payable_cents"] == 6800
+
+
+async def test_a_timer_whose_job_another_transaction_holds_fires_at_the_next_sweep(
+    client, principals, admin, resident, app, engine
+) -> None:
+    """Due timers fire together in one transaction: a handler must not wait for a job row that
+    another transaction holds (it would wait holding the timers fired before it, and the holder
+    wanting one of those deadlocked with it: seen in CI, a completion's escrow hold against an
+    escrow timer). It leaves the timer for the next sweep, with no attempt counted."""
+    job, _wid, hw, _ = await taken(
+        client, principals, admin, resident, dispatch={"auto_confirm_h": 72}
+    )
+    await complete(client, job, hw)
+    durable = app.state.runtime.durable
+    due = datetime.now(UTC) + timedelta(hours=72, minutes=1)
+    async with engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(text("SELECT 1 FROM jobs WHERE id = :j FOR UPDATE"), {"j": job["id"]})
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(durable.fire_due(due), timeout=5)  # no wait for the lock
+        assert asyncio.get_running_loop().time() - started < 2
+        await holder.rollback()
+    async with engine.connect() as conn:
+        timer = (
+            await conn.execute(
+                text(
+                    "SELECT fired_at, attempts FROM timers WHERE kind = 'auto_confirm' "
+                    "AND ref_id = :j"
+                ),
+                {"j": job["id"]},
+            )
+        ).one()
+    assert timer == (None, 0)
+    got = (await client.get(f"/v1/jobs/{job['id']}", headers=resident)).json()
+    assert got["status"] == "completed"
+    await durable.fire_due(due)  # the next sweep, the row free
+    got = (await client.get(f"/v1/jobs/{job['id']}", headers=resident)).json()
+    assert got["status"] == "confirmed"
 
 
 async def test_cancellation_fee_and_refund_are_transfers(
