@@ -29,7 +29,8 @@ demo: run
 test: deps
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
-	$(UV) run --locked pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+	$(UV) run --locked pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) \
+	  --durations=20 $(PYTEST_ARGS)
 
 # Everything but the multi-process and slow tests (about 2 minutes).
 test-quick: deps

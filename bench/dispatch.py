@@ -1328,6 +1328,23 @@ def probe_first_offer(
     return lines, out
 
 
+def during_cells(dump: dict[str, Any], t0: float, t1: float) -> str:
+    """Three table cells: the server's background work that overlapped [t0, t1] (start relative
+    to t0, wall ms), its event-loop stalls and its collections over 0.5 ms in it."""
+    work = [
+        f"{name} @{1000 * (start - t0):+.0f} ({1000 * dur:.1f})"
+        for name, start, dur in dump.get("background", [])
+        if overlaps(start, dur, t0, t1)
+    ]
+    stalls = [f"{1000 * late:.0f}" for when, late in dump.get("stalls", []) if t0 < when < t1]
+    gcs = [
+        f"{1000 * dur:.1f} (gen {gen})"
+        for gen, start, dur, _ in dump.get("gc", [])
+        if overlaps(start, dur, t0, t1) and dur > 0.0005
+    ]
+    return f"{'; '.join(work) or '—'} | {', '.join(stalls) or '—'} | {', '.join(gcs) or '—'}"
+
+
 def slow_job_lines(fo: FirstOffer, dump: dict[str, Any], show: int = 8) -> list[str]:
     """The slowest first offers on server ON beside the median one: what else the server was
     doing from the moment the app got each POST to the moment the first offer was read (other
@@ -1360,20 +1377,9 @@ def slow_job_lines(fo: FirstOffer, dump: dict[str, Any], show: int = 8) -> list[
             for r in dump["requests"]
             if r is not rec and r.get("t_resp") and r["t0"] < t1 and r["t_resp"] > t0
         )
-        work = [
-            f"{name} @{1000 * (start - t0):+.0f} ({1000 * dur:.1f})"
-            for name, start, dur in dump.get("background", [])
-            if overlaps(start, dur, t0, t1)
-        ]
-        stalls = [f"{1000 * late:.0f}" for when, late in dump.get("stalls", []) if t0 < when < t1]
-        gcs = [
-            f"{1000 * dur:.1f} (gen {gen})"
-            for gen, start, dur, _ in dump.get("gc", [])
-            if overlaps(start, dur, t0, t1) and dur > 0.0005
-        ]
         lines.append(
             f"| {p.k} | {1000 * total:.1f} | {1000 * rec['db'][1]:.1f} | {others} | "
-            f"{'; '.join(work) or '—'} | {', '.join(stalls) or '—'} | {', '.join(gcs) or '—'} |"
+            f"{during_cells(dump, t0, t1)} |"
         )
     return lines
 
@@ -1494,21 +1500,7 @@ def burst_background_lines(race: Race, dump: dict[str, Any], show: int = 4) -> l
     ]
     for key in picked:
         t0, t1, p99 = spans[key]
-        work = [
-            f"{name} @{1000 * (start - t0):+.0f} ({1000 * dur:.1f})"
-            for name, start, dur in dump["background"]
-            if overlaps(start, dur, t0, t1)
-        ]
-        stalls = [f"{1000 * late:.0f}" for when, late in dump.get("stalls", []) if t0 < when < t1]
-        gcs = [
-            f"{1000 * dur:.1f} (gen {gen})"
-            for gen, start, dur, _ in dump.get("gc", [])
-            if overlaps(start, dur, t0, t1) and dur > 0.0005
-        ]
-        lines.append(
-            f"| {key[0]}, {key[1]} | {p99:.0f} | {'; '.join(work) or '—'} | "
-            f"{', '.join(stalls) or '—'} | {', '.join(gcs) or '—'} |"
-        )
+        lines.append(f"| {key[0]}, {key[1]} | {p99:.0f} | {during_cells(dump, t0, t1)} |")
     in_bursts = {"accept": 0.0, "noop": 0.0}
     for (_, kind), (t0, t1, _) in spans.items():
         in_bursts[kind] += sum(
