@@ -1260,9 +1260,18 @@ def probe_first_offer(
                 ("`JobService.create`: community lookup, job INSERT + flush + refresh",
                  g("JobService.create", 0)),
                 ("`Dispatcher.open_job` (dispatch on only)", g("Dispatcher.open_job", 0)),
-                ("  of which `RedisLiveIndex.search` (first wave)", g("RedisLiveIndex.search", 0)),
-                ("  of which `_next_wave` minus search: offered-set SELECT, 3 offers + 3 outbox "
-                 "rows, flush", g("Dispatcher._next_wave", 0) - g("RedisLiveIndex.search", 0)),
+                ("  `RedisLiveIndex.search` (first wave: in `foresee`, beside the INSERT)",
+                 g("RedisLiveIndex.search", 0)),
+                ("  of which `_next_wave` (the first wave)", g("Dispatcher._next_wave", 0)),
+                ("    of which `_rank` (the candidates' records built, scored, picked)",
+                 g("Dispatcher._rank", 0)),
+                ("    of which `_send_wave` (the offers' texts and rows, the wave's statement)",
+                 g("Dispatcher._send_wave", 0)),
+                ("    the rest: waiting for the foreseen search and ranking records, the log's "
+                 "closure, the job's event", g("Dispatcher._next_wave", 0)
+                 - g("Dispatcher._rank", 0) - g("Dispatcher._send_wave", 0)),
+                ("  the ranking records' read (in `foresee`, beside the INSERT)",
+                 g("ranking records", 0)),
                 ("    of which its `session.flush()` (INSERT 3 offers, UPDATE jobs.wave)",
                  g("flush@Dispatcher._next_wave", 0)),
                 ("`offer_counts` (SELECT … GROUP BY)", g("offer_counts", 0)),

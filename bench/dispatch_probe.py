@@ -220,7 +220,7 @@ def install() -> None:
     from geo.live.redis import RedisLiveIndex
     from notifications.relay import Relay
 
-    for name in ("open_job", "_next_wave", "_send_wave", "run_after", "accept",
+    for name in ("open_job", "_next_wave", "_rank", "_send_wave", "run_after", "accept",
                  "_accept_in_db", "_retire_offers", "complete"):  # fmt: skip
         if not hasattr(Dispatcher, name):
             continue
