@@ -1270,10 +1270,10 @@ def probe_first_offer(
                 ("    the rest: waiting for the foreseen search and ranking records, the log's "
                  "closure, the job's event", g("Dispatcher._next_wave", 0)
                  - g("Dispatcher._rank", 0) - g("Dispatcher._send_wave", 0)),
-                ("  the ranking records' read (in `foresee`, beside the INSERT)",
-                 g("ranking records", 0)),
                 ("    of which its `session.flush()` (INSERT 3 offers, UPDATE jobs.wave)",
                  g("flush@Dispatcher._next_wave", 0)),
+                ("  the ranking records' read (in `foresee`, beside the INSERT)",
+                 g("ranking records", 0)),
                 ("`offer_counts` (SELECT … GROUP BY)", g("offer_counts", 0)),
                 ("rest of `produce` (JSON encoding of the job)", g("run_once.produce", 0)
                  - g("JobService.create", 0) - g("Dispatcher.open_job", 0)

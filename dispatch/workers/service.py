@@ -659,10 +659,10 @@ class WorkerService:
                 fix = Fix(lat, lng, worker.location_at.timestamp())
                 moves.append((worker.user_id, fix, view.area.contains(lat, lng)))
         # Every status before any position (the one-by-one writes did so per worker).
-        # move_many checks no profile version, as the moves here
-        # never did: the statuses were just written from this snapshot, and where a publish
-        # stamped later kept its own, the snapshot's position is filed under it all the same (a
-        # ping since then has a newer fix, which makes the snapshot's stale).
+        # move_many checks no profile version, as the moves here never did: the statuses were
+        # just written from this snapshot, and where a publish stamped later kept its own, the
+        # snapshot's position is filed under it all the same (a ping since then has a newer fix,
+        # which makes the snapshot's stale).
         await self.live.set_status_many(community_id, statuses, as_of=as_of)
         await self.live.move_many(community_id, moves)
         await self.live.mark_built(community_id)
