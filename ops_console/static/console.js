@@ -91,7 +91,11 @@ $("community").addEventListener("change", (e) => watch(Number(e.target.value)));
 
 // --- the map and the boards -------------------------------------------------------------------
 
-const view = { shown: null, cid: null, jobs: new Map(), workers: new Map(), alerts: new Map(), cells: new Map(), source: null, last: null, maxAge: 120, base: null };
+const view = { shown: null, cid: null, jobs: new Map(), workers: new Map(), unplaced: new Map(), alerts: new Map(), cells: new Map(), source: null, last: null, maxAge: 120, base: null };
+// `unplaced`: the latest fix of workers the console does not show yet. A `positions` event
+// (coalesced once a second by the process that took the ping) and the `worker` event of the
+// same worker going on line (sent after its commit, maybe by another process) come in either
+// order, and a worker may ping before going on line; the fix waits here for its worker.
 let map = null;
 let layers = null;
 
@@ -146,6 +150,8 @@ function supplies(w) {  // would dispatch offer this worker a job where they sta
 }
 
 function recount() {
+  const stale = Date.now() / 1000 - view.maxAge;  // a fix too old to supply anything
+  for (const [id, p] of view.unplaced) if (p.at < stale) view.unplaced.delete(id);
   const supply = new Map();
   const demand = new Map();
   for (const w of view.workers.values()) if (supplies(w)) supply.set(w.cell, (supply.get(w.cell) || 0) + 1);
@@ -360,7 +366,7 @@ function apply(kind, data) {
   } else if (kind === "positions") {
     for (const p of data.workers) {
       const w = view.workers.get(p.id);
-      if (!w) continue;
+      if (!w) { view.unplaced.set(p.id, p); continue; }
       w.location = { lat: p.lat, lng: p.lng };
       w.cell = p.cell;
       w.fixAt = p.at;
@@ -379,6 +385,13 @@ function apply(kind, data) {
       w.location = { lat: data.lat, lng: data.lng };
       w.cell = data.cell;
       w.fixAt = data.at ? Date.parse(data.at) / 1000 : 0;
+    }
+    const early = view.unplaced.get(w.id);  // a fix that came before the worker did
+    view.unplaced.delete(w.id);
+    if (early && (!w.location || early.at > w.fixAt)) {
+      w.location = { lat: early.lat, lng: early.lng };
+      w.cell = early.cell;
+      w.fixAt = early.at;
     }
     if (!data.online && ["idle", "offered"].includes(w.state)) {  // gone off line, holding nothing
       if (w._marker) layers.workers.removeLayer(w._marker);
@@ -412,7 +425,7 @@ async function watch(cid) {
   setupMap();
   if (view.source) view.source.close();
   view.cid = cid;
-  view.jobs.clear(); view.workers.clear(); view.alerts.clear(); view.cells.clear();
+  view.jobs.clear(); view.workers.clear(); view.unplaced.clear(); view.alerts.clear(); view.cells.clear();
   Object.values(layers).forEach((l) => l.clearLayers());
   let snap;
   try {

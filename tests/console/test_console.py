@@ -161,6 +161,29 @@ async def test_the_console_follows_dispatch(
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+async def test_a_worker_whose_fix_came_before_them_is_drawn(
+    browser, served_base, client, principals, admin
+) -> None:
+    """A worker's fix and their going on line reach the console by two paths (the positions
+    feed, once a second, and the event after the commit, maybe from another process), in
+    either order. Here the fix comes first, from a ping made while off line: the console keeps
+    it until the worker comes, and draws them where it said."""
+    cid = await community(client, admin)
+    page = await signed_in_page(browser, served_base, client, admin, cid)
+    wid, h = await ready_worker(client, principals, cid, CENTER, skills=("moving",), online=False)
+    await page.wait_for_function("(w) => view.unplaced.has(w)", arg=wid, timeout=5_000)
+    assert await page.locator("#map path.worker").count() == 0  # off line: not on the map
+    r = await client.post("/v1/workers/me/presence", json={"status": "online"}, headers=h)
+    assert r.status_code == 200, r.text
+    await page.wait_for_function(
+        "document.querySelectorAll('#map path.worker').length === 1", timeout=5_000
+    )
+    at = await page.evaluate("(w) => view.workers.get(w).location", wid)
+    assert (round(at["lat"], 5), round(at["lng"], 5)) == (round(CENTER[0], 5), round(CENTER[1], 5))
+    assert await page.evaluate("(w) => view.unplaced.has(w)", wid) is False
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_another_communitys_operator_is_refused(
     browser, served_base, client, principals, admin
 ) -> None:

@@ -234,6 +234,49 @@ async def test_first_offer_round_trips(client, app, principals, admin, resident,
     assert trips[:2] == ["FCALL", "pipeline of 7"], seen["redis"]
 
 
+@not_on_cluster
+async def test_a_posting_where_one_just_went_reads_its_ranking_beside_its_search(
+    client, app, principals, admin, resident, monkeypatch
+):
+    """The second posting in a cell reads the ranking records of whom the first one's search
+    found at the same time as its own search (`LastCandidates`): one read, beside it, that no
+    longer waits for the search. A worker the search finds that the guess did not name is read
+    after it, and is ranked and offered like the others."""
+    cid = await community(client, admin)
+    await crew(client, principals, cid, [100, 200, 300])
+    await post_job(client, resident, key="first")
+    dispatcher = app.state.runtime.dispatcher
+    started: list[str] = []
+    search, read = dispatcher._wave_search, dispatcher._ranking_rows
+
+    async def searching(*args, **kwargs):
+        started.append("search")
+        found = await search(*args, **kwargs)
+        started.append("found")
+        return found
+
+    async def reading(where, community_id, ids, now):
+        started.append(f"read {len(ids)}")
+        return await read(where, community_id, ids, now)
+
+    monkeypatch.setattr(dispatcher, "_wave_search", searching)
+    monkeypatch.setattr(dispatcher, "_ranking_rows", reading)
+    with round_trips(app, monkeypatch) as seen:
+        job = await post_job(client, resident, key="second")
+    assert job["offers"]["pending"] == 3
+    assert seen["raw"] == ["SELECT"], seen["raw"]
+    assert started == ["search", "read 3", "found"]  # the read did not wait for the search
+    # A newcomer nearer than all of them: found, not in the guess, read after the search.
+    ((_, headers),) = await crew(client, principals, cid, [20])
+    started.clear()
+    with round_trips(app, monkeypatch) as seen:
+        job = await post_job(client, resident, key="third")
+    assert seen["raw"] == ["SELECT", "SELECT"], seen["raw"]
+    assert started == ["search", "read 3", "found", "read 1"]
+    assert job["offers"]["pending"] == 3
+    assert [o["job_id"] for o in await offers_of(client, headers)] == [job["id"]]
+
+
 async def test_uncached_offers_are_decided_by_the_database(
     client, principals, admin, resident, redis: Redis
 ) -> None:
