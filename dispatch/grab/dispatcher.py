@@ -199,8 +199,8 @@ remembered for the next posting there (`LastCandidates`)."""
 
 
 class LastCandidates:
-    """Who the last first-wave search found, per (community, H3 cell, skills), for a few
-    seconds: the next posting in that cell starts its candidates' ranking read with them at the
+    """Who the last first-wave search found, per (community, H3 cell, skills), for a minute
+    (`ttl_s`): the next posting in that cell starts its candidates' ranking read with them at the
     same time as its own search, instead of after it (`Dispatcher.foresee`).
 
     Only a guess of whom to read: the search still decides who is a candidate, and whoever it
@@ -208,7 +208,7 @@ class LastCandidates:
     search was 1.3 ms of a first offer's 15.6 ms at p50 (bench/README.md, "Session 18"), jobs
     there come again and again at the same corners, as on a busy street."""
 
-    def __init__(self, ttl_s: float = 10.0, size: int = 4096) -> None:
+    def __init__(self, ttl_s: float = 60.0, size: int = 4096) -> None:
         self.ttl_s = ttl_s
         self.size = size
         self._seen: dict[tuple[int, int, tuple[str, ...]], tuple[float, list[int]]] = {}
