@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import math
@@ -98,6 +99,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from bench.lib.machine import (
+    children_of,
     log,
     machine_busy_s,
     machine_lines,
@@ -170,6 +172,8 @@ class Config:
     """Feed ours with one `move_many` per batch instead of one `move` per ping."""
     chunk: int = MOVE_MANY_CHUNK
     """With `many`: pings per move_many.lua call."""
+    pin: bool = False
+    """Redis and PostgreSQL on core 1, this process and the ingest child on core 0."""
 
 
 def runner() -> Any:
@@ -527,6 +531,28 @@ def calls_delta(
     return {k: (b[k][0] - a[k][0], b[k][1] - a[k][1]) for k in a}
 
 
+ENGINE_CORE, CLIENT_CORE = 1, 0
+
+
+def pin_engines(cpu: Cpu) -> None:
+    """`--pin`: Redis and every PostgreSQL process (the postmaster first: the backends it forks
+    later inherit the mask) on one core, this process on the other (the ingest child, spawned
+    later, inherits it): the engine has a core of its own, as on a machine of its own, and the
+    search's tail shows what the engine does under ingest, not the scheduler sharing a core."""
+    children = children_of()
+    engine = [cpu.redis_pid] if cpu.redis_pid else []
+    todo = [cpu.pg_pid] if cpu.pg_pid else []
+    while todo:
+        pid = todo.pop(0)
+        engine.append(pid)
+        todo.extend(children.get(pid, []))
+    for pid in engine:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(pid, {ENGINE_CORE})
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    log(f"pinned {len(engine)} engine processes to core {ENGINE_CORE}, clients to {CLIENT_CORE}")
+
+
 class Cpu:
     """CPU seconds of the processes that matter, for % of a core over a window."""
 
@@ -646,6 +672,8 @@ async def run(cfg: Config, root: Any, servers: Any, db_url: str, redis_url: str)
     sanity = Sanity(world)
     measured, warmup = make_queries(2000, 2), make_queries(cfg.warmup, 3)
     cpu = Cpu(root, servers)
+    if cfg.pin:
+        pin_engines(cpu)
     windows: list[Window] = []
     quiet = wait_for_quiet(cfg.wait_quiet_s) if cfg.wait_quiet_s else math.nan
     gc.collect()
@@ -701,6 +729,12 @@ def report(cfg: Config, out: dict, started: datetime, elapsed: float) -> str:
         + ", full = as fast as the engine takes them; ingest: 1 child process, "
         f"{cfg.writers} writers x batches of {cfg.batch} pings, one batch in flight per writer"
         + (f", niceness {cfg.nice}" if cfg.nice else "")
+        + (
+            f"; pinned (`--pin`): Redis and PostgreSQL on core {ENGINE_CORE}, the search "
+            f"client and the ingest child on core {CLIENT_CORE}"
+            if cfg.pin
+            else ""
+        )
         + ("; ours fed with one `move_many` per batch (`--many`)" if cfg.many else ""),
         "- Order: ours idle, PostGIS idle, then per ingest level ours, PostGIS; VACUUM of the "
         "PostGIS table before each of its ingest windows",
@@ -866,6 +900,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=MOVE_MANY_CHUNK,
         help=f"with --many: pings per move_many.lua call (default {MOVE_MANY_CHUNK})",
     )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="Redis and PostgreSQL on core 1, the search client and the ingest child on core 0 "
+        "(the engine with a core of its own, as on its own machine)",
+    )
     ap.add_argument("--quick", action="store_true", help="~1 min: 50k workers, short windows")
     ap.add_argument(
         "--wait-quiet",
@@ -892,6 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick=q,
         many=a.many,
         chunk=a.chunk,
+        pin=a.pin,
         command=".venv/bin/python -m bench.search_ingest "
         + " ".join(sys.argv[1:] if argv is None else argv),
     )

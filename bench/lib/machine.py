@@ -36,7 +36,7 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0
 
 
-def _children_of() -> dict[int, list[int]]:
+def children_of() -> dict[int, list[int]]:
     """Every live process's children, by parent pid."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -47,12 +47,12 @@ def _children_of() -> dict[int, list[int]]:
 
 def children(pid: int) -> list[int]:
     """The live child processes of `pid`."""
-    return _children_of().get(pid, [])
+    return children_of().get(pid, [])
 
 
 def tree_cpu_s(root_pid: int) -> float:
     """CPU seconds of a process and all its live descendants (PostgreSQL's backends)."""
-    children = _children_of()
+    children = children_of()
     total, todo = 0.0, [root_pid]
     while todo:
         pid = todo.pop()
