@@ -133,15 +133,26 @@ def job_changed(session: AsyncSession, job: Job, **changes: Any) -> None:
     emit(session, job.community_id, "job", data)
 
 
-def worker_changed(
+async def tell_worker(
     session: AsyncSession,
     worker: Worker,
     community_ids: Sequence[int],
     *,
     available: bool,
+    stamp: int,
 ) -> None:
-    """A `worker` event in each community the worker serves: went on or off line, verified.
-    `available`: dispatch may offer them a job now (online, verified, free)."""
+    """Send a `worker` event to each community the worker serves, now: went on or off line,
+    verified. For a writer past its commit that has just read the worker afresh
+    (`WorkerService.publish` after the commit); `available`: dispatch may offer them a job now
+    (online, verified, free).
+
+    Two requests' events about one worker may reach the stream in either order (each goes out
+    from its own after-commit task, perhaps in another process), so each carries `stamp`, the
+    live index's clock read before the worker was read (`LiveIndex.stamp`): a later stamp read
+    a newer or equal state, and a console keeps the state of the latest stamp it has seen."""
+    redis: Redis | None = aftercommit.resource(session, REDIS)
+    if redis is None or not community_ids:
+        return
     lat = lng = cell = None
     if worker.location is not None:
         lat, lng = wkb_to_latlng(worker.location)
@@ -150,10 +161,12 @@ def worker_changed(
         "id": worker.user_id, "name": worker.name, "online": worker.online,
         "verification": worker.verification, "skills": list(worker.skills or []),
         "available": available, "lat": lat, "lng": lng, "cell": cell,
-        "at": worker.location_at,
+        "at": worker.location_at, "stamp": stamp,
     }  # fmt: skip
-    for cid in community_ids:
-        emit(session, cid, "worker", data)
+    async with redis.pipeline(transaction=False) as pipe:
+        for cid in community_ids:
+            append(pipe, cid, "worker", data)
+        await pipe.execute()
 
 
 class PositionFeed:

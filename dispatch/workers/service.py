@@ -376,7 +376,10 @@ class WorkerService:
     ) -> None:
         """Push the worker's availability and skills to the index of every community served;
         with `tell_ops`, a `worker` event to their operators' consoles too (presence and
-        verification; assignments reach them as `job` events).
+        verification; assignments reach them as `job` events). The event goes out after the
+        commit, from the fresh read (`again_after_commit`; called outside a transaction, at
+        once), stamped like the index's writes, so of two requests' events the console keeps
+        the one that read the newer state, whichever arrives last.
 
         The writes are stamped with the index's clock read before the database is
         (`LiveIndex.set_status(as_of=)`), so a publish that read older truth never overwrites
@@ -394,7 +397,8 @@ class WorkerService:
         for community_id in left:
             await self.live.remove(community_id, worker_id, as_of=as_of)
         if again_after_commit:
-            aftercommit.promise(session, ("publish", worker_id), partial(self._publish, worker_id))
+            again = partial(self._publish, worker_id, tell_ops)
+            aftercommit.promise(session, ("publish", worker_id, tell_ops), again)
             aftercommit.on_rollback(
                 session, ("publish", worker_id), partial(self.publish_later, [worker_id])
             )
@@ -405,16 +409,18 @@ class WorkerService:
         status = WorkerStatus(available, frozenset(skills or ()), version)
         for community_id in served:
             await self.live.set_status(community_id, worker_id, status, as_of=as_of)
-        if tell_ops:
+        if tell_ops and not again_after_commit:
             worker = await session.get(Worker, worker_id)
             if worker is not None:
-                ops_events.worker_changed(session, worker, served, available=available)
+                await ops_events.tell_worker(
+                    session, worker, served, available=available, stamp=as_of
+                )
 
-    async def _publish(self, worker_id: int) -> None:
+    async def _publish(self, worker_id: int, tell_ops: bool = False) -> None:
         """`publish` from a fresh read, outside any transaction (after a commit, the index
-        check)."""
+        check); with `tell_ops`, the operators' `worker` event from that read."""
         async with self.sessions() as session:
-            await self.publish(session, worker_id, again_after_commit=False)
+            await self.publish(session, worker_id, again_after_commit=False, tell_ops=tell_ops)
 
     async def listing(self, worker_id: int, *, fresh: bool = False) -> Listing:
         """The worker's listing: cached (unless `fresh`), else read from the database."""

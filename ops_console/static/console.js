@@ -91,7 +91,7 @@ $("community").addEventListener("change", (e) => watch(Number(e.target.value)));
 
 // --- the map and the boards -------------------------------------------------------------------
 
-const view = { shown: null, cid: null, jobs: new Map(), workers: new Map(), unplaced: new Map(), alerts: new Map(), cells: new Map(), source: null, last: null, maxAge: 120, base: null };
+const view = { shown: null, cid: null, jobs: new Map(), workers: new Map(), unplaced: new Map(), stamps: new Map(), alerts: new Map(), cells: new Map(), source: null, last: null, maxAge: 120, base: null };
 // `unplaced`: the latest fix of workers the console does not show yet. A `positions` event
 // (coalesced once a second by the process that took the ping) and the `worker` event of the
 // same worker going on line (sent after its commit, maybe by another process) come in either
@@ -374,6 +374,9 @@ function apply(kind, data) {
     }
     cellsChanged();
   } else if (kind === "worker") {
+    // Two requests' events about one worker can come in either order: the latest stamp wins.
+    if (data.stamp <= (view.stamps.get(data.id) || 0)) return;
+    view.stamps.set(data.id, data.stamp);
     let w = view.workers.get(data.id);
     if (!w && !data.online) return;
     if (!w) {
@@ -425,7 +428,7 @@ async function watch(cid) {
   setupMap();
   if (view.source) view.source.close();
   view.cid = cid;
-  view.jobs.clear(); view.workers.clear(); view.unplaced.clear(); view.alerts.clear(); view.cells.clear();
+  view.jobs.clear(); view.workers.clear(); view.unplaced.clear(); view.stamps.clear(); view.alerts.clear(); view.cells.clear();
   Object.values(layers).forEach((l) => l.clearLayers());
   let snap;
   try {

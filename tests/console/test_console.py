@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import h3
 import pytest
 
+from dispatch.ops.events import append, stream_key
 from tests.conftest import E164_ANYWHERE, with_auth
 from tests.dispatch.helpers import CENTER, community, ready_worker
 from tests.dispatch.test_grab import crew
@@ -70,8 +71,32 @@ async def signed_in_page(browser, served_base: str, client, admin, cid: int, con
     return page
 
 
+async def drawn(page, redis, cid: int, n: int) -> None:
+    """Wait for `n` workers' dots; if they do not come, fail with what the console holds and
+    what the community's event stream carried, so a failure says which side lost what."""
+    try:
+        await page.wait_for_function(
+            "(n) => document.querySelectorAll('#map path.worker').length === n",
+            arg=n, timeout=30_000,
+        )  # fmt: skip
+    except Exception as exc:
+        held = await page.evaluate(
+            """() => ({
+                live: document.getElementById('live').textContent, last: view.last,
+                dots: document.querySelectorAll('#map path.worker').length,
+                workers: [...view.workers.values()].map((w) => [w.id, w.state, w.location]),
+                unplaced: [...view.unplaced.keys()] })"""
+        )
+        events = await redis.xrange(stream_key(cid))
+        told = [(i.decode(), f[b"type"].decode(), f[b"data"][:300].decode()) for i, f in events]
+        errors = page.errors  # type: ignore[attr-defined]
+        raise AssertionError(
+            f"{n} dots not drawn: console {held}; page errors {errors}; stream {told}"
+        ) from exc
+
+
 async def test_the_console_follows_dispatch(
-    browser, served_base, client, principals, admin, resident
+    browser, served_base, client, principals, admin, resident, redis
 ) -> None:
     cid = await community(client, admin)
     team = await crew(client, principals, cid, [100, 300, 600])
@@ -83,7 +108,7 @@ async def test_the_console_follows_dispatch(
     # A worker who comes on line after the snapshot: a dot, and supply in their cell.
     before = await page.evaluate("(c) => view.cells.get(c).supply", here)
     late = await ready_worker(client, principals, cid, CENTER, skills=("moving",))
-    await page.wait_for_function("document.querySelectorAll('#map path.worker').length === 4")
+    await drawn(page, redis, cid, 4)
     await page.wait_for_function(
         "([c, n]) => view.cells.get(c).supply === n", arg=[here, before + 1], timeout=3_000
     )
@@ -162,7 +187,7 @@ async def test_the_console_follows_dispatch(
 
 
 async def test_a_worker_whose_fix_came_before_them_is_drawn(
-    browser, served_base, client, principals, admin
+    browser, served_base, client, principals, admin, redis
 ) -> None:
     """A worker's fix and their going on line reach the console by two paths (the positions
     feed, once a second, and the event after the commit, maybe from another process), in
@@ -181,6 +206,19 @@ async def test_a_worker_whose_fix_came_before_them_is_drawn(
     at = await page.evaluate("(w) => view.workers.get(w).location", wid)
     assert (round(at["lat"], 5), round(at["lng"], 5)) == (round(CENTER[0], 5), round(CENTER[1], 5))
     assert await page.evaluate("(w) => view.unplaced.has(w)", wid) is False
+    # A late event about them, stamped before the last one the console applied (another
+    # request's, read earlier): it changes nothing. One stamped later does.
+    stamp = await page.evaluate("(w) => view.stamps.get(w)", wid)
+    offline = {"id": wid, "name": f"W{wid}", "online": False, "verification": "verified",
+               "skills": ["moving"], "available": False, "lat": None, "lng": None,
+               "cell": None, "at": None}  # fmt: skip
+    late = (await append(redis, cid, "worker", {**offline, "stamp": stamp - 1})).decode()
+    await page.wait_for_function("(id) => view.last === id", arg=late, timeout=5_000)
+    assert await page.locator("#map path.worker").count() == 1
+    await append(redis, cid, "worker", {**offline, "stamp": stamp + 1})
+    await page.wait_for_function(
+        "document.querySelectorAll('#map path.worker').length === 0", timeout=5_000
+    )
     assert page.errors == []  # type: ignore[attr-defined]
 
 

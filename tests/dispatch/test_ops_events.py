@@ -266,12 +266,16 @@ async def test_workers_and_jobs_carry_their_cells(
     async with stream(served_base, cid, ops) as (_, events):
         await next_of(events, "hello")
         wid, h = await ready_worker(client, principals, cid, at, skills=("moving",))
+        # Each event is the worker as read after its request's commit: the verification's
+        # says off line, unless its read came after the presence change had committed.
         verified = (await next_of(events, "worker"))["data"]
-        assert (verified["id"], verified["verification"], verified["online"]) == (
-            wid, "verified", False,
-        )  # fmt: skip
-        assert verified["available"] is False and verified["name"] == f"W{wid}"
-        online = (await next_of(events, "worker"))["data"]
+        assert (verified["id"], verified["verification"]) == (wid, "verified")
+        assert verified["name"] == f"W{wid}"
+        assert verified["available"] is verified["online"]
+        online = verified
+        if not verified["online"]:
+            online = (await next_of(events, "worker"))["data"]
+            assert online["stamp"] > verified["stamp"]
         assert (online["online"], online["available"]) == (True, True)
         moved = (await next_of(events, "positions"))["data"]["workers"]
         assert [(p["id"], p["cell"]) for p in moved] == [(wid, cell)]
@@ -281,8 +285,56 @@ async def test_workers_and_jobs_carry_their_cells(
         r = await client.post("/v1/workers/me/presence", json={"status": "offline"}, headers=h)
         assert r.status_code == 200
         gone = (await next_of(events, "worker"))["data"]
+        if gone["online"]:  # the verification's, read after the presence change
+            gone = (await next_of(events, "worker"))["data"]
         assert (gone["id"], gone["online"], gone["available"]) == (wid, False, False)
     assert "+86" not in json.dumps([verified, online, moved, opened, gone])
+
+
+async def test_a_late_event_about_a_worker_tells_the_newer_state(
+    served_base, app, client, principals, admin, redis
+) -> None:
+    """A verification's event held back until the worker's going on line has gone out (two
+    requests, two after-commit tasks, which may run in either order) still says what is true
+    now, not what its request saw: each event is the worker as read after its commit, stamped
+    before that read, so the later stamp always carries the newer state. (The console used to
+    take a late "off line" for the last word and drop the worker from the map.)"""
+    from dispatch.ops.events import stream_key
+    from tests.dispatch.helpers import ready_worker
+
+    cid = await community(client, admin)
+    workers = app.state.runtime.workers
+    publish = workers._publish
+    held, gone_online = asyncio.Event(), asyncio.Event()
+    told: list[int] = []
+
+    async def in_turn(worker_id: int, tell_ops: bool = False) -> None:
+        if tell_ops:
+            told.append(worker_id)
+            if len(told) == 1:  # the verification's: after the presence change's
+                await gone_online.wait()
+                held.set()
+        await publish(worker_id, tell_ops)
+        if tell_ops and len(told) == 2:
+            gone_online.set()
+
+    workers._publish = in_turn
+    try:
+        wid, _ = await ready_worker(client, principals, cid, CENTER, skills=("moving",))
+        await asyncio.wait_for(held.wait(), 10)
+        for _ in range(100):
+            entries = await redis.xrange(stream_key(cid))
+            told_ops = [json.loads(f[b"data"]) for _, f in entries if f[b"type"] == b"worker"]
+            if len(told_ops) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        workers._publish = publish
+    assert [e["id"] for e in told_ops] == [wid, wid]
+    first, last = told_ops
+    assert (first["online"], first["verification"]) == (True, "verified")  # going on line's
+    assert (last["online"], last["verification"], last["available"]) == (True, "verified", True)
+    assert last["stamp"] > first["stamp"]  # the late one read later: the console keeps it
 
 
 async def test_a_slow_console_does_not_slow_the_service(
