@@ -355,60 +355,62 @@ async def test_a_slow_console_does_not_slow_the_service(
     ops = await principals.operator(cid)
     where = urlsplit(served_base)
     slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(slow, (where.hostname, where.port))
-    request = (
-        f"GET /v1/ops/communities/{cid}/events HTTP/1.1\r\nHost: {where.netloc}\r\n"
-        f"Authorization: {ops['Authorization']}\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    await loop.sock_sendall(slow, request.encode())
-    head = b""
-    while b"event: hello" not in head:
-        head += await asyncio.wait_for(loop.sock_recv(slow, 4096), 10)
-    assert head.startswith(b"HTTP/1.1 200")
+    try:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(slow, (where.hostname, where.port))
+        request = (
+            f"GET /v1/ops/communities/{cid}/events HTTP/1.1\r\nHost: {where.netloc}\r\n"
+            f"Authorization: {ops['Authorization']}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        await loop.sock_sendall(slow, request.encode())
+        head = b""
+        while b"event: hello" not in head:
+            head += await asyncio.wait_for(loop.sock_recv(slow, 4096), 10)
+        assert head.startswith(b"HTTP/1.1 200")
 
-    total = 3 * STREAM_MAXLEN
-    pad = "x" * 400
-    async with stream(served_base, cid, ops) as (_, events):
-        await next_of(events, "hello")
+        total = 3 * STREAM_MAXLEN
+        pad = "x" * 400
+        async with stream(served_base, cid, ops) as (_, events):
+            await next_of(events, "hello")
 
-        seen: list[int] = []
+            seen: list[int] = []
 
-        async def flood() -> None:
-            # As fast as the reading console keeps up (within half the stream's length).
-            for start in range(0, total, 1_000):
-                while start - len(seen) > STREAM_MAXLEN // 2:  # noqa: ASYNC110 (a list filled by the reader)
-                    await asyncio.sleep(0.01)
-                async with redis.pipeline(transaction=False) as pipe:
-                    for k in range(start, start + 1_000):
-                        append(pipe, cid, "flood", {"k": k, "pad": pad})
-                    await pipe.execute()
+            async def flood() -> None:
+                # As fast as the reading console keeps up (within half the stream's length).
+                for start in range(0, total, 1_000):
+                    while start - len(seen) > STREAM_MAXLEN // 2:  # noqa: ASYNC110 (a list filled by the reader)
+                        await asyncio.sleep(0.01)
+                    async with redis.pipeline(transaction=False) as pipe:
+                        for k in range(start, start + 1_000):
+                            append(pipe, cid, "flood", {"k": k, "pad": pad})
+                        await pipe.execute()
 
-        async def read_all() -> list[int]:
-            async for event in events:
-                if event.get("event") == "flood":
-                    seen.append(event["data"]["k"])
-                    if len(seen) == total:
-                        return seen
-            return seen
+            async def read_all() -> list[int]:
+                async for event in events:
+                    if event.get("event") == "flood":
+                        seen.append(event["data"]["k"])
+                        if len(seen) == total:
+                            return seen
+                return seen
 
-        reader = asyncio.create_task(read_all())
-        await flood()
-        started = time.monotonic()
-        r = await client.get("/healthz")
-        assert r.status_code == 200 and time.monotonic() - started < 1.0
-        await asyncio.wait_for(reader, 120)
-        assert seen == list(range(total))  # every event, in order, for the console that reads
+            reader = asyncio.create_task(read_all())
+            await flood()
+            started = time.monotonic()
+            r = await client.get("/healthz")
+            assert r.status_code == 200 and time.monotonic() - started < 1.0
+            await asyncio.wait_for(reader, 120)
+            assert seen == list(range(total))  # every event, in order, for the console that reads
 
-    # The slow one reads again: some events from where it stopped, then `resync`, then the
-    # newest, never the events the stream dropped in between.
-    tail = b""
-    deadline = time.monotonic() + 60
-    while b"event: resync" not in tail and time.monotonic() < deadline:
-        tail += await asyncio.wait_for(loop.sock_recv(slow, 1 << 16), 10)
-    slow.close()
-    assert b"event: resync" in tail
-    before = [int(m) for m in re.findall(rb'"k":(\d+)', tail.split(b"event: resync")[0])]
-    assert before and max(before) < total - STREAM_MAXLEN  # where it had stopped, long trimmed
+        # The slow one reads again: some events from where it stopped, then `resync`, then the
+        # newest, never the events the stream dropped in between.
+        tail = b""
+        deadline = time.monotonic() + 60
+        while b"event: resync" not in tail and time.monotonic() < deadline:
+            tail += await asyncio.wait_for(loop.sock_recv(slow, 1 << 16), 10)
+        assert b"event: resync" in tail
+        before = [int(m) for m in re.findall(rb'"k":(\d+)', tail.split(b"event: resync")[0])]
+        assert before and max(before) < total - STREAM_MAXLEN  # where it had stopped, long trimmed
+    finally:
+        slow.close()  # also when the test fails: no socket left for the next one
