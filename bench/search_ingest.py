@@ -99,12 +99,12 @@ import numpy as np
 from redis.asyncio import Redis
 
 from bench.lib.machine import (
-    children_of,
     log,
     machine_busy_s,
     machine_lines,
     pid_from_file,
     proc_cpu_s,
+    tree,
     tree_cpu_s,
     wait_for_quiet,
 )
@@ -539,13 +539,9 @@ def pin_engines(cpu: Cpu) -> None:
     later inherit the mask) on one core, this process on the other (the ingest child, spawned
     later, inherits it): the engine has a core of its own, as on a machine of its own, and the
     search's tail shows what the engine does under ingest, not the scheduler sharing a core."""
-    children = children_of()
     engine = [cpu.redis_pid] if cpu.redis_pid else []
-    todo = [cpu.pg_pid] if cpu.pg_pid else []
-    while todo:
-        pid = todo.pop(0)
-        engine.append(pid)
-        todo.extend(children.get(pid, []))
+    if cpu.pg_pid:
+        engine += tree(cpu.pg_pid)
     for pid in engine:
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(pid, {ENGINE_CORE})

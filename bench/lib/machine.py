@@ -36,7 +36,7 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0
 
 
-def children_of() -> dict[int, list[int]]:
+def _children_of() -> dict[int, list[int]]:
     """Every live process's children, by parent pid."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -47,18 +47,24 @@ def children_of() -> dict[int, list[int]]:
 
 def children(pid: int) -> list[int]:
     """The live child processes of `pid`."""
-    return children_of().get(pid, [])
+    return _children_of().get(pid, [])
+
+
+def tree(root_pid: int) -> list[int]:
+    """A process and all its live descendants (PostgreSQL's postmaster and backends), the root
+    first."""
+    children = _children_of()
+    found, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def tree_cpu_s(root_pid: int) -> float:
     """CPU seconds of a process and all its live descendants (PostgreSQL's backends)."""
-    children = children_of()
-    total, todo = 0.0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        total += proc_cpu_s(pid)
-        todo.extend(children.get(pid, []))
-    return total
+    return sum(proc_cpu_s(pid) for pid in tree(root_pid))
 
 
 def machine_busy_s() -> float:

@@ -367,9 +367,7 @@ function apply(kind, data) {
     for (const p of data.workers) {
       const w = view.workers.get(p.id);
       if (!w) { view.unplaced.set(p.id, p); continue; }
-      w.location = { lat: p.lat, lng: p.lng };
-      w.cell = p.cell;
-      w.fixAt = p.at;
+      place(w, p);
       drawWorker(w);
     }
     cellsChanged();
@@ -385,17 +383,11 @@ function apply(kind, data) {
     }
     Object.assign(w, { name: data.name, verification: data.verification, skills: data.skills, available: data.available });
     if (!w.location && data.lat !== null) {
-      w.location = { lat: data.lat, lng: data.lng };
-      w.cell = data.cell;
-      w.fixAt = data.at ? Date.parse(data.at) / 1000 : 0;
+      place(w, { ...data, at: data.at ? Date.parse(data.at) / 1000 : 0 });
     }
     const early = view.unplaced.get(w.id);  // a fix that came before the worker did
     view.unplaced.delete(w.id);
-    if (early && (!w.location || early.at > w.fixAt)) {
-      w.location = { lat: early.lat, lng: early.lng };
-      w.cell = early.cell;
-      w.fixAt = early.at;
-    }
+    if (early && (!w.location || early.at > w.fixAt)) place(w, early);
     if (!data.online && ["idle", "offered"].includes(w.state)) {  // gone off line, holding nothing
       if (w._marker) layers.workers.removeLayer(w._marker);
       view.workers.delete(w.id);
@@ -414,6 +406,12 @@ function apply(kind, data) {
     const j = view.jobs.get(data.job_id);
     if (j) mergeJob({ id: j.id, last_step: { step: data.step, outcome: data.outcome, at: data.at } });
   }
+}
+
+function place(w, fix) {  // a fix: lat, lng, cell, at (epoch seconds)
+  w.location = { lat: fix.lat, lng: fix.lng };
+  w.cell = fix.cell;
+  w.fixAt = fix.at;
 }
 
 function setState(workerId, state) {
