@@ -52,14 +52,18 @@ import httpx
 import pytest
 from litestar import Litestar
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import create_app
 from dispatch.infra.settings import Settings
-from dispatch.models import all_tables
-from tests.conftest import E164_ANYWHERE, PROXY_PREFIX, Principals, started_app, with_auth
-from tests.redis_mode import flush_all
+from tests.conftest import (
+    E164_ANYWHERE,
+    PROXY_PREFIX,
+    Principals,
+    empty_state,
+    started_app,
+    with_auth,
+)
 
 # --- who: callers and their relation to an object ---------------------------------------------
 
@@ -465,10 +469,7 @@ async def _build_side(
 @pytest.fixture(scope="module")
 async def world(base_settings: Settings, engine: AsyncEngine, redis: Redis) -> AsyncIterator[World]:
     """The module's world, on an app of its own (the suite's `app` fixture is per test)."""
-    tables = ", ".join(t.name for t in all_tables().metadata.sorted_tables)
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await flush_all(redis)
+    await empty_state(engine, redis)
     # Every caller asks for sign-in codes from one address: more than the default allows.
     settings = with_auth(base_settings, otp_per_client_limit=10_000)
     async with started_app(settings, engine) as application:

@@ -42,12 +42,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from dispatch.models import all_tables
 from dispatch.money.ledger import problems
-from tests.conftest import Principals, _scan, started_app
+from tests.conftest import Principals, _scan, empty_state, started_app
 from tests.dispatch.helpers import CENTER, community
 from tests.dispatch.test_grab import crew, offers_of
-from tests.redis_mode import flush_all
 
 pytestmark = pytest.mark.slow
 
@@ -244,10 +242,7 @@ _DUE = text(
 async def fresh_app(base_settings, engine, redis) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """What the `clean_state` and `app` fixtures do, once per example: empty tables and Redis,
     a new app started, and after it has stopped the ledger still adds up."""
-    tables = ", ".join(t.name for t in all_tables().metadata.sorted_tables)
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await flush_all(redis)
+    await empty_state(engine, redis)
     async with started_app(base_settings, engine) as application:
         transport = httpx.ASGITransport(app=application, client=("10.0.0.1", 40000))
         async with httpx.AsyncClient(
