@@ -967,7 +967,9 @@ class Dispatcher:
         after.availability.add(who.user_id)
         after.settled_claims.append((job.id, who.user_id))
         # The claim statement changed the row; the loaded one is from before it.
-        ops_events.job_changed(session, job, status="assigned", worker_id=who.user_id)
+        ops_events.job_changed(
+            session, job, status="assigned", worker_id=who.user_id, version=won.version
+        )
         return job
 
     async def _check_taker(

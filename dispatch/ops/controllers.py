@@ -58,6 +58,9 @@ class JobPinOut(Struct, kw_only=True):
     pending_offers: int
     sos: bool
     scheduled_start: Timestamp | None
+    version: int
+    """Bumped by every change of the job's status or holder; with `wave`, the order of the
+    job's `job` events (a late event with a lower (version, wave) is older news)."""
     created_at: Timestamp
     updated_at: Timestamp
     cell: str
@@ -124,7 +127,7 @@ def _job_pin(j: JobPin) -> JobPinOut:
         location=Where(j.lat, j.lng), wave=j.wave, wave_radius_m=j.wave_radius_m,
         wave_deadline=j.wave_deadline, worker_id=j.worker_id, pending_offers=j.pending_offers,
         sos=j.sos, scheduled_start=j.scheduled_start, created_at=j.created_at,
-        updated_at=j.updated_at, cell=j.cell,
+        updated_at=j.updated_at, cell=j.cell, version=j.version,
         next_step=LadderStepOut(j.next_step[0], j.next_step[1]) if j.next_step else None,
         last_step=(
             LadderStepOut(j.last_step[0], j.last_step[2], j.last_step[1]) if j.last_step else None

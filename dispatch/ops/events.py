@@ -122,12 +122,18 @@ def emit(session: AsyncSession, community_id: int, kind: str, data: dict[str, An
 def job_changed(session: AsyncSession, job: Job, **changes: Any) -> None:
     """A `job` event for the job as it is now in this transaction (`changes`: what a
     statement changed that the loaded row does not show yet, and extras such as a wave's
-    `wave_radius_m` and `offered`)."""
+    `wave_radius_m` and `offered`).
+
+    Two transactions' events about one job may reach the stream in either order (each goes out
+    from its own after-commit task, perhaps in another process). They changed the row one after
+    the other, under its lock, and every change of status or holder bumps `version` while a
+    wave bumps `wave`, so (version, wave) orders them: a console keeps the state of the highest
+    it has seen."""
     lat, lng = wkb_to_latlng(job.location)
     data = {
         "id": job.id, "status": job.status, "mode": job.mode, "title": job.title,
         "category": job.category, "lat": lat, "lng": lng, "wave": job.wave,
-        "wave_deadline": job.wave_deadline, "worker_id": job.worker_id,
+        "wave_deadline": job.wave_deadline, "worker_id": job.worker_id, "version": job.version,
         "cell": h3.latlng_to_cell(lat, lng, CELL_RES), **changes,
     }  # fmt: skip
     emit(session, job.community_id, "job", data)

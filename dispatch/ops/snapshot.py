@@ -41,7 +41,7 @@ _JOBS = text(
            j.updated_at, j.scheduled_start, j.sos_at IS NOT NULL,
            (SELECT count(*) FROM offers o WHERE o.job_id = j.id AND o.status = 'pending'),
            nxt.payload->>'action', nxt.due_at, last.payload->>'action',
-           last.payload->>'outcome', last.fired_at
+           last.payload->>'outcome', last.fired_at, j.version
     FROM jobs j
     LEFT JOIN LATERAL (
         SELECT t.payload, t.due_at FROM timers t
@@ -97,6 +97,9 @@ class JobPin:
     scheduled_start: datetime | None
     created_at: datetime
     updated_at: datetime
+    version: int = 1
+    """The job's version, bumped by every change of its status or holder (a wave changes
+    `wave` instead): the console orders the job's news by (version, wave)."""
     cell: str = ""
     """The job's H3 cell (resolution 8): where it counts as demand while open."""
     next_step: tuple[str, datetime] | None = None
@@ -215,7 +218,7 @@ class Snapshots:
                     lng=r[6], wave=r[7], wave_radius_m=radius, wave_deadline=r[8],
                     worker_id=r[9], created_at=r[10], updated_at=r[11], scheduled_start=r[12],
                     sos=bool(r[13]), pending_offers=int(r[14]),
-                    cell=h3.latlng_to_cell(r[5], r[6], CELL_RES),
+                    cell=h3.latlng_to_cell(r[5], r[6], CELL_RES), version=int(r[20]),
                     next_step=(r[15], r[16]) if r[15] else None,
                     last_step=(r[17], r[18], r[19]) if r[17] else None,
                 )

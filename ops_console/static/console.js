@@ -351,6 +351,10 @@ function mergeJob(change) {
 function apply(kind, data) {
   if (kind === "job") {
     const before = view.jobs.get(data.id);
+    // Two transactions' events about one job can come in either order: each change of its
+    // status or holder bumps `version`, each wave `wave`; older news changes nothing.
+    if (before && before.version !== undefined && data.version !== undefined
+        && (data.version < before.version || (data.version === before.version && data.wave < before.wave))) return;
     const askedBefore = (before && before.asked) || [];
     mergeJob(data);
     const j = view.jobs.get(data.id);

@@ -17,7 +17,7 @@ import pytest
 from dispatch.ops.events import append, stream_key
 from tests.conftest import E164_ANYWHERE, with_auth
 from tests.dispatch.helpers import CENTER, community, ready_worker
-from tests.dispatch.test_grab import crew
+from tests.dispatch.test_grab import crew, offers_of, post_job
 from tests.dispatch.test_identity import latest_code
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -219,6 +219,37 @@ async def test_a_worker_whose_fix_came_before_them_is_drawn(
     await page.wait_for_function(
         "document.querySelectorAll('#map path.worker').length === 0", timeout=5_000
     )
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_late_event_about_a_job_changes_nothing(
+    browser, served_base, client, principals, admin, resident, redis
+) -> None:
+    """A job's news from two transactions can reach the console in either order (each goes
+    out after its own commit). The console keeps the state of the highest (version, wave): a
+    late 'open, wave 1' after the job was taken does not put it back on the board as open."""
+    cid = await community(client, admin)
+    page = await signed_in_page(browser, served_base, client, admin, cid)
+    team = await crew(client, principals, cid, [100])
+    job = await post_job(client, resident, key="late-job")
+    (offer,) = await offers_of(client, team[0][1])
+    taken = await client.post(f"/v1/offers/{offer['id']}/accept", headers=team[0][1])
+    assert taken.status_code == 200, taken.text
+    status = "(id) => view.jobs.get(id) && view.jobs.get(id).status"
+    await page.wait_for_function(f"(id) => ({status})(id) === 'assigned'", arg=job["id"])
+    now = await page.evaluate("(id) => view.jobs.get(id)", job["id"])
+    older = {"id": job["id"], "status": "open", "mode": "grab", "title": job["title"],
+             "category": job["category"], "lat": now["location"]["lat"],
+             "lng": now["location"]["lng"], "wave": 1, "wave_deadline": None,
+             "worker_id": None, "version": now["version"] - 1, "cell": now.get("cell"),
+             "offered": [team[0][0]]}  # fmt: skip
+    late = (await append(redis, cid, "job", older)).decode()
+    await page.wait_for_function("(id) => view.last === id", arg=late, timeout=5_000)
+    assert await page.evaluate(status, job["id"]) == "assigned"
+    # Newer news does change it.
+    newer = {**older, "status": "cancelled", "version": now["version"] + 1, "offered": []}
+    await append(redis, cid, "job", newer)
+    await page.wait_for_function(f"(id) => ({status})(id) === 'cancelled'", arg=job["id"])
     assert page.errors == []  # type: ignore[attr-defined]
 
 

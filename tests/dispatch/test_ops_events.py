@@ -161,6 +161,13 @@ async def test_a_jobs_life_in_order(served_base, client, principals, admin, resi
     assert seen[1]["wave_radius_m"] == 1000
     assert sorted(seen[1]["offered"]) == sorted(w for w, _ in team)
     assert seen[2]["worker_id"] == team[0][0] and seen[3]["worker_id"] == team[0][0]
+    # Each event's (version, wave) is above the one before: what a console orders a job's news
+    # by when two transactions' events come in the other order. The snapshot has the last.
+    order = [(e["version"], e["wave"]) for e in seen]
+    assert order == sorted(order) and len(set(order)) == 4, order
+    snap = await client.get(f"/v1/ops/communities/{cid}/snapshot", headers=ops)
+    (pin,) = [j for j in snap.json()["jobs"] if j["id"] == job["id"]]
+    assert (pin["version"], pin["wave"]) == order[-1]
 
 
 async def test_positions_come_coalesced(served_base, client, principals, admin) -> None:
