@@ -97,7 +97,7 @@ class JobPin:
     scheduled_start: datetime | None
     created_at: datetime
     updated_at: datetime
-    version: int = 1
+    version: int
     """The job's version, bumped by every change of its status or holder (a wave changes
     `wave` instead): the console orders the job's news by (version, wave)."""
     cell: str = ""
